@@ -1,0 +1,414 @@
+"""One frozen, self-validating dataclass per stage, and recipe loading (TOML).
+
+A recipe says *what* a run does (stages and their settings). Ports, timeouts and paths of this
+machine are CLI flags, never recipe. Every config validates itself in ``__post_init__`` and raises
+:class:`ConfigError` naming the field, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+DEFAULT_RECIPE = "int8"
+
+PIZZA_CLASSES = ("basic", "burnt", "combined", "mixed", "progression", "segment")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ConfigError(PipelineError, ValueError):
+    """An invalid config value or recipe."""
+
+
+def _bad(section: str, name: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(
+        f"invalid value for {section}.{name}: {value!r}; allowed: {allowed}",
+        hint="fix the recipe file or the command-line flag that sets it",
+    )
+
+
+def _int_range(section: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        allowed = f"an integer >= {lo}" if hi is None else f"an integer from {lo} to {hi}"
+        raise _bad(section, name, value, allowed)
+
+
+def _float_range(section: str, name: str, value: Any, lo: float, hi: float, hi_open: bool = False,
+                 lo_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        raise _bad(section, name, value, f"a number in {left}{lo}, {hi}{right}")
+
+
+def _choice(section: str, name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise _bad(section, name, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _bool(section: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _bad(section, name, value, "true or false")
+
+
+def check_c_identifier(value: str, what: str) -> str:
+    """Return ``value`` if it is a safe C identifier (ASCII, <= 64 chars), else raise ConfigError."""
+    if not isinstance(value, str) or not _IDENT.match(value):
+        raise ConfigError(
+            f"{what} {value!r} is not a valid C identifier",
+            hint="use ASCII letters, digits and '_', not starting with a digit, at most 64 characters",
+        )
+    return value
+
+
+def check_run_name(value: str) -> str:
+    """Run names become directory names: no path separators, no '..', ASCII only."""
+    if not isinstance(value, str) or not _RUN_NAME.match(value) or ".." in value:
+        raise ConfigError(
+            f"run name {value!r} is not allowed",
+            hint="use ASCII letters, digits, '.', '_' and '-' (at most 64, no '..', no '/')",
+        )
+    return value
+
+
+# --------------------------------------------------------------------------------------- stages
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are split."""
+
+    source: str = "synthetic"  # "synthetic" or a folder with one sub-folder per class
+    seed: int = 0
+    samples_per_class: int = 300  # synthetic only
+    image_size: int = 48
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    classes: tuple[str, ...] = PIZZA_CLASSES
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source:
+            raise _bad("data", "source", self.source, "'synthetic' or a folder path")
+        _int_range("data", "seed", self.seed, 0)
+        _int_range("data", "samples_per_class", self.samples_per_class, 3, 100_000)
+        _int_range("data", "image_size", self.image_size, 8, 512)
+        _float_range("data", "val_fraction", self.val_fraction, 0.0, 0.5, lo_open=True)
+        _float_range("data", "test_fraction", self.test_fraction, 0.0, 0.5, lo_open=True)
+        if not isinstance(self.classes, tuple) or len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise _bad("data", "classes", self.classes, "a list of at least 2 distinct class names")
+        for c in self.classes:
+            check_c_identifier(c, "class name")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A registered architecture name, or the path of a user's ``.keras`` file."""
+
+    name: str = "micropizzanet"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise _bad("model", "name", self.name, "a registered model name or a .keras file path")
+        _int_range("model", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    patience: int = 6  # early stopping on validation accuracy
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _int_range("train", "epochs", self.epochs, 1, 10_000)
+        _int_range("train", "batch_size", self.batch_size, 1, 65_536)
+        _float_range("train", "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
+        _int_range("train", "patience", self.patience, 1, 10_000)
+        _int_range("train", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    method: str = "magnitude"  # tfmot polynomial schedule | boundary: |w| < tau * max|W|
+    target_sparsity: float = 0.5
+    tau: float = 0.2
+    epochs: int = 4
+    frequency: int = 10
+
+    def __post_init__(self) -> None:
+        _choice("prune", "method", self.method, ("magnitude", "boundary"))
+        _float_range("prune", "target_sparsity", self.target_sparsity, 0.0, 1.0, hi_open=True)
+        _float_range("prune", "tau", self.tau, 0.0, 1.0, hi_open=True)
+        _int_range("prune", "epochs", self.epochs, 1, 10_000)
+        _int_range("prune", "frequency", self.frequency, 1, 100_000)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    clusters: int = 16
+    init: str = "kmeans_plus_plus"
+    preserve_sparsity: bool = False
+    fold_batchnorm: bool = True
+    epochs: int = 4
+
+    def __post_init__(self) -> None:
+        _int_range("cluster", "clusters", self.clusters, 2, 256)
+        _choice("cluster", "init", self.init, ("kmeans_plus_plus", "linear", "density", "random"))
+        _bool("cluster", "preserve_sparsity", self.preserve_sparsity)
+        _bool("cluster", "fold_batchnorm", self.fold_batchnorm)
+        _int_range("cluster", "epochs", self.epochs, 1, 10_000)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """``ptq`` leaves the Keras model as it is (the convert stage quantizes); the others train."""
+
+    method: str = "ptq"  # ptq | qat | cqat | pqat | pcqat
+    weight_bits: int = 8  # 4 only with a QAT method: real packed INT4 weights
+    epochs: int = 4
+
+    def __post_init__(self) -> None:
+        _choice("quantize", "method", self.method, ("ptq", "qat", "cqat", "pqat", "pcqat"))
+        _choice("quantize", "weight_bits", self.weight_bits, (8, 4))
+        if self.weight_bits == 4 and self.method == "ptq":
+            raise ConfigError(
+                "quantize.weight_bits = 4 needs quantization-aware training, but quantize.method is 'ptq'",
+                hint="set quantize.method = 'qat' (TFLiteConverter has no post-training int4)",
+            )
+        _int_range("quantize", "epochs", self.epochs, 1, 10_000)
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    representative_samples: int = 200
+    slim: bool = True  # drop what TFLM does not need (names, signature defs, metadata)
+
+    def __post_init__(self) -> None:
+        _int_range("convert", "representative_samples", self.representative_samples, 1, 100_000)
+        _bool("convert", "slim", self.slim)
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    reference_samples: int = 64  # seeded inputs for TFLM vs TFLite agreement
+    max_arena_bytes: int = 1 << 20  # upper bound of the arena bisection
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _int_range("verify", "reference_samples", self.reference_samples, 1, 100_000)
+        _int_range("verify", "max_arena_bytes", self.max_arena_bytes, 1024, 1 << 28)
+        _int_range("verify", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    model_name: str = "micropizzanet"  # C identifier: g_<model_name>_model_data
+    arena_bytes: int = 0  # 0: host minimal arena + margin
+    arena_margin_percent: float = 25.0
+    arena_margin_bytes: int = 1024
+    golden_count: int = 8
+
+    def __post_init__(self) -> None:
+        check_c_identifier(self.model_name, "render.model_name")
+        _int_range("render", "arena_bytes", self.arena_bytes, 0, 256 * 1024)
+        _float_range("render", "arena_margin_percent", self.arena_margin_percent, 0.0, 400.0)
+        _int_range("render", "arena_margin_bytes", self.arena_margin_bytes, 0, 128 * 1024)
+        _int_range("render", "golden_count", self.golden_count, 1, 64)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    image: str = "emulator"  # emulator: no ROM calls, single core, UART0 | board: USB CDC, dual core
+    build_type: str = "Release"
+
+    def __post_init__(self) -> None:
+        _choice("build", "image", self.image, ("emulator", "board"))
+        _choice("build", "build_type", self.build_type, ("Release", "Debug", "MinSizeRel", "RelWithDebInfo"))
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    bench_runs: int = 10
+    infer_frames: int = 8  # test-split frames sent to the board for `infer`
+
+    def __post_init__(self) -> None:
+        _int_range("measure", "bench_runs", self.bench_runs, 1, 10_000)
+        _int_range("measure", "infer_frames", self.infer_frames, 0, 10_000)
+
+
+STAGE_CONFIGS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "prune": PruneConfig,
+    "cluster": ClusterConfig,
+    "quantize": QuantizeConfig,
+    "convert": ConvertConfig,
+    "verify": VerifyConfig,
+    "render": RenderConfig,
+    "build": BuildConfig,
+    "measure": MeasureConfig,
+}
+STAGE_ORDER: tuple[str, ...] = tuple(STAGE_CONFIGS)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain JSON-able dict of a config (tuples become lists)."""
+    out = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def make_config(stage: str, values: dict[str, Any] | None = None) -> Any:
+    """Build the config of ``stage`` from a dict, refusing unknown keys by name."""
+    cls = STAGE_CONFIGS.get(stage)
+    if cls is None:
+        raise ConfigError(f"unknown stage {stage!r}", hint="known stages: " + ", ".join(STAGE_ORDER))
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) in [{stage}]: {', '.join(unknown)}",
+            hint=f"settings of [{stage}]: {', '.join(sorted(known))}",
+        )
+    for k, v in list(values.items()):
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str = ""
+    stages: tuple[str, ...] = ("data", "model", "train", "convert", "verify")
+    configs: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # the recipe file it came from
+
+    def config(self, stage: str) -> Any:
+        return self.configs[stage]
+
+    def with_overrides(self, overrides: dict[str, dict[str, Any]]) -> "Recipe":
+        """A copy with some settings replaced (``{"train": {"epochs": 3}}``), validated again."""
+        configs = dict(self.configs)
+        for stage, vals in overrides.items():
+            base = config_to_dict(configs[stage]) if stage in configs else {}
+            base.update(vals)
+            configs[stage] = make_config(stage, base)
+        return dataclasses.replace(self, configs=configs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "stages": list(self.stages),
+            "configs": {s: config_to_dict(c) for s, c in self.configs.items()},
+        }
+
+
+def resolve_recipe_path(name_or_path: str | None) -> Path:
+    """A shipped recipe name (``int8``) or a path to a TOML file."""
+    name = name_or_path or DEFAULT_RECIPE
+    p = Path(name)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"recipe file {name} does not exist", hint="give a TOML file or a shipped recipe name")
+        return p
+    shipped = RECIPES_DIR / f"{name}.toml"
+    if not shipped.is_file():
+        names = ", ".join(sorted(q.stem for q in RECIPES_DIR.glob("*.toml")))
+        raise ConfigError(f"unknown recipe {name!r}", hint=f"shipped recipes: {names}; or give a .toml path")
+    return shipped
+
+
+def parse_recipe(doc: dict[str, Any], name: str, source: str = "") -> Recipe:
+    """Validate a parsed recipe document into a :class:`Recipe`."""
+    doc = dict(doc)
+    description = doc.pop("description", "")
+    name = doc.pop("name", name)
+    stages = doc.pop("stages", None)
+    if stages is None:
+        stages = ["data", "model", "train", "convert", "verify"]
+    if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
+        raise ConfigError(f"recipe {name}: 'stages' must be a list of stage names", hint="e.g. stages = [\"data\", \"model\", \"train\"]")
+    for s in stages:
+        if s not in STAGE_CONFIGS:
+            raise ConfigError(f"recipe {name}: unknown stage {s!r}", hint="known stages: " + ", ".join(STAGE_ORDER))
+    if len(set(stages)) != len(stages):
+        raise ConfigError(f"recipe {name}: a stage is listed twice in 'stages'", hint="list each stage once")
+    order = [STAGE_ORDER.index(s) for s in stages]
+    if order != sorted(order):
+        raise ConfigError(
+            f"recipe {name}: stages are out of order: {', '.join(stages)}",
+            hint="the pipeline order is " + " -> ".join(STAGE_ORDER),
+        )
+    for required in ("data", "model"):
+        if required not in stages:
+            raise ConfigError(f"recipe {name}: stage {required!r} is required", hint="add it to 'stages'")
+    configs: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key not in STAGE_CONFIGS:
+            raise ConfigError(f"recipe {name}: unknown table or key [{key}]", hint="known stages: " + ", ".join(STAGE_ORDER))
+        if key not in stages:
+            raise ConfigError(
+                f"recipe {name}: settings for [{key}] but {key!r} is not in 'stages'",
+                hint=f"add {key!r} to 'stages' or remove the [{key}] table",
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"recipe {name}: [{key}] must be a table", hint=f"write [{key}] followed by key = value lines")
+        configs[key] = make_config(key, value)
+    for s in stages:
+        configs.setdefault(s, make_config(s))
+    check_stage_compatibility(name, tuple(stages), configs)
+    return Recipe(name=name, description=description, stages=tuple(stages), configs=configs, source=source)
+
+
+def check_stage_compatibility(name: str, stages: tuple[str, ...], configs: dict[str, Any]) -> None:
+    """Refuse stage combinations that cannot follow each other."""
+    q = configs.get("quantize")
+    if q is not None:
+        if q.method in ("cqat", "pcqat") and "cluster" not in stages:
+            raise ConfigError(
+                f"recipe {name}: quantize.method = {q.method!r} preserves clusters, but no 'cluster' stage comes before it",
+                hint="add 'cluster' to 'stages' or use method = 'qat'",
+            )
+        if q.method in ("pqat", "pcqat") and "prune" not in stages:
+            raise ConfigError(
+                f"recipe {name}: quantize.method = {q.method!r} preserves sparsity, but no 'prune' stage comes before it",
+                hint="add 'prune' to 'stages' or use method = 'qat'",
+            )
+    for later in ("prune", "cluster", "quantize", "convert", "verify", "render", "build", "measure"):
+        if later in stages and "train" not in stages and not _is_model_file(configs["model"].name):
+            raise ConfigError(
+                f"recipe {name}: stage {later!r} needs a trained model, but there is no 'train' stage",
+                hint="add 'train' to 'stages' or set model.name to a trained .keras file",
+            )
+    for dep, needs in (("verify", "convert"), ("render", "verify"), ("build", "render"), ("measure", "build")):
+        if dep in stages and needs not in stages:
+            raise ConfigError(f"recipe {name}: stage {dep!r} needs {needs!r} before it", hint=f"add {needs!r} to 'stages'")
+
+
+def _is_model_file(name: str) -> bool:
+    return name.endswith(".keras") or name.endswith(".h5")
+
+
+def load_recipe(name_or_path: str | None = None) -> Recipe:
+    path = resolve_recipe_path(name_or_path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"recipe {path} is not valid TOML: {e}", hint="check the line it names") from None
+    return parse_recipe(doc, name=path.stem, source=str(path))
