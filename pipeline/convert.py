@@ -1,0 +1,398 @@
+"""Keras -> ``.tflite`` bytes, and reading a flatbuffer back: ops, tensors, dtypes, per-layer bytes.
+
+``convert`` is the stage function. ``inspect_tflite`` reads any ``.tflite`` (ours or a user's)
+without importing TensorFlow, through the schema that ships with the TFLM Python package.
+``slim`` drops what TFLM never reads (tensor names, signature defs, metadata) and is proven by the
+verify stage giving identical outputs before and after.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from pipeline.config import ConvertConfig
+from pipeline.errors import PipelineError
+
+TFLITE_SCHEMA_VERSION = 3
+
+# Builtin operator -> MicroMutableOpResolver method, for every builtin TFLM registers.
+# (Read off tensorflow/lite/micro/micro_mutable_op_resolver.h of the pico-tflmicro we build with.)
+TFLM_RESOLVER_METHODS: dict[str, str] = {
+    "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax", "ARG_MIN": "AddArgMin",
+    "ASSIGN_VARIABLE": "AddAssignVariable", "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "BATCH_MATMUL": "AddBatchMatMul", "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
+    "BROADCAST_ARGS": "AddBroadcastArgs", "BROADCAST_TO": "AddBroadcastTo", "CALL_ONCE": "AddCallOnce",
+    "CAST": "AddCast", "CEIL": "AddCeil", "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D",
+    "COS": "AddCos", "CUMSUM": "AddCumSum", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "DEPTH_TO_SPACE": "AddDepthToSpace", "DEQUANTIZE": "AddDequantize", "DIV": "AddDiv", "ELU": "AddElu",
+    "EMBEDDING_LOOKUP": "AddEmbeddingLookup", "EQUAL": "AddEqual", "EXP": "AddExp",
+    "EXPAND_DIMS": "AddExpandDims", "FILL": "AddFill", "FLOOR": "AddFloor", "FLOOR_DIV": "AddFloorDiv",
+    "FLOOR_MOD": "AddFloorMod", "FULLY_CONNECTED": "AddFullyConnected", "GATHER": "AddGather",
+    "GATHER_ND": "AddGatherNd", "GREATER": "AddGreater", "GREATER_EQUAL": "AddGreaterEqual",
+    "HARD_SWISH": "AddHardSwish", "IF": "AddIf", "L2_NORMALIZATION": "AddL2Normalization",
+    "L2_POOL_2D": "AddL2Pool2D", "LEAKY_RELU": "AddLeakyRelu", "LESS": "AddLess", "LESS_EQUAL": "AddLessEqual",
+    "LOG": "AddLog", "LOGICAL_AND": "AddLogicalAnd", "LOGICAL_NOT": "AddLogicalNot",
+    "LOGICAL_OR": "AddLogicalOr", "LOGISTIC": "AddLogistic", "LOG_SOFTMAX": "AddLogSoftmax",
+    "MAXIMUM": "AddMaximum", "MAX_POOL_2D": "AddMaxPool2D", "MEAN": "AddMean", "MINIMUM": "AddMinimum",
+    "MIRROR_PAD": "AddMirrorPad", "MUL": "AddMul", "NEG": "AddNeg", "NOT_EQUAL": "AddNotEqual",
+    "PACK": "AddPack", "PAD": "AddPad", "PADV2": "AddPadV2", "PRELU": "AddPrelu", "QUANTIZE": "AddQuantize",
+    "READ_VARIABLE": "AddReadVariable", "REDUCE_MAX": "AddReduceMax", "RELU6": "AddRelu6", "RELU": "AddRelu",
+    "RESHAPE": "AddReshape", "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor", "ROUND": "AddRound", "RSQRT": "AddRsqrt",
+    "SELECT_V2": "AddSelectV2", "SHAPE": "AddShape", "SIN": "AddSin", "SLICE": "AddSlice",
+    "SOFTMAX": "AddSoftmax", "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd", "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQRT": "AddSqrt", "SQUARE": "AddSquare",
+    "SQUARED_DIFFERENCE": "AddSquaredDifference", "SQUEEZE": "AddSqueeze", "STRIDED_SLICE": "AddStridedSlice",
+    "SUB": "AddSub", "SUM": "AddSum", "SVDF": "AddSvdf", "TANH": "AddTanh", "TRANSPOSE": "AddTranspose",
+    "TRANSPOSE_CONV": "AddTransposeConv", "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "UNPACK": "AddUnpack", "VAR_HANDLE": "AddVarHandle", "WHILE": "AddWhile", "ZEROS_LIKE": "AddZerosLike",
+}
+
+# TfLiteType enumerator and bits per element, by schema TensorType name.
+TFLITE_TYPES: dict[str, tuple[str, float]] = {
+    "FLOAT32": ("kTfLiteFloat32", 32), "FLOAT16": ("kTfLiteFloat16", 16), "INT32": ("kTfLiteInt32", 32),
+    "UINT8": ("kTfLiteUInt8", 8), "INT64": ("kTfLiteInt64", 64), "BOOL": ("kTfLiteBool", 8),
+    "INT16": ("kTfLiteInt16", 16), "INT8": ("kTfLiteInt8", 8), "FLOAT64": ("kTfLiteFloat64", 64),
+    "INT4": ("kTfLiteInt4", 4), "UINT16": ("kTfLiteUInt16", 16), "UINT32": ("kTfLiteUInt32", 32),
+}
+
+_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "TRANSPOSE_CONV": 1}
+
+
+def _schema():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    return schema
+
+
+def _enum_names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+# ------------------------------------------------------------------------------- reading a model
+@dataclass
+class TensorInfo:
+    index: int
+    name: str
+    dtype: str
+    shape: list[int]
+    scale: list[float]
+    zero_point: list[int]
+    buffer_bytes: int  # bytes of constant data (0 for activations)
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        bits = TFLITE_TYPES.get(self.dtype, ("", 8))[1]
+        return int(np.ceil(self.elements * bits / 8))
+
+
+@dataclass
+class LayerInfo:
+    """One operator, with what its constant weight tensor holds."""
+
+    index: int
+    op: str
+    output_shape: list[int]
+    weight_dtype: str = ""
+    weight_bytes: int = 0
+    weight_count: int = 0
+    unique_values: int = 0
+    sparsity: float = 0.0
+    bias_bytes: int = 0
+    macs: int = 0
+
+
+@dataclass
+class ModelInfo:
+    size_bytes: int
+    sha256: str
+    schema_version: int
+    ops: list[str]  # distinct builtin operators, in first-use order
+    op_sequence: list[str]  # every operator of subgraph 0 in execution order
+    input: TensorInfo
+    output: TensorInfo
+    layers: list[LayerInfo]
+    constant_bytes: int  # all constant buffers (weights, biases, shapes)
+    weight_bytes: int  # constant weight tensors of conv/depthwise/fc
+    macs: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _unpack_int4(raw: np.ndarray, count: int) -> np.ndarray:
+    lo = (raw & 0x0F).astype(np.int8)
+    hi = ((raw >> 4) & 0x0F).astype(np.int8)
+    both = np.stack([lo, hi], axis=-1).reshape(-1)[:count]
+    return np.where(both > 7, both - 16, both).astype(np.int8)
+
+
+def inspect_tflite(data: bytes) -> ModelInfo:
+    """Read a ``.tflite`` flatbuffer. Raises PipelineError if it is not a usable TFLite model."""
+    schema = _schema()
+    if len(data) < 16 or data[4:8] != b"TFL3":
+        raise PipelineError(
+            "the file is not a TFLite flatbuffer (no 'TFL3' identifier)",
+            hint="give a .tflite file written by TFLiteConverter or by `picotflm run`",
+        )
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as e:  # a corrupt flatbuffer raises whatever the generated code hits
+        raise PipelineError(f"the .tflite file is corrupt or truncated ({type(e).__name__}: {e})",
+                            hint="re-run the convert stage or re-export the model") from None
+    if not model.subgraphs:
+        raise PipelineError("the .tflite file has no subgraph", hint="re-export the model")
+    op_names = _enum_names(schema.BuiltinOperator)
+    type_names = _enum_names(schema.TensorType)
+    sg = model.subgraphs[0]
+    buffers = model.buffers or []
+
+    def buf_bytes(t) -> bytes:
+        if t.buffer is None or t.buffer >= len(buffers):
+            return b""
+        b = buffers[t.buffer]
+        if b is None or b.data is None:
+            return b""
+        return bytes(bytearray(b.data))
+
+    def tinfo(i: int) -> TensorInfo:
+        t = sg.tensors[i]
+        q = t.quantization
+        scale = [float(s) for s in (q.scale if q is not None and q.scale is not None else [])]
+        zp = [int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else [])]
+        shape = [int(s) for s in (t.shape if t.shape is not None else [])]
+        name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else (t.name or "")
+        return TensorInfo(i, name, type_names.get(t.type, f"TYPE{t.type}"), shape, scale, zp, len(buf_bytes(t)))
+
+    def opname(opcode_index: int) -> str:
+        oc = model.operatorCodes[opcode_index]
+        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+        if code == schema.BuiltinOperator.CUSTOM:
+            cn = oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode)
+            return f"CUSTOM:{cn}"
+        return op_names.get(code, f"OP{code}")
+
+    operators = sg.operators or []
+    op_sequence = [opname(op.opcodeIndex) for op in operators]
+    ops: list[str] = []
+    for name in op_sequence:
+        if name not in ops:
+            ops.append(name)
+
+    layers: list[LayerInfo] = []
+    total_macs = 0
+    weight_bytes = 0
+    for k, op in enumerate(operators):
+        name = op_sequence[k]
+        inputs = [i for i in (op.inputs if op.inputs is not None else []) if i >= 0]
+        outputs = [i for i in (op.outputs if op.outputs is not None else []) if i >= 0]
+        out = tinfo(outputs[0]) if outputs else None
+        layer = LayerInfo(index=k, op=name, output_shape=out.shape if out else [])
+        if name in _WEIGHT_OPS and len(inputs) >= 2:
+            w = sg.tensors[inputs[1]]
+            raw = buf_bytes(w)
+            wi = tinfo(inputs[1])
+            layer.weight_dtype = wi.dtype
+            layer.weight_bytes = len(raw)
+            layer.weight_count = wi.elements
+            if raw:
+                if wi.dtype == "INT4":
+                    vals = _unpack_int4(np.frombuffer(raw, np.uint8), wi.elements)
+                elif wi.dtype == "INT8":
+                    vals = np.frombuffer(raw, np.int8)
+                elif wi.dtype == "FLOAT32":
+                    vals = np.frombuffer(raw, np.float32)
+                else:
+                    vals = np.frombuffer(raw, np.uint8)
+                layer.unique_values = int(np.unique(vals).size)
+                layer.sparsity = float(np.mean(vals == 0)) if vals.size else 0.0
+            weight_bytes += layer.weight_bytes
+            if len(inputs) >= 3:
+                layer.bias_bytes = len(buf_bytes(sg.tensors[inputs[2]]))
+            oshape = out.shape if out else []
+            ws = wi.shape
+            if name == "CONV_2D" and len(oshape) == 4 and len(ws) == 4:
+                layer.macs = oshape[1] * oshape[2] * oshape[3] * ws[1] * ws[2] * ws[3]
+            elif name == "DEPTHWISE_CONV_2D" and len(oshape) == 4 and len(ws) == 4:
+                layer.macs = oshape[1] * oshape[2] * oshape[3] * ws[1] * ws[2]
+            elif name == "FULLY_CONNECTED" and len(ws) == 2:
+                batch = int(np.prod(oshape[:-1])) if len(oshape) > 1 else 1
+                layer.macs = batch * ws[0] * ws[1]
+            elif name == "TRANSPOSE_CONV" and len(ws) == 4:
+                inp = tinfo(inputs[2]) if len(inputs) > 2 else None
+                if inp is not None and len(inp.shape) == 4:
+                    layer.macs = inp.shape[1] * inp.shape[2] * inp.shape[3] * ws[0] * ws[1] * ws[2]
+        total_macs += layer.macs
+        layers.append(layer)
+
+    constant_bytes = sum(len(bytearray(b.data)) for b in buffers if b is not None and b.data is not None)
+    if sg.inputs is None or sg.outputs is None or len(sg.inputs) == 0 or len(sg.outputs) == 0:
+        raise PipelineError("the .tflite model has no input or no output tensor", hint="re-export the model")
+    return ModelInfo(
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        schema_version=int(model.version),
+        ops=ops,
+        op_sequence=op_sequence,
+        input=tinfo(int(sg.inputs[0])),
+        output=tinfo(int(sg.outputs[0])),
+        layers=layers,
+        constant_bytes=constant_bytes,
+        weight_bytes=weight_bytes,
+        macs=total_macs,
+        extras={
+            "inputs": len(sg.inputs),
+            "outputs": len(sg.outputs),
+            "subgraphs": len(model.subgraphs),
+            "signature_defs": len(model.signatureDefs or []),
+            "metadata": [m.name.decode() if isinstance(m.name, bytes) else str(m.name) for m in (model.metadata or [])],
+        },
+    )
+
+
+def check_tflm_compatible(info: ModelInfo, *, require_int8_io: bool = True) -> None:
+    """Refuse, before any firmware work, a model TFLM cannot run on the Pico as we render it."""
+    if info.schema_version != TFLITE_SCHEMA_VERSION:
+        raise PipelineError(
+            f"the model has flatbuffer schema version {info.schema_version}, TFLM expects {TFLITE_SCHEMA_VERSION}",
+            hint="convert it with a current TFLiteConverter",
+        )
+    missing = [op for op in info.ops if op not in TFLM_RESOLVER_METHODS]
+    if missing:
+        raise PipelineError(
+            f"the model uses operator(s) TFLM does not provide: {', '.join(missing)}",
+            hint="replace those layers with ones TFLM supports (Conv2D, DepthwiseConv2D, pooling, Dense, ReLU, ...)",
+        )
+    if info.extras.get("inputs") != 1 or info.extras.get("outputs") != 1 or info.extras.get("subgraphs") != 1:
+        raise PipelineError(
+            "the model must have exactly one input, one output and one subgraph",
+            hint="export a single-input, single-output classifier",
+        )
+    if require_int8_io and (info.input.dtype != "INT8" or info.output.dtype != "INT8"):
+        raise PipelineError(
+            f"the model's input/output are {info.input.dtype}/{info.output.dtype}, int8 is required",
+            hint="convert with full-integer quantization (the default 'convert' stage does)",
+        )
+
+
+# --------------------------------------------------------------------------------- conversion
+def convert(model, representative: np.ndarray, cfg: ConvertConfig, *, qat: bool = False) -> bytes:
+    """Full-integer int8 ``.tflite`` (int8 input and output) of a Keras model.
+
+    ``representative`` is float input data (post-training quantization calibrates on its first
+    ``cfg.representative_samples`` rows). A QAT model (``qat=True``) carries its own ranges:
+    only the int8 input/output types are set (TFLITE_BUILTINS_INT8 would demand calibration data).
+    Returns the flatbuffer, slimmed if ``cfg.slim``.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if not qat:
+        rep = np.asarray(representative[: cfg.representative_samples], dtype=np.float32)
+
+        def gen() -> Iterable[list[np.ndarray]]:
+            for row in rep:
+                yield [row[None, ...]]
+
+        converter.representative_dataset = gen
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    data = bytes(_quiet(converter.convert))
+    return slim(data) if cfg.slim else data
+
+
+def convert_float(model) -> bytes:
+    """Float32 ``.tflite`` of the same model, for the size comparison only."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    return bytes(_quiet(converter.convert))
+
+
+def _quiet(fn: Callable[[], Any]) -> Any:
+    """TFLiteConverter prints pages of MLIR logs on fd 2; keep them out of the user's terminal."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            return fn()
+        except Exception as e:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            tail = sink.read()[-2000:].decode("utf-8", "replace")
+            raise PipelineError(f"TFLiteConverter failed: {e}".splitlines()[0],
+                                hint=f"converter log tail: {tail.strip().splitlines()[-1] if tail.strip() else 'empty'}") from None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def slim(data: bytes) -> bytes:
+    """Drop tensor names, signature defs, the description and metadata TFLM does not need.
+
+    Buffers and operators are untouched; the verify stage proves TFLM gives identical outputs.
+    """
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for sg in model.subgraphs or []:
+        sg.name = None
+        for t in sg.tensors or []:
+            t.name = None
+    model.signatureDefs = None
+    model.description = None
+    if model.metadata:
+        # Keep nothing: min_runtime_version and CONVERSION_METADATA are for the TFLite runtime only.
+        dropped = {m.buffer for m in model.metadata}
+        model.metadata = None
+        for i in dropped:
+            if 0 <= i < len(model.buffers):
+                model.buffers[i].data = None
+    builder = _aligned_builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _aligned_builder(size: int):
+    """A flatbuffers Builder whose byte vectors (the tensor buffers) start 16-byte aligned, as
+    TFLiteConverter writes them. The generated ``Pack`` aligns byte vectors to 1; an int32 bias
+    at an unaligned address faults on the Cortex-M0+, which has no unaligned loads."""
+    import flatbuffers
+
+    class AlignedBuilder(flatbuffers.Builder):
+        def CreateNumpyVector(self, x: np.ndarray):
+            if x.dtype != np.uint8:
+                return super().CreateNumpyVector(x)
+            payload = x.tobytes()
+            self.StartVector(1, len(payload), 16)
+            self.head -= len(payload)
+            self.Bytes[self.head: self.head + len(payload)] = payload
+            self.vectorNumElems = len(payload)
+            return self.EndVector()
+
+    return AlignedBuilder(size)
+
+
+def buffer_offsets(data: bytes) -> list[int]:
+    """File offsets at which each non-empty constant buffer's bytes start (for alignment checks)."""
+    schema = _schema()
+    m = schema.Model.GetRootAs(bytearray(data), 0)
+    out = []
+    for i in range(m.BuffersLength()):
+        b = m.Buffers(i)
+        if b.DataLength() > 0:
+            o = b._tab.Offset(4)
+            out.append(b._tab.Vector(o))
+    return out
