@@ -104,6 +104,7 @@ class LayerInfo:
     weight_bytes: int = 0
     weight_count: int = 0
     unique_values: int = 0
+    unique_per_channel_max: int = 0  # per-channel quantization scales each channel's values apart
     sparsity: float = 0.0
     bias_bytes: int = 0
     macs: int = 0
@@ -213,6 +214,13 @@ def inspect_tflite(data: bytes) -> ModelInfo:
                 else:
                     vals = np.frombuffer(raw, np.uint8)
                 layer.unique_values = int(np.unique(vals).size)
+                # Channels: the first weight dimension (conv/fc: output channel), the last for depthwise.
+                ws = wi.shape
+                if vals.size == wi.elements and len(ws) >= 2:
+                    arr = vals.reshape(ws)
+                    axis = len(ws) - 1 if name == "DEPTHWISE_CONV_2D" else 0
+                    arr = np.moveaxis(arr, axis, 0).reshape(ws[axis], -1)
+                    layer.unique_per_channel_max = int(max(np.unique(row).size for row in arr))
                 layer.sparsity = float(np.mean(vals == 0)) if vals.size else 0.0
             weight_bytes += layer.weight_bytes
             if len(inputs) >= 3:
