@@ -168,7 +168,7 @@ const SLICE_MS = 25;
 // Idle: a slice in which the firmware only polled an empty RX FIFO (no byte in or out). Then the
 // next slices run IDLE_RUN_MS every IDLE_PERIOD_MS (emulated time still passes, a little slower),
 // until a byte arrives on stdin or the firmware prints.
-const IDLE_POLLS = 1000;
+const IDLE_POLLS = 64; // polls of an empty RX FIFO in one slice (a 2 ms idle slice has a few hundred)
 const IDLE_RUN_MS = 2;
 const IDLE_PERIOD_MS = 20;
 
