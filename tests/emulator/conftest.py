@@ -112,6 +112,10 @@ def tiny_flash(code: bytes, data_at_0x200: bytes = b"") -> bytes:
 UART_BYTE_FROM_0x200 = struct.pack("<6H", 0x4802, 0x4903, 0x7809, 0x6001, 0xBF30, 0xE7FD) + struct.pack(
     "<II", 0x40034000, 0x10000200)
 BKPT = struct.pack("<2H", 0xBE00, 0xE7FE)  # bkpt #0; b .
+# ldr r0,=SIO_FIFO_RD; ldr r1,[r0]; ldr r1,[r0]; 1: wfi; b 1b  (core 1 does not exist here)
+SIO_FIFO_READS = struct.pack("<6H", 0x4802, 0x6801, 0x6801, 0xBF30, 0xE7FD, 0) + struct.pack("<I", 0xD0000058)
+# movs r0,#1; ldr r1,[r0]  (an unaligned word load: a hard fault on the chip)
+UNALIGNED_LOAD = struct.pack("<3H", 0x2001, 0x6801, 0xE7FE)
 
 
 def tiny_elf(code: bytes, byte: bytes) -> bytes:

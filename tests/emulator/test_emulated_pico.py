@@ -14,7 +14,15 @@ import serial
 
 from pipeline.emulator import EmulatedPico, emulator_dir
 from pipeline.errors import PipelineError
-from tests.emulator.conftest import BKPT, UART_BYTE_FROM_0x200, tiny_elf, tiny_flash, uf2_image
+from tests.emulator.conftest import (
+    BKPT,
+    SIO_FIFO_READS,
+    UART_BYTE_FROM_0x200,
+    UNALIGNED_LOAD,
+    tiny_elf,
+    tiny_flash,
+    uf2_image,
+)
 from tests.emulator.test_host import assert_process_gone
 
 pytestmark = pytest.mark.firmware
@@ -47,6 +55,25 @@ def test_breakpoint_stops_with_exit_code_3(tmp_path, node_emulator):
     err = r.stderr.decode()
     assert r.returncode == 3, err
     assert "firmware stopped: breakpoint" in err and "PC 0x10000108" in err
+
+
+def test_unaligned_access_stops_with_the_emulators_error(tmp_path, node_emulator):
+    image = tmp_path / "unaligned.bin"
+    image.write_bytes(tiny_flash(UNALIGNED_LOAD))
+    r = run_js(node_emulator, image)
+    assert r.returncode == 3
+    assert "emulator error [RP2040] read from address 1, which is not 32 bit aligned" in r.stderr.decode()
+
+
+def test_multicore_fifo_use_is_explained_once_not_flooded(tmp_path, node_emulator):
+    image = tmp_path / "sio.bin"
+    image.write_bytes(tiny_flash(SIO_FIFO_READS))
+    r = run_js(node_emulator, image)
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert err.count("emulator runs core 0 only") == 1
+    assert "invalid SIO address" not in err  # rp2040js's own console messages are kept back
+    assert "invalid SIO address" in run_js(node_emulator, image, b"", "--verbose").stderr.decode()
 
 
 @pytest.mark.parametrize("data, why", [

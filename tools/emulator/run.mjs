@@ -11,6 +11,7 @@
 // (breakpoint/hard fault, PC left flash and SRAM, emulator error).
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { format } from 'node:util';
 import { RP2040 } from 'rp2040js';
 
 import { bootImage, loadImage, ImageError } from './image.mjs';
@@ -67,6 +68,23 @@ const logger = {
 };
 
 class EmulatorError extends Error {}
+
+// A few rp2040js modules write to the console directly (SIO: "Read from invalid SIO address" for
+// every access to the inter-core FIFO, since only core 0 is emulated): route them through the
+// capped logger, and say once what a multicore firmware should do.
+let multicoreHinted = false;
+const SIO_FIFO = /invalid SIO address: (50|54|58)\b/; // FIFO_ST, FIFO_WR, FIFO_RD
+for (const level of ['log', 'info', 'debug', 'warn', 'error']) {
+  console[level] = (...parts) => {
+    const message = format(...parts);
+    if (!multicoreHinted && SIO_FIFO.test(message)) {
+      multicoreHinted = true;
+      note('the firmware uses the inter-core FIFO (multicore), but the emulator runs core 0 only: ' +
+        'build a single-core image (it will likely hang here)');
+    }
+    logger.warn('console', message);
+  };
+}
 
 // ------------------------------------------------------------------------------------- load and boot
 let image;
