@@ -12,18 +12,18 @@ import time
 import pytest
 import serial
 
-from pipeline.emulator import EmulatedPico, emulator_dir
+from pipeline.emulator import EmulatedPico
 from pipeline.errors import PipelineError
-from tests.emulator.conftest import (
+from tests.emulator._images import (
     BKPT,
     SIO_FIFO_READS,
     UART_BYTE_FROM_0x200,
     UNALIGNED_LOAD,
+    assert_process_gone,
     tiny_elf,
     tiny_flash,
     uf2_image,
 )
-from tests.emulator.test_host import assert_process_gone
 
 pytestmark = pytest.mark.firmware
 

@@ -26,7 +26,7 @@ from pipeline.emulator import (
 )
 from pipeline.emulator.pico import READY_MARK
 from pipeline.errors import PipelineError
-from tests.emulator.conftest import BKPT, tiny_elf, tiny_flash, uf2_image
+from tests.emulator._images import BKPT, assert_process_gone, tiny_elf, tiny_flash, uf2_image
 
 
 # ------------------------------------------------------------------ image detection
@@ -215,27 +215,6 @@ def test_emulator_goes_when_the_python_parent_dies(tmp_path, image):
                        cwd=os.getcwd())
     pid = int(r.stdout.split()[0])
     assert_process_gone(pid)
-
-
-def assert_process_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if _is_zombie_or_gone(pid):
-            return
-        time.sleep(0.05)
-    pytest.fail(f"emulator process {pid} still running")
-
-
-def _is_zombie_or_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def test_serve_announces_the_port_and_returns_on_ctrl_c(tmp_path, image):
