@@ -144,6 +144,7 @@ class EmulatedPico:
         self._stop = threading.Event()
         self._closed = False
         self.dropped = 0  # firmware bytes dropped because nobody read the port
+        self.bridge_error: OSError | None = None  # why the bridge stopped, if it failed
         self.link = Path(link) if link is not None else None
 
         self._master, self._slave, self.port = open_raw_pty()
@@ -165,9 +166,13 @@ class EmulatedPico:
         try:
             self._wait_ready(start_timeout)
             if self.link is not None:
-                if self.link.is_symlink():
-                    self.link.unlink()
-                self.link.symlink_to(self.port)
+                try:
+                    if self.link.is_symlink():
+                        self.link.unlink()
+                    self.link.symlink_to(self.port)
+                except OSError as e:
+                    raise PipelineError(f"cannot make the link {self.link} to {self.port}: {e}",
+                                        hint="choose another path, or remove what is there") from e
         except BaseException:
             self.close()
             raise
@@ -398,6 +403,8 @@ class EmulatedPico:
                     else:
                         sel.register(node_in, selectors.EVENT_WRITE, "node_in")
                     node_in_registered = not node_in_registered
+        except OSError as e:  # unexpected: the port then goes quiet, and the error is kept
+            self.bridge_error = e
         finally:
             sel.close()
 
