@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import serial
@@ -24,6 +25,8 @@ from tests.emulator._images import (
     tiny_flash,
     uf2_image,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.firmware
 
@@ -154,7 +157,7 @@ def test_close_ends_node(echo_fw):
 def test_node_goes_when_the_python_parent_dies(echo_fw, tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path.insert(0, {os.getcwd()!r})
+        sys.path.insert(0, {str(REPO)!r})
         from pipeline.emulator import EmulatedPico
         pico = EmulatedPico({str(echo_fw["elf"])!r})
         print(pico.pid, flush=True)

@@ -10,6 +10,7 @@ import sys
 import termios
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import serial
@@ -27,6 +28,8 @@ from pipeline.emulator import (
 from pipeline.emulator.pico import READY_MARK
 from pipeline.errors import PipelineError
 from tests.emulator._images import BKPT, assert_process_gone, tiny_elf, tiny_flash, uf2_image
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ image detection
@@ -205,14 +208,13 @@ def test_emulator_goes_when_the_python_parent_dies(tmp_path, image):
     emu = fake_emulator(tmp_path / "emu")
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path.insert(0, {str(os.getcwd())!r})
+        sys.path.insert(0, {str(REPO)!r})
         from pipeline.emulator import EmulatedPico
         pico = EmulatedPico({str(image)!r}, node=sys.executable, emulator={str(emu)!r})
         print(pico.pid, flush=True)
         os.kill(os.getpid(), 9)
     """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
-                       cwd=os.getcwd())
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     pid = int(r.stdout.split()[0])
     assert_process_gone(pid)
 
