@@ -88,7 +88,7 @@ class DataConfig:
 
     source: str = "synthetic"  # "synthetic" or a folder with one sub-folder per class
     seed: int = 0
-    samples_per_class: int = 300  # synthetic only
+    samples_per_class: int = 400  # synthetic only
     image_size: int = 48
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -123,11 +123,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 32
-    learning_rate: float = 3e-3
-    patience: int = 6  # early stopping on validation accuracy
+    learning_rate: float = 5e-3
+    patience: int = 15  # early stopping on validation accuracy (best weights kept)
     seed: int = 0
+    lr_schedule: str = "cosine"  # cosine: decays to 2 % of learning_rate over the epochs | constant
 
     def __post_init__(self) -> None:
         _int_range("train", "epochs", self.epochs, 1, 10_000)
@@ -135,6 +136,7 @@ class TrainConfig:
         _float_range("train", "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
         _int_range("train", "patience", self.patience, 1, 10_000)
         _int_range("train", "seed", self.seed, 0)
+        _choice("train", "lr_schedule", self.lr_schedule, ("cosine", "constant"))
 
 
 @dataclass(frozen=True)
