@@ -164,8 +164,10 @@ def save_keras_model(model: Any, path: str | Path) -> Path:
 
 # -------------------------------------------------------------------------------- versions
 def library_versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in LIBRARIES:
+    from pipeline import __version__
+
+    out: dict[str, str | None] = {"python": platform.python_version(), "picotflm": __version__}
+    for dist in LIBRARIES[1:]:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

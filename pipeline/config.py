@@ -326,8 +326,10 @@ def resolve_recipe_path(name_or_path: str | None) -> Path:
     name = name_or_path or DEFAULT_RECIPE
     p = Path(name)
     if p.suffix == ".toml" or p.exists():
-        if not p.is_file():
+        if not p.exists():
             raise ConfigError(f"recipe file {name} does not exist", hint="give a TOML file or a shipped recipe name")
+        if not p.is_file():
+            raise ConfigError(f"recipe {name} is not a file", hint="give a TOML file or a shipped recipe name")
         return p
     shipped = RECIPES_DIR / f"{name}.toml"
     if not shipped.is_file():
@@ -407,10 +409,46 @@ def _is_model_file(name: str) -> bool:
     return name.endswith(".keras") or name.endswith(".h5")
 
 
-def load_recipe(name_or_path: str | None = None) -> Recipe:
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.epochs=3"`` -> ``("train", "epochs", 3)``. The value is read as TOML (numbers, booleans,
+    quoted strings, lists); anything that is not valid TOML is taken as a plain string (a path)."""
+    key, sep, raw = text.partition("=")
+    stage, dot, name = key.strip().partition(".")
+    if not sep or not dot or not stage or not name or "." in name:
+        raise ConfigError(f"--set expects stage.key=value, got {text!r}", hint="e.g. --set train.epochs=3")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return stage, name, value
+
+
+def parse_overrides(items: list[str] | tuple[str, ...] | None) -> dict[str, dict[str, Any]]:
+    """Several ``--set`` values as ``{"train": {"epochs": 3}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or ():
+        stage, name, value = parse_override(item)
+        if stage not in STAGE_CONFIGS:
+            raise ConfigError(f"--set {item}: unknown stage {stage!r}", hint="known stages: " + ", ".join(STAGE_ORDER))
+        out.setdefault(stage, {})[name] = value
+    return out
+
+
+def load_recipe(name_or_path: str | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
+    """Load a recipe (shipped name or TOML path), with ``overrides`` applied before validation."""
     path = resolve_recipe_path(name_or_path)
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"recipe {path} is not valid TOML: {e}", hint="check the line it names") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read recipe {path}: {e.strerror or e}", hint="check the file's permissions") from None
+    for stage, values in (overrides or {}).items():
+        table = doc.get(stage)
+        if table is None:
+            table = doc[stage] = {}
+        if not isinstance(table, dict):
+            break  # parse_recipe names the problem
+        table.update(values)
     return parse_recipe(doc, name=path.stem, source=str(path))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import math
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,7 +436,33 @@ def load_folder(folder: str | Path, classes: tuple[str, ...], image_size: int
     return np.stack(images), np.asarray(labels, dtype=np.int64), skipped
 
 
-def timed_make_dataset(cfg: DataConfig, warn: Callable[[str], None] | None = None) -> tuple[Dataset, float]:
-    t0 = time.perf_counter()
-    ds = make_dataset(cfg, warn)
-    return ds, time.perf_counter() - t0
+# ---------------------------------------------------------------------------- sample images
+def write_samples(dataset: Dataset, out_dir: str | Path, per_class: int = 8, scale: int = 4) -> list[Path]:
+    """PNGs of the first ``per_class`` training images of each class (``<out>/<class>/NN.png``) and one
+    contact sheet ``<out>/samples.png`` (a row per class, enlarged ``scale`` times)."""
+    from PIL import Image
+
+    from pipeline.artifacts import atomic_write_bytes
+
+    out = Path(out_dir)
+    written: list[Path] = []
+    x, y = dataset.x_train, dataset.y_train
+    h, w = dataset.image_shape[:2]
+    sheet = np.zeros((dataset.num_classes * h, per_class * w, 3), dtype=np.uint8)
+    for c, name in enumerate(dataset.class_names):
+        imgs = x[y == c][:per_class]
+        for j, img in enumerate(imgs):
+            written.append(atomic_write_bytes(out / name / f"{j:02d}.png", _png(img)))
+            sheet[c * h:(c + 1) * h, j * w:(j + 1) * w] = img
+    big = np.asarray(Image.fromarray(sheet).resize((sheet.shape[1] * scale, sheet.shape[0] * scale),
+                                                   Image.Resampling.NEAREST))
+    written.append(atomic_write_bytes(out / "samples.png", _png(big)))
+    return written
+
+
+def _png(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()

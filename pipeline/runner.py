@@ -1,0 +1,426 @@
+"""The one ordered list of stages, and the loop that takes a recipe through it.
+
+Each :class:`Stage` names its function and the artifacts it reads and writes in the run
+directory. A stage function has the signature ``fn(ctx: StageContext, cfg) -> dict`` (its metrics
+for the manifest); it reads and writes artifacts through ``ctx``. To add a stage, write its
+function (here or in its own module, named as ``"pipeline.module:function"`` so TensorFlow and
+friends are imported only when it runs) and append a ``Stage`` to :data:`STAGES`, in the order of
+:data:`pipeline.config.STAGE_ORDER`.
+
+A stage is not run again ("up to date") when its config hash, the sha256 of its input artifacts
+(and of outside files it reads, such as a user's image folder) match what the manifest recorded
+and its outputs are still there, unchanged. A stage that cannot run on this machine raises
+:class:`StageSkipped` with the reason; the manifest and the report say so, and later stages that
+need its outputs are skipped too.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pipeline.artifacts import (RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, library_versions,
+                                now_iso, save_keras_model, sha256_file, sha256_json, sha256_path)
+from pipeline.config import STAGE_ORDER, Recipe, config_to_dict
+from pipeline.errors import PipelineError
+
+Log = Callable[[str], None]
+
+
+class StageSkipped(Exception):
+    """Raised by a stage that cannot run here (e.g. no Pico SDK): recorded as ``skipped: <reason>``."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class RunOptions:
+    """Settings of this machine and this invocation (never part of a recipe)."""
+
+    progress: bool = True  # progress bars on stderr (only drawn on a terminal)
+    force: bool = False  # run every stage even when up to date
+    port: str | None = None  # serial port of a board (measure)
+    emulator: bool = False  # measure on the emulated Pico
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else a stage needs (SDK paths, ...)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets besides its config: the run directory, the recipe, options, a log."""
+
+    run: RunDir
+    recipe: Recipe
+    options: RunOptions
+    stage: str
+    manifest: dict[str, Any]
+    log: Log = _quiet
+
+    # ---- paths and earlier results
+    def path(self, name: str) -> Path:
+        """Path of an artifact of this run (``ctx.path("model.tflite")``)."""
+        return self.run.path(name)
+
+    @property
+    def progress(self) -> bool:
+        return self.options.progress
+
+    def config(self, stage: str) -> Any:
+        """The config of another stage of the recipe (read-only)."""
+        return self.recipe.config(stage)
+
+    def metrics_of(self, stage: str) -> dict[str, Any]:
+        """Metrics an earlier stage recorded in this run ({} when it did not run)."""
+        return dict(self.manifest.get("stages", {}).get(stage, {}).get("metrics") or {})
+
+    def warn(self, message: str) -> None:
+        self.log(f"warning: {message}")
+
+    def input_model(self) -> str:
+        """File name of the Keras model this stage should start from: the last ``.keras`` output
+        of a stage before this one in the recipe."""
+        return previous_output(self.recipe, self.stage, ".keras")
+
+    # ---- reading and writing artifacts
+    def load_dataset(self):
+        from pipeline.data import Dataset
+
+        return Dataset.load(self.path("data.npz"))
+
+    def load_keras(self, name: str):
+        from pipeline.keras_setup import keras
+
+        p = self.path(name)
+        try:
+            return keras().models.load_model(str(p), compile=False)
+        except Exception as e:
+            raise PipelineError(f"cannot load {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                                hint="run the stage that writes it again (e.g. with --force)") from None
+
+    def save_keras(self, model: Any, name: str) -> Path:
+        return save_keras_model(model, self.path(name))
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        return atomic_write_bytes(self.path(name), data)
+
+    def write_text(self, name: str, text: str) -> Path:
+        return atomic_write_text(self.path(name), text)
+
+    def write_json(self, name: str, value: Any) -> Path:
+        return atomic_write_json(self.path(name), value)
+
+
+StageFn = Callable[[StageContext, Any], dict]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the pipeline table.
+
+    ``fn``: the stage function, or ``"module:function"`` imported when the stage runs.
+    ``inputs``: artifact names it reads, or ``f(recipe) -> names`` when that depends on the recipe
+    (see :func:`previous_output`). ``outputs``: artifact names (files or folders) it writes.
+    ``external``: ``f(cfg) -> paths`` outside the run directory whose contents count as inputs.
+    ``headline``: ``f(metrics) -> str``, a short phrase for the log and the report.
+    """
+
+    name: str
+    fn: StageFn | str
+    inputs: tuple[str, ...] | Callable[[Recipe], Sequence[str]] = ()
+    outputs: tuple[str, ...] = ()
+    external: Callable[[Any], Sequence[Path]] | None = None
+    headline: Callable[[dict], str] | None = None
+
+    def input_names(self, recipe: Recipe) -> tuple[str, ...]:
+        return tuple(self.inputs(recipe) if callable(self.inputs) else self.inputs)
+
+    def function(self) -> StageFn:
+        if callable(self.fn):
+            return self.fn
+        module, _, attr = self.fn.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def previous_output(recipe: Recipe, stage: str, suffix: str) -> str:
+    """The last output ending in ``suffix`` of a stage before ``stage`` in ``recipe``."""
+    found = None
+    for s in recipe.stages:
+        if s == stage:
+            break
+        st = STAGE_BY_NAME.get(s)
+        for out in st.outputs if st else ():
+            if out.endswith(suffix):
+                found = out
+    if found is None:
+        raise PipelineError(f"stage {stage!r} needs a {suffix} artifact, but no stage before it writes one",
+                            hint="check the recipe's 'stages'")
+    return found
+
+
+# ------------------------------------------------------------------------ the stages so far
+def _data_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.data import make_dataset
+
+    t0 = time.perf_counter()
+    ds = make_dataset(cfg, warn=ctx.warn)
+    ds.save(ctx.path("data.npz"))
+    return {**ds.summary(), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _data_external(cfg) -> list[Path]:
+    return [] if cfg.source == "synthetic" else [Path(cfg.source)]
+
+
+def _data_headline(m: dict) -> str:
+    n = m.get("images", {})
+    return f"{sum(n.values())} images ({n.get('train')} train / {n.get('val')} val / {n.get('test')} test)"
+
+
+def _model_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.models import build_model, count_macs, is_model_path
+
+    ds = ctx.load_dataset()
+    model = build_model(cfg, ds.num_classes, ds.image_shape)
+    ctx.save_keras(model, "model_untrained.keras")
+    from_file = is_model_path(cfg.name)
+    return {
+        "model": model.name,
+        "from": f"file {cfg.name}" if from_file else f"registry ({cfg.name})",
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "layers": len(model.layers),
+        "input_shape": list(model.input_shape[1:]),
+        "classes": ds.num_classes,
+    }
+
+
+def _model_external(cfg) -> list[Path]:
+    from pipeline.models import is_model_path
+
+    return [Path(cfg.name)] if is_model_path(cfg.name) else []
+
+
+def _model_headline(m: dict) -> str:
+    return f"{m.get('model')}: {m.get('params'):,} parameters, {m.get('macs'):,} MACs"
+
+
+def _train_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.train import train
+
+    ds = ctx.load_dataset()
+    model = ctx.load_keras("model_untrained.keras")
+    model, result = train(model, ds, cfg, progress=ctx.progress)
+    ctx.save_keras(model, "model.keras")
+    ctx.write_json("train_history.json", {"history": result.history, "best_epoch": result.best_epoch})
+    return result.metrics(ds.class_names)
+
+
+def _train_headline(m: dict) -> str:
+    return (f"test accuracy {m.get('test_accuracy', float('nan')):.3f} (Keras float), "
+            f"{m.get('epochs_run')} epochs, best {m.get('best_epoch')}")
+
+
+STAGES: list[Stage] = [
+    Stage("data", _data_stage, outputs=("data.npz",), external=_data_external, headline=_data_headline),
+    Stage("model", _model_stage, inputs=("data.npz",), outputs=("model_untrained.keras",),
+          external=_model_external, headline=_model_headline),
+    Stage("train", _train_stage, inputs=("data.npz", "model_untrained.keras"),
+          outputs=("model.keras", "train_history.json"), headline=_train_headline),
+    # Append here, in STAGE_ORDER: prune, cluster, quantize, convert, verify, render, build, measure.
+]
+STAGE_BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def register(stage: Stage) -> None:
+    """Add a stage to the table (kept in :data:`STAGE_ORDER`), replacing one of the same name."""
+    if stage.name not in STAGE_ORDER:
+        raise ValueError(f"{stage.name!r} is not in config.STAGE_ORDER")
+    STAGES[:] = sorted([s for s in STAGES if s.name != stage.name] + [stage], key=lambda s: STAGE_ORDER.index(s.name))
+    STAGE_BY_NAME.clear()
+    STAGE_BY_NAME.update({s.name: s for s in STAGES})
+
+
+def check_implemented(stages: Sequence[str]) -> None:
+    for name in stages:
+        if name not in STAGE_BY_NAME:
+            raise PipelineError(
+                f"stage {name!r} is not implemented yet",
+                hint="stages available now: " + ", ".join(s.name for s in STAGES)
+                + f"; remove {name!r} from the recipe's 'stages'",
+            )
+
+
+# ------------------------------------------------------------------------------ the loop
+@dataclass
+class StageOutcome:
+    name: str
+    status: str  # done | up to date | skipped | failed
+    seconds: float = 0.0
+    reason: str = ""
+    headline: str = ""
+
+
+@dataclass
+class RunSummary:
+    run: RunDir
+    outcomes: list[StageOutcome]
+    seconds: float
+    report_md: Path | None = None
+    report_json: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    def line(self) -> str:
+        """The one summary line printed at the end."""
+        parts = [f"{self.count('done')} ran", f"{self.count('up to date')} up to date"]
+        if self.count("skipped"):
+            parts.append(f"{self.count('skipped')} skipped")
+        text = f"run {self.run.name}: {len(self.outcomes)} stages in {self.seconds:.1f} s ({', '.join(parts)})"
+        train = self.manifest.get("stages", {}).get("train", {}).get("metrics") or {}
+        if "test_accuracy" in train:
+            text += f"; Keras test accuracy {train['test_accuracy']:.3f}"
+        if self.report_md is not None:
+            text += f"; report: {self.report_md}"
+        return text
+
+
+def stage_fingerprint(stage: Stage, cfg: Any, run: RunDir, recipe: Recipe) -> dict[str, Any]:
+    """What decides whether a stage must run again: its config and the hashes of what it reads."""
+    inputs = {}
+    for name in stage.input_names(recipe):
+        p = run.path(name)
+        inputs[name] = sha256_path(p) if p.exists() else None
+    external = {}
+    for p in (stage.external(cfg) if stage.external else ()):
+        external[str(p)] = sha256_path(p) if Path(p).exists() else None
+    return {"config_sha256": sha256_json(config_to_dict(cfg)), "inputs": inputs, "external": external}
+
+
+def _outputs_unchanged(stage: Stage, run: RunDir, recorded: dict[str, Any]) -> bool:
+    for name in stage.outputs:
+        p = run.path(name)
+        if not p.exists() or recorded.get(name) != sha256_path(p):
+            return False
+    return True
+
+
+def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, log: Log = _quiet,
+               until: str | None = None, write_report: bool = True) -> RunSummary:
+    """Take ``recipe`` through the stage table into ``run``; return what happened.
+
+    ``until``: stop after this stage (``picotflm train`` runs data, model, train).
+    """
+    options = options or RunOptions()
+    names = list(recipe.stages)
+    if until is not None:
+        if until not in names:
+            raise PipelineError(f"recipe {recipe.name} has no {until!r} stage", hint="add it to the recipe's 'stages'")
+        names = names[:names.index(until) + 1]
+    check_implemented(names)
+    run.create()
+
+    t_start = time.perf_counter()
+    manifest = run.load_manifest()
+    manifest["run"] = run.name
+    manifest["recipe"] = {**recipe.to_dict(), "source": recipe.source}
+    manifest["versions"] = library_versions()
+    manifest["inputs"] = {"recipe": {"path": recipe.source, "sha256": sha256_file(recipe.source)}
+                          if recipe.source and Path(recipe.source).is_file() else None}
+    stages_doc: dict[str, Any] = manifest.setdefault("stages", {})
+    for old in [s for s in stages_doc if s not in recipe.stages]:
+        del stages_doc[old]
+    manifest["stages"] = stages_doc = {s: stages_doc[s] for s in STAGE_ORDER if s in stages_doc}
+
+    outcomes: list[StageOutcome] = []
+    total = len(names)
+    for i, name in enumerate(names, 1):
+        stage = STAGE_BY_NAME[name]
+        cfg = recipe.config(name)
+        tag = f"[{i}/{total}] {name}"
+        prev = stages_doc.get(name) or {}
+        entry: dict[str, Any] = {"config": config_to_dict(cfg)}
+
+        missing = [n for n in stage.input_names(recipe) if not run.path(n).exists()]
+        if missing:
+            reason = f"needs {', '.join(missing)}, which no earlier stage wrote in this run"
+            stages_doc[name] = {**entry, "status": "skipped", "reason": reason, "finished": now_iso()}
+            outcomes.append(StageOutcome(name, "skipped", reason=reason))
+            log(f"{tag}: skipped: {reason}")
+            run.write_manifest(manifest)
+            continue
+
+        fp = stage_fingerprint(stage, cfg, run, recipe)
+        if (not options.force and prev.get("status") in ("done", "up to date") and prev.get("fingerprint") == fp
+                and _outputs_unchanged(stage, run, prev.get("outputs") or {})):
+            prev["status"] = "up to date"
+            stages_doc[name] = prev
+            headline = _headline(stage, prev.get("metrics") or {})
+            outcomes.append(StageOutcome(name, "up to date", headline=headline))
+            log(f"{tag}: up to date, skipped" + (f" ({headline})" if headline else ""))
+            continue
+
+        log(f"{tag}: running")
+        ctx = StageContext(run=run, recipe=recipe, options=options, stage=name, manifest=manifest, log=log)
+        t0 = time.perf_counter()
+        try:
+            metrics = stage.function()(ctx, cfg) or {}
+        except StageSkipped as e:
+            stages_doc[name] = {**entry, "status": "skipped", "reason": e.reason, "finished": now_iso()}
+            outcomes.append(StageOutcome(name, "skipped", reason=e.reason))
+            log(f"{tag}: skipped: {e.reason}")
+            run.write_manifest(manifest)
+            continue
+        except BaseException as e:
+            seconds = time.perf_counter() - t0
+            reason = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
+            stages_doc[name] = {**entry, "status": "failed", "reason": reason, "seconds": round(seconds, 2),
+                                "finished": now_iso()}
+            try:
+                run.write_manifest(manifest)
+            except PipelineError:
+                pass
+            raise
+        seconds = time.perf_counter() - t0
+        absent = [n for n in stage.outputs if not run.path(n).exists()]
+        if absent:
+            raise RuntimeError(f"stage {name} finished without writing {', '.join(absent)}")
+        headline = _headline(stage, metrics)
+        stages_doc[name] = {
+            **entry,
+            "status": "done",
+            "seconds": round(seconds, 2),
+            "finished": now_iso(),
+            "fingerprint": fp,
+            "outputs": {n: sha256_path(run.path(n)) for n in stage.outputs},
+            "headline": headline,
+            "metrics": metrics,
+        }
+        run.write_manifest(manifest)
+        outcomes.append(StageOutcome(name, "done", seconds=seconds, headline=headline))
+        log(f"{tag}: done in {seconds:.1f} s" + (f": {headline}" if headline else ""))
+
+    run.write_manifest(manifest)
+    summary = RunSummary(run=run, outcomes=outcomes, seconds=time.perf_counter() - t_start, manifest=manifest)
+    if write_report:
+        from pipeline.report import write_report
+
+        summary.report_md, summary.report_json = write_report(run.root)
+    return summary
+
+
+def _headline(stage: Stage, metrics: dict) -> str:
+    if stage.headline is None or not metrics:
+        return ""
+    try:
+        return stage.headline(metrics)
+    except (KeyError, TypeError, ValueError):
+        return ""
