@@ -60,7 +60,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     recipe = _recipe(args, {"data": {"source": args.source}} if args.source else None)
     cfg = recipe.config("data")
     status(f"data: {'synthetic pizzas' if cfg.source == 'synthetic' else cfg.source} ...")
-    ds = make_dataset(cfg, warn=lambda m: status(f"warning: {m}"))
+    ds = make_dataset(cfg, warn=lambda m: status(f"warning: {m}"), progress=not args.no_progress)
     summary = ds.summary()
     say(f"dataset: {summary['source']}, {len(ds.class_names)} classes, images "
         f"{'x'.join(str(d) for d in ds.image_shape)} uint8")

@@ -126,10 +126,10 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- stage entry
-def make_dataset(cfg: DataConfig, warn: Callable[[str], None] | None = None) -> Dataset:
+def make_dataset(cfg: DataConfig, warn: Callable[[str], None] | None = None, progress: bool = False) -> Dataset:
     """The data stage: synthetic pizzas or a user's folder, split by ``cfg.seed``."""
     if cfg.source == "synthetic":
-        images, labels = synthetic_images(cfg)
+        images, labels = synthetic_images(cfg, progress=progress)
         return split_dataset(images, labels, cfg, source="synthetic")
     images, labels, skipped = load_folder(cfg.source, cfg.classes, cfg.image_size)
     if skipped and warn is not None:
@@ -192,7 +192,7 @@ _TOPPINGS = {  # name: (colour, radius range in px at 48x48, hole)
 _COMBINED_KINDS = ("pepperoni", "olive", "pepper")
 
 
-def synthetic_images(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_images(cfg: DataConfig, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``samples_per_class`` images of each class in ``cfg.classes`` (which must be the pizza classes)."""
     unknown = [c for c in cfg.classes if c not in PIZZA_CLASSES]
     if unknown:
@@ -205,14 +205,22 @@ def synthetic_images(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((n * len(cfg.classes), cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
     labels = np.empty(n * len(cfg.classes), dtype=np.int64)
     k = 0
-    for c, name in enumerate(cfg.classes):
-        cls_id = PIZZA_CLASSES.index(name)
-        for i in range(n):
-            rng = np.random.default_rng([cfg.seed, cls_id, i])
-            images[k] = canvas.draw(name, rng)
-            labels[k] = c
-            k += 1
+    with _bar(total=len(labels), desc="data", unit="img", enabled=progress) as bar:
+        for c, name in enumerate(cfg.classes):
+            cls_id = PIZZA_CLASSES.index(name)
+            for i in range(n):
+                rng = np.random.default_rng([cfg.seed, cls_id, i])
+                images[k] = canvas.draw(name, rng)
+                labels[k] = c
+                k += 1
+            bar.update(n)
     return images, labels
+
+
+def _bar(**kwargs):
+    from pipeline.progress import bar
+
+    return bar(**kwargs)
 
 
 def _ray_distance(d: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -382,7 +390,7 @@ def load_folder(folder: str | Path, classes: tuple[str, ...], image_size: int
     """
     from PIL import Image, ImageOps
 
-    root = Path(folder)
+    root = Path(folder).expanduser()
     hint_layout = "put the images in one sub-folder per class, e.g. " + f"{root}/{classes[0]}/001.jpg"
     if not root.exists():
         raise PipelineError(f"dataset folder {root} does not exist", hint="check data.source / --source")

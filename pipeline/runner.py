@@ -169,13 +169,13 @@ def _data_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.data import make_dataset
 
     t0 = time.perf_counter()
-    ds = make_dataset(cfg, warn=ctx.warn)
+    ds = make_dataset(cfg, warn=ctx.warn, progress=ctx.progress)
     ds.save(ctx.path("data.npz"))
     return {**ds.summary(), "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _data_external(cfg) -> list[Path]:
-    return [] if cfg.source == "synthetic" else [Path(cfg.source)]
+    return [] if cfg.source == "synthetic" else [Path(cfg.source).expanduser()]
 
 
 def _data_headline(m: dict) -> str:

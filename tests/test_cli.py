@@ -139,3 +139,26 @@ def test_default_recipe_reaches_accuracy_and_skips_on_rerun(tmp_path):
     assert r.stderr.count("up to date, skipped") == 3
     assert "0 ran, 3 up to date" in r.stdout
     assert time.perf_counter() - t0 < 10
+
+
+def test_data_command_on_a_folder_with_corrupt_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.config import PIZZA_CLASSES
+
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for c in PIZZA_CLASSES:
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(root / c / f"{i}.jpg")
+    (root / "burnt" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    r = cli("data", "--source", str(root), "--out", str(tmp_path / "s"), "--samples", "1")
+    assert r.returncode == 0, r.stderr
+    assert "warning: skipped 1 unreadable image(s): burnt/bad.png" in r.stderr
+    assert "total" in r.stdout
+
+    for p in root.rglob("*.jpg"):
+        p.write_bytes(b"garbage")
+    _error(cli("data", "--source", str(root), "--out", str(tmp_path / "s2")), "no readable images")
