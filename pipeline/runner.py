@@ -334,7 +334,8 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
     manifest["recipe"] = {**recipe.to_dict(), "source": recipe.source}
     manifest["versions"] = library_versions()
     manifest["inputs"] = {"recipe": {"path": recipe.source, "sha256": sha256_file(recipe.source)}
-                          if recipe.source and Path(recipe.source).is_file() else None}
+                          if recipe.source and Path(recipe.source).is_file() else None,
+                          "files": {}}  # outside files the stages read (image folder, model file): sha256
     stages_doc: dict[str, Any] = manifest.setdefault("stages", {})
     for old in [s for s in stages_doc if s not in recipe.stages]:
         del stages_doc[old]
@@ -359,6 +360,8 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
             continue
 
         fp = stage_fingerprint(stage, cfg, run, recipe)
+        if fp["external"]:
+            manifest["inputs"].setdefault("files", {}).update(fp["external"])
         if (not options.force and prev.get("status") in ("done", "up to date") and prev.get("fingerprint") == fp
                 and _outputs_unchanged(stage, run, prev.get("outputs") or {})):
             prev["status"] = "up to date"
@@ -384,9 +387,13 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
             reason = e.message if isinstance(e, PipelineError) else f"{type(e).__name__}: {e}"
             stages_doc[name] = {**entry, "status": "failed", "reason": reason, "seconds": round(seconds, 2),
                                 "finished": now_iso()}
-            try:
+            try:  # best effort: the manifest and report say which stage failed and why
                 run.write_manifest(manifest)
-            except PipelineError:
+                if write_report:
+                    from pipeline.report import write_report as _write_report
+
+                    _write_report(run.root)
+            except Exception:
                 pass
             raise
         seconds = time.perf_counter() - t0
