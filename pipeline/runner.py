@@ -233,9 +233,57 @@ STAGES: list[Stage] = [
           external=_model_external, headline=_model_headline),
     Stage("train", _train_stage, inputs=("data.npz", "model_untrained.keras"),
           outputs=("model.keras", "train_history.json"), headline=_train_headline),
-    # Append here, in STAGE_ORDER: prune, cluster, quantize, convert, verify, render, build, measure.
+    # Compression, conversion and the board: adapters in pipeline/stages.py.
+    Stage("prune", "pipeline.stages:prune_stage", inputs=lambda r: ("data.npz", previous_output(r, "prune", ".keras")),
+          outputs=("model_pruned.keras",),
+          headline=lambda m: f"{m.get('method')}: {m.get('sparsity_pruned_layers', 0):.0%} zeros in pruned layers"),
+    Stage("cluster", "pipeline.stages:cluster_stage",
+          inputs=lambda r: ("data.npz", previous_output(r, "cluster", ".keras")), outputs=("model_clustered.keras",),
+          headline=lambda m: f"{m.get('clusters')} clusters per kernel"),
+    Stage("quantize", "pipeline.stages:quantize_stage",
+          inputs=lambda r: ("data.npz", previous_output(r, "quantize", ".keras")), outputs=("model_quantized.tflite",),
+          headline=lambda m: f"{m.get('method')}, {m.get('weight_bits')}-bit weights"),
+    Stage("convert", "pipeline.stages:convert_stage", inputs=lambda r: _stages()._convert_inputs(r),
+          outputs=("model.tflite", "model_float.tflite"),
+          headline=lambda m: f"{m.get('tflite_bytes'):,} B .tflite ({m.get('weight_bytes'):,} B weights, "
+                             f"{'/'.join(m.get('weight_dtypes') or [])})"),
+    Stage("verify", "pipeline.stages:verify_stage", inputs=("data.npz", "model.tflite"), outputs=("verify.json",),
+          headline=lambda m: f"host TFLM test accuracy {m.get('tflm_test_accuracy', 0):.3f}, host arena "
+                             f"{m.get('host_arena_min_bytes'):,} B"),
+    Stage("render", "pipeline.stages:render_stage", inputs=("data.npz", "model.tflite", "verify.json"),
+          outputs=("firmware", "golden.json"),
+          headline=lambda m: f"arena {m.get('arena_bytes'):,} B, {m.get('golden_count')} golden inputs"),
+    Stage("build", "pipeline.stages:build_stage", inputs=("firmware",),
+          outputs=("firmware.elf", "firmware.bin", "firmware.uf2"), external=lambda cfg: _firmware_sources(),
+          headline=lambda m: f"{m.get('image')} image: flash {m.get('flash_bytes'):,} B, static RAM "
+                             f"{m.get('static_ram_bytes'):,} B"),
+    Stage("measure", "pipeline.stages:measure_stage",
+          inputs=("firmware.elf", "model.tflite", "data.npz", "verify.json"), outputs=("measured.json",),
+          headline=lambda m: _measure_headline(m)),
 ]
 STAGE_BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def _stages():
+    import pipeline.stages as stages
+
+    return stages
+
+
+def _firmware_sources() -> list[Path]:
+    """The firmware project's own sources: a change to them rebuilds the image."""
+    root = Path(__file__).resolve().parent.parent
+    return [p for p in (root / "CMakeLists.txt", root / "pico_sdk_import.cmake", root / "firmware")
+            if p.exists() and p.name != "generated"]
+
+
+def _measure_headline(m: dict) -> str:
+    b = m.get("bench") or {}
+    mem = m.get("mem") or {}
+    g = m.get("golden") or {}
+    return (f"{m.get('source', '?')}: median {b.get('median_us', '?')} us ({m.get('cycles_per_mac', 0):.1f} cycles/MAC), "
+            f"arena used {mem.get('arena_used', '?')} B, RAM {m.get('ram_total_bytes', '?')} B, golden "
+            f"{g.get('exact', '?')}/{g.get('count', '?')} exact")
 
 
 def register(stage: Stage) -> None:
