@@ -31,19 +31,42 @@ def status(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _options(args: argparse.Namespace):
+def _options(args: argparse.Namespace, rerun: tuple[str, ...] = ()):
     from pipeline.runner import RunOptions
 
-    return RunOptions(progress=not getattr(args, "no_progress", False), force=getattr(args, "force", False))
+    return RunOptions(progress=not getattr(args, "no_progress", False), force=getattr(args, "force", False),
+                      port=getattr(args, "port", None), rerun=rerun)
 
 
 def _recipe(args: argparse.Namespace, extra: dict | None = None):
-    from pipeline.config import load_recipe, parse_overrides
+    """The recipe named on the command line; for the firmware commands the argument may also be an
+    existing run, whose recorded recipe is used."""
+    from pipeline.config import load_recipe, parse_overrides, parse_recipe
 
     overrides = parse_overrides(getattr(args, "set", None))
     for stage, values in (extra or {}).items():
         overrides.setdefault(stage, {}).update(values)
-    return load_recipe(getattr(args, "recipe", None), overrides)
+    name = getattr(args, "recipe", None)
+    runs_dir = Path(getattr(args, "runs_dir", "runs"))
+    manifest = runs_dir / name / "manifest.json" if name and "/" not in name and not name.endswith(".toml") else None
+    if manifest is not None and manifest.is_file() and not (Path(name).exists() or _is_shipped(name)):
+        import json
+
+        doc = json.loads(manifest.read_text(encoding="utf-8")).get("recipe") or {}
+        body = {"description": doc.get("description", ""), "stages": doc.get("stages", []), **doc.get("configs", {})}
+        for stage, values in overrides.items():
+            body.setdefault(stage, {}).update(values)
+        recipe = parse_recipe(body, name=doc.get("name", name), source=doc.get("source", ""))
+        if getattr(args, "name", None) is None:
+            args.name = name
+        return recipe
+    return load_recipe(name, overrides)
+
+
+def _is_shipped(name: str) -> bool:
+    from pipeline.config import RECIPES_DIR
+
+    return (RECIPES_DIR / f"{name}.toml").is_file()
 
 
 def _run_dir(args: argparse.Namespace, recipe):
@@ -114,6 +137,98 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_until(args: argparse.Namespace, stage: str, rerun: tuple[str, ...] = ()):
+    from pipeline.runner import run_recipe
+
+    recipe = _recipe(args)
+    if stage not in recipe.stages:
+        raise PipelineError(f"recipe {recipe.name} has no {stage!r} stage",
+                            hint=f"add {stage!r} to the recipe's 'stages' (the shipped recipes have it)")
+    summary = run_recipe(recipe, _run_dir(args, recipe), _options(args, rerun), log=status, until=stage)
+    for o in summary.outcomes:
+        if o.status == "skipped":
+            say(f"{o.name}: not run: {o.reason}")
+    return summary
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Render the run's model into firmware sources (runs/RUN/firmware/)."""
+    summary = _run_until(args, "render")
+    say(f"generated sources: {summary.run.path('firmware')}")
+    say(summary.line())
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Render and build the firmware image; print its flash and static RAM use."""
+    summary = _run_until(args, "build")
+    m = summary.manifest.get("stages", {}).get("build", {})
+    if m.get("status") in ("done", "up to date"):
+        b = m["metrics"]
+        say(f"{b['image']} image: {summary.run.path('firmware.elf')} (UF2: {summary.run.path('firmware.uf2')})")
+        say(f"flash {b['flash_bytes']:,} B of 2 MB ({b['flash_percent_of_2MB']} %), static RAM "
+            f"{b['static_ram_bytes']:,} B of 264 KB ({b['static_ram_percent_of_264KB']} %), "
+            f"of which tensor arena {b.get('arena_static_bytes') or 0:,} B")
+    say(summary.line())
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Read back RAM, latency and golden agreement from the board (--port) or the emulated Pico."""
+    summary = _run_until(args, "measure", rerun=("measure",))
+    entry = summary.manifest.get("stages", {}).get("measure", {})
+    if entry.get("status") == "done":
+        from pipeline.runner import _measure_headline
+
+        say(f"measured on {entry['metrics'].get('where')}")
+        say(_measure_headline(entry["metrics"]))
+    say(summary.line())
+    return 0
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    """Run a firmware image (or a run's firmware.elf) in the emulated Pico until Ctrl-C."""
+    from pipeline.emulator import serve
+
+    image = Path(args.firmware)
+    if not image.exists() and (Path(args.runs_dir) / args.firmware / "firmware.elf").is_file():
+        image = Path(args.runs_dir) / args.firmware / "firmware.elf"
+    return serve(image, announce=lambda port: say(f"Emulated Pico on {port} (Ctrl-C to stop)"),
+                 on_stderr=status, link=args.link)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    """Flash a run's board image (picotool, or UF2 copy to the RPI-RP2 drive), then measure it."""
+    from pipeline.artifacts import RunDir
+    from pipeline.flash import flash
+
+    run = RunDir.existing(args.run, args.runs_dir)
+    man = run.read_manifest()
+    image = (man.get("stages", {}).get("build", {}).get("metrics") or {}).get("image")
+    if image != "board":
+        raise PipelineError(f"run {run.name} holds the {image or 'no'} image, not the board image",
+                            hint="build it with `picotflm build RECIPE --name NAME --set build.image=board` "
+                                 "(or `make flash`)")
+    port = flash(run.path("firmware.uf2"), drive=args.drive, log=status)
+    say(f"flashed {run.path('firmware.uf2')}; the board is on {port}")
+    if args.no_measure:
+        return 0
+    args.port = port
+    args.recipe = args.run
+    args.name = run.name
+    return cmd_measure(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """One comparison table (Markdown + JSON) and plots across runs."""
+    from pipeline.report import write_comparison
+
+    md, js, pngs = write_comparison(args.runs, args.runs_dir, Path(args.out))
+    say(md.read_text(encoding="utf-8"))
+    status(f"Wrote {md}, {js}" + "".join(f", {p}" for p in pngs))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.md and report.json of a run and print the Markdown."""
     from pipeline.artifacts import RunDir
@@ -158,6 +273,30 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                    help="override a recipe setting, e.g. --set data.seed=3 (repeatable)")
 
 
+def _measure_args(p: argparse.ArgumentParser) -> None:
+    _run_args(p)
+    p.add_argument("--port", default=None, help="serial port of a real Pico (e.g. /dev/ttyACM0); "
+                                                  "default: the emulated Pico")
+
+
+def _emulate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("firmware", help="a firmware image (.elf, .uf2 or .bin) or a run name")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
+    p.add_argument("--link", default=None, help="also make this symlink to the pty (e.g. /tmp/ttyPICO)")
+
+
+def _flash_args(p: argparse.ArgumentParser) -> None:
+    _report_args(p)
+    p.add_argument("--drive", default=None, help="the mounted RPI-RP2 drive (default: found automatically)")
+    p.add_argument("--no-measure", action="store_true", help="only flash; do not measure afterwards")
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run names (folders in --runs-dir) or run directories")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
+    p.add_argument("--out", default="runs/compare", help="folder for compare.md/.json and plots (default: runs/compare)")
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run name (a folder in --runs-dir) or the path of a run directory")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -186,6 +325,15 @@ COMMANDS: list[Command] = [
     Command("train", "run the data, model and train stages of a recipe", _run_args, cmd_train),
     Command("run", "run every stage of a recipe and write the report", _run_args, cmd_run),
     Command("report", "write and print the report of a run", _report_args, cmd_report),
+    Command("render", "render the model into firmware sources (C array, op resolver, config, golden data)",
+            _run_args, cmd_render),
+    Command("build", "render and build the firmware image (CMake + Ninja); print flash and RAM use",
+            _run_args, cmd_build),
+    Command("measure", "measure RAM, latency and golden agreement on the board (--port) or the emulated Pico",
+            _measure_args, cmd_measure),
+    Command("emulate", "run a firmware image in the emulated Pico behind a serial pty", _emulate_args, cmd_emulate),
+    Command("flash", "flash a run's board image to a Pico and measure it", _flash_args, cmd_flash),
+    Command("compare", "compare runs: one table and plots", _compare_args, cmd_compare),
 ]
 
 

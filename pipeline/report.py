@@ -148,6 +148,7 @@ def build_report(manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         rows.append([str(i), name, fmt(status_text(e)) if e else "not run", f"{secs:.1f} s" if secs is not None else "",
                      fmt(e.get("headline") or "")])
     md += _table(["#", "stage", "status", "time", "result"], rows)
+    md += summary_markdown(manifest)
 
     for name in order:
         e = stages.get(name) or {}
@@ -185,6 +186,7 @@ def build_report(manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
             for n in order
         ],
         "versions": versions,
+        "summary": key_figures(manifest),
     }
     return "\n".join(md), doc
 
@@ -197,3 +199,173 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     md_path = atomic_write_text(run_dir / "report.md", text)
     json_path = atomic_write_json(run_dir / "report.json", doc)
     return md_path, json_path
+
+
+# ------------------------------------------------------------------- key figures and comparison
+def _m(manifest: dict[str, Any], stage: str) -> dict[str, Any]:
+    e = (manifest.get("stages") or {}).get(stage) or {}
+    return (e.get("metrics") or {}) if e.get("status") in ("done", "up to date") else {}
+
+
+def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The figures a firmware engineer compares, each with where it was measured (None: not measured)."""
+    train, conv, ver = _m(manifest, "train"), _m(manifest, "convert"), _m(manifest, "verify")
+    build, meas = _m(manifest, "build"), _m(manifest, "measure")
+    last_keras = None
+    for st in ("prune", "cluster", "quantize"):
+        acc = _m(manifest, st).get("keras_val_accuracy")
+        if acc is not None:
+            last_keras = acc
+    mem, bench, golden = meas.get("mem") or {}, meas.get("bench") or {}, meas.get("golden") or {}
+    return {
+        "run": manifest.get("run"),
+        "recipe": (manifest.get("recipe") or {}).get("name"),
+        "float_tflite_bytes": conv.get("float_tflite_bytes"),
+        "tflite_bytes": conv.get("tflite_bytes"),
+        "size_vs_float_percent": conv.get("size_vs_float_percent"),
+        "weight_bytes": conv.get("weight_bytes"),
+        "weight_dtypes": "/".join(conv.get("weight_dtypes") or []) or None,
+        "keras_float_test_accuracy": train.get("test_accuracy"),
+        "keras_compressed_val_accuracy": last_keras,
+        "tflm_test_accuracy": ver.get("tflm_test_accuracy"),
+        "host_arena_bytes": ver.get("host_arena_min_bytes"),
+        "host_invoke_ms": ver.get("host_invoke_ms_median"),
+        "flash_bytes": build.get("flash_bytes"),
+        "static_ram_bytes": build.get("static_ram_bytes"),
+        "measured_on": meas.get("where"),
+        "device_arena_used_bytes": mem.get("arena_used"),
+        "device_arena_size_bytes": mem.get("arena_size"),
+        "device_stack_peak_bytes": mem.get("stack_peak"),
+        "device_ram_total_bytes": meas.get("ram_total_bytes"),
+        "device_median_us": bench.get("median_us"),
+        "device_median_cycles": bench.get("median_cycles"),
+        "cycles_per_mac": meas.get("cycles_per_mac"),
+        "golden_exact": f"{golden.get('exact')}/{golden.get('count')}" if golden else None,
+        "layers": ver.get("layers") or [],
+    }
+
+
+def summary_markdown(manifest: dict[str, Any]) -> list[str]:
+    k = key_figures(manifest)
+    if k["tflite_bytes"] is None and k["keras_float_test_accuracy"] is None:
+        return []
+    na = "not measured"
+
+    def v(x: Any, unit: str = "") -> str:
+        return na if x is None else fmt(x) + unit
+
+    rows = [
+        ["model size, float .tflite", v(k["float_tflite_bytes"], " B"), "host (TFLiteConverter)"],
+        [f"model size, {k['weight_dtypes'] or 'quantized'} .tflite", v(k["tflite_bytes"], " B")
+         + (f" ({k['size_vs_float_percent']:+.1f} %)" if k["size_vs_float_percent"] is not None else ""),
+         "host (the flashed model)"],
+        ["weight bytes alone", v(k["weight_bytes"], " B"), "read from the flatbuffer"],
+        ["accuracy, Keras float (test split)", v(k["keras_float_test_accuracy"]), "host, tf_keras"],
+        ["accuracy, Keras compressed (validation split)", v(k["keras_compressed_val_accuracy"]), "host, tf_keras"],
+        ["accuracy, TFLM int (test split)", v(k["tflm_test_accuracy"]), "host TFLM (same kernels as the board)"],
+        ["tensor arena, minimal", v(k["host_arena_bytes"], " B"), "host TFLM, 64-bit"],
+        ["tensor arena, used", v(k["device_arena_used_bytes"], " B"), k["measured_on"] or na],
+        ["tensor arena, compiled", v(k["device_arena_size_bytes"], " B"), "rendered config"],
+        ["invoke time", v(k["host_invoke_ms"], " ms"), "host TFLM (x86, not the Pico)"],
+        ["invoke time, median", v(k["device_median_us"], " us") + (f" ({fmt(k['device_median_cycles'])} cycles)"
+                                                                   if k["device_median_cycles"] else ""),
+         k["measured_on"] or na],
+        ["cycles per MAC", v(k["cycles_per_mac"]), k["measured_on"] or na],
+        ["flash used of 2 MB", v(k["flash_bytes"], " B"), "ELF sections"],
+        ["static RAM (.data + .bss incl. arena)", v(k["static_ram_bytes"], " B"), "ELF sections"],
+        ["stack peak", v(k["device_stack_peak_bytes"], " B"), k["measured_on"] or na],
+        ["RAM total (static + heap + stack peak) of 264 KB", v(k["device_ram_total_bytes"], " B"),
+         k["measured_on"] or na],
+        ["golden outputs bit-exact vs host TFLM", v(k["golden_exact"]), k["measured_on"] or na],
+    ]
+    return ["", "## Key figures", "", "Each figure says where it was measured; \"not measured\" means this run did not "
+            "measure it (see the stage's status).", ""] + _table(["figure", "value", "where"], rows)
+
+
+def _load_manifest(run: str, runs_dir: str | Path) -> dict[str, Any]:
+    rd = RunDir.existing(run, runs_dir)
+    return rd.read_manifest()
+
+
+COMPARE_COLUMNS = [
+    ("recipe", "recipe"), ("weight_dtypes", "weights"), ("tflite_bytes", ".tflite B"),
+    ("size_vs_float_percent", "vs float %"), ("weight_bytes", "weight B"),
+    ("keras_float_test_accuracy", "Keras float acc"), ("tflm_test_accuracy", "TFLM acc"),
+    ("host_arena_bytes", "host arena B"), ("device_arena_used_bytes", "board arena used B"),
+    ("device_median_us", "board median us"), ("cycles_per_mac", "cycles/MAC"), ("flash_bytes", "flash B"),
+    ("device_ram_total_bytes", "RAM total B"), ("golden_exact", "golden exact"),
+]
+
+
+def write_comparison(runs: list[str], runs_dir: str | Path, out_dir: Path) -> tuple[Path, Path, list[Path]]:
+    """compare.md / compare.json across runs, and PNG plots (size vs accuracy; per-layer weight bytes)."""
+    figs = [key_figures(_load_manifest(r, runs_dir)) for r in runs]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = ["# picotflm comparison", "", "Accuracy: test split (TFLM: host interpreter, the same kernels as the board). "
+          "Board figures: " + ("; ".join(sorted({f['measured_on'] for f in figs if f['measured_on']})) or "none measured")
+          + ". Empty cells: not measured in that run.", ""]
+    md += _table(["run"] + [h for _, h in COMPARE_COLUMNS],
+                 [[f["run"]] + ["" if f[k] is None else fmt(f[k]) for k, _ in COMPARE_COLUMNS] for f in figs])
+    md += ["", "## Per-layer weights in the flatbuffer", ""]
+    for f in figs:
+        layers = [l for l in f["layers"] if l.get("weight_bytes")]
+        if layers:
+            md += [f"**{f['run']}**", ""]
+            md += _table(["#", "op", "dtype", "bytes", "unique", "unique/channel", "sparsity"],
+                         [[str(l["index"]), l["op"], l["weight_dtype"], fmt(l["weight_bytes"]), fmt(l["unique_values"]),
+                           fmt(l.get("unique_per_channel_max")), f"{l['sparsity']:.1%}"] for l in layers])
+            md.append("")
+    pngs = _plots(figs, out_dir)
+    md += [f"![{p.stem}]({p.name})" for p in pngs] + [""]
+    md_path = atomic_write_text(out_dir / "compare.md", "\n".join(md))
+    json_path = atomic_write_json(out_dir / "compare.json", {"runs": figs})
+    return md_path, json_path, pngs
+
+
+def _plots(figs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.artifacts import atomic_write_bytes
+
+    out = []
+    pts = [f for f in figs if f["tflite_bytes"] and f["tflm_test_accuracy"] is not None]
+    if pts:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for f in pts:
+            ax.scatter(f["weight_bytes"], f["tflm_test_accuracy"], label=f"{f['run']} ({f['tflite_bytes']:,} B file)")
+        ax.set_xlabel("weight bytes in the .tflite")
+        ax.set_ylabel("TFLM test accuracy (host)")
+        ax.set_title("Model weight bytes vs accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        out.append(atomic_write_bytes(out_dir / "size_vs_accuracy.png", buf.getvalue()))
+    with_layers = [f for f in figs if any(l.get("weight_bytes") for l in f["layers"])]
+    if with_layers:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        width = 0.8 / len(with_layers)
+        for i, f in enumerate(with_layers):
+            layers = [l for l in f["layers"] if l.get("weight_bytes")]
+            xs = [j + i * width for j in range(len(layers))]
+            ax.bar(xs, [l["weight_bytes"] for l in layers], width=width, label=f["run"])
+        ref = [l for l in with_layers[0]["layers"] if l.get("weight_bytes")]
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(ref))])
+        ax.set_xticklabels([f"{l['index']}:{l['op'][:8]}" for l in ref], fontsize=7)
+        ax.set_ylabel("weight bytes")
+        ax.set_title("Per-layer weight bytes in the flatbuffer")
+        ax.legend(fontsize=7)
+        buf = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        plt.close(fig)
+        out.append(atomic_write_bytes(out_dir / "layer_bytes.png", buf.getvalue()))
+    return out

@@ -43,6 +43,7 @@ class RunOptions:
 
     progress: bool = True  # progress bars on stderr (only drawn on a terminal)
     force: bool = False  # run every stage even when up to date
+    rerun: tuple[str, ...] = ()  # stages to run again even when up to date (e.g. measure on a board)
     port: str | None = None  # serial port of a board (measure)
     emulator: bool = False  # measure on the emulated Pico
     extra: dict[str, Any] = field(default_factory=dict)  # anything else a stage needs (SDK paths, ...)
@@ -410,7 +411,7 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
         fp = stage_fingerprint(stage, cfg, run, recipe)
         if fp["external"]:
             manifest["inputs"].setdefault("files", {}).update(fp["external"])
-        if (not options.force and prev.get("status") in ("done", "up to date") and prev.get("fingerprint") == fp
+        if (not options.force and name not in options.rerun and prev.get("status") in ("done", "up to date") and prev.get("fingerprint") == fp
                 and _outputs_unchanged(stage, run, prev.get("outputs") or {})):
             prev["status"] = "up to date"
             stages_doc[name] = prev
