@@ -420,6 +420,15 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
             log(f"{tag}: up to date, skipped" + (f" ({headline})" if headline else ""))
             continue
 
+        reused = _from_cache(stage, fp, run, options) if name in CACHED_STAGES else None
+        if reused is not None:
+            stages_doc[name] = {**entry, **reused, "status": "done", "finished": now_iso(), "fingerprint": fp}
+            run.write_manifest(manifest)
+            headline = _headline(stage, reused.get("metrics") or {})
+            outcomes.append(StageOutcome(name, "done", headline=headline))
+            log(f"{tag}: reused the identical result of run {reused.get('reused_from')}" + (f" ({headline})" if headline else ""))
+            continue
+
         log(f"{tag}: running")
         ctx = StageContext(run=run, recipe=recipe, options=options, stage=name, manifest=manifest, log=log)
         t0 = time.perf_counter()
@@ -461,6 +470,8 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
             "metrics": metrics,
         }
         run.write_manifest(manifest)
+        if name in CACHED_STAGES:
+            _to_cache(stage, fp, run, stages_doc[name])
         outcomes.append(StageOutcome(name, "done", seconds=seconds, headline=headline))
         log(f"{tag}: done in {seconds:.1f} s" + (f": {headline}" if headline else ""))
 
@@ -471,6 +482,55 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
 
         summary.report_md, summary.report_json = write_report(run.root)
     return summary
+
+
+# ---------------------------------------------------------------------- shared stage cache
+# Runs of different recipes start from the same data, model and training: a stage whose config and
+# input hashes equal those of a stage already run (in any run under the same runs directory) takes
+# that stage's outputs instead of recomputing them. Keyed by the fingerprint, so nothing stale is reused.
+CACHED_STAGES = ("data", "model", "train", "prune", "cluster")
+CACHE_DIR = ".stage-cache"
+
+
+def _cache_entry(stage: Stage, fp: dict[str, Any], run: RunDir) -> Path:
+    return run.root.parent / CACHE_DIR / stage.name / sha256_json(fp)[:32]
+
+
+def _from_cache(stage: Stage, fp: dict[str, Any], run: RunDir, options: RunOptions) -> dict[str, Any] | None:
+    import json
+
+    if options.force:
+        return None
+    entry = _cache_entry(stage, fp, run)
+    meta = entry / "entry.json"
+    if not meta.is_file():
+        return None
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+        for name, digest in doc["outputs"].items():
+            src = entry / name
+            if not src.is_file() or sha256_file(src) != digest:
+                return None
+        for name in doc["outputs"]:
+            atomic_write_bytes(run.path(name), (entry / name).read_bytes())
+    except (OSError, ValueError, KeyError):
+        return None
+    return {"outputs": doc["outputs"], "metrics": doc.get("metrics") or {}, "seconds": 0.0,
+            "headline": doc.get("headline", ""), "reused_from": doc.get("run")}
+
+
+def _to_cache(stage: Stage, fp: dict[str, Any], run: RunDir, done: dict[str, Any]) -> None:
+    """Store a finished stage's file outputs (folders are not cached)."""
+    if not all(run.path(n).is_file() for n in stage.outputs):
+        return
+    entry = _cache_entry(stage, fp, run)
+    try:
+        for name in stage.outputs:
+            atomic_write_bytes(entry / name, run.path(name).read_bytes())
+        atomic_write_json(entry / "entry.json", {"run": run.name, "outputs": done["outputs"],
+                                                "metrics": done.get("metrics"), "headline": done.get("headline")})
+    except (OSError, PipelineError):
+        pass  # the cache is an optimisation: a failure to fill it changes nothing
 
 
 def _headline(stage: Stage, metrics: dict) -> str:
