@@ -1,14 +1,19 @@
-# picotflm: `make` (install if needed, run the default recipe) and `make test`.
+# picotflm: `make` (install if needed, run every shipped recipe, compare) and `make test`.
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
+CLI    := $(VENV)/bin/picotflm
 STAMP  := $(VENV)/.installed
+EMU    := tools/emulator
+EMU_STAMP := $(EMU)/node_modules/.installed
 RECIPE ?= int8
+RECIPES ?= int8 prune-int8 boundary-int8 cluster-int8 pcqat-int8 int4 cluster-int4
 RUNS   ?= runs
+PORT   ?=
 # Progress bars only draw on a terminal anyway; in CI say so explicitly for clean logs.
 PROGRESS := $(if $(CI),--no-progress,)
 
-.PHONY: all run install test clean distclean
+.PHONY: all run emulate firmware flash measure compare bench install test clean distclean
 
 all: run
 
@@ -19,13 +24,47 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# The emulated Pico (rp2040js, pinned by the lockfile); skipped with a note when npm is absent.
+$(EMU_STAMP): $(EMU)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(EMU) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "note: npm not found: the emulated Pico is unavailable (install Node.js and npm)"; fi
 
-run: $(STAMP)
-	$(VENV)/bin/picotflm run $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
+install: $(STAMP) $(EMU_STAMP)
+
+# The main job: every shipped recipe end to end (firmware built and measured on the emulated Pico
+# when the Pico SDK and pico-tflmicro are installed), then one comparison across them.
+run: install
+	@for r in $(RECIPES); do echo "== recipe $$r" >&2; $(CLI) run $$r --runs-dir $(RUNS) $(PROGRESS) || exit $$?; done
+	$(CLI) compare $(RECIPES) --runs-dir $(RUNS) --out $(RUNS)/compare > /dev/null
+	@echo "reports: $(RUNS)/<recipe>/report.md; comparison: $(RUNS)/compare/compare.md"
+
+# The default recipe through the emulated Pico, and its measured figures.
+emulate: install
+	$(CLI) run $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) measure $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
 	@echo "report: $(RUNS)/$(RECIPE)/report.md"
 
-test: $(STAMP)
+# Both images of the default recipe: the emulator image and the board image (USB CDC, dual core).
+firmware: install
+	$(CLI) build $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) build $(RECIPE) --name $(RECIPE)-board --set build.image=board --runs-dir $(RUNS) $(PROGRESS)
+
+# A real Pico: build the board image, flash it (picotool, or the RPI-RP2 drive), measure over USB serial.
+flash: install
+	$(CLI) build $(RECIPE) --name $(RECIPE)-board --set build.image=board --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) flash $(RECIPE)-board --runs-dir $(RUNS) $(PROGRESS)
+
+# Measure again on a board already flashed: make measure PORT=/dev/ttyACM0
+measure: install
+	$(CLI) measure $(if $(PORT),$(RECIPE)-board --port $(PORT),$(RECIPE)) --runs-dir $(RUNS) $(PROGRESS)
+
+compare: install
+	$(CLI) compare $(RECIPES) --runs-dir $(RUNS) --out $(RUNS)/compare
+
+bench: install
+	$(PY) -m pipeline.bench --runs-dir $(RUNS)
+
+test: install
 	$(PY) -m pytest -q
 
 clean:
@@ -33,4 +72,4 @@ clean:
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) *.egg-info $(EMU)/node_modules
