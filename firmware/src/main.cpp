@@ -1,0 +1,440 @@
+// picotflm firmware: set up the rendered model once, validate it, then answer the host's requests
+// (docs/protocol.md) with what the board measures about itself.
+#include <stdio.h>
+#include <string.h>
+
+#include <new>
+
+#include "board.h"
+#include "crc32.h"
+#include "golden_data.h"
+#include "model_config.h"
+#include "model_data.h"
+#include "op_resolver.h"
+#include "pico/binary_info.h"
+#include "protocol.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+bi_decl(bi_program_description("picotflm: " PICOTFLM_MODEL_NAME " (model " PICOTFLM_MODEL_HASH ") on TFLM, "
+                               PICOTFLM_IMAGE_NAME " image"));
+bi_decl(bi_program_version_string(PICOTFLM_FW_VERSION));
+
+namespace {
+
+alignas(16) uint8_t g_tensor_arena[PICOTFLM_ARENA_SIZE];
+
+// Per-op timing: TFLM calls BeginEvent/EndEvent around every operator when a profiler is attached.
+class OpProfiler : public tflite::MicroProfilerInterface {
+ public:
+  static constexpr int kMax = PICOTFLM_OP_COUNT + 4;
+  bool enabled = false;
+  int count = 0;
+  const char* tag[kMax];
+  uint64_t start_cycles[kMax], cycles[kMax];
+  uint64_t start_us[kMax], us[kMax];
+
+  uint32_t BeginEvent(const char* t) override {
+    if (!enabled || count >= kMax) return kMax;
+    tag[count] = t;
+    start_us[count] = board_time_us();
+    start_cycles[count] = board_cycles();
+    return (uint32_t)count++;
+  }
+  void EndEvent(uint32_t handle) override {
+    if (handle >= (uint32_t)kMax) return;
+    uint64_t c = board_cycles();
+    cycles[handle] = c - start_cycles[handle];
+    us[handle] = board_time_us() - start_us[handle];
+  }
+};
+
+PicotflmOpResolver g_resolver;
+OpProfiler g_profiler;
+alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
+tflite::MicroInterpreter* g_interpreter = nullptr;
+bool g_ready = false;
+size_t g_arena_limit = PICOTFLM_ARENA_SIZE;
+size_t g_arena_used = 0;
+char g_setup_error[160] = "";
+
+char g_reply[2048];
+char g_frame[2048 + 16];
+ptf_line_t g_line;
+ptf_request_t g_req;
+
+const char* type_name(TfLiteType t) { return TfLiteTypeGetName(t); }
+
+// Set up (or set up again) the interpreter within `limit` bytes of the static arena.
+bool setup(size_t limit) {
+  g_ready = false;
+  g_arena_used = 0;
+  g_setup_error[0] = '\0';
+  if (g_interpreter != nullptr) {
+    g_interpreter->~MicroInterpreter();
+    g_interpreter = nullptr;
+  }
+  g_arena_limit = limit;
+  const tflite::Model* model = tflite::GetModel(PICOTFLM_MODEL_DATA);
+  if (model->version() != PICOTFLM_SCHEMA_VERSION || model->version() != TFLITE_SCHEMA_VERSION) {
+    snprintf(g_setup_error, sizeof g_setup_error, "model schema version %lu, this TFLM supports %d",
+             (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
+    return false;
+  }
+  g_interpreter = new (g_interpreter_storage)
+      tflite::MicroInterpreter(model, g_resolver, g_tensor_arena, limit, nullptr, &g_profiler);
+  if (g_interpreter->AllocateTensors() != kTfLiteOk) {
+    snprintf(g_setup_error, sizeof g_setup_error,
+             "AllocateTensors failed with a %u-byte arena (too small, or an op is missing; TFLM printed the detail)",
+             (unsigned)limit);
+    return false;
+  }
+  g_arena_used = g_interpreter->arena_used_bytes();
+  TfLiteTensor* in = g_interpreter->input(0);
+  TfLiteTensor* out = g_interpreter->output(0);
+  if (in == nullptr || out == nullptr) {
+    snprintf(g_setup_error, sizeof g_setup_error, "the model has no input or output tensor");
+    return false;
+  }
+  if (in->type != PICOTFLM_INPUT_TYPE || in->bytes != PICOTFLM_INPUT_BYTES) {
+    snprintf(g_setup_error, sizeof g_setup_error, "input tensor is %s, %u bytes; the rendered config says %s, %u bytes",
+             type_name(in->type), (unsigned)in->bytes, type_name(PICOTFLM_INPUT_TYPE), (unsigned)PICOTFLM_INPUT_BYTES);
+    return false;
+  }
+  if (out->type != PICOTFLM_OUTPUT_TYPE || out->bytes != PICOTFLM_OUTPUT_BYTES) {
+    snprintf(g_setup_error, sizeof g_setup_error, "output tensor is %s, %u bytes; the rendered config says %s, %u bytes",
+             type_name(out->type), (unsigned)out->bytes, type_name(PICOTFLM_OUTPUT_TYPE), (unsigned)PICOTFLM_OUTPUT_BYTES);
+    return false;
+  }
+  g_ready = true;
+  return true;
+}
+
+struct Timing {
+  uint64_t cycles;
+  uint64_t us;
+  bool ok;
+};
+
+Timing invoke_timed() {
+  uint64_t t0 = board_time_us();
+  uint64_t c0 = board_cycles();
+  bool ok = g_interpreter->Invoke() == kTfLiteOk;
+  uint64_t c1 = board_cycles();
+  uint64_t t1 = board_time_us();
+  return {c1 - c0, t1 - t0, ok};
+}
+
+int top1(const uint8_t* out) {
+  int best = 0;
+  for (int i = 1; i < PICOTFLM_OUTPUT_BYTES; i++) {
+    if ((int8_t)out[i] > (int8_t)out[best]) best = i;
+  }
+  return best;
+}
+
+// ------------------------------------------------------------------------------- replies
+void send(ptf_json_t* j) {
+  ptf_json_end(j);
+  if (j->overflow) {
+    uint32_t n = ptf_error_reply(&g_req, "range", "reply too long for the reply buffer", g_frame, sizeof g_frame);
+    board_write(g_frame, n);
+    return;
+  }
+  uint32_t n = ptf_frame(j->buf, j->len, g_frame, sizeof g_frame);
+  board_write(g_frame, n);
+}
+
+void send_error(const char* err, const char* msg) {
+  uint32_t n = ptf_error_reply(&g_req, err, msg, g_frame, sizeof g_frame);
+  board_write(g_frame, n);
+}
+
+void begin(ptf_json_t* j, const char* cmd) { ptf_json_begin(j, g_reply, sizeof g_reply, 1, cmd, &g_req); }
+
+void cmd_info() {
+  ptf_json_t j;
+  begin(&j, "info");
+  ptf_json_int(&j, "proto", PTF_PROTO_VERSION);
+  ptf_json_str(&j, "fw", PICOTFLM_FW_VERSION);
+  ptf_json_str(&j, "model", PICOTFLM_MODEL_NAME);
+  ptf_json_str(&j, "hash", PICOTFLM_MODEL_HASH);
+  ptf_json_str(&j, "image", PICOTFLM_IMAGE_NAME);
+  ptf_json_str(&j, "board", "pico");
+  ptf_json_int(&j, "clock_hz", board_clock_hz());
+  ptf_json_int(&j, "cores", PICOTFLM_CORES);
+  ptf_json_int(&j, "arena_size", PICOTFLM_ARENA_SIZE);
+  ptf_json_int(&j, "arena_limit", (long long)g_arena_limit);
+  ptf_json_int(&j, "input_bytes", PICOTFLM_INPUT_BYTES);
+  ptf_json_int(&j, "output_bytes", PICOTFLM_OUTPUT_BYTES);
+  ptf_json_int(&j, "golden_count", PICOTFLM_GOLDEN_COUNT);
+  ptf_json_str(&j, "status", g_ready ? "ready" : "error");
+  ptf_json_str(&j, "setup_error", g_setup_error);
+  send(&j);
+}
+
+void cmd_mem() {
+  uint32_t data = board_data_bytes(), bss = board_bss_bytes(), heap = board_heap_used(), stack = board_stack_peak();
+  ptf_json_t j;
+  begin(&j, "mem");
+  ptf_json_int(&j, "arena_size", PICOTFLM_ARENA_SIZE);
+  ptf_json_int(&j, "arena_limit", (long long)g_arena_limit);
+  ptf_json_int(&j, "arena_used", (long long)g_arena_used);
+  ptf_json_int(&j, "data_bytes", data);
+  ptf_json_int(&j, "bss_bytes", bss);
+  ptf_json_int(&j, "heap_used", heap);
+  ptf_json_int(&j, "stack_size", board_stack_size());
+  ptf_json_int(&j, "stack_peak", stack);
+  ptf_json_int(&j, "ram_total", (long long)data + bss + heap + stack);
+  ptf_json_int(&j, "ram_size", 270336);
+  send(&j);
+}
+
+// Median of up to kKeep samples (bench n <= kKeep exactly; beyond, of the first kKeep runs).
+constexpr uint32_t kKeep = 128;
+uint32_t g_samples_cycles[kKeep];
+uint32_t g_samples_us[kKeep];
+
+uint32_t median(uint32_t* v, uint32_t n) {
+  for (uint32_t i = 1; i < n; i++) {  // insertion sort: n <= 128
+    uint32_t x = v[i];
+    uint32_t k = i;
+    while (k > 0 && v[k - 1] > x) {
+      v[k] = v[k - 1];
+      k--;
+    }
+    v[k] = x;
+  }
+  return n % 2 ? v[n / 2] : (uint32_t)(((uint64_t)v[n / 2 - 1] + v[n / 2]) / 2);
+}
+
+void cmd_bench(uint32_t runs) {
+  TfLiteTensor* in = g_interpreter->input(0);
+  uint64_t min_c = UINT64_MAX, max_c = 0, min_u = UINT64_MAX, max_u = 0;
+  uint32_t kept = 0;
+  for (uint32_t r = 0; r < runs; r++) {
+    memcpy(in->data.raw, g_picotflm_golden_inputs[0], PICOTFLM_INPUT_BYTES);  // Invoke overwrites it
+    Timing t = invoke_timed();
+    if (!t.ok) return send_error("invoke", "Invoke failed during bench");
+    if (t.cycles < min_c) min_c = t.cycles;
+    if (t.cycles > max_c) max_c = t.cycles;
+    if (t.us < min_u) min_u = t.us;
+    if (t.us > max_u) max_u = t.us;
+    if (kept < kKeep) {
+      g_samples_cycles[kept] = (uint32_t)t.cycles;
+      g_samples_us[kept] = (uint32_t)t.us;
+      kept++;
+    }
+  }
+  ptf_json_t j;
+  begin(&j, "bench");
+  ptf_json_int(&j, "runs", runs);
+  ptf_json_int(&j, "median_of", kept);
+  ptf_json_int(&j, "min_us", (long long)min_u);
+  ptf_json_int(&j, "median_us", median(g_samples_us, kept));
+  ptf_json_int(&j, "max_us", (long long)max_u);
+  ptf_json_int(&j, "min_cycles", (long long)min_c);
+  ptf_json_int(&j, "median_cycles", median(g_samples_cycles, kept));
+  ptf_json_int(&j, "max_cycles", (long long)max_c);
+  ptf_json_int(&j, "clock_hz", board_clock_hz());
+  send(&j);
+}
+
+void cmd_profile() {
+  TfLiteTensor* in = g_interpreter->input(0);
+  memcpy(in->data.raw, g_picotflm_golden_inputs[0], PICOTFLM_INPUT_BYTES);
+  g_profiler.count = 0;
+  g_profiler.enabled = true;
+  Timing t = invoke_timed();
+  g_profiler.enabled = false;
+  if (!t.ok) return send_error("invoke", "Invoke failed during profile");
+  ptf_json_t j;
+  begin(&j, "profile");
+  ptf_json_key(&j, "ops");
+  ptf_json_raw(&j, "[");
+  for (int i = 0; i < g_profiler.count; i++) {
+    char item[96];
+    snprintf(item, sizeof item, "%s{\"op\":\"", i ? "," : "");
+    ptf_json_raw(&j, item);
+    // Op names are TFLM's own upper-case identifiers: no escaping needed, but stay safe.
+    char name[32];
+    size_t k = 0;
+    for (const char* p = g_profiler.tag[i]; p && *p && k < sizeof name - 1; p++) {
+      name[k++] = (*p == '"' || *p == '\\' || *p < 0x20) ? '_' : *p;
+    }
+    name[k] = '\0';
+    ptf_json_raw(&j, name);
+    snprintf(item, sizeof item, "\",\"us\":%llu,\"cycles\":%llu}", (unsigned long long)g_profiler.us[i],
+             (unsigned long long)g_profiler.cycles[i]);
+    ptf_json_raw(&j, item);
+  }
+  ptf_json_raw(&j, "]");
+  ptf_json_int(&j, "total_cycles", (long long)t.cycles);
+  ptf_json_int(&j, "total_us", (long long)t.us);
+  send(&j);
+}
+
+struct GoldenResult {
+  int exact, top1_agree, max_diff;
+  bool ok;
+};
+
+GoldenResult run_golden(ptf_json_t* j) {
+  GoldenResult g = {0, 0, 0, true};
+  TfLiteTensor* in = g_interpreter->input(0);
+  TfLiteTensor* out = g_interpreter->output(0);
+  if (j) {
+    ptf_json_key(j, "outputs");
+    ptf_json_raw(j, "[");
+  }
+  for (int i = 0; i < PICOTFLM_GOLDEN_COUNT; i++) {
+    memcpy(in->data.raw, g_picotflm_golden_inputs[i], PICOTFLM_INPUT_BYTES);
+    if (g_interpreter->Invoke() != kTfLiteOk) {
+      g.ok = false;
+      break;
+    }
+    const uint8_t* o = (const uint8_t*)out->data.raw;
+    const uint8_t* e = g_picotflm_golden_outputs[i];
+    if (memcmp(o, e, PICOTFLM_OUTPUT_BYTES) == 0) g.exact++;
+    for (int k = 0; k < PICOTFLM_OUTPUT_BYTES; k++) {
+      int d = (int)(int8_t)o[k] - (int)(int8_t)e[k];
+      if (d < 0) d = -d;
+      if (d > g.max_diff) g.max_diff = d;
+    }
+    if (top1(o) == top1(e)) g.top1_agree++;
+    if (j) {
+      static const char digits[] = "0123456789abcdef";
+      char hex[2 * PICOTFLM_OUTPUT_BYTES + 4];
+      size_t n = 0;
+      if (i) hex[n++] = ',';
+      hex[n++] = '"';
+      for (int k = 0; k < PICOTFLM_OUTPUT_BYTES; k++) {
+        hex[n++] = digits[o[k] >> 4];
+        hex[n++] = digits[o[k] & 15];
+      }
+      hex[n++] = '"';
+      hex[n] = '\0';
+      ptf_json_raw(j, hex);
+    }
+  }
+  if (j) ptf_json_raw(j, "]");
+  return g;
+}
+
+void cmd_golden() {
+  ptf_json_t j;
+  begin(&j, "golden");
+  GoldenResult g = run_golden(&j);
+  if (!g.ok) return send_error("invoke", "Invoke failed on a golden input");
+  ptf_json_int(&j, "count", PICOTFLM_GOLDEN_COUNT);
+  ptf_json_int(&j, "exact", g.exact);
+  ptf_json_int(&j, "max_diff", g.max_diff);
+  ptf_json_int(&j, "top1_agree", g.top1_agree);
+  send(&j);
+}
+
+void cmd_load(const ptf_request_t& r) {
+  memcpy(g_interpreter->input(0)->data.raw + r.n, r.data, r.data_len);
+  ptf_json_t j;
+  begin(&j, "load");
+  ptf_json_int(&j, "offset", r.n);
+  ptf_json_int(&j, "len", r.data_len);
+  send(&j);
+}
+
+void cmd_infer(const ptf_request_t& r) {
+  TfLiteTensor* in = g_interpreter->input(0);
+  if (ptf_crc32(0, in->data.raw, r.n) != r.crc) {
+    return send_error("crc", "input bytes do not match the CRC-32: send the frame's loads again");
+  }
+  Timing t = invoke_timed();
+  if (!t.ok) return send_error("invoke", "Invoke failed");
+  const uint8_t* o = (const uint8_t*)g_interpreter->output(0)->data.raw;
+  ptf_json_t j;
+  begin(&j, "infer");
+  ptf_json_hex(&j, "output", o, PICOTFLM_OUTPUT_BYTES);
+  ptf_json_int(&j, "top1", top1(o));
+  ptf_json_int(&j, "us", (long long)t.us);
+  ptf_json_int(&j, "cycles", (long long)t.cycles);
+  send(&j);
+}
+
+void cmd_arena(uint32_t bytes) {
+  if (bytes > PICOTFLM_ARENA_SIZE) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "the firmware was compiled with a %u-byte arena", (unsigned)PICOTFLM_ARENA_SIZE);
+    return send_error("range", msg);
+  }
+  size_t limit = bytes ? bytes : PICOTFLM_ARENA_SIZE;
+  bool alloc_ok = setup(limit);
+  bool invoke_ok = false;
+  bool golden_exact = false;
+  if (alloc_ok) {
+    GoldenResult g = run_golden(nullptr);
+    invoke_ok = g.ok;
+    golden_exact = g.ok && g.exact == PICOTFLM_GOLDEN_COUNT;
+  }
+  ptf_json_t j;
+  begin(&j, "arena");
+  ptf_json_int(&j, "arena_limit", (long long)limit);
+  ptf_json_bool(&j, "alloc_ok", alloc_ok);
+  ptf_json_int(&j, "arena_used", (long long)g_arena_used);
+  ptf_json_bool(&j, "invoke_ok", invoke_ok);
+  ptf_json_bool(&j, "golden_exact", golden_exact);
+  send(&j);
+}
+
+void handle(const ptf_request_t& r) {
+  switch (r.cmd) {
+    case PTF_CMD_NONE:
+      return;
+    case PTF_CMD_ERROR:
+      return send_error(r.err, r.msg);
+    case PTF_CMD_INFO:
+      return cmd_info();
+    case PTF_CMD_ARENA:
+      return cmd_arena(r.n);
+    default:
+      break;
+  }
+  if (!g_ready) return send_error("setup", g_setup_error[0] ? g_setup_error : "setup failed");
+  switch (r.cmd) {
+    case PTF_CMD_MEM:
+      return cmd_mem();
+    case PTF_CMD_BENCH:
+      return cmd_bench(r.n);
+    case PTF_CMD_PROFILE:
+      return cmd_profile();
+    case PTF_CMD_GOLDEN:
+      return cmd_golden();
+    case PTF_CMD_LOAD:
+      return cmd_load(r);
+    case PTF_CMD_INFER:
+      return cmd_infer(r);
+    default:
+      return send_error("unknown_cmd", "unknown command");
+  }
+}
+
+}  // namespace
+
+int main() {
+  board_stack_paint();
+  board_init();
+  if (picotflm_register_ops(g_resolver) != kTfLiteOk) {
+    snprintf(g_setup_error, sizeof g_setup_error, "registering the model's operators failed");
+  } else {
+    setup(PICOTFLM_ARENA_SIZE);
+  }
+  ptf_line_reset(&g_line);
+  for (;;) {
+    int c = board_read_byte(100000);
+    if (c < 0) continue;
+    if (ptf_line_feed(&g_line, c)) {
+      ptf_parse(g_line.buf, g_line.len, g_line.overflow, PICOTFLM_INPUT_BYTES, &g_req);
+      handle(g_req);
+      ptf_line_reset(&g_line);
+    }
+  }
+}

@@ -1,0 +1,47 @@
+// Host test driver for firmware/src/protocol.c: reads bytes on stdin, feeds them to the line
+// assembler and parser exactly as the firmware does, and prints one result line per request.
+// With argument "frame", frames each stdin line as a reply payload instead.
+#include <stdio.h>
+#include <string.h>
+
+#include "protocol.h"
+
+int main(int argc, char** argv) {
+  static ptf_line_t line;
+  static ptf_request_t req;
+  char out[4096];
+  if (argc > 1 && strcmp(argv[1], "frame") == 0) {
+    char buf[2048];
+    while (fgets(buf, sizeof buf, stdin)) {
+      size_t n = strcspn(buf, "\n");
+      uint32_t m = ptf_frame(buf, (uint32_t)n, out, sizeof out);
+      fwrite(out, 1, m, stdout);
+    }
+    return 0;
+  }
+  ptf_line_reset(&line);
+  int c;
+  while ((c = getchar()) != EOF) {
+    if (!ptf_line_feed(&line, c)) continue;
+    ptf_parse(line.buf, line.len, line.overflow, 6912, &req);
+    if (req.cmd == PTF_CMD_NONE) {
+      printf("none\n");
+    } else if (req.cmd == PTF_CMD_ERROR) {
+      uint32_t m = ptf_error_reply(&req, req.err, req.msg, out, sizeof out);
+      fwrite(out, 1, m, stdout);
+    } else {
+      ptf_json_t j;
+      char payload[1024];
+      ptf_json_begin(&j, payload, sizeof payload, 1, req.name, &req);
+      ptf_json_int(&j, "code", req.cmd);
+      ptf_json_int(&j, "n", req.n);
+      ptf_json_int(&j, "crc", req.crc);
+      ptf_json_hex(&j, "data", req.data, req.data_len);
+      ptf_json_end(&j);
+      uint32_t m = ptf_frame(payload, j.len, out, sizeof out);
+      fwrite(out, 1, m, stdout);
+    }
+    ptf_line_reset(&line);
+  }
+  return 0;
+}
