@@ -159,15 +159,17 @@ def pico_ports(list_ports: Callable[[], Iterable[Any]] | None = None) -> list[st
                   if getattr(p, "vid", None) == PICO_VID and getattr(p, "pid", None) == PICO_STDIO_USB_PID)
 
 
-def wait_for_port(before: Iterable[str] = (), *, timeout: float = 30.0, settle: float = 2.0, poll: float = 0.25,
+def wait_for_port(before: Iterable[str] = (), *, timeout: float = 10.0, settle: float = 2.0, poll: float = 0.25,
                   list_ports: Callable[[], Iterable[Any]] | None = None, log: Log | None = None) -> str:
-    """The Pico's serial port once it appears: a new one (not in ``before``) at once; one that was
-    already there (the same board re-enumerated under its old name) only after ``settle`` s."""
+    """The Pico's serial port once it appears. A port not in ``before`` counts at once, and so does
+    one of ``before`` once it has gone away and come back (the board rebooting under its old name);
+    one that stays listed throughout counts only after ``settle`` s (its disappearance was missed)."""
     say = log or (lambda _m: None)
     before = set(before)
     t0 = time.monotonic()
     while True:
         ports = pico_ports(list_ports)
+        before &= set(ports)  # a port that went away is new when it comes back
         new = [p for p in ports if p not in before]
         waited = time.monotonic() - t0
         if new or (ports and waited >= settle):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -176,3 +177,12 @@ def test_an_existing_port_counts_after_settling():
                             list_ports=ports("/dev/ttyACM0")) == "/dev/ttyACM0"
     assert fl.wait_for_port(["/dev/ttyACM0"], timeout=2, settle=5, poll=0.01,
                             list_ports=ports("/dev/ttyACM0", "/dev/ttyACM1")) == "/dev/ttyACM1"
+
+
+def test_an_old_port_that_goes_away_and_comes_back_counts_at_once():
+    seq = iter([["/dev/ttyACM0"], [], [], ["/dev/ttyACM0"]])
+    t0 = time.monotonic()
+    assert fl.wait_for_port(["/dev/ttyACM0"], timeout=2, settle=5, poll=0.01,
+                            list_ports=lambda: [SimpleNamespace(device=d, vid=fl.PICO_VID, pid=fl.PICO_STDIO_USB_PID)
+                                                for d in next(seq)]) == "/dev/ttyACM0"
+    assert time.monotonic() - t0 < 1

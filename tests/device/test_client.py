@@ -307,3 +307,28 @@ def test_loop_url_frame_written_by_hand_is_read():
         rid = c._next_id  # noqa: SLF001 - the id the next request will carry
         c._ser.write(frame_reply({"ok": True, "cmd": "mem", "id": rid, "arena_used": 7}))  # noqa: SLF001
         assert c.request("mem")["arena_used"] == 7
+
+
+def test_every_kind_of_corrupted_line_is_skipped_and_counted(board):
+    good = frame_reply({"ok": True, "cmd": "mem", "id": 5, "arena_used": 1})
+    body, crc = good.rstrip(b"\n").rsplit(b"*", 1)
+    flipped = bytearray(good)
+    flipped[10] ^= 0x04
+    junk = [
+        bytes(flipped),                                    # one bit flipped
+        good[:25] + b"\n",                                 # truncated
+        body + b"\n",                                      # no '*'
+        body + b"*00000000\n",                             # wrong crc
+        b"$not json*" + b"%08x" % zlib.crc32(b"not json") + b"\n",  # right crc, not JSON
+        b"\xc3\xa9\xff\x00 boot\r\n",                       # not ASCII
+    ]
+    with BoardClient(board.port, timeout=3) as c:
+        c.handshake(**FAST)
+        t = threading.Thread(target=board.write_raw, args=(b"".join(junk) + b"$" + b"x" * (1 << 20) + b"\n",))
+        t.start()
+        time.sleep(0.2)  # the junk is on its way before the request
+        assert c.request("mem")["arena_used"] == 13_668
+        t.join(timeout=5)
+        s = c.stats
+        assert (s.bad_checksum, s.not_frames, s.bad_frames, s.overlong) == (2, 3, 1, 1)
+        assert s.ignored == 7 and s.retries == 0
