@@ -389,11 +389,7 @@ class BoardClient:
                      "that built the board's firmware")
         self.info = reply
         self._grow_line_limit(reply)
-        if require_ready and reply.get("status") != "ready":
-            raise PipelineError(
-                f"the board's firmware failed its setup: {reply.get('setup_error') or reply.get('status')}",
-                hint="this is the firmware's own check at boot (arena size, operators, tensor types): "
-                     "fix the recipe, rebuild and flash")
+        # The model first: a setup error of another model's firmware would only mislead.
         if expect_hash:
             have = str(reply.get("hash") or "").lower()
             want = expect_hash.lower()[:16]
@@ -401,6 +397,11 @@ class BoardClient:
                 raise PipelineError(
                     f"the board runs model {have or '?'} ({reply.get('model', '?')}) but this run's model is {want}",
                     hint="flash this run's firmware (make flash)")
+        if require_ready and reply.get("status") != "ready":
+            raise PipelineError(
+                f"the board's firmware failed its setup: {reply.get('setup_error') or reply.get('status')}",
+                hint="this is the firmware's own check at boot (arena size, operators, tensor types): "
+                     "fix the recipe, rebuild and flash")
         return reply
 
     def _grow_line_limit(self, info: Reply) -> None:
@@ -414,8 +415,10 @@ class BoardClient:
 
     def send_frame(self, data: bytes, *, timeout: float | None = None) -> dict[str, Any]:
         """Write ``data`` into the board's input tensor (``load`` chunks of <= 128 bytes), then
-        ``infer`` it; returns ``{"output": bytes, "top1": int, "us": int, "cycles": int}``. When the board finds the frame corrupted (error ``crc``) or the reply to
-        ``infer`` fails its checksum, the frame is loaded again (TFLM overwrote the input)."""
+        ``infer`` it; returns ``{"output": bytes, "top1": int, "us": int, "cycles": int}``.
+
+        When the board finds the frame corrupted (error ``crc``) or the reply to ``infer`` fails its
+        checksum, the frame is loaded again (TFLM overwrote the input) and inferred again."""
         data = bytes(data)
         if not data:
             raise RequestError("an input frame must have at least one byte")

@@ -332,3 +332,11 @@ def test_every_kind_of_corrupted_line_is_skipped_and_counted(board):
         s = c.stats
         assert (s.bad_checksum, s.not_frames, s.bad_frames, s.overlong) == (2, 3, 1, 1)
         assert s.ignored == 7 and s.retries == 0
+
+
+def test_hash_mismatch_wins_over_a_setup_error():
+    """Another model's firmware that also failed its setup: the fix is flashing this run's image."""
+    with FakeBoard(model_hash="aaaaaaaaaaaaaaaa", status="error", setup_error="arena too small") as b, \
+            BoardClient(b.port) as c:
+        with pytest.raises(PipelineError, match="the board runs model aaaaaaaaaaaaaaaa"):
+            c.handshake(MODEL_HASH, **FAST)
