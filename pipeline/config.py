@@ -244,7 +244,7 @@ class MeasureConfig:
     infer_frames: int = 8  # test-split frames sent to the board for `infer`
 
     def __post_init__(self) -> None:
-        _int_range("measure", "bench_runs", self.bench_runs, 1, 10_000)
+        _int_range("measure", "bench_runs", self.bench_runs, 1, 1000)  # the firmware's bench limit
         _int_range("measure", "infer_frames", self.infer_frames, 0, 10_000)
 
 
