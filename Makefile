@@ -65,7 +65,7 @@ bench: install
 	$(PY) -m pipeline.bench --runs-dir $(RUNS)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --emulator
 
 clean:
 	rm -rf $(RUNS) build .pytest_cache

@@ -1,0 +1,99 @@
+"""The board for the hardware-in-the-loop suite.
+
+``--port PORT``: a real Pico already flashed with a run's firmware (``--hil-run``, default
+``runs/int8-board``: its model.tflite and data.npz are the host reference).
+``--emulator``: the suite builds a small run of the default recipe itself (a few images, two epochs:
+bit-exactness does not need accuracy) and runs its firmware in the emulated Pico.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, cli
+
+HIL_RECIPE = """
+description = "HIL suite: the default pipeline on a small, quickly trained model"
+stages = ["data", "model", "train", "convert", "verify", "render", "build"]
+
+[data]
+samples_per_class = 40
+
+[train]
+epochs = 2
+patience = 2
+
+[render]
+golden_count = 6
+"""
+
+
+def pytest_addoption(parser):
+    parser.getgroup("picotflm").addoption("--hil-run", default="runs/int8-board",
+                                          help="with --port: the run whose firmware the board runs")
+
+
+def _require_firmware() -> bool:
+    return os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def hil_run(request, tmp_path_factory) -> Path:
+    """A run directory with model.tflite, data.npz and (for the emulator) firmware.elf."""
+    if request.config.getoption("--port"):
+        run = Path(request.config.getoption("--hil-run"))
+        if not (run / "model.tflite").is_file():
+            pytest.fail(f"--hil-run {run} has no model.tflite: flash a run first (make flash)")
+        return run
+    from pipeline.build import ToolchainMissing, find_toolchain
+    from pipeline.emulator import check_emulator_dir, emulator_dir, find_node
+    from pipeline.errors import PipelineError
+
+    try:
+        find_toolchain()
+        find_node()
+        check_emulator_dir(emulator_dir())
+    except (ToolchainMissing, PipelineError) as e:
+        if _require_firmware():
+            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
+        pytest.skip(f"no emulated Pico here: {e}")
+    runs = tmp_path_factory.mktemp("hil")
+    recipe = runs / "hil.toml"
+    recipe.write_text(HIL_RECIPE)
+    r = cli("run", str(recipe), "--name", "hil", "--runs-dir", str(runs), "--no-progress", timeout=3600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = runs / "hil"
+    assert (run / "firmware.elf").is_file(), r.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="session")
+def board_port(request, hil_run):
+    port = request.config.getoption("--port")
+    if port:
+        yield port
+        return
+    from pipeline.emulator import EmulatedPico
+
+    with EmulatedPico(hil_run / "firmware.elf") as pico:
+        yield pico.port
+
+
+@pytest.fixture
+def board(board_port):
+    from pipeline.device.client import BoardClient
+
+    with BoardClient(board_port, timeout=10.0) as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def host_model(hil_run):
+    from pipeline.convert import inspect_tflite
+    from pipeline.data import Dataset
+
+    data = (hil_run / "model.tflite").read_bytes()
+    return data, inspect_tflite(data), Dataset.load(hil_run / "data.npz")
