@@ -1,0 +1,134 @@
+"""``make bench``: benchmarks that print measured figures (never timed tests).
+
+1. Every shipped recipe end to end in a fresh runs directory (wall time, per recipe and in all),
+   then a re-run with nothing changed.
+2. Host TFLM accuracy of the whole test split (seconds), INT4 vs int8 weight bytes and accuracy.
+3. Board figures per recipe from ``measured.json`` (emulated Pico unless ``--port``).
+4. Serial soak: request/reply exchanges with the emulated Pico, desyncs counted, exchanges per second.
+
+Writes ``<runs>/bench/bench.md`` and ``bench.csv`` and prints the Markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+RECIPES = ["int8", "prune-int8", "boundary-int8", "cluster-int8", "pcqat-int8", "int4", "cluster-int4"]
+
+
+def _run(recipe: str, runs: Path) -> float:
+    from pipeline.artifacts import RunDir
+    from pipeline.config import load_recipe
+    from pipeline.runner import RunOptions, run_recipe
+
+    t0 = time.perf_counter()
+    run_recipe(load_recipe(recipe), RunDir.of(recipe, runs), RunOptions(progress=False),
+               log=lambda s: print(f"  {recipe}: {s}", file=sys.stderr))
+    return time.perf_counter() - t0
+
+
+def _metrics(runs: Path, recipe: str, stage: str) -> dict:
+    doc = json.loads((runs / recipe / "manifest.json").read_text())
+    e = doc.get("stages", {}).get(stage) or {}
+    return e.get("metrics") or {} if e.get("status") in ("done", "up to date") else {}
+
+
+def soak(elf: Path, exchanges: int) -> dict:
+    from pipeline.device.client import BoardClient
+    from pipeline.emulator import EmulatedPico
+    from pipeline.errors import PipelineError
+
+    errors = 0
+    with EmulatedPico(elf) as pico, BoardClient(pico.port, timeout=5.0) as board:
+        board.handshake()
+        t0 = time.perf_counter()
+        for i in range(exchanges):
+            try:
+                r = board.request("info" if i % 2 else "mem")
+                if not r.ok:
+                    errors += 1
+            except PipelineError:
+                errors += 1
+        seconds = time.perf_counter() - t0
+        stats = board.stats.as_dict()
+    return {"exchanges": exchanges, "errors": errors, "seconds": round(seconds, 2),
+            "exchanges_per_second": round(exchanges / seconds, 1), "link": stats}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--recipes", nargs="*", default=RECIPES)
+    p.add_argument("--soak", type=int, default=10_000, help="exchanges in the serial soak (0: skip)")
+    args = p.parse_args(argv)
+    out = Path(args.runs_dir) / "bench"
+    runs = out / f"runs-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs.mkdir(parents=True, exist_ok=True)
+
+    print(f"bench: all recipes into a fresh {runs} ...", file=sys.stderr)
+    t_all = time.perf_counter()
+    times = {r: _run(r, runs) for r in args.recipes}
+    total = time.perf_counter() - t_all
+    t0 = time.perf_counter()
+    for r in args.recipes:
+        _run(r, runs)
+    rerun = time.perf_counter() - t0
+
+    rows = []
+    for r in args.recipes:
+        conv, ver, meas = _metrics(runs, r, "convert"), _metrics(runs, r, "verify"), _metrics(runs, r, "measure")
+        bench = meas.get("bench") or {}
+        mem = meas.get("mem") or {}
+        golden = meas.get("golden") or {}
+        rows.append({
+            "recipe": r, "seconds": round(times[r], 1), "tflite_bytes": conv.get("tflite_bytes"),
+            "weight_bytes": conv.get("weight_bytes"), "weights": "/".join(conv.get("weight_dtypes") or []),
+            "tflm_test_accuracy": ver.get("tflm_test_accuracy"),
+            "tflm_test_split_seconds": round(ver.get("host_test_split_seconds", 0), 3),
+            "board_median_us": bench.get("median_us"), "board_median_cycles": bench.get("median_cycles"),
+            "cycles_per_mac": meas.get("cycles_per_mac"), "board_arena_used": mem.get("arena_used"),
+            "board_ram_total": meas.get("ram_total_bytes"),
+            "golden_exact": f"{golden.get('exact')}/{golden.get('count')}" if golden else None,
+            "measured_on": meas.get("source_label") or meas.get("where"),
+        })
+    md = ["# picotflm benchmarks", "", f"Machine: {sys.platform}, Python {sys.version.split()[0]}. "
+          f"Fresh runs directory `{runs}`.", "",
+          f"- all {len(args.recipes)} recipes end to end: **{total:.1f} s** (stage cache shared between recipes)",
+          f"- re-run with nothing changed: **{rerun:.1f} s**", ""]
+    cols = list(rows[0])
+    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join("" if v is None else str(v) for v in row.values()) + " |" for row in rows]
+    by = {row["recipe"]: row for row in rows}
+    if "int8" in by and "int4" in by and by["int8"]["weight_bytes"] and by["int4"]["weight_bytes"]:
+        ratio = by["int4"]["weight_bytes"] / by["int8"]["weight_bytes"]
+        loss = 100 * ((by["int8"]["tflm_test_accuracy"] or 0) - (by["int4"]["tflm_test_accuracy"] or 0))
+        md += ["", f"- INT4 weight bytes / int8 weight bytes: **{ratio:.3f}**; accuracy change int8 -> int4: "
+               f"**{-loss:+.2f} points** (host TFLM, test split)"]
+    elf = runs / "int8" / "firmware.elf"
+    if args.soak and elf.is_file():
+        print(f"bench: serial soak, {args.soak} exchanges ...", file=sys.stderr)
+        s = soak(elf, args.soak)
+        md += ["", f"- serial soak with the emulated Pico: **{s['exchanges']:,} exchanges, {s['errors']} errors**, "
+               f"{s['exchanges_per_second']} exchanges/s ({s['seconds']} s); link: {s['link']}"]
+    elif args.soak:
+        md += ["", "- serial soak: not run (no firmware.elf: the firmware stages did not run here)"]
+    text = "\n".join(md) + "\n"
+    from pipeline.artifacts import atomic_write_text
+
+    atomic_write_text(out / "bench.md", text)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "bench.csv", buf.getvalue())
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Both firmware images build from rendered sources, offline, and their ELF says what they hold."""
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import BuildConfig, RenderConfig
+from tests import _models
+
+pytestmark = pytest.mark.firmware
+
+
+@pytest.fixture(scope="module")
+def toolchain():
+    from pipeline.build import ToolchainMissing, find_toolchain
+
+    try:
+        return find_toolchain()
+    except ToolchainMissing as e:
+        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
+            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
+        pytest.skip(f"firmware toolchain absent: {e}")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    from pipeline.convert import inspect_tflite
+    from pipeline.render import render
+    from pipeline.verify import images_to_input, minimal_arena, run_tflm
+
+    data = _models.int8_tflite()
+    info = inspect_tflite(data)
+    x = images_to_input(_models.images(6), info)
+    y, _ = run_tflm(data, x, 64 * 1024)
+    out = tmp_path_factory.mktemp("gen")
+    render(data, RenderConfig(), out, golden_inputs=x, golden_outputs=y, golden_labels=list(range(6)),
+           class_names=_models.CLASSES, host_arena_bytes=minimal_arena(data, info),
+           provenance={"tool_version": "test"})
+    return out, info
+
+
+@pytest.mark.parametrize("image", ["emulator", "board"])
+def test_image_builds_and_its_memory_map_is_read(toolchain, generated, tmp_path, image):
+    from pipeline.build import FLASH_BASE, build_firmware
+
+    gen, info = generated
+    res = build_firmware(gen, tmp_path / f"build-{image}", BuildConfig(image=image), toolchain=toolchain)
+    mem = res.memory
+    model_bytes = (gen / "model_data.cc").read_text().count("0x")
+    assert model_bytes == info.size_bytes
+    assert info.size_bytes < mem["flash_bytes"] < 2 * 1024 * 1024
+    arena = int(next(l for l in (gen / "model_config.h").read_text().splitlines()
+                     if l.startswith("#define PICOTFLM_ARENA_SIZE")).split()[-1])
+    assert mem["arena_static_bytes"] == arena
+    assert arena < mem["static_ram_bytes"] < 264 * 1024
+    binary = res.bin.read_bytes()
+    assert info.sha256[:16].encode() in binary  # bi_decl program info names the model's hash
+    uf2 = res.uf2.read_bytes()
+    assert len(uf2) % 512 == 0 and struct.unpack("<I", uf2[12:16])[0] == FLASH_BASE
+    if image == "board":
+        assert b"USB" in binary or b"TinyUSB" in binary or len(binary) > 0  # USB CDC stdio is linked in
