@@ -57,15 +57,15 @@ void board_write(const char* data, uint32_t len) {
 // The stack grows down from __StackTop; paint from the bottom of SCRATCH_Y up to just below the
 // current stack pointer (a stack that outgrows its 2 KB still shows up, down to the bank's end).
 __attribute__((noinline)) void board_stack_paint(void) {
-  uint32_t* p = (uint32_t*)(&__StackTop - kScratchY);
-  uint32_t* sp = (uint32_t*)__builtin_frame_address(0);
-  while (p < sp - 16) *p++ = kPaint;
+  volatile uint32_t* p = (volatile uint32_t*)((uintptr_t)&__StackTop - kScratchY);
+  uintptr_t below_sp = (uintptr_t)__builtin_frame_address(0) - 64;
+  while ((uintptr_t)p < below_sp) *p++ = kPaint;
 }
 
 uint32_t board_stack_size(void) { return (uint32_t)(&__StackTop - &__StackBottom); }
 
 uint32_t board_stack_peak(void) {
-  const uint32_t* p = (const uint32_t*)(&__StackTop - kScratchY);
+  const uint32_t* p = (const uint32_t*)((uintptr_t)&__StackTop - kScratchY);
   const uint32_t* top = (const uint32_t*)&__StackTop;
   while (p < top && *p == kPaint) p++;
   return (uint32_t)((const char*)top - (const char*)p);
