@@ -208,6 +208,18 @@ def _firmware_required() -> bool:
     return os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0")
 
 
+def build_dir_for(run_root: Path, image: str) -> Path:
+    """The CMake build folder of a run: ``build/<run key>-<image>/`` in the repository, always at the
+    same depth, so ccache (base dir: the repository) reuses the TFLM objects of any earlier build,
+    wherever the run directory itself is."""
+    import hashlib
+
+    from pipeline.build import REPO_ROOT
+
+    key = hashlib.sha256(str(Path(run_root).resolve()).encode()).hexdigest()[:12]
+    return REPO_ROOT / "build" / f"{Path(run_root).name[:24]}-{key}-{image}"
+
+
 def build_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.artifacts import atomic_write_bytes
     from pipeline.build import ToolchainMissing, build_firmware, find_toolchain
@@ -218,7 +230,7 @@ def build_stage(ctx: StageContext, cfg) -> dict:
         if _firmware_required():
             raise
         raise StageSkipped(f"not built: {e}") from None
-    res = build_firmware(ctx.path("firmware"), ctx.path(f"build-{cfg.image}"), cfg, toolchain=tc, log=ctx.log)
+    res = build_firmware(ctx.path("firmware"), build_dir_for(ctx.run.root, cfg.image), cfg, toolchain=tc, log=ctx.log)
     for src, name in ((res.elf, "firmware.elf"), (res.bin, "firmware.bin"), (res.uf2, "firmware.uf2")):
         atomic_write_bytes(ctx.path(name), Path(src).read_bytes())
     mem = res.memory
