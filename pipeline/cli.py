@@ -219,6 +219,57 @@ def cmd_flash(args: argparse.Namespace) -> int:
     return cmd_measure(args)
 
 
+def cmd_arena(args: argparse.Namespace) -> int:
+    """Find the smallest arena that works on the board; recommend one with a margin; --apply it."""
+    from pipeline.arena import find_device_minimum, recommend
+    from pipeline.artifacts import RunDir, atomic_write_json
+    from pipeline.convert import inspect_tflite
+    from pipeline.stages import board_port
+
+    summary = _run_until(args, "build")
+    run = summary.run
+    m = summary.manifest.get("stages", {})
+    if (m.get("build") or {}).get("status") not in ("done", "up to date"):
+        raise PipelineError(f"run {run.name} has no firmware image", hint="see the build stage's reason above")
+    image = m["build"]["metrics"]["image"]
+    data = run.path("model.tflite").read_bytes()
+    host = (m.get("verify") or {}).get("metrics", {})
+    with board_port(run.path("firmware.elf"), args.port, image) as (port, where):
+        found = find_device_minimum(port, expect_hash=inspect_tflite(data).sha256[:16], log=status)
+    rec = recommend(found["device_min_bytes"], args.margin_percent, args.margin_bytes)
+    peak = (host.get("host_arena_allocations") or {}).get("head_bytes")
+    result = {"where": where, **found, "host_min_bytes_64bit": host.get("host_arena_min_bytes"),
+              "peak_live_activations_bytes": peak, "margin_percent": args.margin_percent,
+              "margin_bytes": args.margin_bytes, "recommended_bytes": rec,
+              "saved_vs_compiled_bytes": found["compiled_arena_bytes"] - rec}
+    atomic_write_json(run.path("arena.json"), result)
+    say(f"arena on {where}:")
+    say(f"  host minimum (64-bit TFLM)          {result['host_min_bytes_64bit']:>8,} B")
+    say(f"  arena_used_bytes() on the board     {found['arena_used_bytes']:>8,} B")
+    say(f"  smallest that allocates, invokes and")
+    say(f"  stays bit-exact on the golden data  {found['device_min_bytes']:>8,} B  (gap {found['scratch_gap_bytes']:+,} B)")
+    if peak:
+        say(f"  peak live activations (host plan)   {peak:>8,} B  (device minimum = "
+            f"{found['device_min_bytes'] / peak:.2f}x)")
+    say(f"  compiled now                        {found['compiled_arena_bytes']:>8,} B")
+    say(f"  recommended (+{args.margin_percent:g} % + {args.margin_bytes} B)       {rec:>8,} B")
+    if args.apply:
+        before = m["build"]["metrics"]["static_ram_bytes"]
+        args.set = list(getattr(args, "set", []) or []) + [f"render.arena_bytes={rec}"]
+        args.recipe, args.name = run.name, run.name
+        after_summary = _run_until(args, "measure", rerun=("measure",))
+        st = after_summary.manifest["stages"]
+        g = (st.get("measure", {}).get("metrics") or {}).get("golden") or {}
+        after = st["build"]["metrics"]["static_ram_bytes"]
+        if g and g.get("exact") != g.get("count"):
+            raise PipelineError(f"with a {rec}-byte arena the golden check failed ({g.get('exact')}/{g.get('count')})",
+                                hint="use a larger margin")
+        say(f"applied: arena {rec:,} B, golden {g.get('exact')}/{g.get('count')} exact; static RAM "
+            f"{before:,} -> {after:,} B (saved {before - after:,} B)")
+    say(f"Wrote {run.path('arena.json')}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """One comparison table (Markdown + JSON) and plots across runs."""
     from pipeline.report import write_comparison
@@ -291,6 +342,13 @@ def _flash_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-measure", action="store_true", help="only flash; do not measure afterwards")
 
 
+def _arena_args(p: argparse.ArgumentParser) -> None:
+    _measure_args(p)
+    p.add_argument("--margin-percent", type=float, default=10.0, help="margin over the device minimum (default 10)")
+    p.add_argument("--margin-bytes", type=int, default=256, help="extra bytes (default 256)")
+    p.add_argument("--apply", action="store_true", help="re-render, rebuild and re-measure with the recommended arena")
+
+
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run names (folders in --runs-dir) or run directories")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -333,6 +391,8 @@ COMMANDS: list[Command] = [
             _measure_args, cmd_measure),
     Command("emulate", "run a firmware image in the emulated Pico behind a serial pty", _emulate_args, cmd_emulate),
     Command("flash", "flash a run's board image to a Pico and measure it", _flash_args, cmd_flash),
+    Command("arena", "find the smallest arena that works on the board and recommend one (--apply)",
+            _arena_args, cmd_arena),
     Command("compare", "compare runs: one table and plots", _compare_args, cmd_compare),
 ]
 

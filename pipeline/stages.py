@@ -6,6 +6,7 @@ about run directories (a notebook or a test calls them directly).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -249,6 +250,27 @@ def build_stage(ctx: StageContext, cfg) -> dict:
     }
 
 
+@contextlib.contextmanager
+def board_port(elf: Path, port: str | None, image: str):
+    """``(port, where)``: the real board on ``port``, else the emulated Pico running ``elf``."""
+    if port:
+        yield port, "real board on " + port
+        return
+    if image != "emulator":
+        raise StageSkipped("not measured: the board image needs a real Pico (give --port)")
+    from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
+
+    try:
+        find_node()
+        check_emulator_dir(emulator_dir())
+    except PipelineError as e:
+        if _firmware_required():
+            raise
+        raise StageSkipped(f"not measured: {e}") from None
+    with EmulatedPico(elf) as pico:
+        yield pico.port, EMULATED_LABEL
+
+
 def measure_stage(ctx: StageContext, cfg) -> dict:
     """Read back what the board says: a real board with --port, else the emulated Pico."""
     from pipeline.device.measure import measure
@@ -261,30 +283,11 @@ def measure_stage(ctx: StageContext, cfg) -> dict:
     expect = info.sha256[:16]
     frames = [bytes(r.tobytes()) for r in images_to_input(ds.x_test[: cfg.infer_frames], info)]
     kwargs = dict(expect_hash=expect, bench_runs=cfg.bench_runs, frames=frames, macs=info.macs)
-    if ctx.options.port:
-        result = measure(ctx.options.port, **kwargs)
-        where = "real board on " + ctx.options.port
-    else:
-        image = ctx.config("build").image if "build" in ctx.recipe.stages else "emulator"
-        if image != "emulator":
-            raise StageSkipped("not measured: the board image needs a real Pico (give --port)")
-        from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
-
-        try:
-            find_node()
-            check_emulator_dir(emulator_dir())
-            why = ""
-        except PipelineError as e:
-            why = str(e)
-        if why:
-            if _firmware_required():
-                raise PipelineError(f"cannot start the emulated Pico: {why}", hint="run `make` (npm ci in tools/emulator)")
-            raise StageSkipped(f"not measured: {why}")
-        t0 = time.perf_counter()
-        with EmulatedPico(ctx.path("firmware.elf")) as pico:
-            result = measure(pico.port, **kwargs)
-        result["emulator_wall_seconds"] = round(time.perf_counter() - t0, 2)
-        where = EMULATED_LABEL
+    image = ctx.config("build").image if "build" in ctx.recipe.stages else "emulator"
+    t0 = time.perf_counter()
+    with board_port(ctx.path("firmware.elf"), ctx.options.port, image) as (port, where):
+        result = measure(port, **kwargs)
+    result["measure_wall_seconds"] = round(time.perf_counter() - t0, 2)
     result["where"] = where
     # The board's answers to the test frames, next to host TFLM's for the same frames.
     if frames:

@@ -38,14 +38,7 @@ def test_unknown_and_unimplemented_stage(tmp_path, tiny_recipe_file):
     bad = tmp_path / "bad.toml"
     bad.write_text('stages = ["data", "model", "bake"]\n')
     _error(cli("run", str(bad), "--runs-dir", str(tmp_path)), "unknown stage 'bake'", "known stages")
-    missing = [s for s in STAGE_ORDER if s not in STAGE_BY_NAME and s in ("prune", "cluster", "quantize")]
-    if not missing:
-        pytest.skip("every stage is implemented")
-    rec = tiny_recipe_file(extra="")
-    text = rec.read_text().replace('stages = ["data", "model", "train"]', f'stages = ["data", "model", "train", "{missing[0]}"]')
-    rec.write_text(text)
-    _error(cli("run", str(rec), "--runs-dir", str(tmp_path / "runs")), f"stage '{missing[0]}' is not implemented yet")
-    assert not (tmp_path / "runs").exists()
+    assert set(STAGE_ORDER) == set(STAGE_BY_NAME)  # every stage of the pipeline order is implemented
 
 
 def test_invalid_config_values(tmp_path):
@@ -136,8 +129,9 @@ def test_default_recipe_reaches_accuracy_and_skips_on_rerun(tmp_path):
     t0 = time.perf_counter()
     r = cli("run", "--runs-dir", runs, "--no-progress")
     assert r.returncode == 0
-    assert r.stderr.count("up to date, skipped") == 3
-    assert "0 ran, 3 up to date" in r.stdout
+    n = len(manifest["recipe"]["stages"])
+    assert r.stderr.count("up to date, skipped") == n
+    assert f"0 ran, {n} up to date" in r.stdout
     assert time.perf_counter() - t0 < 10
 
 

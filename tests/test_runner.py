@@ -62,13 +62,13 @@ def test_skip_when_unchanged_and_rerun_on_change(tiny_recipe_file, tmp_path):
     assert [o.status for o in s6.outcomes] == ["done", "done"]
 
 
-def test_unimplemented_stage_refused_before_anything_runs(tmp_path):
+def test_unimplemented_stage_refused_before_anything_runs(tmp_path, monkeypatch):
     recipe = load_recipe("int8")
     import dataclasses
 
     recipe = dataclasses.replace(recipe, stages=("data", "model", "train", "convert"))
-    if "convert" in runner.STAGE_BY_NAME:
-        pytest.skip("convert is implemented now")
+    # a build of picotflm without the convert stage in its table
+    monkeypatch.setattr(runner, "STAGE_BY_NAME", {k: v for k, v in runner.STAGE_BY_NAME.items() if k != "convert"})
     with pytest.raises(PipelineError, match="stage 'convert' is not implemented yet"):
         run_recipe(recipe, RunDir.of("x", tmp_path))
     assert not (tmp_path / "x").exists()
