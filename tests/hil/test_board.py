@@ -106,3 +106,16 @@ def test_arena_sweep_finds_the_smallest_working_arena(board_port, host_model):
     assert ok is not None and ok <= m["arena_used"] + 16
     assert not steps[0]["alloc_ok"]
     assert used["arena_limit"] == used["arena_size"]
+
+
+def test_device_minimum_arena_is_tight_and_restored(board_port, host_model):
+    from pipeline.arena import find_device_minimum
+    from pipeline.device.client import BoardClient
+
+    _, info, _ = host_model
+    found = find_device_minimum(board_port, expect_hash=info.sha256[:16])
+    assert found["arena_used_bytes"] <= found["device_min_bytes"] <= found["compiled_arena_bytes"]
+    assert found["device_min_bytes"] - found["arena_used_bytes"] < 256
+    with BoardClient(board_port, timeout=10.0) as b:  # the board got its full arena back
+        info_reply = b.handshake(info.sha256[:16])
+        assert info_reply["arena_limit"] == info_reply["arena_size"] and info_reply["status"] == "ready"
