@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pipeline.artifacts import RunDir, atomic_write_json, atomic_write_text
+from pipeline.artifacts import atomic_write_bytes, RunDir, atomic_write_json, atomic_write_text
 
 STATUS_TEXT = {"done": "done", "up to date": "done (up to date)", "skipped": "skipped", "failed": "failed"}
 MAX_LIST_ITEMS = 16
@@ -323,15 +323,24 @@ def write_comparison(runs: list[str], runs_dir: str | Path, out_dir: Path) -> tu
     return md_path, json_path, pngs
 
 
-def _plots(figs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+def _save_png(fig, path: Path) -> Path:
+    """A figure as PNG bytes (no timestamp metadata: same data, same bytes), written atomically."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _plots(figs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pipeline.artifacts import atomic_write_bytes
 
     out = []
     pts = [f for f in figs if f["tflite_bytes"] and f["tflm_test_accuracy"] is not None]
@@ -344,11 +353,7 @@ def _plots(figs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.set_title("Model weight bytes vs accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-        plt.close(fig)
-        out.append(atomic_write_bytes(out_dir / "size_vs_accuracy.png", buf.getvalue()))
+        out.append(_save_png(fig, out_dir / "size_vs_accuracy.png"))
     with_layers = [f for f in figs if any(l.get("weight_bytes") for l in f["layers"])]
     if with_layers:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -363,9 +368,5 @@ def _plots(figs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.set_ylabel("weight bytes")
         ax.set_title("Per-layer weight bytes in the flatbuffer")
         ax.legend(fontsize=7)
-        buf = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-        plt.close(fig)
-        out.append(atomic_write_bytes(out_dir / "layer_bytes.png", buf.getvalue()))
+        out.append(_save_png(fig, out_dir / "layer_bytes.png"))
     return out
