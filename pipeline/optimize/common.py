@@ -1,7 +1,6 @@
 """What the compression stages share: cloning (tfmot mutates layers), fine-tuning, weight stats."""
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -10,12 +9,10 @@ from pipeline.errors import PipelineError
 
 
 def keras():
-    """``tf_keras`` (Keras 2), the only Keras tfmot works with."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tf_keras
+    """``tf_keras`` (Keras 2), the only Keras tfmot works with (set up once, in keras_setup)."""
+    from pipeline.keras_setup import keras as setup_keras
 
-    return tf_keras
+    return setup_keras()
 
 
 def tfmot():
