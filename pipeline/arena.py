@@ -20,12 +20,16 @@ def _align_up(n: float) -> int:
     return int(math.ceil(n / ALIGN) * ALIGN)
 
 
-def recommend(device_min: int, margin_percent: float, margin_bytes: int) -> int:
-    if margin_percent < 0 or margin_percent > 400 or margin_bytes < 0 or margin_bytes > 128 * 1024:
+def check_margin(margin_percent: float, margin_bytes: int) -> None:
+    if not (0 <= margin_percent <= 400) or not (0 <= margin_bytes <= 128 * 1024):
         raise PipelineError(
             f"arena margin {margin_percent} % + {margin_bytes} B is not allowed",
             hint="use a margin of 0-400 % and 0-131072 bytes",
         )
+
+
+def recommend(device_min: int, margin_percent: float, margin_bytes: int) -> int:
+    check_margin(margin_percent, margin_bytes)
     return _align_up(device_min * (1 + margin_percent / 100.0) + margin_bytes)
 
 

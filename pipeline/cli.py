@@ -221,11 +221,12 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_arena(args: argparse.Namespace) -> int:
     """Find the smallest arena that works on the board; recommend one with a margin; --apply it."""
-    from pipeline.arena import find_device_minimum, recommend
-    from pipeline.artifacts import RunDir, atomic_write_json
+    from pipeline.arena import check_margin, find_device_minimum, recommend
+    from pipeline.artifacts import atomic_write_json
     from pipeline.convert import inspect_tflite
     from pipeline.stages import board_port
 
+    check_margin(args.margin_percent, args.margin_bytes)
     summary = _run_until(args, "build")
     run = summary.run
     m = summary.manifest.get("stages", {})
