@@ -1,5 +1,6 @@
 // picotflm firmware: set up the rendered model once, validate it, then answer the host's requests
 // (docs/protocol.md) with what the board measures about itself.
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,26 @@
 bi_decl(bi_program_description("picotflm: " PICOTFLM_MODEL_NAME " (model " PICOTFLM_MODEL_HASH ") on TFLM, "
                                PICOTFLM_IMAGE_NAME " image"));
 bi_decl(bi_program_version_string(PICOTFLM_FW_VERSION));
+
+// TFLM's log (MicroPrintf) goes here instead of the serial line, which carries only framed replies:
+// the last message is kept so a failed setup can say why ("Failed to resize buffer. Requested:
+// 11520, available 11128, missing: 392"). Defining these keeps pico-tflmicro's system_setup.o (its
+// stdout DebugLog) out of the link.
+static char g_tflm_log[160];
+
+extern "C" void DebugLog(const char* format, va_list args) {
+  char line[sizeof g_tflm_log];
+  int n = vsnprintf(line, sizeof line, format, args);
+  if (n <= 0) return;
+  for (char* p = line; *p; p++) {
+    if (*p == '\n' || *p == '\r') *p = ' ';
+  }
+  if (g_tflm_log[0] == '\0') memcpy(g_tflm_log, line, sizeof g_tflm_log);  // the first message is the cause
+}
+
+extern "C" int DebugVsnprintf(char* buffer, size_t buf_size, const char* format, va_list vlist) {
+  return vsnprintf(buffer, buf_size, format, vlist);
+}
 
 namespace {
 
@@ -57,7 +78,7 @@ tflite::MicroInterpreter* g_interpreter = nullptr;
 bool g_ready = false;
 size_t g_arena_limit = PICOTFLM_ARENA_SIZE;
 size_t g_arena_used = 0;
-char g_setup_error[160] = "";
+char g_setup_error[256] = "";
 
 char g_reply[2048];
 char g_frame[2048 + 16];
@@ -76,6 +97,7 @@ bool setup(size_t limit) {
     g_interpreter = nullptr;
   }
   g_arena_limit = limit;
+  g_tflm_log[0] = '\0';
   const tflite::Model* model = tflite::GetModel(PICOTFLM_MODEL_DATA);
   if (model->version() != PICOTFLM_SCHEMA_VERSION || model->version() != TFLITE_SCHEMA_VERSION) {
     snprintf(g_setup_error, sizeof g_setup_error, "model schema version %lu, this TFLM supports %d",
@@ -85,9 +107,8 @@ bool setup(size_t limit) {
   g_interpreter = new (g_interpreter_storage)
       tflite::MicroInterpreter(model, g_resolver, g_tensor_arena, limit, nullptr, &g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
-    snprintf(g_setup_error, sizeof g_setup_error,
-             "AllocateTensors failed with a %u-byte arena (too small, or an op is missing; TFLM printed the detail)",
-             (unsigned)limit);
+    snprintf(g_setup_error, sizeof g_setup_error, "AllocateTensors failed with a %u-byte arena: %s",
+             (unsigned)limit, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
     return false;
   }
   g_arena_used = g_interpreter->arena_used_bytes();

@@ -63,3 +63,38 @@ def test_image_builds_and_its_memory_map_is_read(toolchain, generated, tmp_path,
     assert len(uf2) % 512 == 0 and struct.unpack("<I", uf2[12:16])[0] == FLASH_BASE
     # stdio: USB CDC on the board image (its interface string), UART only in the emulator image
     assert (b"Board CDC" in binary) == (image == "board")
+
+
+def test_too_small_an_arena_is_reported_by_the_firmware_with_the_size_it_needed(toolchain, tmp_path):
+    """The arena is rendered too small on purpose: the board answers `info` with status error and
+    TFLM's own words about the bytes it was missing, and refuses to measure."""
+    from pipeline.build import build_firmware
+    from pipeline.convert import inspect_tflite
+    from pipeline.device.client import BoardClient
+    from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir
+    from pipeline.errors import PipelineError
+    from pipeline.render import render
+    from pipeline.stages import build_dir_for
+    from pipeline.verify import images_to_input, run_tflm
+
+    try:
+        check_emulator_dir(emulator_dir())
+    except PipelineError as e:
+        pytest.skip(f"no emulated Pico: {e}")
+    data = _models.int8_tflite()
+    info = inspect_tflite(data)
+    x = images_to_input(_models.images(1), info)
+    y, _ = run_tflm(data, x, 64 * 1024)
+    gen = tmp_path / "gen"
+    render(data, RenderConfig(arena_bytes=8000), gen, golden_inputs=x, golden_outputs=y, golden_labels=[0],
+           class_names=_models.CLASSES, host_arena_bytes=0, provenance={})
+    res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
+    with EmulatedPico(res.elf) as pico, BoardClient(pico.port, timeout=10.0) as board:
+        reply = board.request("info")
+        assert reply["status"] == "error"
+        assert "AllocateTensors failed with a 8000-byte arena" in reply["setup_error"]
+        assert "missing:" in reply["setup_error"]
+        refused = board.request("mem", raise_on_error=False)
+        assert not refused.ok and refused.err == "setup"
+        with pytest.raises(PipelineError, match="8000-byte arena"):
+            board.handshake(info.sha256[:16])
