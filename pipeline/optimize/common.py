@@ -33,8 +33,10 @@ def fresh_copy(model):
 def fine_tune(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *, epochs: int,
               learning_rate: float, batch_size: int = 32, callbacks: Sequence[Any] = (), seed: int = 0) -> dict:
     """Compile and fit ``model`` in place; return the last epoch's metrics."""
+    from pipeline.keras_setup import seed_everything
+
     k = keras()
-    k.utils.set_random_seed(seed)
+    seed_everything(seed)  # seeds and deterministic ops: the same result in any process
     model.compile(optimizer=k.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     hist = model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size,
