@@ -1,6 +1,5 @@
 #include "board.h"
 
-#include <stdio.h>
 #include <unistd.h>
 
 #include "hardware/clocks.h"
@@ -10,12 +9,11 @@
 #include "pico/stdlib.h"
 
 extern "C" {
-extern char __StackTop, __StackBottom, __end__;
+extern char __StackTop, __StackBottom, __end__, __scratch_y_end__;
 extern char __data_start__, __data_end__, __bss_start__, __bss_end__;
 }
 
 static const uint32_t kPaint = 0xC0FFEE11u;
-static const uint32_t kScratchY = 4096;  // the main stack lives at the top of SCRATCH_Y (4 KB)
 static volatile uint32_t g_systick_wraps;
 
 extern "C" void isr_systick(void) { g_systick_wraps++; }
@@ -49,15 +47,21 @@ int board_read_byte(uint32_t timeout_us) {
   return c < 0 ? -1 : c;
 }
 
+// Straight to the stdio drivers (UART or USB CDC): exactly these bytes, no "\n" -> "\r\n", and no
+// newlib stdout buffer taken from the heap.
 void board_write(const char* data, uint32_t len) {
-  fwrite(data, 1, len, stdout);
-  fflush(stdout);
+  stdio_put_string(data, (int)len, false, false);
+  stdio_flush();
 }
 
-// The stack grows down from __StackTop; paint from the bottom of SCRATCH_Y up to just below the
-// current stack pointer (a stack that outgrows its 2 KB still shows up, down to the bank's end).
+// The main stack grows down from __StackTop at the top of the SCRATCH_Y bank (4 KB), whose lower part
+// holds only the .scratch_y section (empty unless code is placed there). Paint from the end of that
+// section up to just below the current stack pointer: a stack that outgrows its nominal 2 KB still
+// shows up, down to the section's end.
+static uintptr_t paint_bottom(void) { return ((uintptr_t)&__scratch_y_end__ + 3u) & ~(uintptr_t)3u; }
+
 __attribute__((noinline)) void board_stack_paint(void) {
-  volatile uint32_t* p = (volatile uint32_t*)((uintptr_t)&__StackTop - kScratchY);
+  volatile uint32_t* p = (volatile uint32_t*)paint_bottom();
   uintptr_t below_sp = (uintptr_t)__builtin_frame_address(0) - 64;
   while ((uintptr_t)p < below_sp) *p++ = kPaint;
 }
@@ -65,7 +69,7 @@ __attribute__((noinline)) void board_stack_paint(void) {
 uint32_t board_stack_size(void) { return (uint32_t)(&__StackTop - &__StackBottom); }
 
 uint32_t board_stack_peak(void) {
-  const uint32_t* p = (const uint32_t*)((uintptr_t)&__StackTop - kScratchY);
+  const uint32_t* p = (const uint32_t*)paint_bottom();
   const uint32_t* top = (const uint32_t*)&__StackTop;
   while (p < top && *p == kPaint) p++;
   return (uint32_t)((const char*)top - (const char*)p);

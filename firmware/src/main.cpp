@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <new>
+#include <type_traits>
 
 #include "board.h"
 #include "crc32.h"
@@ -14,13 +15,24 @@
 #include "op_resolver.h"
 #include "pico/binary_info.h"
 #include "protocol.h"
+#include "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.h"
+#include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
+#include "tensorflow/lite/micro/micro_allocator.h"
+#include "tensorflow/lite/micro/micro_arena_constants.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
+#define PICOTFLM_STR_(x) #x
+#define PICOTFLM_STR(x) PICOTFLM_STR_(x)
+
+// What `picotool info` shows about the image: the model it carries and how it was built.
 bi_decl(bi_program_description("picotflm: " PICOTFLM_MODEL_NAME " (model " PICOTFLM_MODEL_HASH ") on TFLM, "
                                PICOTFLM_IMAGE_NAME " image"));
 bi_decl(bi_program_version_string(PICOTFLM_FW_VERSION));
+bi_decl(bi_program_feature("model " PICOTFLM_MODEL_NAME " sha256 " PICOTFLM_MODEL_HASH));
+bi_decl(bi_program_feature("tensor arena " PICOTFLM_STR(PICOTFLM_ARENA_SIZE) " bytes"));
+bi_decl(bi_program_feature("image " PICOTFLM_IMAGE_NAME ", " PICOTFLM_STR(PICOTFLM_CORES) " core(s) for TFLM"));
 
 // TFLM's log (MicroPrintf) goes here instead of the serial line, which carries only framed replies:
 // the last message is kept so a failed setup can say why ("Failed to resize buffer. Requested:
@@ -45,6 +57,55 @@ extern "C" int DebugVsnprintf(char* buffer, size_t buf_size, const char* format,
 namespace {
 
 alignas(16) uint8_t g_tensor_arena[PICOTFLM_ARENA_SIZE];
+
+// TFLM places its own allocator, memory planner and MicroAllocator at the top of the arena when the
+// interpreter is constructed, and does not check that they fit (a placement new on nullptr follows):
+// below this many bytes the interpreter is not constructed at all. Each object may cost its
+// alignment in padding; the arena start is 16-byte aligned already.
+constexpr size_t kArenaFloor = tflite::MicroArenaBufferAlignment() +
+                               sizeof(tflite::SingleArenaBufferAllocator) +
+                               alignof(tflite::SingleArenaBufferAllocator) +
+                               sizeof(tflite::GreedyMemoryPlanner) + alignof(tflite::GreedyMemoryPlanner) +
+                               sizeof(tflite::MicroAllocator) + alignof(tflite::MicroAllocator);
+
+// The output tensor's element type, for top-1 and the differences of `golden` (raw bytes are compared
+// for `exact` whatever the type).
+template <TfLiteType T>
+struct Element {
+  static_assert(T == kTfLiteInt8, "PICOTFLM_OUTPUT_TYPE must be kTfLiteInt8, kTfLiteUInt8, kTfLiteInt16 or kTfLiteFloat32");
+  using type = int8_t;
+};
+template <>
+struct Element<kTfLiteUInt8> {
+  using type = uint8_t;
+};
+template <>
+struct Element<kTfLiteInt16> {
+  using type = int16_t;
+};
+template <>
+struct Element<kTfLiteFloat32> {
+  using type = float;
+};
+using OutT = Element<PICOTFLM_OUTPUT_TYPE>::type;
+constexpr int kOutputElements = PICOTFLM_OUTPUT_BYTES / (int)sizeof(OutT);
+
+OutT output_element(const uint8_t* raw, int i) {
+  OutT v;
+  memcpy(&v, raw + i * sizeof(OutT), sizeof v);
+  return v;
+}
+
+int element_diff(OutT a, OutT b) {
+  if constexpr (std::is_integral<OutT>::value) {
+    long d = (long)a - (long)b;
+    return (int)(d < 0 ? -d : d);
+  } else {  // float outputs: the difference rounded up to a whole number
+    float d = a > b ? a - b : b - a;
+    int di = (int)d;
+    return (float)di < d ? di + 1 : di;
+  }
+}
 
 // Per-op timing: TFLM calls BeginEvent/EndEvent around every operator when a profiler is attached.
 class OpProfiler : public tflite::MicroProfilerInterface {
@@ -72,6 +133,7 @@ class OpProfiler : public tflite::MicroProfilerInterface {
 };
 
 PicotflmOpResolver g_resolver;
+bool g_ops_ok = false;
 OpProfiler g_profiler;
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 tflite::MicroInterpreter* g_interpreter = nullptr;
@@ -88,7 +150,7 @@ ptf_request_t g_req;
 const char* type_name(TfLiteType t) { return TfLiteTypeGetName(t); }
 
 // Set up (or set up again) the interpreter within `limit` bytes of the static arena.
-bool setup(size_t limit) {
+__attribute__((noinline)) bool setup(size_t limit) {
   g_ready = false;
   g_arena_used = 0;
   g_setup_error[0] = '\0';
@@ -97,7 +159,18 @@ bool setup(size_t limit) {
     g_interpreter = nullptr;
   }
   g_arena_limit = limit;
-  g_tflm_log[0] = '\0';
+  if (g_ops_ok) g_tflm_log[0] = '\0';
+  if (!g_ops_ok) {
+    snprintf(g_setup_error, sizeof g_setup_error, "registering the model's %d operator kinds failed: %s",
+             kPicotflmOpKinds, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
+    return false;
+  }
+  if (limit < kArenaFloor) {
+    snprintf(g_setup_error, sizeof g_setup_error,
+             "a %u-byte arena cannot even hold TFLM's allocator and planner (%u bytes)", (unsigned)limit,
+             (unsigned)kArenaFloor);
+    return false;
+  }
   const tflite::Model* model = tflite::GetModel(PICOTFLM_MODEL_DATA);
   if (model->version() != PICOTFLM_SCHEMA_VERSION || model->version() != TFLITE_SCHEMA_VERSION) {
     snprintf(g_setup_error, sizeof g_setup_error, "model schema version %lu, this TFLM supports %d",
@@ -149,8 +222,8 @@ Timing invoke_timed() {
 
 int top1(const uint8_t* out) {
   int best = 0;
-  for (int i = 1; i < PICOTFLM_OUTPUT_BYTES; i++) {
-    if ((int8_t)out[i] > (int8_t)out[best]) best = i;
+  for (int i = 1; i < kOutputElements; i++) {
+    if (output_element(out, i) > output_element(out, best)) best = i;
   }
   return best;
 }
@@ -174,7 +247,7 @@ void send_error(const char* err, const char* msg) {
 
 void begin(ptf_json_t* j, const char* cmd) { ptf_json_begin(j, g_reply, sizeof g_reply, 1, cmd, &g_req); }
 
-void cmd_info() {
+__attribute__((noinline)) void cmd_info() {
   ptf_json_t j;
   begin(&j, "info");
   ptf_json_int(&j, "proto", PTF_PROTO_VERSION);
@@ -195,7 +268,7 @@ void cmd_info() {
   send(&j);
 }
 
-void cmd_mem() {
+__attribute__((noinline)) void cmd_mem() {
   uint32_t data = board_data_bytes(), bss = board_bss_bytes(), heap = board_heap_used(), stack = board_stack_peak();
   ptf_json_t j;
   begin(&j, "mem");
@@ -230,7 +303,7 @@ uint32_t median(uint32_t* v, uint32_t n) {
   return n % 2 ? v[n / 2] : (uint32_t)(((uint64_t)v[n / 2 - 1] + v[n / 2]) / 2);
 }
 
-void cmd_bench(uint32_t runs) {
+__attribute__((noinline)) void cmd_bench(uint32_t runs) {
   TfLiteTensor* in = g_interpreter->input(0);
   uint64_t min_c = UINT64_MAX, max_c = 0, min_u = UINT64_MAX, max_u = 0;
   uint32_t kept = 0;
@@ -262,7 +335,7 @@ void cmd_bench(uint32_t runs) {
   send(&j);
 }
 
-void cmd_profile() {
+__attribute__((noinline)) void cmd_profile() {
   TfLiteTensor* in = g_interpreter->input(0);
   memcpy(in->data.raw, g_picotflm_golden_inputs[0], PICOTFLM_INPUT_BYTES);
   g_profiler.count = 0;
@@ -272,25 +345,15 @@ void cmd_profile() {
   if (!t.ok) return send_error("invoke", "Invoke failed during profile");
   ptf_json_t j;
   begin(&j, "profile");
-  ptf_json_key(&j, "ops");
-  ptf_json_raw(&j, "[");
+  ptf_json_open(&j, "ops", '[');
   for (int i = 0; i < g_profiler.count; i++) {
-    char item[96];
-    snprintf(item, sizeof item, "%s{\"op\":\"", i ? "," : "");
-    ptf_json_raw(&j, item);
-    // Op names are TFLM's own upper-case identifiers: no escaping needed, but stay safe.
-    char name[32];
-    size_t k = 0;
-    for (const char* p = g_profiler.tag[i]; p && *p && k < sizeof name - 1; p++) {
-      name[k++] = (*p == '"' || *p == '\\' || *p < 0x20) ? '_' : *p;
-    }
-    name[k] = '\0';
-    ptf_json_raw(&j, name);
-    snprintf(item, sizeof item, "\",\"us\":%llu,\"cycles\":%llu}", (unsigned long long)g_profiler.us[i],
-             (unsigned long long)g_profiler.cycles[i]);
-    ptf_json_raw(&j, item);
+    ptf_json_open(&j, nullptr, '{');
+    ptf_json_str(&j, "op", g_profiler.tag[i]);
+    ptf_json_int(&j, "us", (long long)g_profiler.us[i]);
+    ptf_json_int(&j, "cycles", (long long)g_profiler.cycles[i]);
+    ptf_json_close(&j, '}');
   }
-  ptf_json_raw(&j, "]");
+  ptf_json_close(&j, ']');
   ptf_json_int(&j, "total_cycles", (long long)t.cycles);
   ptf_json_int(&j, "total_us", (long long)t.us);
   send(&j);
@@ -301,14 +364,11 @@ struct GoldenResult {
   bool ok;
 };
 
-GoldenResult run_golden(ptf_json_t* j) {
+__attribute__((noinline)) GoldenResult run_golden(ptf_json_t* j) {
   GoldenResult g = {0, 0, 0, true};
   TfLiteTensor* in = g_interpreter->input(0);
   TfLiteTensor* out = g_interpreter->output(0);
-  if (j) {
-    ptf_json_key(j, "outputs");
-    ptf_json_raw(j, "[");
-  }
+  if (j) ptf_json_open(j, "outputs", '[');
   for (int i = 0; i < PICOTFLM_GOLDEN_COUNT; i++) {
     memcpy(in->data.raw, g_picotflm_golden_inputs[i], PICOTFLM_INPUT_BYTES);
     if (g_interpreter->Invoke() != kTfLiteOk) {
@@ -318,32 +378,18 @@ GoldenResult run_golden(ptf_json_t* j) {
     const uint8_t* o = (const uint8_t*)out->data.raw;
     const uint8_t* e = g_picotflm_golden_outputs[i];
     if (memcmp(o, e, PICOTFLM_OUTPUT_BYTES) == 0) g.exact++;
-    for (int k = 0; k < PICOTFLM_OUTPUT_BYTES; k++) {
-      int d = (int)(int8_t)o[k] - (int)(int8_t)e[k];
-      if (d < 0) d = -d;
+    for (int k = 0; k < kOutputElements; k++) {  // in output units (LSB for integer outputs)
+      int d = element_diff(output_element(o, k), output_element(e, k));
       if (d > g.max_diff) g.max_diff = d;
     }
     if (top1(o) == top1(e)) g.top1_agree++;
-    if (j) {
-      static const char digits[] = "0123456789abcdef";
-      char hex[2 * PICOTFLM_OUTPUT_BYTES + 4];
-      size_t n = 0;
-      if (i) hex[n++] = ',';
-      hex[n++] = '"';
-      for (int k = 0; k < PICOTFLM_OUTPUT_BYTES; k++) {
-        hex[n++] = digits[o[k] >> 4];
-        hex[n++] = digits[o[k] & 15];
-      }
-      hex[n++] = '"';
-      hex[n] = '\0';
-      ptf_json_raw(j, hex);
-    }
+    if (j) ptf_json_hex(j, nullptr, o, PICOTFLM_OUTPUT_BYTES);
   }
-  if (j) ptf_json_raw(j, "]");
+  if (j) ptf_json_close(j, ']');
   return g;
 }
 
-void cmd_golden() {
+__attribute__((noinline)) void cmd_golden() {
   ptf_json_t j;
   begin(&j, "golden");
   GoldenResult g = run_golden(&j);
@@ -355,7 +401,7 @@ void cmd_golden() {
   send(&j);
 }
 
-void cmd_load(const ptf_request_t& r) {
+__attribute__((noinline)) void cmd_load(const ptf_request_t& r) {
   memcpy(g_interpreter->input(0)->data.raw + r.n, r.data, r.data_len);
   ptf_json_t j;
   begin(&j, "load");
@@ -364,7 +410,7 @@ void cmd_load(const ptf_request_t& r) {
   send(&j);
 }
 
-void cmd_infer(const ptf_request_t& r) {
+__attribute__((noinline)) void cmd_infer(const ptf_request_t& r) {
   TfLiteTensor* in = g_interpreter->input(0);
   if (ptf_crc32(0, in->data.raw, r.n) != r.crc) {
     return send_error("crc", "input bytes do not match the CRC-32: send the frame's loads again");
@@ -381,7 +427,7 @@ void cmd_infer(const ptf_request_t& r) {
   send(&j);
 }
 
-void cmd_arena(uint32_t bytes) {
+__attribute__((noinline)) void cmd_arena(uint32_t bytes) {
   if (bytes > PICOTFLM_ARENA_SIZE) {
     char msg[96];
     snprintf(msg, sizeof msg, "the firmware was compiled with a %u-byte arena", (unsigned)PICOTFLM_ARENA_SIZE);
@@ -406,7 +452,7 @@ void cmd_arena(uint32_t bytes) {
   send(&j);
 }
 
-void handle(const ptf_request_t& r) {
+__attribute__((noinline)) void handle(const ptf_request_t& r) {
   switch (r.cmd) {
     case PTF_CMD_NONE:
       return;
@@ -443,11 +489,8 @@ void handle(const ptf_request_t& r) {
 int main() {
   board_stack_paint();
   board_init();
-  if (picotflm_register_ops(g_resolver) != kTfLiteOk) {
-    snprintf(g_setup_error, sizeof g_setup_error, "registering the model's operators failed");
-  } else {
-    setup(PICOTFLM_ARENA_SIZE);
-  }
+  g_ops_ok = picotflm_register_ops(g_resolver) == kTfLiteOk;
+  setup(PICOTFLM_ARENA_SIZE);
   ptf_line_reset(&g_line);
   for (;;) {
     int c = board_read_byte(100000);

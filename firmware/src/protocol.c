@@ -13,12 +13,12 @@ void ptf_line_reset(ptf_line_t* line) {
 
 int ptf_line_feed(ptf_line_t* line, int byte) {
   if (byte < 0) return 0;
-  if (byte == '\r') return 0;
   if (byte == '\n') {
+    if (line->len > 0 && line->buf[line->len - 1] == '\r') line->len--;  // "\r\n" ends a line too
     line->buf[line->len] = '\0';
     return 1;
   }
-  // Keep room for the newline in the limit: PTF_LINE_MAX - 1 content bytes.
+  // Every byte but the newline counts, `\r` included: at most PTF_LINE_MAX - 1 of them.
   if (line->len + 1 >= PTF_LINE_MAX) {
     line->overflow = 1;
     return 0;
@@ -232,11 +232,24 @@ static void put_escaped(ptf_json_t* j, const char* s) {
 void ptf_json_key(ptf_json_t* j, const char* key) {
   if (!j->first) puts_(j, ",");
   j->first = 0;
-  put_escaped(j, key);
-  puts_(j, ":");
+  if (key) {
+    put_escaped(j, key);
+    puts_(j, ":");
+  }
 }
 
 void ptf_json_raw(ptf_json_t* j, const char* text) { puts_(j, text); }
+
+void ptf_json_open(ptf_json_t* j, const char* key, char bracket) {
+  ptf_json_key(j, key);
+  put(j, &bracket, 1);
+  j->first = 1;
+}
+
+void ptf_json_close(ptf_json_t* j, char bracket) {
+  put(j, &bracket, 1);
+  j->first = 0;
+}
 
 void ptf_json_begin(ptf_json_t* j, char* buf, uint32_t cap, int ok, const char* cmd, const ptf_request_t* req) {
   j->buf = buf;
@@ -282,20 +295,28 @@ void ptf_json_hex(ptf_json_t* j, const char* key, const uint8_t* data, uint32_t 
 void ptf_json_end(ptf_json_t* j) { puts_(j, "}"); }
 
 uint32_t ptf_frame(const char* payload, uint32_t len, char* out, uint32_t cap) {
-  if (len + 12 > cap) return 0;
+  if (cap < 12 || len > cap - 12) return 0;
+  uint32_t crc = ptf_crc32(0, payload, len);
+  memmove(out + 1, payload, len);  // the payload may already sit at out + 1
   out[0] = '$';
-  memcpy(out + 1, payload, len);
-  snprintf(out + 1 + len, cap - 1 - len, "*%08lx\n", (unsigned long)ptf_crc32(0, payload, len));
+  snprintf(out + 1 + len, cap - 1 - len, "*%08lx\n", (unsigned long)crc);
   return len + 11;
 }
 
+static void error_payload(ptf_json_t* j, char* buf, uint32_t cap, const ptf_request_t* req, const char* err,
+                          const char* msg) {
+  ptf_json_begin(j, buf, cap, 0, req ? req->name : "?", req);
+  ptf_json_str(j, "err", err);
+  ptf_json_str(j, "msg", msg);
+  ptf_json_end(j);
+}
+
 uint32_t ptf_error_reply(const ptf_request_t* req, const char* err, const char* msg, char* out, uint32_t cap) {
-  char payload[256];
+  if (cap < 12) return 0;
+  // The payload is built at out + 1 with room left for "*<crc>\n" and the terminating NUL.
   ptf_json_t j;
-  ptf_json_begin(&j, payload, sizeof payload, 0, req ? req->name : "?", req);
-  ptf_json_str(&j, "err", err);
-  ptf_json_str(&j, "msg", msg);
-  ptf_json_end(&j);
+  error_payload(&j, out + 1, cap - 11, req, err, msg);
+  if (j.overflow) error_payload(&j, out + 1, cap - 11, req, err, "(message too long for the reply)");
   if (j.overflow) return 0;
-  return ptf_frame(payload, j.len, out, cap);
+  return ptf_frame(out + 1, j.len, out, cap);
 }

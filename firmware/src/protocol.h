@@ -40,8 +40,9 @@ typedef struct {
   const char* msg;             // one-line message
 } ptf_request_t;
 
-// Line assembly: feed bytes; returns 1 when a line is complete (buf is NUL-terminated; `overflow`
-// says it was longer than PTF_LINE_MAX and was cut). CR is dropped.
+// Line assembly: feed bytes; returns 1 when a line is complete (buf is NUL-terminated, without its
+// newline and without a `\r` right before it; `overflow` says the line, newline included, was longer
+// than PTF_LINE_MAX bytes and was cut). A `\r` anywhere else stays in the line (and is refused).
 typedef struct {
   char buf[PTF_LINE_MAX + 1];
   uint32_t len;
@@ -66,12 +67,16 @@ void ptf_json_int(ptf_json_t* j, const char* key, long long value);
 void ptf_json_bool(ptf_json_t* j, const char* key, int value);
 void ptf_json_str(ptf_json_t* j, const char* key, const char* value);
 void ptf_json_hex(ptf_json_t* j, const char* key, const uint8_t* data, uint32_t n);
+// A NULL key makes the value an element of the array just opened: ptf_json_str(j, NULL, "x").
 void ptf_json_key(ptf_json_t* j, const char* key);  // then raw text with ptf_json_raw
 void ptf_json_raw(ptf_json_t* j, const char* text);
+void ptf_json_open(ptf_json_t* j, const char* key, char bracket);  // `"key":[` or `{` (key NULL: an element)
+void ptf_json_close(ptf_json_t* j, char bracket);
 void ptf_json_end(ptf_json_t* j);
 // Frame `payload` into `out` (needs len + 12 bytes); returns the frame length, 0 if it does not fit.
 uint32_t ptf_frame(const char* payload, uint32_t len, char* out, uint32_t cap);
-// An error reply for `req` (uses req->err / req->msg and its name and id).
+// A framed error reply for `req` (its name and id), built directly in `out`: no buffer of its own.
+// A message too long for `out` is replaced by a short one, so an error always gets a reply.
 uint32_t ptf_error_reply(const ptf_request_t* req, const char* err, const char* msg, char* out, uint32_t cap);
 
 #ifdef __cplusplus

@@ -95,6 +95,38 @@ def test_empty_lines_get_no_reply(driver):
     assert frames(run(driver, b"\n\r\n")) == [None, None]
 
 
+def test_carriage_return_only_before_the_newline(driver):
+    ok, mid, two = frames(run(driver, b"mem @5\r\nme\rm\ninfo\r\r\n"))
+    assert ok["ok"] and ok["cmd"] == "mem" and ok["id"] == 5
+    assert mid["err"] == "bad_arg"  # a CR inside a line is a non-printable byte, not dropped
+    assert two["err"] == "bad_arg"  # only one CR before the newline is ignored
+
+
+def test_the_carriage_return_counts_in_the_320_bytes(driver):
+    body = b"bench 1 @4 " + b"x" * (318 - len(b"bench 1 @4 "))  # 318 bytes
+    fits, over = frames(run(driver, body + b"\r\n" + body + b"y\r\n"))
+    assert fits["err"] == "bad_arg"  # 320 bytes with CR and LF: a line, parsed
+    assert over["err"] == "too_long"  # 321 bytes
+
+
+def test_error_replies_always_fit_their_buffer(driver):
+    """A message too long for the reply buffer is replaced, never dropped (the host waits for a reply)."""
+    msgs = [b"short", b"x" * 150, b"y" * 400, b'quote " and backslash \\ and star *']
+    out = run(driver, b"\n".join(msgs) + b"\n", "error", "256").decode().splitlines()
+    replies = frames("\n".join(out).encode())
+    assert [r["msg"] for r in replies] == ["short", "x" * 150, "(message too long for the reply)",
+                                           'quote " and backslash \\ and star *']
+    assert all(r["id"] == 42 and r["err"] == "setup" and r["cmd"] == "info" for r in replies)
+    assert all(len(line) <= 256 - 1 for line in out)  # the frame and its NUL fit the buffer
+    assert run(driver, b"anything\n", "error", "11") == b"none\n"  # not even a frame fits: nothing
+
+
+def test_arrays_of_objects_and_hex_strings(driver):
+    (r,) = frames(run(driver, b"", "nested"))
+    assert r == {"ok": True, "cmd": "profile", "ops": [{"op": "a\"b\\c\n", "us": 0}, {"op": "MEAN", "us": 1}],
+                 "outputs": ["007fff", "00"], "empty": [], "total": 7}
+
+
 def test_unsafe_command_names_are_not_echoed(driver):
     r = one(driver, b'"},{"evil')
     assert r["cmd"] == "?" and r["err"] == "unknown_cmd"
