@@ -142,8 +142,10 @@ size_t g_arena_limit = PICOTFLM_ARENA_SIZE;
 size_t g_arena_used = 0;
 char g_setup_error[256] = "";
 
-char g_reply[2048];
-char g_frame[2048 + 16];
+// One buffer for every reply: the JSON payload (<= 2,048 bytes, docs/protocol.md) is built at
+// g_frame + 1 and framed in place ('$' before it, "*<crc32>\n" and a NUL after it): no second copy.
+constexpr uint32_t kPayloadMax = 2048;
+char g_frame[1 + kPayloadMax + 11 + 1];
 ptf_line_t g_line;
 ptf_request_t g_req;
 
@@ -245,7 +247,8 @@ void send_error(const char* err, const char* msg) {
   board_write(g_frame, n);
 }
 
-void begin(ptf_json_t* j, const char* cmd) { ptf_json_begin(j, g_reply, sizeof g_reply, 1, cmd, &g_req); }
+// The writer keeps a NUL after the payload: kPayloadMax + 1 bytes of room.
+void begin(ptf_json_t* j, const char* cmd) { ptf_json_begin(j, g_frame + 1, kPayloadMax + 1, 1, cmd, &g_req); }
 
 __attribute__((noinline)) void cmd_info() {
   ptf_json_t j;
