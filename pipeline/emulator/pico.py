@@ -115,6 +115,19 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
+def _send(fd: int, buf: bytearray) -> bool:
+    """Write what ``fd`` takes now from the front of ``buf``; False when the reader has gone (the
+    buffer is then dropped)."""
+    try:
+        del buf[:os.write(fd, buf)]
+    except BlockingIOError:
+        pass
+    except BrokenPipeError:
+        buf.clear()
+        return False
+    return True
+
+
 class EmulatedPico:
     """The firmware ``image`` (ELF, UF2 or .bin) running in rp2040js, its UART0 at ``.port``.
 
@@ -363,36 +376,14 @@ class EmulatedPico:
                             if data and node_open:
                                 to_node += data
                         if events & selectors.EVENT_WRITE and to_port:
-                            try:
-                                n = os.write(master, to_port)
-                                del to_port[:n]
-                            except BlockingIOError:
-                                pass
+                            _send(master, to_port)
                     elif what == "node_in" and to_node:
-                        try:
-                            n = os.write(node_in, to_node)
-                            del to_node[:n]
-                        except BlockingIOError:
-                            pass
-                        except BrokenPipeError:
-                            to_node.clear()
-                            node_open = False
+                        node_open = _send(node_in, to_node)
                 # Try the writes at once; ask the selector only for what would block.
                 if to_port:
-                    try:
-                        n = os.write(master, to_port)
-                        del to_port[:n]
-                    except BlockingIOError:
-                        pass
+                    _send(master, to_port)
                 if to_node and node_open:
-                    try:
-                        n = os.write(node_in, to_node)
-                        del to_node[:n]
-                    except BlockingIOError:
-                        pass
-                    except BrokenPipeError:
-                        to_node.clear()
-                        node_open = False
+                    node_open = _send(node_in, to_node)
                 want = selectors.EVENT_READ | (selectors.EVENT_WRITE if to_port else 0)
                 if want != master_events:
                     sel.modify(master, want, "master")
