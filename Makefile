@@ -13,7 +13,7 @@ PORT   ?=
 # Progress bars only draw on a terminal anyway; in CI say so explicitly for clean logs.
 PROGRESS := $(if $(CI),--no-progress,)
 
-.PHONY: all run emulate firmware flash measure compare bench install test clean distclean
+.PHONY: all run emulate firmware flash measure compare bench install test fuzz clean distclean
 
 all: run
 
@@ -66,6 +66,12 @@ bench: install
 
 test: install
 	$(PY) -m pytest -q --emulator
+
+# The firmware's request parser (firmware/src/protocol.c) under libFuzzer + ASan/UBSan on the host,
+# seeded from firmware/fuzz/corpus; prints executions, coverage and crashes (inputs in build/fuzz/).
+FUZZ_SECONDS ?= 600
+fuzz:
+	nice -n 10 firmware/fuzz/run_fuzz.sh $(FUZZ_SECONDS) build/fuzz
 
 clean:
 	rm -rf $(RUNS) build .pytest_cache
