@@ -148,6 +148,22 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], what: str, log_file:
         raise PipelineError(f"{what} failed: {detail}", hint=f"full log: {log_file}")
 
 
+def _cmake_cache(build_dir: Path) -> dict[str, str]:
+    """The configure settings picotflm passes, as the build folder's CMakeCache.txt holds them."""
+    keys = ("PICOTFLM_GENERATED_DIR", "PICOTFLM_IMAGE", "PICOTFLM_KERNELS", "CMAKE_BUILD_TYPE")
+    found: dict[str, str] = {}
+    try:
+        text = (build_dir / "CMakeCache.txt").read_text(errors="replace")
+    except OSError:
+        return found
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        key = name.split(":", 1)[0]
+        if sep and key in keys:
+            found[key] = value
+    return found
+
+
 def build_firmware(generated_dir: Path, build_dir: Path, cfg: BuildConfig, *,
                    toolchain: Toolchain | None = None, log: Callable[[str], None] = lambda s: None) -> BuildResult:
     """Configure (once) and build the firmware image named by ``cfg.image``; write a UF2 beside it."""
@@ -163,13 +179,14 @@ def build_firmware(generated_dir: Path, build_dir: Path, cfg: BuildConfig, *,
     env.setdefault("CCACHE_NOHASHDIR", "1")
     log_file = build_dir / "build.log"
     t0 = time.monotonic()
-    if not (build_dir / "build.ninja").is_file():
+    wanted = {"PICOTFLM_GENERATED_DIR": str(generated_dir), "PICOTFLM_IMAGE": cfg.image,
+              "PICOTFLM_KERNELS": cfg.kernels, "CMAKE_BUILD_TYPE": cfg.build_type}
+    if not (build_dir / "build.ninja").is_file() or _cmake_cache(build_dir) != wanted:
         cmd = [tc.cmake, "-S", str(REPO_ROOT), "-B", str(build_dir), "-G", "Ninja",
-               f"-DPICOTFLM_GENERATED_DIR={generated_dir}", f"-DPICOTFLM_IMAGE={cfg.image}",
-               f"-DCMAKE_BUILD_TYPE={cfg.build_type}", f"-DCMAKE_MAKE_PROGRAM={tc.ninja}"]
+               *(f"-D{k}={v}" for k, v in wanted.items()), f"-DCMAKE_MAKE_PROGRAM={tc.ninja}"]
         if tc.ccache:
             cmd += [f"-DCMAKE_C_COMPILER_LAUNCHER={tc.ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={tc.ccache}"]
-        log(f"configuring the {cfg.image} image (CMake)")
+        log(f"configuring the {cfg.image} image, {cfg.kernels} kernels (CMake)")
         _run(cmd, cwd=REPO_ROOT, env=env, what="CMake configure", log_file=log_file)
     log(f"building the {cfg.image} image (Ninja" + (", ccache" if tc.ccache else ", no ccache: a cold TFLM build takes ~10 min") + ")")
     _run([tc.ninja, "-C", str(build_dir), "picotflm"], cwd=REPO_ROOT, env=env, what="firmware build", log_file=log_file)

@@ -232,9 +232,13 @@ class RenderConfig:
 class BuildConfig:
     image: str = "emulator"  # emulator: no ROM calls, single core, UART0 | board: USB CDC, dual core
     build_type: str = "Release"
+    # picotflm: our M0+ kernels for CONV_2D, DEPTHWISE_CONV_2D and MEAN (bit-exact with the stock
+    # ones) | stock: pico-tflmicro's CMSIS-NN kernels
+    kernels: str = "picotflm"
 
     def __post_init__(self) -> None:
         _choice("build", "image", self.image, ("emulator", "board"))
+        _choice("build", "kernels", self.kernels, ("picotflm", "stock"))
         _choice("build", "build_type", self.build_type, ("Release", "Debug", "MinSizeRel", "RelWithDebInfo"))
 
 

@@ -19,6 +19,10 @@ from pipeline.convert import TFLITE_TYPES, TFLM_RESOLVER_METHODS, ModelInfo, che
 from pipeline.errors import PipelineError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+# Resolver methods for which firmware/src/kernels has its own M0+ kernel (build.kernels = picotflm).
+FAST_KERNELS = {"AddConv2D": "Register_CONV_2D", "AddDepthwiseConv2D": "Register_DEPTHWISE_CONV_2D",
+                "AddMean": "Register_MEAN"}
+
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_config.h", "op_resolver.h", "golden_data.h",
                    "golden_data.cc")
 
@@ -187,6 +191,7 @@ def render(tflite: bytes, cfg: RenderConfig, out_dir: Path, *, golden_inputs: np
         "op_count": len(info.op_sequence),
         "ops": info.ops,
         "methods": [TFLM_RESOLVER_METHODS[op] for op in info.ops],
+        "fast_kernels": FAST_KERNELS,
         "count": count,
         "inputs": [{"index": i, "label": f"{int(golden_labels[i])} ({class_names[int(golden_labels[i])]})",
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],

@@ -32,7 +32,8 @@ bi_decl(bi_program_description("picotflm: " PICOTFLM_MODEL_NAME " (model " PICOT
 bi_decl(bi_program_version_string(PICOTFLM_FW_VERSION));
 bi_decl(bi_program_feature("model " PICOTFLM_MODEL_NAME " sha256 " PICOTFLM_MODEL_HASH));
 bi_decl(bi_program_feature("tensor arena " PICOTFLM_STR(PICOTFLM_ARENA_SIZE) " bytes"));
-bi_decl(bi_program_feature("image " PICOTFLM_IMAGE_NAME ", " PICOTFLM_STR(PICOTFLM_CORES) " core(s) for TFLM"));
+bi_decl(bi_program_feature("image " PICOTFLM_IMAGE_NAME ", " PICOTFLM_STR(PICOTFLM_CORES) " core(s) for TFLM, "
+                           PICOTFLM_KERNELS_NAME " kernels"));
 
 // TFLM's log (MicroPrintf) goes here instead of the serial line, which carries only framed replies:
 // the last message is kept so a failed setup can say why ("Failed to resize buffer. Requested:
@@ -258,6 +259,7 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_str(&j, "model", PICOTFLM_MODEL_NAME);
   ptf_json_str(&j, "hash", PICOTFLM_MODEL_HASH);
   ptf_json_str(&j, "image", PICOTFLM_IMAGE_NAME);
+  ptf_json_str(&j, "kernels", PICOTFLM_KERNELS_NAME);
   ptf_json_str(&j, "board", "pico");
   ptf_json_int(&j, "clock_hz", board_clock_hz());
   ptf_json_int(&j, "cores", PICOTFLM_CORES);

@@ -1,0 +1,200 @@
+// picotflm's TFLM kernel registrations: TFLM's own Prepare (shapes, padding, per-channel
+// multipliers, the int4 unpack buffer), our Eval (pk_core.c). See picotflm_kernels.h.
+#include "picotflm_kernels.h"
+
+#include "pk_core.h"
+#include "tensorflow/lite/c/builtin_op_data.h"
+#include "tensorflow/lite/c/common.h"
+#include "tensorflow/lite/kernels/internal/common.h"
+#include "tensorflow/lite/kernels/internal/portable_tensor_utils.h"
+#include "tensorflow/lite/kernels/internal/reference/integer_ops/conv.h"
+#include "tensorflow/lite/kernels/internal/reference/integer_ops/depthwise_conv.h"
+#include "tensorflow/lite/micro/kernels/conv.h"
+#include "tensorflow/lite/micro/kernels/depthwise_conv.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/kernels/reduce.h"
+
+namespace picotflm {
+namespace {
+
+using tflite::OpDataConv;
+
+// Filter data as int8: int4 weights are unpacked into the scratch buffer TFLM's Prepare requested.
+const int8_t* FilterInt8(TfLiteContext* context, const TfLiteEvalTensor* filter, const OpDataConv& data) {
+  if (filter->type == kTfLiteInt8) return tflite::micro::GetTensorData<int8_t>(filter);
+  int8_t* unpacked = static_cast<int8_t*>(context->GetScratchBuffer(context, data.filter_buffer_index));
+  tflite::tensor_utils::UnpackDenseInt4IntoInt8(tflite::micro::GetTensorData<int8_t>(filter),
+                                                tflite::micro::GetTensorShape(filter).FlatSize(), unpacked);
+  return unpacked;
+}
+
+pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter, const TfLiteEvalTensor* output,
+                      int stride_h, int stride_w, const OpDataConv& data) {
+  pk_conv_params p;
+  p.in_h = input->dims->data[1];
+  p.in_w = input->dims->data[2];
+  p.in_c = input->dims->data[3];
+  p.out_h = output->dims->data[1];
+  p.out_w = output->dims->data[2];
+  p.out_c = output->dims->data[3];
+  p.k_h = filter->dims->data[1];
+  p.k_w = filter->dims->data[2];
+  p.stride_h = stride_h;
+  p.stride_w = stride_w;
+  p.pad_h = data.padding.height;
+  p.pad_w = data.padding.width;
+  p.input_offset = -data.input_zero_point;
+  p.output_offset = data.output_zero_point;
+  p.act_min = data.output_activation_min;
+  p.act_max = data.output_activation_max;
+  p.mult = data.per_channel_output_multiplier;
+  p.shift = data.per_channel_output_shift;
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------- CONV_2D
+
+void* ConvInit(TfLiteContext* context, const char* buffer, size_t length) {
+  return context->AllocatePersistentBuffer(context, sizeof(OpDataConv));
+}
+
+TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
+  const auto& params = *static_cast<const TfLiteConvParams*>(node->builtin_data);
+  const OpDataConv& data = *static_cast<const OpDataConv*>(node->user_data);
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kConvInputTensor);
+  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, tflite::kConvWeightsTensor);
+  const TfLiteEvalTensor* bias =
+      node->inputs->size == 3 ? tflite::micro::GetEvalInput(context, node, tflite::kConvBiasTensor) : nullptr;
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, tflite::kConvOutputTensor);
+  TF_LITE_ENSURE_MSG(context, input->type == kTfLiteInt8, "picotflm CONV_2D: only int8 activations");
+  TF_LITE_ENSURE_MSG(context, filter->type == kTfLiteInt8 || filter->type == kTfLiteInt4,
+                     "picotflm CONV_2D: only int8 or int4 weights");
+  TF_LITE_ENSURE_MSG(context, bias == nullptr || bias->type == kTfLiteInt32, "picotflm CONV_2D: int32 bias only");
+  const int8_t* w = FilterInt8(context, filter, data);
+  const int32_t* b = bias ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
+  const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
+  int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
+
+  const bool fast = params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
+                    input->dims->data[3] == filter->dims->data[3];  // one group
+  if (!fast) {
+    tflite::reference_integer_ops::ConvPerChannel(
+        tflite::ConvParamsQuantized(params, data), data.per_channel_output_multiplier,
+        data.per_channel_output_shift, tflite::micro::GetTensorShape(input), in,
+        tflite::micro::GetTensorShape(filter), w, tflite::micro::GetTensorShape(bias), b,
+        tflite::micro::GetTensorShape(output), out);
+    return kTfLiteOk;
+  }
+  const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
+  const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
+  for (int n = 0; n < input->dims->data[0]; n++) pk_conv_s8(&p, in + n * in_size, w, b, out + n * out_size);
+  return kTfLiteOk;
+}
+
+// ------------------------------------------------------------------------------ DEPTHWISE_CONV_2D
+
+TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
+  const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
+  const OpDataConv& data = *static_cast<const OpDataConv*>(node->user_data);
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kDepthwiseConvInputTensor);
+  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, tflite::kDepthwiseConvWeightsTensor);
+  const TfLiteEvalTensor* bias = node->inputs->size == 3
+                                     ? tflite::micro::GetEvalInput(context, node, tflite::kDepthwiseConvBiasTensor)
+                                     : nullptr;
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, tflite::kDepthwiseConvOutputTensor);
+  TF_LITE_ENSURE_MSG(context, input->type == kTfLiteInt8, "picotflm DEPTHWISE_CONV_2D: only int8 activations");
+  TF_LITE_ENSURE_MSG(context, filter->type == kTfLiteInt8 || filter->type == kTfLiteInt4,
+                     "picotflm DEPTHWISE_CONV_2D: only int8 or int4 weights");
+  TF_LITE_ENSURE_MSG(context, bias == nullptr || bias->type == kTfLiteInt32,
+                     "picotflm DEPTHWISE_CONV_2D: int32 bias only");
+  const int8_t* w = FilterInt8(context, filter, data);
+  const int32_t* b = bias ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
+  const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
+  int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
+
+  const bool fast = params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
+                    params.depth_multiplier == 1 && input->dims->data[3] == output->dims->data[3];
+  if (!fast) {
+    tflite::reference_integer_ops::DepthwiseConvPerChannel(
+        tflite::DepthwiseConvParamsQuantized(params, data), data.per_channel_output_multiplier,
+        data.per_channel_output_shift, tflite::micro::GetTensorShape(input), in,
+        tflite::micro::GetTensorShape(filter), w, tflite::micro::GetTensorShape(bias), b,
+        tflite::micro::GetTensorShape(output), out);
+    return kTfLiteOk;
+  }
+  const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
+  const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
+  for (int n = 0; n < input->dims->data[0]; n++) pk_dwconv_s8(&p, in + n * in_size, w, b, out + n * out_size);
+  return kTfLiteOk;
+}
+
+// ------------------------------------------------------------------------------------------ MEAN
+
+void* MeanInit(TfLiteContext* context, const char* buffer, size_t length) {
+  return context->AllocatePersistentBuffer(context, sizeof(tflite::OpDataReduce));
+}
+
+TfLiteStatus MeanPrepare(TfLiteContext* context, TfLiteNode* node) {
+  return tflite::PrepareMeanOrSumHelper(context, node, static_cast<tflite::OpDataReduce*>(node->user_data));
+}
+
+// Mean over axes {1, 2} of an int8 NHWC tensor: the sums in one pass per channel, then TFLM's own
+// rescaling (reference_ops::QuantizedMeanOrSum), step for step.
+TfLiteStatus MeanEval(TfLiteContext* context, TfLiteNode* node) {
+  auto* op_data = static_cast<tflite::OpDataReduce*>(node->user_data);
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
+  const TfLiteEvalTensor* axis = tflite::micro::GetEvalInput(context, node, 1);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, 0);
+  const int num_axis = tflite::micro::GetTensorShape(axis).FlatSize();
+  bool fast = input->type == kTfLiteInt8 && input->dims->size == 4 && num_axis == 2;
+  if (fast) {
+    const int32_t* ax = tflite::micro::GetTensorData<int32_t>(axis);
+    int a0 = ax[0] < 0 ? ax[0] + 4 : ax[0], a1 = ax[1] < 0 ? ax[1] + 4 : ax[1];
+    fast = (a0 == 1 && a1 == 2) || (a0 == 2 && a1 == 1);
+  }
+  if (!fast) return tflite::EvalMeanHelper(context, node, op_data);
+
+  const int batches = input->dims->data[0], hw = input->dims->data[1] * input->dims->data[2];
+  const int channels = input->dims->data[3];
+  int32_t* sums = static_cast<int32_t*>(context->GetScratchBuffer(context, op_data->temp_buffer_idx));
+  const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
+  int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
+  if (hw == 0) {
+    for (int i = 0; i < batches * channels; i++) out[i] = 0;
+    return kTfLiteOk;
+  }
+  // reference_ops::QuantizedMeanOrSum: fold 1/num_elements into the multiplier.
+  const int64_t num_elements = hw;
+  int shift = 63 - tflite::CountLeadingZeros(static_cast<uint64_t>(num_elements));
+  shift = shift < 32 ? shift : 32;
+  shift = shift < 31 + op_data->shift ? shift : 31 + op_data->shift;
+  const int32_t multiplier =
+      static_cast<int32_t>((static_cast<int64_t>(op_data->multiplier) << shift) / num_elements);
+  const int out_shift = op_data->shift - shift;
+  for (int n = 0; n < batches; n++) {
+    pk_sum_hw_s8(in + n * hw * channels, hw, channels, sums);
+    for (int c = 0; c < channels; c++) {
+      const int32_t shifted = static_cast<int32_t>(sums[c] - op_data->input_zp * num_elements);
+      int32_t v = tflite::MultiplyByQuantizedMultiplier(shifted, multiplier, out_shift) + op_data->output_zp;
+      v = v < -128 ? -128 : (v > 127 ? 127 : v);
+      out[n * channels + c] = static_cast<int8_t>(v);
+    }
+  }
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+TFLMRegistration Register_CONV_2D() {
+  return tflite::micro::RegisterOp(ConvInit, tflite::ConvPrepare, ConvEval);
+}
+
+TFLMRegistration Register_DEPTHWISE_CONV_2D() {
+  return tflite::micro::RegisterOp(ConvInit, tflite::DepthwiseConvPrepare, DepthwiseEval);
+}
+
+TFLMRegistration Register_MEAN() {
+  return tflite::micro::RegisterOp(MeanInit, MeanPrepare, MeanEval);
+}
+
+}  // namespace picotflm

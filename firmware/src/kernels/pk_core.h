@@ -1,0 +1,45 @@
+// The arithmetic of picotflm's kernels, in plain C with no TFLM dependency, so the host can compile
+// exactly this file and test it against TFLM's outputs (tests/firmware/test_kernels_c.py).
+//
+// Layouts are TFLite's: activations NHWC (one batch per call), conv weights OHWI, depthwise weights
+// 1HWC (depth multiplier 1). Requantization is CMSIS-NN's arm_nn_requantize, bit for bit.
+#ifndef PICOTFLM_PK_CORE_H_
+#define PICOTFLM_PK_CORE_H_
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t k_h, k_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_h, pad_w;      // padding before (top / left); after is implied by the output size
+    int32_t input_offset;      // -(input zero point)
+    int32_t output_offset;     // output zero point
+    int32_t act_min, act_max;  // clamp of the fused activation, in output units
+    const int32_t* mult;       // per output channel: Q31 multiplier (>= 0)
+    const int32_t* shift;      // per output channel: exponent (> 0 shifts left)
+} pk_conv_params;
+
+// CMSIS-NN's arm_nn_requantize (not the single-rounding variant): (val * 2^left * mult + 2^30) >> 31,
+// then a rounding right shift, midpoint away from zero.
+int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
+
+// Convolution, int8 activations and int8 weights, per-channel quantization, dilation 1, one group.
+void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
+
+// Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.
+void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
+
+// sums[c] = sum over the hw pixels of in[pixel * c_count + c] (the reduction of a MEAN over H and W).
+void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif  // PICOTFLM_PK_CORE_H_

@@ -1,0 +1,206 @@
+"""picotflm's M0+ kernel arithmetic (firmware/src/kernels/pk_core.c), compiled for the host and
+checked bit for bit against host TFLM on single-layer int8 models: every output byte must match."""
+import ctypes
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "firmware" / "src" / "kernels"
+
+
+class Params(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_int32) for n in (
+        "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
+        "pad_h", "pad_w", "input_offset", "output_offset", "act_min", "act_max")] + [
+        ("mult", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32))]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    if shutil.which("gcc") is None:
+        pytest.skip("no host gcc to compile the kernels")
+    so = tmp_path_factory.mktemp("pk") / "libpk.so"
+    r = subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                        str(SRC / "pk_core.c"), "-o", str(so)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    lib = ctypes.CDLL(str(so))
+    lib.pk_requantize.restype = ctypes.c_int32
+    lib.pk_requantize.argtypes = [ctypes.c_int32] * 3
+    return lib
+
+
+def quantize_multiplier(d: float) -> tuple[int, int]:
+    """TFLM's QuantizeMultiplier: a Q31 multiplier and an exponent."""
+    if d == 0.0:
+        return 0, 0
+    m, e = math.frexp(d)
+    q = int(math.floor(m * (1 << 31) + 0.5))
+    if q == 1 << 31:
+        q //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    return q, e
+
+
+def ref_requantize(val: int, mult: int, shift: int) -> int:
+    left, right = max(shift, 0), max(-shift, 0)
+    hi = (val * (1 << left) * mult + (1 << 30)) >> 31
+    if right == 0:
+        return hi
+    mask = (1 << right) - 1
+    rem, res = hi & mask, hi >> right
+    threshold = (mask >> 1) + (1 if res < 0 else 0)
+    return res + 1 if rem > threshold else res
+
+
+def test_requantize_matches_64_bit_formula(lib):
+    rng = np.random.default_rng(3)
+    vals = np.concatenate([rng.integers(-(1 << 23), 1 << 23, 4000), rng.integers(-(1 << 31), 1 << 31, 1000),
+                           [0, 1, -1, (1 << 23) - 1, -(1 << 23), (1 << 31) - 1, -(1 << 31)]])
+    for i, v in enumerate(vals):
+        mult = int(rng.integers(1 << 30, 1 << 31)) if i % 3 else int(rng.integers(0, 1 << 31))
+        shift = int(rng.integers(-20, 1)) if i % 4 else int(rng.integers(0, 4))
+        v = int(v)
+        if shift > 0:
+            v = max(min(v, (1 << 27) - 1), -(1 << 27))
+        assert lib.pk_requantize(v, mult, shift) == ref_requantize(v, mult, shift), (v, mult, shift)
+
+
+def _single_layer(layer, shape, seed):
+    from tests._models import _keras
+
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    i = keras.layers.Input(shape)
+    model = keras.Model(i, layer(keras)(i))
+    # Random biases, so the folded-offset path is exercised with non-zero bias too.
+    for w in model.layers[-1].weights:
+        if "bias" in w.name:
+            w.assign(np.random.default_rng(seed).normal(0, 0.3, w.shape).astype(np.float32))
+    return model
+
+
+def _convert(model, shape, seed):
+    from pipeline.config import ConvertConfig
+    from pipeline.convert import convert
+
+    rep = np.random.default_rng(seed).random((16, *shape)).astype(np.float32)
+    return convert(model, rep, ConvertConfig(representative_samples=16, slim=False))
+
+
+def _tensors(data: bytes):
+    import tensorflow as tf
+
+    ip = tf.lite.Interpreter(model_content=data)
+    ops = ip._get_ops_details()
+    assert len(ops) == 1, [o["op_name"] for o in ops]
+    op = ops[0]
+    det = {d["index"]: d for d in ip.get_tensor_details()}
+    ins = [det[i] for i in op["inputs"] if i >= 0]
+    out = det[op["outputs"][0]]
+    filt = ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    return op["op_name"], ins[0], ip.get_tensor(filt["index"]), filt, (ip.get_tensor(bias["index"]) if bias else None), out
+
+
+def _pad(in_size, k, stride, padding):
+    out = -(-in_size // stride) if padding == "same" else (in_size - k) // stride + 1
+    total = max((out - 1) * stride + k - in_size, 0) if padding == "same" else 0
+    return out, total // 2
+
+
+def _act_range(activation, out_scale, out_zp):
+    lo, hi = -128, 127
+    if activation in ("relu", "relu6"):
+        lo = max(lo, out_zp)
+    if activation == "relu6":
+        hi = min(hi, out_zp + int(round(6.0 / out_scale)))
+    return lo, hi
+
+
+CONV_CASES = [
+    # (shape, filters, kernel, stride, padding, activation)
+    ((48, 48, 3), 8, 3, 2, "same", "relu"),   # MicroPizzaNet's first conv
+    ((12, 12, 8), 16, 1, 1, "valid", "relu"),  # a pointwise conv
+    ((13, 11, 3), 5, 3, 2, "same", None),      # odd sizes, odd channel count, padding on every side
+    ((9, 10, 4), 3, 5, 1, "same", "relu6"),    # 5x5, stride 1, padding before and after
+    ((8, 7, 2), 7, 3, 3, "valid", None),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0][0]}x{c[0][1]}x{c[0][2]}-k{c[2]}s{c[3]}{c[4]}")
+def test_conv_bit_exact_with_tflm(lib, case):
+    from pipeline.verify import run_tflm
+
+    shape, filters, k, stride, padding, act = case
+    model = _single_layer(lambda keras: keras.layers.Conv2D(filters, k, strides=stride, padding=padding,
+                                                             activation=act), shape, seed=filters)
+    data = _convert(model, shape, seed=filters)
+    op, tin, w, tw, bias, tout = _tensors(data)
+    assert op == "CONV_2D"
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, (4, *shape), dtype=np.int8)
+    want, _ = run_tflm(data, x, 64 * 1024)
+    _check(lib, "pk_conv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, filters, want)
+
+
+DW_CASES = [
+    ((24, 24, 8), 3, 2, "same", "relu"),   # MicroPizzaNet's depthwise convs
+    ((6, 6, 16), 3, 1, "same", None),
+    ((11, 9, 5), 3, 2, "valid", "relu6"),
+]
+
+
+@pytest.mark.parametrize("case", DW_CASES, ids=lambda c: f"{c[0][0]}x{c[0][1]}x{c[0][2]}-k{c[1]}s{c[2]}{c[3]}")
+def test_depthwise_bit_exact_with_tflm(lib, case):
+    from pipeline.verify import run_tflm
+
+    shape, k, stride, padding, act = case
+    model = _single_layer(lambda keras: keras.layers.DepthwiseConv2D(k, strides=stride, padding=padding,
+                                                                      activation=act), shape, seed=k + stride)
+    data = _convert(model, shape, seed=3)
+    op, tin, w, tw, bias, tout = _tensors(data)
+    assert op == "DEPTHWISE_CONV_2D"
+    x = np.random.default_rng(8).integers(-128, 128, (4, *shape), dtype=np.int8)
+    want, _ = run_tflm(data, x, 64 * 1024)
+    _check(lib, "pk_dwconv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, shape[2], want)
+
+
+def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, out_c, want):
+    in_scale, in_zp = tin["quantization_parameters"]["scales"][0], int(tin["quantization_parameters"]["zero_points"][0])
+    out_scale, out_zp = tout["quantization_parameters"]["scales"][0], int(tout["quantization_parameters"]["zero_points"][0])
+    w_scales = tw["quantization_parameters"]["scales"]
+    mults, shifts = zip(*(quantize_multiplier(float(np.float64(in_scale) * np.float64(s) / np.float64(out_scale)))
+                          for s in w_scales))
+    mult = (ctypes.c_int32 * out_c)(*mults)
+    shift = (ctypes.c_int32 * out_c)(*shifts)
+    oh, ph = _pad(shape[0], k, stride, padding)
+    ow, pw = _pad(shape[1], k, stride, padding)
+    lo, hi = _act_range(act, out_scale, out_zp)
+    p = Params(shape[0], shape[1], shape[2], oh, ow, out_c, k, k, stride, stride, ph, pw, -in_zp, out_zp, lo, hi,
+               mult, shift)
+    wb = np.ascontiguousarray(w, dtype=np.int8)
+    bb = None if bias is None else np.ascontiguousarray(bias, dtype=np.int32)
+    got = np.zeros_like(want)
+    for n in range(x.shape[0]):
+        xin = np.ascontiguousarray(x[n])
+        out = np.zeros(oh * ow * out_c, dtype=np.int8)
+        getattr(lib, fn)(ctypes.byref(p), xin.ctypes.data_as(ctypes.c_void_p), wb.ctypes.data_as(ctypes.c_void_p),
+                         None if bb is None else bb.ctypes.data_as(ctypes.c_void_p),
+                         out.ctypes.data_as(ctypes.c_void_p))
+        got[n] = out.reshape(want.shape[1:])
+    assert got.shape == want.shape
+    diff = int(np.count_nonzero(got != want))
+    assert diff == 0, f"{diff} of {want.size} outputs differ from TFLM"
+
+
+def test_sum_hw(lib):
+    x = np.random.default_rng(2).integers(-128, 128, (6, 6, 32), dtype=np.int8)
+    sums = np.zeros(32, dtype=np.int32)
+    lib.pk_sum_hw_s8(x.ctypes.data_as(ctypes.c_void_p), 36, 32, sums.ctypes.data_as(ctypes.c_void_p))
+    assert sums.tolist() == x.astype(np.int64).sum(axis=(0, 1)).tolist()
