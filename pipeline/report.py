@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import atomic_write_bytes, RunDir, atomic_write_json, atomic_write_text
+from pipeline.layout import layout_markdown
 
 STATUS_TEXT = {"done": "done", "up to date": "done (up to date)", "skipped": "skipped", "failed": "failed"}
 MAX_LIST_ITEMS = 16
@@ -131,8 +132,10 @@ def status_text(entry: dict[str, Any]) -> str:
     return text
 
 
-def build_report(manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The Markdown text and the JSON document of a manifest."""
+def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = None,
+                 arena: dict[str, Any] | None = None, budget_png: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The Markdown text and the JSON document of a manifest (plus, when given, the arena layout read
+    from the run's ``.tflite``, the results of ``picotflm arena`` and the name of the budget chart)."""
     recipe = manifest.get("recipe") or {}
     stages: dict[str, Any] = manifest.get("stages") or {}
     order = list(recipe.get("stages") or stages)
@@ -149,6 +152,15 @@ def build_report(manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
                      fmt(e.get("headline") or "")])
     md += _table(["#", "stage", "status", "time", "result"], rows)
     md += summary_markdown(manifest)
+    budget = memory_budget(manifest)
+    md += ["", "## Memory budget", ""] + budget_markdown(budget)
+    if budget_png:
+        md += ["", f"![memory budget]({budget_png})"]
+    if layout:
+        md += ["", "## Tensor arena layout", ""]
+        md += layout_markdown(layout, _m(manifest, "verify").get("host_arena_allocations"))
+    if arena:
+        md += ["", "## Arena tuning (`picotflm arena`)", ""] + arena_markdown(arena)
 
     for name in order:
         e = stages.get(name) or {}
@@ -187,15 +199,41 @@ def build_report(manifest: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         ],
         "versions": versions,
         "summary": key_figures(manifest),
+        "memory_budget": budget,
     }
+    if layout:
+        doc["arena_layout"] = layout
+    if arena:
+        doc["arena_tuning"] = arena
     return "\n".join(md), doc
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.json`` into ``run_dir`` from its manifest; return their paths."""
+    """Write ``report.md``, ``report.json`` and ``budget.png`` into ``run_dir`` from its manifest (and
+    its ``model.tflite`` and ``arena.json`` when present); return the paths of the first two."""
+    import json
+
+    from pipeline.errors import PipelineError
+
     run_dir = Path(run_dir)
     run = RunDir(root=run_dir, name=run_dir.name)
-    text, doc = build_report(run.read_manifest())
+    manifest = run.read_manifest()
+    layout = arena = None
+    tflite = run_dir / "model.tflite"
+    if tflite.is_file():
+        try:
+            from pipeline.layout import arena_layout
+
+            layout = arena_layout(tflite.read_bytes())
+        except PipelineError:
+            layout = None  # a broken model file: the convert stage's status says why
+    if (run_dir / "arena.json").is_file():
+        try:
+            arena = json.loads((run_dir / "arena.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            arena = None
+    png = budget_plot([(manifest.get("run") or run_dir.name, memory_budget(manifest))], run_dir / "budget.png")
+    text, doc = build_report(manifest, layout=layout, arena=arena, budget_png=png.name if png else None)
     md_path = atomic_write_text(run_dir / "report.md", text)
     json_path = atomic_write_json(run_dir / "report.json", doc)
     return md_path, json_path
@@ -299,7 +337,9 @@ COMPARE_COLUMNS = [
 
 def write_comparison(runs: list[str], runs_dir: str | Path, out_dir: Path) -> tuple[Path, Path, list[Path]]:
     """compare.md / compare.json across runs, and PNG plots (size vs accuracy; per-layer weight bytes)."""
-    figs = [key_figures(_load_manifest(r, runs_dir)) for r in runs]
+    manifests = [_load_manifest(r, runs_dir) for r in runs]
+    figs = [key_figures(m) for m in manifests]
+    budgets = [(f["run"], memory_budget(m)) for f, m in zip(figs, manifests)]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md = ["# picotflm comparison", "", "Accuracy: test split (TFLM: host interpreter, the same kernels as the board). "
@@ -316,10 +356,14 @@ def write_comparison(runs: list[str], runs_dir: str | Path, out_dir: Path) -> tu
                          [[str(l["index"]), l["op"], l["weight_dtype"], fmt(l["weight_bytes"]), fmt(l["unique_values"]),
                            fmt(l.get("unique_per_channel_max")), f"{l['sparsity']:.1%}"] for l in layers])
             md.append("")
+    md += ["## Memory budget (RP2040: 264 KB RAM, 2 MB flash)", ""] + compare_budget_markdown(budgets) + [""]
     pngs = _plots(figs, out_dir)
+    budget_png = budget_plot(budgets, out_dir / "budget.png")
+    if budget_png is not None:
+        pngs.append(budget_png)
     md += [f"![{p.stem}]({p.name})" for p in pngs] + [""]
     md_path = atomic_write_text(out_dir / "compare.md", "\n".join(md))
-    json_path = atomic_write_json(out_dir / "compare.json", {"runs": figs})
+    json_path = atomic_write_json(out_dir / "compare.json", {"runs": figs, "memory_budget": dict(budgets)})
     return md_path, json_path, pngs
 
 
@@ -370,3 +414,167 @@ def _plots(figs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.legend(fontsize=7)
         out.append(_save_png(fig, out_dir / "layer_bytes.png"))
     return out
+
+
+# ------------------------------------------------------------------------------ memory budget
+RAM_BUDGET = 264 * 1024  # RP2040 SRAM
+FLASH_BUDGET = 2 * 1024 * 1024  # the Pico's QSPI flash
+NOT_MEASURED = "not measured"
+
+
+def memory_budget(manifest: dict[str, Any]) -> dict[str, Any]:
+    """RAM (static without the arena buffer, arena, stack peak, heap) against 264 KB and flash against
+    2 MB, each part with where it was measured; ``None`` where this run did not measure it."""
+    build, meas = _m(manifest, "build"), _m(manifest, "measure")
+    mem = meas.get("mem") or {}
+    where_board = meas.get("where") or "board"
+    static = arena = None
+    static_where = arena_where = None
+    if build.get("static_ram_bytes") is not None and build.get("arena_static_bytes") is not None:
+        static, static_where = build["static_ram_bytes"] - build["arena_static_bytes"], "ELF sections minus the arena symbol"
+        arena, arena_where = build["arena_static_bytes"], "ELF symbol size"
+    elif None not in (mem.get("data_bytes"), mem.get("bss_bytes"), mem.get("arena_size")):
+        static = mem["data_bytes"] + mem["bss_bytes"] - mem["arena_size"]
+        static_where = f"{where_board} (linker symbols)"
+        arena, arena_where = mem["arena_size"], f"{where_board} (compiled size)"
+    parts = [
+        {"part": "static RAM (.data + .bss without the arena buffer)", "bytes": static, "where": static_where},
+        {"part": "tensor arena (compiled buffer)", "bytes": arena, "where": arena_where},
+        {"part": "stack peak", "bytes": mem.get("stack_peak"), "where": f"{where_board} (painted stack)"
+         if mem.get("stack_peak") is not None else None},
+        {"part": "heap", "bytes": mem.get("heap_used"), "where": f"{where_board} (sbrk)"
+         if mem.get("heap_used") is not None else None},
+    ]
+    known = [p["bytes"] for p in parts]
+    total = sum(known) if None not in known else None
+    return {
+        "ram_budget_bytes": RAM_BUDGET,
+        "ram_parts": parts,
+        "ram_total_bytes": total,
+        "ram_free_bytes": RAM_BUDGET - total if total is not None else None,
+        "arena_used_bytes": mem.get("arena_used"),
+        "arena_used_where": where_board if mem.get("arena_used") is not None else None,
+        "flash_budget_bytes": FLASH_BUDGET,
+        "flash_bytes": build.get("flash_bytes"),
+        "flash_where": "ELF sections" if build.get("flash_bytes") is not None else None,
+        "image": build.get("image"),
+    }
+
+
+def _pct(n: int | None, of: int) -> str:
+    return "" if n is None else f"{100.0 * n / of:.1f} %"
+
+
+def budget_markdown(b: dict[str, Any]) -> list[str]:
+    """The budget as a table; a part this run did not measure says "not measured"."""
+    rows = []
+    for p in b["ram_parts"]:
+        rows.append([p["part"], NOT_MEASURED if p["bytes"] is None else f"{p['bytes']:,} B",
+                     _pct(p["bytes"], b["ram_budget_bytes"]), p["where"] or NOT_MEASURED])
+    if b.get("arena_used_bytes") is not None:
+        rows.append(["  of the arena: used (`arena_used_bytes()`)", f"{b['arena_used_bytes']:,} B",
+                     _pct(b["arena_used_bytes"], b["ram_budget_bytes"]), b["arena_used_where"]])
+    total = b["ram_total_bytes"]
+    missing = [p["part"].split(" (")[0] for p in b["ram_parts"] if p["bytes"] is None]
+    rows.append(["**RAM total** of 264 KB (270,336 B)",
+                 f"**{total:,} B**" if total is not None else NOT_MEASURED
+                 + (f" ({', '.join(missing)}: not measured)" if len(missing) < len(b["ram_parts"]) else ""),
+                 _pct(total, b["ram_budget_bytes"]), "sum of the above" if total is not None else ""])
+    rows.append(["RAM free", NOT_MEASURED if b["ram_free_bytes"] is None else f"{b['ram_free_bytes']:,} B",
+                 _pct(b["ram_free_bytes"], b["ram_budget_bytes"]), ""])
+    rows.append(["**flash used** of 2 MB (2,097,152 B)", NOT_MEASURED if b["flash_bytes"] is None
+                 else f"**{b['flash_bytes']:,} B**", _pct(b["flash_bytes"], b["flash_budget_bytes"]),
+                 b["flash_where"] or NOT_MEASURED])
+    return _table(["part", "bytes", "of budget", "where"], rows)
+
+
+BUDGET_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
+BUDGET_LABELS = ("static RAM w/o arena", "tensor arena", "stack peak", "heap")
+
+
+def budget_plot(budgets: list[tuple[str, dict[str, Any]]], path: Path) -> Path | None:
+    """A bar chart per run: RAM parts stacked against 264 KB, flash against 2 MB (percent of each).
+    Parts not measured are left out of the bar and named in its label. None when nothing was measured."""
+    shown = [(n, b) for n, b in budgets if b["flash_bytes"] is not None or any(p["bytes"] for p in b["ram_parts"])]
+    if not shown:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_ram, ax_flash) = plt.subplots(2, 1, figsize=(8, 1.6 + 1.0 * len(shown)), sharex=True,
+                                           gridspec_kw={"height_ratios": [1.6, 1]})
+    names = [n for n, _ in shown]
+    ys = list(range(len(shown)))[::-1]
+    for y, (name, b) in zip(ys, shown):
+        left = 0.0
+        for i, p in enumerate(b["ram_parts"]):
+            if p["bytes"] is None:
+                continue
+            w = 100.0 * p["bytes"] / b["ram_budget_bytes"]
+            ax_ram.barh(y, w, left=left, color=BUDGET_COLORS[i], label=BUDGET_LABELS[i] if y == ys[0] else None)
+            left += w
+        missing = [p["part"].split(" (")[0] for p in b["ram_parts"] if p["bytes"] is None]
+        text = f"{b['ram_total_bytes']:,} B" if b["ram_total_bytes"] is not None else \
+            f"{sum(p['bytes'] or 0 for p in b['ram_parts']):,} B + {', '.join(missing)} not measured"
+        ax_ram.text(left + 1, y, text, va="center", fontsize=7)
+        if b["flash_bytes"] is not None:
+            w = 100.0 * b["flash_bytes"] / b["flash_budget_bytes"]
+            ax_flash.barh(y, w, color="#8172b3")
+            ax_flash.text(w + 1, y, f"{b['flash_bytes']:,} B", va="center", fontsize=7)
+        else:
+            ax_flash.text(1, y, "flash not measured", va="center", fontsize=7)
+    for ax, title in ((ax_ram, "RAM, % of 264 KB"), (ax_flash, "flash, % of 2 MB")):
+        ax.set_yticks(ys)
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_xlim(0, 100)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    ax_ram.legend(fontsize=7, loc="lower right")
+    ax_flash.set_xlabel("% of the RP2040 budget")
+    return _save_png(fig, Path(path))
+
+
+def arena_markdown(a: dict[str, Any]) -> list[str]:
+    """The results of ``picotflm arena`` (arena.json) as a table."""
+    def b(key: str) -> str:
+        v = a.get(key)
+        return NOT_MEASURED if v is None else f"{v:,} B"
+
+    peak, dmin = a.get("peak_live_activations_bytes"), a.get("device_min_bytes")
+    rows = [
+        ["host minimum (64-bit TFLM)", b("host_min_bytes_64bit"), "host"],
+        ["`arena_used_bytes()` after AllocateTensors", b("arena_used_bytes"), a.get("where") or ""],
+        ["device minimum (allocates, invokes, golden bit-exact)", b("device_min_bytes"), a.get("where") or ""],
+        ["scratch gap (device minimum - arena_used_bytes())",
+         NOT_MEASURED if a.get("scratch_gap_bytes") is None else f"{a['scratch_gap_bytes']:+,} B", ""],
+        ["peak live activations", b("peak_live_activations_bytes"), "flatbuffer"],
+        ["device minimum / peak live activations", f"{dmin / peak:.3f}x" if peak and dmin else NOT_MEASURED, ""],
+        ["compiled arena when swept", b("compiled_arena_bytes"), "rendered config"],
+        [f"recommended (+{a.get('margin_percent', 0):g} % + {a.get('margin_bytes', 0)} B)", b("recommended_bytes"), ""],
+        ["sweep", f"{a.get('steps', '?')} steps in {a.get('sweep_seconds', '?')} s", "host wall time"],
+    ]
+    ap = a.get("applied") or {}
+    if ap:
+        if ap.get("confirmed"):
+            rows.append(["applied and confirmed", f"{ap['arena_bytes']:,} B", f"golden {ap.get('golden')}, static RAM "
+                         f"{ap['static_ram_before']:,} -> {ap['static_ram_after']:,} B (saved {ap['ram_saved_bytes']:,} B)"])
+        else:
+            rows.append(["apply refused (nothing written)", f"{ap.get('arena_bytes', 0):,} B", ap.get("reason", "")])
+    return _table(["figure", "value", "where / note"], rows)
+
+
+def compare_budget_markdown(budgets: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One row per run: each RAM part, the RAM total and flash, "not measured" where a run did not."""
+    def cell(n: int | None, of: int) -> str:
+        return NOT_MEASURED if n is None else f"{n:,} ({100.0 * n / of:.1f} %)"
+
+    rows = []
+    for name, b in budgets:
+        ram = b["ram_budget_bytes"]
+        rows.append([name] + [cell(p["bytes"], ram) for p in b["ram_parts"]]
+                    + [cell(b["ram_total_bytes"], ram), cell(b["flash_bytes"], b["flash_budget_bytes"])])
+    return _table(["run", "static RAM w/o arena B", "arena B", "stack peak B", "heap B", "RAM total B of 264 KB",
+                   "flash B of 2 MB"], rows) + ["", "Static RAM and arena: ELF; stack peak and heap: the board "
+                                                "(`mem`). RAM total only when every part was measured."]
