@@ -4,7 +4,10 @@
    then a re-run with nothing changed.
 2. Host TFLM accuracy of the whole test split (seconds), INT4 vs int8 weight bytes and accuracy.
 3. Board figures per recipe from ``measured.json`` (emulated Pico unless ``--port``).
-4. Serial soak: request/reply exchanges with the emulated Pico, desyncs counted, exchanges per second.
+4. Kernels: the int8 and int4 firmware built with pico-tflmicro's stock kernels and with picotflm's
+   (same model, same emulator): cycles per invoke and per op, cycles/MAC, RAM, flash, and every
+   output bit-exact with host TFLM on the golden inputs and on the whole test split.
+5. Serial soak: request/reply exchanges with the emulated Pico, desyncs counted, exchanges per second.
 
 Writes ``<runs>/bench/bench.md`` and ``bench.csv`` and prints the Markdown.
 """
@@ -60,11 +63,82 @@ def soak(elf: Path, exchanges: int) -> dict:
             "exchanges_per_second": round(exchanges / seconds, 1), "link": stats}
 
 
+def kernels_compare(run_dir: Path, frames_n: int | None = None,
+                    log=lambda s: print(s, file=sys.stderr)) -> list[dict]:
+    """Build the run's rendered firmware with each kernel set, measure both in the emulated Pico."""
+    import numpy as np
+
+    from pipeline.artifacts import RunDir
+    from pipeline.build import build_firmware
+    from pipeline.config import BuildConfig
+    from pipeline.convert import inspect_tflite
+    from pipeline.data import Dataset
+    from pipeline.device.measure import measure
+    from pipeline.emulator import EmulatedPico
+    from pipeline.stages import build_dir_for
+    from pipeline.verify import images_to_input, run_tflm
+
+    run = RunDir(root=Path(run_dir), name=Path(run_dir).name)
+    data = run.path("model.tflite").read_bytes()
+    info = inspect_tflite(data)
+    ds = Dataset.load(run.path("data.npz"))
+    x = ds.x_test if frames_n is None else ds.x_test[:frames_n]
+    inputs = images_to_input(x, info)
+    host, _ = run_tflm(data, inputs, 64 * 1024)
+    rows = []
+    for kernels in ("stock", "picotflm"):
+        log(f"kernels: {run_dir.name} with {kernels} kernels: build, then {len(inputs)} test frames")
+        res = build_firmware(run.path("firmware"), build_dir_for(run.root, f"emulator-{kernels}"),
+                             BuildConfig(kernels=kernels), log=log)
+        with EmulatedPico(res.elf) as pico:
+            m = measure(pico.port, expect_hash=info.sha256[:16], bench_runs=5,
+                        frames=[bytes(r.tobytes()) for r in inputs], macs=info.macs)
+        outs = [bytes.fromhex(o) for o in m["infer_outputs"]]
+        exact = sum(o == bytes(h.tobytes()) for o, h in zip(outs, host))
+        bench, mem, golden = m["bench"], m["mem"], m["golden"]
+        rows.append({
+            "run": run_dir.name, "kernels": kernels, "cycles": bench.get("median_cycles"),
+            "us": bench.get("median_us"), "cycles_per_mac": m.get("cycles_per_mac"),
+            "per_op_cycles": {k: v.get("cycles") for k, v in (m.get("profile_by_op") or {}).items()},
+            "arena_used": mem.get("arena_used"), "stack_peak": mem.get("stack_peak"),
+            "ram_total": m.get("ram_total_bytes"), "flash": res.memory.get("flash_bytes"),
+            "static_ram": res.memory.get("static_ram_bytes"),
+            "golden": f"{golden.get('exact')}/{golden.get('count')}",
+            "test_split_exact": f"{exact}/{len(host)}", "test_split_top1": float(np.mean(
+                [int(np.frombuffer(o, np.int8).argmax()) == int(lbl) for o, lbl in zip(outs, ds.y_test)])),
+        })
+    return rows
+
+
+def kernels_markdown(rows: list[dict]) -> list[str]:
+    md = ["| run | kernels | cycles/invoke | us | cycles/MAC | arena used B | stack peak B | RAM total B | "
+          "flash B | golden exact | test split bit-exact | test top-1 acc |", "|" + "---|" * 12]
+    for r in rows:
+        md.append(f"| {r['run']} | {r['kernels']} | {r['cycles']:,} | {r['us']:,} | {r['cycles_per_mac']} | "
+                  f"{r['arena_used']:,} | {r['stack_peak']:,} | {r['ram_total']:,} | {r['flash']:,} | {r['golden']} | "
+                  f"{r['test_split_exact']} | {r['test_split_top1']:.4f} |")
+    ops = sorted({op for r in rows for op in r["per_op_cycles"]})
+    if ops:
+        md += ["", "Cycles per op (`profile`):", "", "| run | kernels | " + " | ".join(ops) + " |",
+               "|" + "---|" * (len(ops) + 2)]
+        md += [f"| {r['run']} | {r['kernels']} | " + " | ".join(f"{r['per_op_cycles'].get(op, 0):,}" for op in ops)
+               + " |" for r in rows]
+    by = {(r["run"], r["kernels"]): r for r in rows}
+    for run in dict.fromkeys(r["run"] for r in rows):
+        a, b = by.get((run, "stock")), by.get((run, "picotflm"))
+        if a and b and b["cycles"]:
+            md.append(f"\n- {run}: picotflm kernels **{a['cycles'] / b['cycles']:.2f}x** faster than stock "
+                      f"({a['cycles']:,} -> {b['cycles']:,} cycles)")
+    return md
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--recipes", nargs="*", default=RECIPES)
     p.add_argument("--soak", type=int, default=10_000, help="exchanges in the serial soak (0: skip)")
+    p.add_argument("--kernel-frames", type=int, default=None,
+                   help="test frames per firmware in the kernel comparison (default: the whole test split; 0: skip)")
     args = p.parse_args(argv)
     out = Path(args.runs_dir) / "bench"
     runs = out / f"runs-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -109,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         loss = 100 * ((by["int8"]["tflm_test_accuracy"] or 0) - (by["int4"]["tflm_test_accuracy"] or 0))
         md += ["", f"- INT4 weight bytes / int8 weight bytes: **{ratio:.3f}**; accuracy change int8 -> int4: "
                f"**{-loss:+.2f} points** (host TFLM, test split)"]
+    if args.kernel_frames != 0:
+        krows = [row for r in ("int8", "int4") if (runs / r / "firmware").is_dir()
+                 for row in kernels_compare(runs / r, args.kernel_frames)]
+        if krows:
+            md += ["", "## Kernels: pico-tflmicro stock vs picotflm (emulated Pico, core 0, 125 MHz)", ""]
+            md += kernels_markdown(krows)
     elf = runs / "int8" / "firmware.elf"
     if args.soak and elf.is_file():
         print(f"bench: serial soak, {args.soak} exchanges ...", file=sys.stderr)

@@ -153,6 +153,8 @@ DW_CASES = [
     ((24, 24, 8), 3, 2, "same", "relu"),   # MicroPizzaNet's depthwise convs
     ((6, 6, 16), 3, 1, "same", None),
     ((11, 9, 5), 3, 2, "valid", "relu6"),
+    ((7, 8, 6), 5, 1, "same", None),         # not 3x3: the general path
+    ((7, 8, 6), 2, 1, "valid", "relu"),
 ]
 
 
