@@ -14,14 +14,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.config import RenderConfig, check_c_identifier
+from pipeline.config import RenderConfig, check_c_identifier, check_class_name
 from pipeline.convert import TFLITE_TYPES, TFLM_RESOLVER_METHODS, ModelInfo, check_tflm_compatible, inspect_tflite
 from pipeline.errors import PipelineError
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-# Resolver methods for which firmware/src/kernels has its own M0+ kernel (build.kernels = picotflm).
-FAST_KERNELS = {"AddConv2D": "Register_CONV_2D", "AddDepthwiseConv2D": "Register_DEPTHWISE_CONV_2D",
-                "AddMean": "Register_MEAN"}
+# Operators for which firmware/src/kernels has its own M0+ kernel (build.kernels = picotflm).
+FAST_KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MEAN")
 
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_config.h", "op_resolver.h", "golden_data.h",
                    "golden_data.cc")
@@ -191,14 +190,14 @@ def render(tflite: bytes, cfg: RenderConfig, out_dir: Path, *, golden_inputs: np
         "op_count": len(info.op_sequence),
         "ops": info.ops,
         "methods": [TFLM_RESOLVER_METHODS[op] for op in info.ops],
-        "fast_kernels": FAST_KERNELS,
+        "fast_ops": [op for op in info.ops if op in FAST_KERNEL_OPS],
         "count": count,
-        "inputs": [{"index": i, "label": f"{int(golden_labels[i])} ({class_names[int(golden_labels[i])]})",
+        "inputs": [{"index": i, "label": f"{int(golden_labels[i])} ({c_string(class_names[int(golden_labels[i])])})",
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],
         "outputs": [", ".join(f"0x{b:02x}" for b in golden_outputs[i].tobytes()) for i in range(count)],
     }
-    for c in class_names:
-        check_c_identifier(c, "class name")
+    for c in class_names:  # they reach the C only as escaped string literals (c_string)
+        check_class_name(c)
     env = _environment()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

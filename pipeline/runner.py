@@ -252,7 +252,7 @@ STAGES: list[Stage] = [
           headline=lambda m: f"host TFLM test accuracy {m.get('tflm_test_accuracy', 0):.3f}, host arena "
                              f"{m.get('host_arena_min_bytes'):,} B"),
     Stage("render", "pipeline.stages:render_stage", inputs=("data.npz", "model.tflite", "verify.json"),
-          outputs=("firmware", "golden.json"),
+          outputs=("firmware", "golden.json"), external=lambda cfg: _render_sources(),
           headline=lambda m: f"arena {m.get('arena_bytes'):,} B, {m.get('golden_count')} golden inputs"),
     Stage("build", "pipeline.stages:build_stage", inputs=("firmware",),
           outputs=("firmware.elf", "firmware.bin", "firmware.uf2"), external=lambda cfg: _firmware_sources(),
@@ -269,6 +269,12 @@ def _stages():
     import pipeline.stages as stages
 
     return stages
+
+
+def _render_sources() -> list[Path]:
+    """The templates and the renderer: a change to them renders again."""
+    root = Path(__file__).resolve().parent
+    return [root / "templates", root / "render.py"]
 
 
 def _firmware_sources() -> list[Path]:

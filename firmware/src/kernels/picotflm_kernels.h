@@ -1,8 +1,7 @@
 // picotflm's own TFLM kernels for the Cortex-M0+ (RP2040): CONV_2D, DEPTHWISE_CONV_2D and MEAN.
 //
-// They are registered in place of pico-tflmicro's (CMSIS-NN) kernels through the op resolver
-// (`MicroMutableOpResolver::AddConv2D(picotflm::Register_CONV_2D())`); TFLM's sources are not
-// touched. Every output is bit-exact with the stock kernels: the same integer arithmetic, the same
+// The generated op resolver returns them in place of pico-tflmicro's (CMSIS-NN) kernels; TFLM's
+// sources are not touched. Every output is bit-exact with the stock kernels: the same integer arithmetic, the same
 // requantization (CMSIS-NN's arm_nn_requantize, TFLM's MultiplyByQuantizedMultiplier for MEAN),
 // computed with 32-bit operations where the stock code calls a 64-bit multiply routine.
 // Cases the fast paths do not cover (dilation, grouped convolution, depth multiplier > 1, int16)
@@ -11,8 +10,13 @@
 #define PICOTFLM_KERNELS_H_
 
 #include "tensorflow/lite/micro/micro_common.h"
+#include "tensorflow/lite/schema/schema_generated.h"
 
 namespace picotflm {
+
+// Our registration for a builtin operator, or nullptr when TFLM's own kernel should run. The
+// generated op resolver (op_resolver.h) asks this first.
+const TFLMRegistration* FindKernel(tflite::BuiltinOperator op);
 
 TFLMRegistration Register_CONV_2D();
 TFLMRegistration Register_DEPTHWISE_CONV_2D();
