@@ -71,6 +71,19 @@ def check_c_identifier(value: str, what: str) -> str:
     return value
 
 
+def check_class_name(value: str, what: str = "class name") -> str:
+    """Class names label the outputs: in reports, sample folders and the generated C (as escaped string
+    literals, never as identifiers). Any printable text of 1-64 characters (quotes, `*/`, non-ASCII
+    are fine), but not a path: no '/' or '\\', not '.' or '..'."""
+    if (not isinstance(value, str) or not 1 <= len(value) <= 64 or value in (".", "..")
+            or any(c in "/\\" or not c.isprintable() for c in value)):
+        raise ConfigError(
+            f"{what} {value!r} is not allowed",
+            hint="use 1 to 64 printable characters without '/' or '\\' (not '.' or '..'): it names a folder of samples",
+        )
+    return value
+
+
 def check_run_name(value: str) -> str:
     """Run names become directory names: no path separators, no '..', ASCII only."""
     if not isinstance(value, str) or not _RUN_NAME.match(value) or ".." in value:
@@ -105,7 +118,7 @@ class DataConfig:
         if not isinstance(self.classes, tuple) or len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             raise _bad("data", "classes", self.classes, "a list of at least 2 distinct class names")
         for c in self.classes:
-            check_c_identifier(c, "class name")
+            check_class_name(c)
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,8 @@ CASES = [
     Case("set-negative-rate", ("run", "int8", *RUN, "--set", "train.learning_rate=-1"), needle="learning_rate"),
     Case("set-inf", ("run", "int8", *RUN, "--set", "train.learning_rate=inf"), needle="learning_rate"),
     Case("set-list-for-int", ("run", "int8", *RUN, "--set", "data.image_size=[1,2]"), needle="image_size"),
+    Case("set-class-name-path", ("run", "int8", *RUN, "--set", 'data.classes=["../up", "b"]'), needle="../up"),
+    Case("set-model-name-not-c", ("run", "int8", *RUN, "--set", "render.model_name=x*/y"), needle="x*/y"),
     Case("set-empty-classes", ("run", "int8", *RUN, "--set", "data.classes=[]"), needle="classes"),
     # recipe files
     Case("recipe-missing", ("run", "{tmp}/none.toml", *RUN), needle="none.toml"),
