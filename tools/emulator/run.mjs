@@ -9,7 +9,7 @@
 //
 // Exit codes: 0 stopped (stdin closed or signal), 1 bad image or arguments, 3 the firmware crashed
 // (breakpoint/hard fault, PC left flash and SRAM, emulator error).
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { format } from 'node:util';
 import { RP2040 } from 'rp2040js';
@@ -118,6 +118,9 @@ function hex(v) {
 // --------------------------------------------------------------------------------------------- UART0
 const uart = mcu.uart[0];
 const core = mcu.core;
+// PICOTFLM_EMU_PROFILE=FILE: cycles spent at each instruction address, written at exit (a developer
+// aid to find where a kernel's cycles go; slows the emulator down).
+const pcCycles = process.env.PICOTFLM_EMU_PROFILE ? new Map() : null;
 const clock = mcu.clock;
 
 let txChunks = [];
@@ -263,7 +266,14 @@ function runSlice() {
           }
           clock.tick(dt);
         } else {
-          clock.tick(core.executeInstruction() * cycleNanos);
+          if (pcCycles !== null) {
+            const pc = core.PC >>> 0;
+            const d = core.executeInstruction();
+            pcCycles.set(pc, (pcCycles.get(pc) ?? 0) + d);
+            clock.tick(d * cycleNanos);
+          } else {
+            clock.tick(core.executeInstruction() * cycleNanos);
+          }
         }
         if (breakHit !== null) break;
       }
@@ -339,6 +349,10 @@ function shutdown(code) {
     const cyc = core.cycles;
     note(`${cyc} cycles (${(clock.nanos / 1e6).toFixed(3)} ms emulated) in ${wall.toFixed(3)} s wall, ` +
       `${(cyc / wall / 1e6).toFixed(1)} M cycles/s`);
+  }
+  if (pcCycles !== null) {
+    const rows = [...pcCycles].map(([pc, c]) => `${pc.toString(16)} ${c}`).join('\n');
+    writeFileSync(process.env.PICOTFLM_EMU_PROFILE, rows + '\n');
   }
   for (const [key, n] of warnCounts) {
     if (key === 'unimplemented instruction' || opts.verbose) note(`${n} warning(s): ${key}`);

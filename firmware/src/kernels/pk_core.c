@@ -27,7 +27,7 @@ static inline int32_t pk_div_pow2(int32_t dividend, int32_t exponent) {
     return result;
 }
 
-static inline int32_t pk_high_mult(int32_t v, int32_t mult) {
+__attribute__((always_inline)) static inline int32_t pk_high_mult(int32_t v, int32_t mult) {
     // (v * mult + 2^30) >> 31 (arithmetic), exactly. With |v| < 2^23 and 0 <= mult < 2^31 the 64-bit
     // product is assembled from 16-bit halves without overflow:
     //   v = vh*2^16 + vl, mult = mh*2^16 + ml (vl, ml unsigned 16 bit)
@@ -53,10 +53,29 @@ int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift) {
     return pk_div_pow2(pk_high_mult(v, mult), right);
 }
 
-static inline int8_t pk_out(int32_t acc, int32_t mult, int32_t shift, const pk_conv_params* p) {
-    int32_t r = pk_requantize(acc, mult, shift) + p->output_offset;
-    if (r < p->act_min) r = p->act_min;
-    if (r > p->act_max) r = p->act_max;
+// One output channel's requantization, decoded once per channel instead of once per output.
+typedef struct {
+    int32_t mult, left, right, mask, threshold;
+} pk_quant;
+
+static inline pk_quant pk_quant_of(int32_t mult, int32_t shift) {
+    pk_quant q;
+    q.mult = mult;
+    q.left = shift > 0 ? shift : 0;
+    q.right = shift > 0 ? 0 : -shift;
+    q.mask = (int32_t)((1u << q.right) - 1u);
+    q.threshold = q.mask >> 1;
+    return q;
+}
+
+__attribute__((always_inline)) static inline int8_t pk_out_q(int32_t acc, const pk_quant* q, int32_t out_offset,
+                                                             int32_t lo, int32_t hi) {
+    const int32_t h = pk_high_mult((int32_t)((uint32_t)acc << q->left), q->mult);
+    int32_t r = h >> q->right;
+    if ((h & q->mask) > q->threshold + (r < 0)) r++;
+    r += out_offset;
+    if (r < lo) r = lo;
+    if (r > hi) r = hi;
     return (int8_t)r;
 }
 
@@ -173,37 +192,49 @@ static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* 
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
     const int32_t row_len = p->k_w * c, row_stride = p->in_w * c;
+    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t k_h = p->k_h, k_w = p->k_w, in_h = p->in_h, in_w = p->in_w;
     int32_t b[4], be[4];
+    pk_quant q[4];
     for (int32_t j = 0; j < n; j++) {
         b[j] = bias ? bias[oc + j] : 0;
         be[j] = b[j] + p->input_offset * weight_sum(w + (oc + j) * k, k);
+        q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
     }
     const int8_t* w0 = w + oc * k;
     int8_t* o = out + oc;
     for (int32_t oy = 0; oy < p->out_h; oy++) {
         const int32_t iy0 = oy * p->stride_h - p->pad_h;
-        const int rows_in = iy0 >= 0 && iy0 + p->k_h <= p->in_h;
+        const int rows_in = iy0 >= 0 && iy0 + k_h <= in_h;
+        const int8_t* xrow = in + iy0 * row_stride;
         for (int32_t ox = 0; ox < p->out_w; ox++, o += oc_n) {
             const int32_t ix0 = ox * p->stride_w - p->pad_w;
             int32_t a[4];
-            if (rows_in && ix0 >= 0 && ix0 + p->k_w <= p->in_w) {
-                const int8_t* x = in + (iy0 * p->in_w + ix0) * c;
-                a[0] = be[0];
+            if (rows_in && ix0 >= 0 && ix0 + k_w <= in_w) {
+                const int8_t* x = xrow + ix0 * c;
                 if (n == 4) {
+                    a[0] = be[0];
                     a[1] = be[1];
                     a[2] = be[2];
                     a[3] = be[3];
-                    dot4(x, p->k_h, row_len, row_stride, w0, k, a);
-                } else if (n == 2) {
+                    dot4(x, k_h, row_len, row_stride, w0, k, a);
+                    o[0] = pk_out_q(a[0], &q[0], out_off, lo, hi);
+                    o[1] = pk_out_q(a[1], &q[1], out_off, lo, hi);
+                    o[2] = pk_out_q(a[2], &q[2], out_off, lo, hi);
+                    o[3] = pk_out_q(a[3], &q[3], out_off, lo, hi);
+                    continue;
+                }
+                a[0] = be[0];
+                if (n == 2) {
                     a[1] = be[1];
-                    dot2(x, p->k_h, row_len, row_stride, w0, w0 + k, &a[0], &a[1]);
+                    dot2(x, k_h, row_len, row_stride, w0, w0 + k, &a[0], &a[1]);
                 } else {
-                    a[0] += dot1(x, p->k_h, row_len, row_stride, w0);
+                    a[0] += dot1(x, k_h, row_len, row_stride, w0);
                 }
             } else {
                 for (int32_t j = 0; j < n; j++) a[j] = b[j] + conv_border(p, in, w0 + j * k, iy0, ix0);
             }
-            for (int32_t j = 0; j < n; j++) o[j] = pk_out(a[j], p->mult[oc + j], p->shift[oc + j], p);
+            for (int32_t j = 0; j < n; j++) o[j] = pk_out_q(a[j], &q[j], out_off, lo, hi);
         }
     }
 }
@@ -215,62 +246,109 @@ PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* 
     for (; oc < p->out_c; oc++) conv_group(p, in, w, bias, out, oc, 1);
 }
 
+// Nine taps of a 3x3 depthwise kernel at x (top-left tap of one channel): rows row_stride apart,
+// columns c_n apart; w holds the channel's nine weights as int32.
+static inline int32_t dw3x3(const int8_t* x, int32_t c_n, int32_t row_stride, const int32_t* w, int32_t acc) {
+#if defined(__ARM_ARCH_6M__)
+    int32_t zero = 0, c2 = 2 * c_n, xv, t;
+    __asm__ volatile(
+        "ldrsb %[xv], [%[x], %[zero]]\n\t"
+        "ldr %[t], [%[w], #0]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "ldrsb %[xv], [%[x], %[c1]]\n\t"
+        "ldr %[t], [%[w], #4]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "ldrsb %[xv], [%[x], %[c2]]\n\t"
+        "ldr %[t], [%[w], #8]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "add %[x], %[rs]\n\t"
+        "ldrsb %[xv], [%[x], %[zero]]\n\t"
+        "ldr %[t], [%[w], #12]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "ldrsb %[xv], [%[x], %[c1]]\n\t"
+        "ldr %[t], [%[w], #16]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "ldrsb %[xv], [%[x], %[c2]]\n\t"
+        "ldr %[t], [%[w], #20]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "add %[x], %[rs]\n\t"
+        "ldrsb %[xv], [%[x], %[zero]]\n\t"
+        "ldr %[t], [%[w], #24]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "ldrsb %[xv], [%[x], %[c1]]\n\t"
+        "ldr %[t], [%[w], #28]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        "ldrsb %[xv], [%[x], %[c2]]\n\t"
+        "ldr %[t], [%[w], #32]\n\t"
+        "mul %[t], %[xv]\n\t"
+        "add %[acc], %[t]\n\t"
+        : [acc] "+h"(acc), [x] "+l"(x), [xv] "=&l"(xv), [t] "=&l"(t)
+        : [zero] "l"(zero), [c1] "l"(c_n), [c2] "l"(c2), [rs] "h"(row_stride), [w] "l"(w)
+        : "cc", "memory");
+    return acc;
+#else
+    for (int32_t ky = 0; ky < 3; ky++, x += row_stride)
+        for (int32_t kx = 0; kx < 3; kx++) acc += x[kx * c_n] * w[ky * 3 + kx];
+    return acc;
+#endif
+}
+
 PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
     const int32_t c_n = p->in_c;
-    const int32_t taps = p->k_h * p->k_w;
-    const int32_t row_stride = p->in_w * c_n;
+    const int32_t k_h = p->k_h, k_w = p->k_w, in_h = p->in_h, in_w = p->in_w;
+    const int32_t taps = k_h * k_w;
+    const int32_t row_stride = in_w * c_n;
+    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
+    const int k33 = k_h == 3 && k_w == 3;
     for (int32_t c = 0; c < c_n; c++) {
         const int8_t* wc = w + c;
+        int32_t w9[9];
         int32_t wsum = 0;
         for (int32_t t = 0; t < taps; t++) wsum += wc[t * c_n];
+        if (k33)
+            for (int32_t t = 0; t < 9; t++) w9[t] = wc[t * c_n];
         const int32_t b = bias ? bias[c] : 0;
         const int32_t be = b + p->input_offset * wsum;
-        const int32_t m = p->mult[c], s = p->shift[c];
-        const int k33 = p->k_h == 3 && p->k_w == 3;
-        const int32_t c2 = 2 * c_n;
-        const int32_t w00 = k33 ? wc[0] : 0, w01 = k33 ? wc[c_n] : 0, w02 = k33 ? wc[c2] : 0;
-        const int32_t w10 = k33 ? wc[3 * c_n] : 0, w11 = k33 ? wc[4 * c_n] : 0, w12 = k33 ? wc[5 * c_n] : 0;
-        const int32_t w20 = k33 ? wc[6 * c_n] : 0, w21 = k33 ? wc[7 * c_n] : 0, w22 = k33 ? wc[8 * c_n] : 0;
+        const pk_quant q = pk_quant_of(p->mult[c], p->shift[c]);
         int8_t* o = out + c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            const int rows_in = iy0 >= 0 && iy0 + p->k_h <= p->in_h;
+            const int rows_in = iy0 >= 0 && iy0 + k_h <= in_h;
+            const int8_t* xrow = in + iy0 * row_stride + c;
             for (int32_t ox = 0; ox < p->out_w; ox++, o += c_n) {
                 const int32_t ix0 = ox * p->stride_w - p->pad_w;
                 int32_t acc;
-                if (rows_in && ix0 >= 0 && ix0 + p->k_w <= p->in_w && k33) {
-                    // 3x3: nine taps unrolled, the channel's weights held in locals.
-                    const int8_t* x = in + (iy0 * p->in_w + ix0) * c_n + c;
-                    const int8_t* x1 = x + row_stride;
-                    const int8_t* x2 = x1 + row_stride;
-                    acc = be + x[0] * w00 + x[c_n] * w01 + x[c2] * w02 + x1[0] * w10 + x1[c_n] * w11 +
-                          x1[c2] * w12 + x2[0] * w20 + x2[c_n] * w21 + x2[c2] * w22;
-                } else if (rows_in && ix0 >= 0 && ix0 + p->k_w <= p->in_w) {
-                    const int8_t* x = in + (iy0 * p->in_w + ix0) * c_n + c;
-                    const int8_t* wt = wc;
-                    acc = be;
-                    for (int32_t ky = 0; ky < p->k_h; ky++) {
-                        const int8_t* xr = x;
-                        for (int32_t kx = 0; kx < p->k_w; kx++) {
-                            acc += *xr * *wt;
-                            xr += c_n;
-                            wt += c_n;
-                        }
-                        x += row_stride;
+                if (rows_in && ix0 >= 0 && ix0 + k_w <= in_w) {
+                    const int8_t* x = xrow + ix0 * c_n;
+                    if (k33) {
+                        acc = dw3x3(x, c_n, row_stride, w9, be);
+                    } else {
+                        const int8_t* wt = wc;
+                        acc = be;
+                        for (int32_t ky = 0; ky < k_h; ky++, x += row_stride)
+                            for (int32_t kx = 0; kx < k_w; kx++, wt += c_n) acc += x[kx * c_n] * *wt;
                     }
                 } else {
                     acc = b;
-                    for (int32_t ky = 0; ky < p->k_h; ky++) {
+                    for (int32_t ky = 0; ky < k_h; ky++) {
                         const int32_t iy = iy0 + ky;
-                        if (iy < 0 || iy >= p->in_h) continue;
-                        for (int32_t kx = 0; kx < p->k_w; kx++) {
+                        if (iy < 0 || iy >= in_h) continue;
+                        for (int32_t kx = 0; kx < k_w; kx++) {
                             const int32_t ix = ix0 + kx;
-                            if (ix < 0 || ix >= p->in_w) continue;
-                            acc += (in[(iy * p->in_w + ix) * c_n + c] + p->input_offset) * wc[(ky * p->k_w + kx) * c_n];
+                            if (ix < 0 || ix >= in_w) continue;
+                            acc += (in[(iy * in_w + ix) * c_n + c] + p->input_offset) * wc[(ky * k_w + kx) * c_n];
                         }
                     }
                 }
-                *o = pk_out(acc, m, s, p);
+                *o = pk_out_q(acc, &q, out_off, lo, hi);
             }
         }
     }
