@@ -11,6 +11,7 @@
 #include "pk_core.h"
 
 #include <stddef.h>
+#include <limits.h>
 
 // The hot loops stay in flash: they are a few hundred bytes, which the RP2040's 16 KB XIP cache
 // holds after the first pass, and copying them to SRAM would cost RAM the model needs.
@@ -56,6 +57,8 @@ int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift) {
 // One output channel's requantization, decoded once per channel instead of once per output.
 typedef struct {
     int32_t mult, left, right, mask, threshold;
+    uint32_t ml;  // mult's low 16 bits
+    int32_t mh;   // mult's high bits
 } pk_quant;
 
 static inline pk_quant pk_quant_of(int32_t mult, int32_t shift) {
@@ -65,18 +68,64 @@ static inline pk_quant pk_quant_of(int32_t mult, int32_t shift) {
     q.right = shift > 0 ? 0 : -shift;
     q.mask = (int32_t)((1u << q.right) - 1u);
     q.threshold = q.mask >> 1;
+    q.ml = (uint32_t)mult & 0xFFFFu;
+    q.mh = mult >> 16;
     return q;
 }
 
-__attribute__((always_inline)) static inline int8_t pk_out_q(int32_t acc, const pk_quant* q, int32_t out_offset,
-                                                             int32_t lo, int32_t hi) {
-    const int32_t h = pk_high_mult((int32_t)((uint32_t)acc << q->left), q->mult);
+static inline int8_t pk_clamp_out(int32_t h, const pk_quant* q, int32_t out_offset, int32_t lo, int32_t hi) {
     int32_t r = h >> q->right;
     if ((h & q->mask) > q->threshold + (r < 0)) r++;
     r += out_offset;
     if (r < lo) r = lo;
     if (r > hi) r = hi;
     return (int8_t)r;
+}
+
+__attribute__((always_inline)) static inline int8_t pk_out_q(int32_t acc, const pk_quant* q, int32_t out_offset,
+                                                             int32_t lo, int32_t hi) {
+    return pk_clamp_out(pk_high_mult((int32_t)((uint32_t)acc << q->left), q->mult), q, out_offset, lo, hi);
+}
+
+// The same when the caller has proven |acc << left| < 2^23 and mult >= 0 (pk_fits): no range test,
+// the multiplier's halves precomputed.
+__attribute__((always_inline)) static inline int8_t pk_out_fast(int32_t acc, const pk_quant* q, int32_t out_offset,
+                                                                int32_t lo, int32_t hi) {
+    const int32_t v = (int32_t)((uint32_t)acc << q->left);
+    const uint32_t vl = (uint32_t)v & 0xFFFFu;
+    const int32_t vh = v >> 16;
+    const uint32_t qq = vl * (uint32_t)q->mh + ((vl * q->ml) >> 16) + (1u << 14);
+    const int32_t h = 2 * (vh * q->mh) + (int32_t)(qq >> 15) + (((int32_t)(qq & 0x7FFFu) + vh * (int32_t)q->ml) >> 15);
+    return pk_clamp_out(h, q, out_offset, lo, hi);
+}
+
+// The largest accumulator whose output is clamped to lo (the requantization is non-decreasing, so
+// every accumulator at or below it gives lo): after a ReLU about half of all outputs, which then
+// cost one compare instead of a requantization. Estimated by one division, then confirmed exactly
+// with pk_out_q; INT32_MIN (never taken) when it cannot be confirmed.
+static int32_t pk_lo_threshold(const pk_quant* q, int32_t out_offset, int32_t lo, int32_t hi) {
+    const int32_t never = INT32_MIN;
+    const int64_t span = (int64_t)lo - out_offset;
+    if (q->mult <= 0 || q->right > 20 || span < -512 || span > 512) return never;
+    int64_t a = ((2 * span + 1) * ((int64_t)1 << (30 + q->right))) / q->mult;
+    a >>= q->left;
+    if (a < -(1 << 23)) a = -(1 << 23);
+    if (a > (1 << 23)) a = 1 << 23;
+    int32_t t = (int32_t)a;
+    for (int i = 0; i < 64 && pk_out_q(t + 1, q, out_offset, lo, hi) == lo; i++) t++;
+    for (int i = 0; i < 64 && pk_out_q(t, q, out_offset, lo, hi) != lo; i++) t--;
+    if (pk_out_q(t, q, out_offset, lo, hi) != lo || pk_out_q(t + 1, q, out_offset, lo, hi) == lo) return never;
+    return t;
+}
+
+// Whether every accumulator of a channel stays within pk_out_fast's range: |bias_eff| + 128 * sum|w|.
+static int pk_fits(int32_t be, const int8_t* w, int32_t n, int32_t step, const pk_quant* q) {
+    uint32_t bound = (uint32_t)(be < 0 ? -be : be);
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t x = w[i * step];
+        bound += 128u * (uint32_t)(x < 0 ? -x : x);
+    }
+    return q->mult >= 0 && q->left < 8 && bound < (1u << (23 - q->left));
 }
 
 // One output channel at a border pixel: taps outside the input read the zero point, i.e. add nothing.
@@ -186,16 +235,15 @@ static int32_t weight_sum(const int8_t* w, int32_t n) {
     return s;
 }
 
-// Output channels [oc, oc + n) (n = 1, 2 or 4) over every output pixel.
+// Output channels [oc, oc + n) (n = 1 or 2: the channels left over after the groups of four) over
+// every output pixel.
 static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
                        int8_t* out, int32_t oc, int32_t n) {
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
     const int32_t row_len = p->k_w * c, row_stride = p->in_w * c;
-    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
-    const int32_t k_h = p->k_h, k_w = p->k_w, in_h = p->in_h, in_w = p->in_w;
-    int32_t b[4], be[4];
-    pk_quant q[4];
+    int32_t b[2], be[2];
+    pk_quant q[2];
     for (int32_t j = 0; j < n; j++) {
         b[j] = bias ? bias[oc + j] : 0;
         be[j] = b[j] + p->input_offset * weight_sum(w + (oc + j) * k, k);
@@ -205,45 +253,146 @@ static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* 
     int8_t* o = out + oc;
     for (int32_t oy = 0; oy < p->out_h; oy++) {
         const int32_t iy0 = oy * p->stride_h - p->pad_h;
-        const int rows_in = iy0 >= 0 && iy0 + k_h <= in_h;
-        const int8_t* xrow = in + iy0 * row_stride;
+        const int rows_in = iy0 >= 0 && iy0 + p->k_h <= p->in_h;
         for (int32_t ox = 0; ox < p->out_w; ox++, o += oc_n) {
             const int32_t ix0 = ox * p->stride_w - p->pad_w;
-            int32_t a[4];
-            if (rows_in && ix0 >= 0 && ix0 + k_w <= in_w) {
-                const int8_t* x = xrow + ix0 * c;
-                if (n == 4) {
-                    a[0] = be[0];
-                    a[1] = be[1];
-                    a[2] = be[2];
-                    a[3] = be[3];
-                    dot4(x, k_h, row_len, row_stride, w0, k, a);
-                    o[0] = pk_out_q(a[0], &q[0], out_off, lo, hi);
-                    o[1] = pk_out_q(a[1], &q[1], out_off, lo, hi);
-                    o[2] = pk_out_q(a[2], &q[2], out_off, lo, hi);
-                    o[3] = pk_out_q(a[3], &q[3], out_off, lo, hi);
-                    continue;
-                }
+            int32_t a[2];
+            if (rows_in && ix0 >= 0 && ix0 + p->k_w <= p->in_w) {
+                const int8_t* x = in + (iy0 * p->in_w + ix0) * c;
                 a[0] = be[0];
                 if (n == 2) {
                     a[1] = be[1];
-                    dot2(x, k_h, row_len, row_stride, w0, w0 + k, &a[0], &a[1]);
+                    dot2(x, p->k_h, row_len, row_stride, w0, w0 + k, &a[0], &a[1]);
                 } else {
-                    a[0] += dot1(x, k_h, row_len, row_stride, w0);
+                    a[0] += dot1(x, p->k_h, row_len, row_stride, w0);
                 }
             } else {
                 for (int32_t j = 0; j < n; j++) a[j] = b[j] + conv_border(p, in, w0 + j * k, iy0, ix0);
             }
-            for (int32_t j = 0; j < n; j++) o[j] = pk_out_q(a[j], &q[j], out_off, lo, hi);
+            for (int32_t j = 0; j < n; j++) o[j] = pk_out_q(a[j], &q[j], p->output_offset, p->act_min, p->act_max);
         }
     }
 }
 
+// What one group of four output channels needs, gathered so the per-pixel loop keeps few live values.
+typedef struct {
+    const int8_t* w0;  // weights of the group's first channel; the other three follow, k apart
+    int32_t k, rows, row_len, row_stride;
+    int32_t be[4];     // bias + input offset * sum of the channel's weights
+    pk_quant q[4];
+    int32_t lo_at[4];  // pk_lo_threshold of each channel
+    int32_t out_off, lo, hi;
+    int fast;          // every channel passes pk_fits
+} pk_group4;
+
+// `count` output pixels of one row whose patches need no padding: x steps by x_step, o by o_step.
+__attribute__((always_inline)) static inline void span4_body(const pk_group4* g, const int8_t* x, int32_t x_step,
+                                                             int8_t* o, int32_t o_step, int32_t count, int fast) {
+    const int32_t out_off = g->out_off, lo = g->lo, hi = g->hi;
+    for (; count > 0; count--, x += x_step, o += o_step) {
+        int32_t a[4] = {g->be[0], g->be[1], g->be[2], g->be[3]};
+        dot4(x, g->rows, g->row_len, g->row_stride, g->w0, g->k, a);
+        if (fast) {
+            o[0] = a[0] <= g->lo_at[0] ? (int8_t)lo : pk_out_fast(a[0], &g->q[0], out_off, lo, hi);
+            o[1] = a[1] <= g->lo_at[1] ? (int8_t)lo : pk_out_fast(a[1], &g->q[1], out_off, lo, hi);
+            o[2] = a[2] <= g->lo_at[2] ? (int8_t)lo : pk_out_fast(a[2], &g->q[2], out_off, lo, hi);
+            o[3] = a[3] <= g->lo_at[3] ? (int8_t)lo : pk_out_fast(a[3], &g->q[3], out_off, lo, hi);
+        } else {
+            o[0] = pk_out_q(a[0], &g->q[0], out_off, lo, hi);
+            o[1] = pk_out_q(a[1], &g->q[1], out_off, lo, hi);
+            o[2] = pk_out_q(a[2], &g->q[2], out_off, lo, hi);
+            o[3] = pk_out_q(a[3], &g->q[3], out_off, lo, hi);
+        }
+    }
+}
+
+__attribute__((noinline)) static void span4_fast(const pk_group4* g, const int8_t* x, int32_t x_step, int8_t* o,
+                                                  int32_t o_step, int32_t count) {
+    span4_body(g, x, x_step, o, o_step, count, 1);
+}
+
+__attribute__((noinline)) static void span4_any(const pk_group4* g, const int8_t* x, int32_t x_step, int8_t* o,
+                                                 int32_t o_step, int32_t count) {
+    span4_body(g, x, x_step, o, o_step, count, 0);
+}
+
+static void span4(const pk_group4* g, const int8_t* x, int32_t x_step, int8_t* o, int32_t o_step, int32_t count) {
+    if (g->fast) span4_fast(g, x, x_step, o, o_step, count);
+    else span4_any(g, x, x_step, o, o_step, count);
+}
+
+#define PK_PATCH_MAX 192
+
+// One pixel at the border: its patch copied with the padding filled with the input zero point
+// (which the folded bias turns into zero), then the same four-channel dot product.
+__attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_params* p, const int8_t* in,
+                                               int32_t iy0, int32_t ix0, int8_t* o) {
+    int8_t patch[PK_PATCH_MAX];
+    const int32_t c = p->in_c;
+    const int8_t zp = (int8_t)(-p->input_offset);
+    int8_t* d = patch;
+    for (int32_t ky = 0; ky < p->k_h; ky++) {
+        const int32_t iy = iy0 + ky;
+        for (int32_t kx = 0; kx < p->k_w; kx++, d += c) {
+            const int32_t ix = ix0 + kx;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
+                for (int32_t i = 0; i < c; i++) d[i] = zp;
+            } else {
+                const int8_t* s = in + (iy * p->in_w + ix) * c;
+                for (int32_t i = 0; i < c; i++) d[i] = s[i];
+            }
+        }
+    }
+    int32_t a[4] = {g->be[0], g->be[1], g->be[2], g->be[3]};
+    dot4(patch, 1, g->k, 0, g->w0, g->k, a);
+    for (int32_t j = 0; j < 4; j++) o[j] = pk_out_q(a[j], &g->q[j], g->out_off, g->lo, g->hi);
+}
+
 PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
+    const int32_t c = p->in_c, oc_n = p->out_c;
+    const int32_t k = p->k_h * p->k_w * c;
+    // Output columns whose patch lies inside the input: [ox_lo, ox_hi).
+    int32_t ox_lo = 0, ox_hi = p->out_w;
+    while (ox_lo < p->out_w && ox_lo * p->stride_w - p->pad_w < 0) ox_lo++;
+    while (ox_hi > ox_lo && (ox_hi - 1) * p->stride_w - p->pad_w + p->k_w > p->in_w) ox_hi--;
     int32_t oc = 0;
-    for (; oc + 4 <= p->out_c; oc += 4) conv_group(p, in, w, bias, out, oc, 4);
-    for (; oc + 2 <= p->out_c; oc += 2) conv_group(p, in, w, bias, out, oc, 2);
-    for (; oc < p->out_c; oc++) conv_group(p, in, w, bias, out, oc, 1);
+    for (; oc + 4 <= oc_n && k <= PK_PATCH_MAX; oc += 4) {
+        pk_group4 g;
+        g.w0 = w + oc * k;
+        g.k = k;
+        g.rows = p->k_h;
+        g.row_len = p->k_w * c;
+        g.row_stride = p->in_w * c;
+        for (int32_t j = 0; j < 4; j++) {
+            g.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * weight_sum(g.w0 + j * k, k);
+            g.q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
+        }
+        g.out_off = p->output_offset;
+        g.lo = p->act_min;
+        g.hi = p->act_max;
+        g.fast = 1;
+        for (int32_t j = 0; j < 4; j++) {
+            g.fast &= pk_fits(g.be[j], g.w0 + j * k, k, 1, &g.q[j]);
+            g.lo_at[j] = pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
+        }
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_h;
+            int8_t* orow = out + oy * p->out_w * oc_n + oc;
+            if (iy0 >= 0 && iy0 + p->k_h <= p->in_h) {
+                for (int32_t ox = 0; ox < ox_lo; ox++) border4(&g, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+                if (ox_hi > ox_lo)
+                    span4(&g, in + (iy0 * p->in_w + ox_lo * p->stride_w - p->pad_w) * c, p->stride_w * c,
+                          orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
+                for (int32_t ox = ox_hi; ox < p->out_w; ox++)
+                    border4(&g, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+            } else {
+                for (int32_t ox = 0; ox < p->out_w; ox++)
+                    border4(&g, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+            }
+        }
+    }
+    for (; oc + 2 <= oc_n; oc += 2) conv_group(p, in, w, bias, out, oc, 2);
+    for (; oc < oc_n; oc++) conv_group(p, in, w, bias, out, oc, 1);
 }
 
 // Nine taps of a 3x3 depthwise kernel at x (top-left tap of one channel): rows row_stride apart,
@@ -318,6 +467,8 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
         const int32_t b = bias ? bias[c] : 0;
         const int32_t be = b + p->input_offset * wsum;
         const pk_quant q = pk_quant_of(p->mult[c], p->shift[c]);
+        const int fast = pk_fits(be, wc, taps, c_n, &q);
+        const int32_t lo_at = pk_lo_threshold(&q, out_off, lo, hi);
         int8_t* o = out + c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
@@ -348,7 +499,7 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
                         }
                     }
                 }
-                *o = pk_out_q(acc, &q, out_off, lo, hi);
+                *o = acc <= lo_at ? (int8_t)lo : fast ? pk_out_fast(acc, &q, out_off, lo, hi) : pk_out_q(acc, &q, out_off, lo, hi);
             }
         }
     }
