@@ -274,10 +274,15 @@ static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* 
     }
 }
 
+#if defined(__ARM_ARCH_6M__)
+// pk_dot_m0.S: args = {k, rows, row_len, row_stride}.
+void pk_dot4_rows(const int8_t* x, const int8_t* w0, const int32_t* args, int32_t* acc);
+#endif
+
 // What one group of four output channels needs, gathered so the per-pixel loop keeps few live values.
 typedef struct {
     const int8_t* w0;  // weights of the group's first channel; the other three follow, k apart
-    int32_t k, rows, row_len, row_stride;
+    int32_t k, rows, row_len, row_stride;  // in this order: pk_dot4_rows reads them as an array
     int32_t be[4];     // bias + input offset * sum of the channel's weights
     pk_quant q[4];
     int32_t lo_at[4];  // pk_lo_threshold of each channel
@@ -291,7 +296,11 @@ __attribute__((always_inline)) static inline void span4_body(const pk_group4* g,
     const int32_t out_off = g->out_off, lo = g->lo, hi = g->hi;
     for (; count > 0; count--, x += x_step, o += o_step) {
         int32_t a[4] = {g->be[0], g->be[1], g->be[2], g->be[3]};
+#if defined(__ARM_ARCH_6M__)
+        pk_dot4_rows(x, g->w0, &g->k, a);
+#else
         dot4(x, g->rows, g->row_len, g->row_stride, g->w0, g->k, a);
+#endif
         if (fast) {
             o[0] = a[0] <= g->lo_at[0] ? (int8_t)lo : pk_out_fast(a[0], &g->q[0], out_off, lo, hi);
             o[1] = a[1] <= g->lo_at[1] ? (int8_t)lo : pk_out_fast(a[1], &g->q[1], out_off, lo, hi);
@@ -344,7 +353,12 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_
         }
     }
     int32_t a[4] = {g->be[0], g->be[1], g->be[2], g->be[3]};
+#if defined(__ARM_ARCH_6M__)
+    const int32_t args[4] = {g->k, 1, g->k, 0};
+    pk_dot4_rows(patch, g->w0, args, a);
+#else
     dot4(patch, 1, g->k, 0, g->w0, g->k, a);
+#endif
     for (int32_t j = 0; j < 4; j++) o[j] = pk_out_q(a[j], &g->q[j], g->out_off, g->lo, g->hi);
 }
 
@@ -450,57 +464,78 @@ static inline int32_t dw3x3(const int8_t* x, int32_t c_n, int32_t row_stride, co
 #endif
 }
 
+// One channel of a depthwise convolution, gathered for the span loop.
+typedef struct {
+    int32_t w9[9];  // a 3x3 kernel's weights as int32 (dw3x3 reads them with immediate offsets)
+    int32_t be, lo_at, c_n, row_stride;
+    pk_quant q;
+    int32_t out_off, lo, hi;
+    int fast;
+} pk_dwchan;
+
+__attribute__((noinline)) static void span_dw3(const pk_dwchan* d, const int8_t* x, int32_t x_step, int8_t* o,
+                                                int32_t o_step, int32_t count) {
+    const int32_t lo = d->lo, lo_at = d->lo_at;
+    for (; count > 0; count--, x += x_step, o += o_step) {
+        const int32_t acc = dw3x3(x, d->c_n, d->row_stride, d->w9, d->be);
+        if (acc <= lo_at) *o = (int8_t)lo;
+        else *o = d->fast ? pk_out_fast(acc, &d->q, d->out_off, lo, d->hi) : pk_out_q(acc, &d->q, d->out_off, lo, d->hi);
+    }
+}
+
+// One output of channel c at (iy0, ix0), taps outside the input skipped (they read the zero point).
+__attribute__((noinline)) static int8_t dw_any(const pk_conv_params* p, const pk_dwchan* d, const int8_t* in,
+                                                const int8_t* wc, int32_t bias, int32_t c, int32_t iy0, int32_t ix0) {
+    const int32_t c_n = p->in_c;
+    int32_t acc = bias;
+    for (int32_t ky = 0; ky < p->k_h; ky++) {
+        const int32_t iy = iy0 + ky;
+        if (iy < 0 || iy >= p->in_h) continue;
+        for (int32_t kx = 0; kx < p->k_w; kx++) {
+            const int32_t ix = ix0 + kx;
+            if (ix < 0 || ix >= p->in_w) continue;
+            acc += (in[(iy * p->in_w + ix) * c_n + c] + p->input_offset) * wc[(ky * p->k_w + kx) * c_n];
+        }
+    }
+    return pk_out_q(acc, &d->q, d->out_off, d->lo, d->hi);
+}
+
 PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
     const int32_t c_n = p->in_c;
-    const int32_t k_h = p->k_h, k_w = p->k_w, in_h = p->in_h, in_w = p->in_w;
-    const int32_t taps = k_h * k_w;
-    const int32_t row_stride = in_w * c_n;
-    const int32_t out_off = p->output_offset, lo = p->act_min, hi = p->act_max;
-    const int k33 = k_h == 3 && k_w == 3;
+    const int32_t taps = p->k_h * p->k_w;
+    const int k33 = p->k_h == 3 && p->k_w == 3;
+    int32_t ox_lo = 0, ox_hi = p->out_w;
+    while (ox_lo < p->out_w && ox_lo * p->stride_w - p->pad_w < 0) ox_lo++;
+    while (ox_hi > ox_lo && (ox_hi - 1) * p->stride_w - p->pad_w + p->k_w > p->in_w) ox_hi--;
     for (int32_t c = 0; c < c_n; c++) {
         const int8_t* wc = w + c;
-        int32_t w9[9];
+        pk_dwchan d;
         int32_t wsum = 0;
         for (int32_t t = 0; t < taps; t++) wsum += wc[t * c_n];
         if (k33)
-            for (int32_t t = 0; t < 9; t++) w9[t] = wc[t * c_n];
+            for (int32_t t = 0; t < 9; t++) d.w9[t] = wc[t * c_n];
         const int32_t b = bias ? bias[c] : 0;
-        const int32_t be = b + p->input_offset * wsum;
-        const pk_quant q = pk_quant_of(p->mult[c], p->shift[c]);
-        const int fast = pk_fits(be, wc, taps, c_n, &q);
-        const int32_t lo_at = pk_lo_threshold(&q, out_off, lo, hi);
-        int8_t* o = out + c;
+        d.be = b + p->input_offset * wsum;
+        d.q = pk_quant_of(p->mult[c], p->shift[c]);
+        d.out_off = p->output_offset;
+        d.lo = p->act_min;
+        d.hi = p->act_max;
+        d.fast = pk_fits(d.be, wc, taps, c_n, &d.q);
+        d.lo_at = pk_lo_threshold(&d.q, d.out_off, d.lo, d.hi);
+        d.c_n = c_n;
+        d.row_stride = p->in_w * c_n;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
-            const int rows_in = iy0 >= 0 && iy0 + k_h <= in_h;
-            const int8_t* xrow = in + iy0 * row_stride + c;
-            for (int32_t ox = 0; ox < p->out_w; ox++, o += c_n) {
-                const int32_t ix0 = ox * p->stride_w - p->pad_w;
-                int32_t acc;
-                if (rows_in && ix0 >= 0 && ix0 + k_w <= in_w) {
-                    const int8_t* x = xrow + ix0 * c_n;
-                    if (k33) {
-                        acc = dw3x3(x, c_n, row_stride, w9, be);
-                    } else {
-                        const int8_t* wt = wc;
-                        acc = be;
-                        for (int32_t ky = 0; ky < k_h; ky++, x += row_stride)
-                            for (int32_t kx = 0; kx < k_w; kx++, wt += c_n) acc += x[kx * c_n] * *wt;
-                    }
-                } else {
-                    acc = b;
-                    for (int32_t ky = 0; ky < k_h; ky++) {
-                        const int32_t iy = iy0 + ky;
-                        if (iy < 0 || iy >= in_h) continue;
-                        for (int32_t kx = 0; kx < k_w; kx++) {
-                            const int32_t ix = ix0 + kx;
-                            if (ix < 0 || ix >= in_w) continue;
-                            acc += (in[(iy * in_w + ix) * c_n + c] + p->input_offset) * wc[(ky * k_w + kx) * c_n];
-                        }
-                    }
-                }
-                *o = acc <= lo_at ? (int8_t)lo : fast ? pk_out_fast(acc, &q, out_off, lo, hi) : pk_out_q(acc, &q, out_off, lo, hi);
+            int8_t* orow = out + oy * p->out_w * c_n + c;
+            const int rows_in = iy0 >= 0 && iy0 + p->k_h <= p->in_h;
+            int32_t ox = 0;
+            if (rows_in && k33 && ox_hi > ox_lo) {
+                for (; ox < ox_lo; ox++) orow[ox * c_n] = dw_any(p, &d, in, wc, b, c, iy0, ox * p->stride_w - p->pad_w);
+                span_dw3(&d, in + (iy0 * p->in_w + ox_lo * p->stride_w - p->pad_w) * c_n + c, p->stride_w * c_n,
+                         orow + ox_lo * c_n, c_n, ox_hi - ox_lo);
+                ox = ox_hi;
             }
+            for (; ox < p->out_w; ox++) orow[ox * c_n] = dw_any(p, &d, in, wc, b, c, iy0, ox * p->stride_w - p->pad_w);
         }
     }
 }
