@@ -13,7 +13,7 @@ PORT   ?=
 # Progress bars only draw on a terminal anyway; in CI say so explicitly for clean logs.
 PROGRESS := $(if $(CI),--no-progress,)
 
-.PHONY: all run emulate firmware flash measure compare bench install test fuzz clean distclean
+.PHONY: all run emulate firmware flash measure arena compare bench install test fuzz clean distclean
 
 all: run
 
@@ -57,6 +57,13 @@ flash: install
 # Measure again on a board already flashed: make measure PORT=/dev/ttyACM0
 measure: install
 	$(CLI) measure $(if $(PORT),$(RECIPE)-board --port $(PORT),$(RECIPE)) --runs-dir $(RUNS) $(PROGRESS)
+
+# Arena tuning on the emulated Pico: the default recipe (stages that are up to date are skipped), then
+# the smallest arena that allocates, invokes and stays bit-exact, rebuilt with a margin and kept only
+# when the rebuilt firmware is confirmed (re-measured, golden outputs bit-exact).
+arena: install
+	$(CLI) run $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) arena $(RECIPE) --apply --runs-dir $(RUNS) $(PROGRESS)
 
 compare: install
 	$(CLI) compare $(RECIPES) --runs-dir $(RUNS) --out $(RUNS)/compare

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,53 +222,70 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_arena(args: argparse.Namespace) -> int:
     """Find the smallest arena that works on the board; recommend one with a margin; --apply it."""
-    from pipeline.arena import check_margin, find_device_minimum, recommend
+    from pipeline.arena import apply_arena, check_arena_request, check_margin, tune
     from pipeline.artifacts import atomic_write_json
     from pipeline.convert import inspect_tflite
+    from pipeline.layout import layout_markdown
+    from pipeline.report import write_report
     from pipeline.stages import board_port
 
     check_margin(args.margin_percent, args.margin_bytes)
+    check_arena_request("--max-bytes", args.max_bytes)
+    check_arena_request("--arena-bytes", args.arena_bytes)
+    if args.arena_bytes is not None and not args.apply:
+        raise PipelineError("--arena-bytes is the size --apply builds with", hint="add --apply, or leave --arena-bytes out")
     summary = _run_until(args, "build")
     run = summary.run
     m = summary.manifest.get("stages", {})
     if (m.get("build") or {}).get("status") not in ("done", "up to date"):
         raise PipelineError(f"run {run.name} has no firmware image", hint="see the build stage's reason above")
     image = m["build"]["metrics"]["image"]
+    if args.apply and image != "emulator" and not args.port:
+        raise PipelineError(f"run {run.name} holds the {image} image: --apply confirms on the emulated Pico",
+                            hint="run `picotflm arena RECIPE --apply` on the emulator image")
     data = run.path("model.tflite").read_bytes()
-    host = (m.get("verify") or {}).get("metrics", {})
+    t0 = time.perf_counter()
     with board_port(run.path("firmware.elf"), args.port, image) as (port, where):
-        found = find_device_minimum(port, expect_hash=inspect_tflite(data).sha256[:16], log=status)
-    rec = recommend(found["device_min_bytes"], args.margin_percent, args.margin_bytes)
-    peak = (host.get("host_arena_allocations") or {}).get("head_bytes")
-    result = {"where": where, **found, "host_min_bytes_64bit": host.get("host_arena_min_bytes"),
-              "peak_live_activations_bytes": peak, "margin_percent": args.margin_percent,
-              "margin_bytes": args.margin_bytes, "recommended_bytes": rec,
-              "saved_vs_compiled_bytes": found["compiled_arena_bytes"] - rec}
+        result = tune(run, port, where, expect_hash=inspect_tflite(data).sha256[:16],
+                      margin_percent=args.margin_percent, margin_bytes=args.margin_bytes,
+                      max_bytes=args.max_bytes, log=status)
+    result["wall_seconds_with_board_start"] = round(time.perf_counter() - t0, 2)
     atomic_write_json(run.path("arena.json"), result)
+    r = result
     say(f"arena on {where}:")
-    say(f"  host minimum (64-bit TFLM)          {result['host_min_bytes_64bit']:>8,} B")
-    say(f"  arena_used_bytes() on the board     {found['arena_used_bytes']:>8,} B")
-    say(f"  smallest that allocates, invokes and")
-    say(f"  stays bit-exact on the golden data  {found['device_min_bytes']:>8,} B  (gap {found['scratch_gap_bytes']:+,} B)")
-    if peak:
-        say(f"  peak live activations (host plan)   {peak:>8,} B  (device minimum = "
-            f"{found['device_min_bytes'] / peak:.2f}x)")
-    say(f"  compiled now                        {found['compiled_arena_bytes']:>8,} B")
-    say(f"  recommended (+{args.margin_percent:g} % + {args.margin_bytes} B)       {rec:>8,} B")
+    host_min = r["host_min_bytes_64bit"]
+    say(f"  host minimum (64-bit TFLM)                 " + (f"{host_min:>8,} B" if host_min else "not measured"))
+    say(f"  arena_used_bytes() on the board            {r['arena_used_bytes']:>8,} B")
+    say(f"  device minimum (allocates, invokes,")
+    say(f"  golden outputs bit-exact)                  {r['device_min_bytes']:>8,} B")
+    say(f"  scratch gap (minimum - arena_used_bytes()) {r['scratch_gap_bytes']:>+8,} B")
+    say(f"  peak live activations                      {r['peak_live_activations_bytes']:>8,} B  (op "
+        f"{r['peak_op_index']} {r['peak_op']}; device minimum = {r['device_min_over_peak_live']:.3f}x)")
+    say(f"  compiled now                               {r['compiled_arena_bytes']:>8,} B")
+    say(f"  recommended (+{args.margin_percent:g} % + {args.margin_bytes} B)".ljust(45) + f"{r['recommended_bytes']:>8,} B")
+    say(f"  sweep: {r['steps']} steps in {r['sweep_seconds']:.1f} s ({r['wall_seconds_with_board_start']:.1f} s "
+        f"with starting the board)")
+    say("")
+    say("\n".join(layout_markdown(r["layout"], r.get("host_allocations"))))
+    say("")
     if args.apply:
-        before = m["build"]["metrics"]["static_ram_bytes"]
-        args.set = list(getattr(args, "set", []) or []) + [f"render.arena_bytes={rec}"]
-        args.recipe, args.name = run.name, run.name
-        after_summary = _run_until(args, "measure", rerun=("measure",))
-        st = after_summary.manifest["stages"]
-        g = (st.get("measure", {}).get("metrics") or {}).get("golden") or {}
-        after = st["build"]["metrics"]["static_ram_bytes"]
-        if g and g.get("exact") != g.get("count"):
-            raise PipelineError(f"with a {rec}-byte arena the golden check failed ({g.get('exact')}/{g.get('count')})",
-                                hint="use a larger margin")
-        say(f"applied: arena {rec:,} B, golden {g.get('exact')}/{g.get('count')} exact; static RAM "
-            f"{before:,} -> {after:,} B (saved {before - after:,} B)")
-    say(f"Wrote {run.path('arena.json')}")
+        size = args.arena_bytes or r["recommended_bytes"]
+        status(f"applying a {size:,}-byte arena: re-render, rebuild and re-measure in a trial copy of run {run.name}")
+        try:
+            applied = apply_arena(run, size, options=_options(args), log=status)
+        except PipelineError as e:
+            r["applied"] = {"confirmed": False, "arena_bytes": size, "reason": e.message}
+            atomic_write_json(run.path("arena.json"), r)
+            raise
+        r["applied"] = applied
+        atomic_write_json(run.path("arena.json"), r)
+        say(f"applied and confirmed on {applied['where']}: arena {size:,} B, golden {applied['golden']} bit-exact, "
+            f"arena_used_bytes() {applied['arena_used_after']:,} B; static RAM {applied['static_ram_before']:,} -> "
+            f"{applied['static_ram_after']:,} B (saved {applied['ram_saved_bytes']:,} B) in {applied['seconds']:.1f} s")
+    write_report(run.root)
+    say(f"Wrote {run.path('arena.json')}; arena {r['device_min_bytes']:,} B minimum, "
+        f"{(r.get('applied') or {}).get('arena_bytes') or r['recommended_bytes']:,} B "
+        + ("applied" if r.get("applied") else "recommended") + f"; report: {run.path('report.md')}")
     return 0
 
 
@@ -347,7 +365,12 @@ def _arena_args(p: argparse.ArgumentParser) -> None:
     _measure_args(p)
     p.add_argument("--margin-percent", type=float, default=10.0, help="margin over the device minimum (default 10)")
     p.add_argument("--margin-bytes", type=int, default=256, help="extra bytes (default 256)")
-    p.add_argument("--apply", action="store_true", help="re-render, rebuild and re-measure with the recommended arena")
+    p.add_argument("--max-bytes", type=int, default=None, metavar="N",
+                   help="largest arena limit to try (default: the compiled size; more needs a rebuild)")
+    p.add_argument("--apply", action="store_true",
+                   help="re-render, rebuild and re-measure with the recommended arena; kept only when confirmed")
+    p.add_argument("--arena-bytes", type=int, default=None, metavar="N",
+                   help="with --apply: build with N bytes instead of the recommendation (still confirmed)")
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:

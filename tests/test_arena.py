@@ -14,3 +14,60 @@ def test_recommendation_adds_the_margin_and_aligns():
 def test_absurd_margins_are_refused(pct, extra):
     with pytest.raises(PipelineError, match="margin"):
         recommend(10_000, pct, extra)
+
+
+# ------------------------------------------------------------------ bad input on the command line
+def _refused(r, *needles):
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("picotflm: error: ")
+    for n in needles:
+        assert n in last, last
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--margin-percent", "-5"], "arena margin -5.0 %"),
+    (["--margin-percent", "1e9"], "arena margin 1000000000.0 %"),
+    (["--margin-bytes", "-1"], "+ -1 B is not allowed"),
+    (["--margin-bytes", "99999999"], "+ 99999999 B is not allowed"),
+    (["--max-bytes", "1000"], "--max-bytes 1000 is not allowed"),  # not a multiple of 16
+    (["--max-bytes", "0"], "--max-bytes 0 is not allowed"),
+    (["--max-bytes", str(1 << 20)], f"--max-bytes {1 << 20} is not allowed"),  # more than the RP2040 has
+    (["--apply", "--arena-bytes", "-16"], "--arena-bytes -16 is not allowed"),
+    (["--arena-bytes", "16000"], "--arena-bytes is the size --apply builds with"),
+])
+def test_bad_arena_arguments_are_refused_before_any_work(tmp_path, args, needle):
+    from tests.conftest import cli
+
+    _refused(cli("arena", "int8", "--runs-dir", str(tmp_path), *args), needle)
+    assert not (tmp_path / "int8").exists()
+
+
+def test_apply_refuses_the_board_image_without_a_board(tmp_path):
+    """A run holding the board image cannot be confirmed on the emulated Pico: refused, nothing built."""
+    import json
+
+    from pipeline.arena import apply_arena
+    from pipeline.artifacts import RunDir
+
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run": "r1", "recipe": {"name": "int8", "stages": []}, "stages": {
+        "build": {"status": "done", "metrics": {"image": "board", "static_ram_bytes": 34_860}}}}))
+    with pytest.raises(PipelineError, match="board image needs the new firmware on a real Pico"):
+        apply_arena(RunDir(root=run, name="r1"), 15_440)
+    assert not (tmp_path / ".arena-trial").exists()
+
+
+def test_apply_needs_a_built_run(tmp_path):
+    import json
+
+    from pipeline.arena import apply_arena
+    from pipeline.artifacts import RunDir
+
+    run = tmp_path / "r1"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run": "r1", "stages": {"build": {"status": "skipped"}}}))
+    with pytest.raises(PipelineError, match="no firmware image"):
+        apply_arena(RunDir(root=run, name="r1"), 15_440)
