@@ -267,7 +267,10 @@ def apply_arena(run, arena_bytes: int, *, options=None, log: Log = _quiet,
             summary = run_recipe(recipe, trial, opts, log=log, until="measure", write_report=False)
         except PipelineError as e:
             raise PipelineError(f"the rebuild with a {arena_bytes:,}-byte arena failed: {e.message}; the run "
-                                f"{run.name} is unchanged", hint=e.hint) from e
+                                f"{run.name} is unchanged",
+                                hint="use a larger margin (--margin-percent, --margin-bytes) or --arena-bytes: the "
+                                     "device minimum is in the run's arena.json" if "setup" in e.message
+                                else e.hint) from e
         st = summary.manifest.get("stages") or {}
         reason = _unconfirmed(st, arena_bytes)
         if reason is None and confirm is not None:
