@@ -171,9 +171,13 @@ def test_depthwise_bit_exact_with_tflm(lib, case):
     x = np.random.default_rng(8).integers(-128, 128, (4, *shape), dtype=np.int8)
     want, _ = run_tflm(data, x, 64 * 1024)
     _check(lib, "pk_dwconv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, shape[2], want)
+    _check(lib, "pk_dwconv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, shape[2], want,
+           pre_pad=True)
 
 
-def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, out_c, want):
+def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, out_c, want, pre_pad=False):
+    """Run the kernel on every input of x and compare with TFLM. pre_pad: as the firmware's depthwise
+    does, write the padding out first (pk_pad_s8) and run the kernel on the padded input, pad 0."""
     in_scale, in_zp = tin["quantization_parameters"]["scales"][0], int(tin["quantization_parameters"]["zero_points"][0])
     out_scale, out_zp = tout["quantization_parameters"]["scales"][0], int(tout["quantization_parameters"]["zero_points"][0])
     w_scales = tw["quantization_parameters"]["scales"]
@@ -186,11 +190,20 @@ def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, o
     lo, hi = _act_range(act, out_scale, out_zp)
     p = Params(shape[0], shape[1], shape[2], oh, ow, out_c, k, k, stride, stride, ph, pw, -in_zp, out_zp, lo, hi,
                mult, shift)
+    if pre_pad:
+        full_h, full_w = (oh - 1) * stride + k, (ow - 1) * stride + k
+        p.in_h, p.in_w, p.pad_h, p.pad_w = full_h, full_w, 0, 0
     wb = np.ascontiguousarray(w, dtype=np.int8)
     bb = None if bias is None else np.ascontiguousarray(bias, dtype=np.int32)
     got = np.zeros_like(want)
     for n in range(x.shape[0]):
         xin = np.ascontiguousarray(x[n])
+        if pre_pad:
+            padded = np.zeros((full_h, full_w, shape[2]), dtype=np.int8)
+            lib.pk_pad_s8(xin.ctypes.data_as(ctypes.c_void_p), shape[0], shape[1], shape[2],
+                          padded.ctypes.data_as(ctypes.c_void_p), full_h, full_w, ph, pw, ctypes.c_int8(in_zp))
+            assert (padded[ph:ph + shape[0], pw:pw + shape[1]] == xin[: full_h - ph, : full_w - pw]).all()
+            xin = padded
         out = np.zeros(oh * ow * out_c, dtype=np.int8)
         getattr(lib, fn)(ctypes.byref(p), xin.ctypes.data_as(ctypes.c_void_p), wb.ctypes.data_as(ctypes.c_void_p),
                          None if bb is None else bb.ctypes.data_as(ctypes.c_void_p),

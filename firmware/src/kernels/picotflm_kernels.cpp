@@ -93,6 +93,47 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
 
 // ------------------------------------------------------------------------------ DEPTHWISE_CONV_2D
 
+// TFLM's depthwise OpData, and a scratch buffer for the input with its padding written out, so that
+// every output is an interior one (border outputs cost several times more). The buffer lives only
+// while the op runs; TFLM's planner places it beside the activations of that moment.
+struct DepthwiseData {
+  OpDataConv conv;  // first: TFLM's DepthwiseConvPrepare reads node->user_data as an OpDataConv
+  int padded_idx;
+  int padded_h, padded_w;
+};
+
+void* DepthwiseInit(TfLiteContext* context, const char* buffer, size_t length) {
+  return context->AllocatePersistentBuffer(context, sizeof(DepthwiseData));
+}
+
+TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
+  TF_LITE_ENSURE_STATUS(tflite::DepthwiseConvPrepare(context, node));
+  auto* data = static_cast<DepthwiseData*>(node->user_data);
+  const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
+  data->padded_idx = -1;
+  tflite::MicroContext* micro = tflite::GetMicroContext(context);
+  TfLiteTensor* input = micro->AllocateTempInputTensor(node, tflite::kDepthwiseConvInputTensor);
+  TfLiteTensor* filter = micro->AllocateTempInputTensor(node, tflite::kDepthwiseConvWeightsTensor);
+  TfLiteTensor* output = micro->AllocateTempOutputTensor(node, tflite::kDepthwiseConvOutputTensor);
+  TF_LITE_ENSURE(context, input != nullptr && filter != nullptr && output != nullptr);
+  const int kh = filter->dims->data[1], kw = filter->dims->data[2];
+  const int in_h = input->dims->data[1], in_w = input->dims->data[2], c = input->dims->data[3];
+  const int ph = (output->dims->data[1] - 1) * params.stride_height + kh;
+  const int pw = (output->dims->data[2] - 1) * params.stride_width + kw;
+  const bool padded = data->conv.padding.height > 0 || data->conv.padding.width > 0 || ph > in_h || pw > in_w;
+  if (input->type == kTfLiteInt8 && kh == 3 && kw == 3 && params.dilation_height_factor == 1 &&
+      params.dilation_width_factor == 1 && params.depth_multiplier == 1 && padded && input->dims->data[0] == 1 &&
+      ph >= in_h && pw >= in_w) {
+    data->padded_h = ph;
+    data->padded_w = pw;
+    TF_LITE_ENSURE_STATUS(context->RequestScratchBufferInArena(context, ph * pw * c, &data->padded_idx));
+  }
+  micro->DeallocateTempTfLiteTensor(input);
+  micro->DeallocateTempTfLiteTensor(filter);
+  micro->DeallocateTempTfLiteTensor(output);
+  return kTfLiteOk;
+}
+
 TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
   const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
   const OpDataConv& data = *static_cast<const OpDataConv*>(node->user_data);
@@ -122,7 +163,19 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
         tflite::micro::GetTensorShape(output), out);
     return kTfLiteOk;
   }
-  const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
+  pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
+  const auto& dw = *static_cast<const DepthwiseData*>(node->user_data);
+  if (dw.padded_idx >= 0) {
+    int8_t* padded = static_cast<int8_t*>(context->GetScratchBuffer(context, dw.padded_idx));
+    pk_pad_s8(in, p.in_h, p.in_w, p.in_c, padded, dw.padded_h, dw.padded_w, p.pad_h, p.pad_w,
+              static_cast<int8_t>(data.input_zero_point));
+    p.in_h = dw.padded_h;
+    p.in_w = dw.padded_w;
+    p.pad_h = 0;
+    p.pad_w = 0;
+    pk_dwconv_s8(&p, padded, w, b, out);
+    return kTfLiteOk;
+  }
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
   for (int n = 0; n < input->dims->data[0]; n++) pk_dwconv_s8(&p, in + n * in_size, w, b, out + n * out_size);
   return kTfLiteOk;
@@ -190,7 +243,7 @@ TFLMRegistration Register_CONV_2D() {
 }
 
 TFLMRegistration Register_DEPTHWISE_CONV_2D() {
-  return tflite::micro::RegisterOp(ConvInit, tflite::DepthwiseConvPrepare, DepthwiseEval);
+  return tflite::micro::RegisterOp(DepthwiseInit, DepthwisePrepare, DepthwiseEval);
 }
 
 TFLMRegistration Register_MEAN() {

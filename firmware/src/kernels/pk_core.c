@@ -11,6 +11,7 @@
 #include "pk_core.h"
 
 #include <stddef.h>
+#include <string.h>
 #include <limits.h>
 
 // The hot loops stay in flash: they are a few hundred bytes, which the RP2040's 16 KB XIP cache
@@ -483,10 +484,25 @@ __attribute__((noinline)) static void span_dw3(const pk_dwchan* d, const int8_t*
     }
 }
 
-// One output of channel c at (iy0, ix0), taps outside the input skipped (they read the zero point).
+// One output of channel c at (iy0, ix0) at the border. A 3x3 kernel gets its nine taps copied with the
+// padding filled with the input zero point (the folded bias turns it into zero) and the same dw3x3;
+// other kernels skip the taps outside the input.
 __attribute__((noinline)) static int8_t dw_any(const pk_conv_params* p, const pk_dwchan* d, const int8_t* in,
                                                 const int8_t* wc, int32_t bias, int32_t c, int32_t iy0, int32_t ix0) {
     const int32_t c_n = p->in_c;
+    if (p->k_h == 3 && p->k_w == 3) {
+        int8_t patch[9];
+        const int8_t zp = (int8_t)(-p->input_offset);
+        for (int32_t ky = 0; ky < 3; ky++) {
+            const int32_t iy = iy0 + ky;
+            for (int32_t kx = 0; kx < 3; kx++) {
+                const int32_t ix = ix0 + kx;
+                patch[ky * 3 + kx] = (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
+                                         ? zp : in[(iy * p->in_w + ix) * c_n + c];
+            }
+        }
+        return pk_out_q(dw3x3(patch, 1, 3, d->w9, d->be), &d->q, d->out_off, d->lo, d->hi);
+    }
     int32_t acc = bias;
     for (int32_t ky = 0; ky < p->k_h; ky++) {
         const int32_t iy = iy0 + ky;
@@ -537,6 +553,25 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
             }
             for (; ox < p->out_w; ox++) orow[ox * c_n] = dw_any(p, &d, in, wc, b, c, iy0, ox * p->stride_w - p->pad_w);
         }
+    }
+}
+
+void pk_pad_s8(const int8_t* in, int32_t h, int32_t w, int32_t c, int8_t* out, int32_t ph, int32_t pw,
+               int32_t top, int32_t left, int8_t zero_point) {
+    const int32_t row = w * c, prow = pw * c;
+    for (int32_t y = 0; y < ph; y++) {
+        int8_t* d = out + y * prow;
+        const int32_t iy = y - top;
+        if (iy < 0 || iy >= h) {
+            memset(d, zero_point, (size_t)prow);
+            continue;
+        }
+        const int32_t lead = left * c;
+        int32_t tail = prow - lead - row;
+        if (tail < 0) tail = 0;
+        memset(d, zero_point, (size_t)lead);
+        memcpy(d + lead, in + iy * row, (size_t)(prow - lead < row ? prow - lead : row));
+        memset(d + lead + row, zero_point, (size_t)tail);
     }
 }
 

@@ -35,6 +35,11 @@ void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, cons
 // Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.
 void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
+// Copies an h x w x c int8 image into a ph x pw x c one at offset (top, left), the rest filled with
+// zero_point: a padded input on which a convolution has no border outputs.
+void pk_pad_s8(const int8_t* in, int32_t h, int32_t w, int32_t c, int8_t* out, int32_t ph, int32_t pw,
+               int32_t top, int32_t left, int8_t zero_point);
+
 // sums[c] = sum over the hw pixels of in[pixel * c_count + c] (the reduction of a MEAN over H and W).
 void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums);
 
