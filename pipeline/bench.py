@@ -97,7 +97,8 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
         exact = sum(o == bytes(h.tobytes()) for o, h in zip(outs, host))
         bench, mem, golden = m["bench"], m["mem"], m["golden"]
         rows.append({
-            "run": run_dir.name, "kernels": kernels, "cycles": bench.get("median_cycles"),
+            "run": run_dir.name, "kernels": kernels, "board_kernels": (m.get("info") or {}).get("kernels"),
+            "cycles": bench.get("median_cycles"),
             "us": bench.get("median_us"), "cycles_per_mac": m.get("cycles_per_mac"),
             "per_op_cycles": {k: v.get("cycles") for k, v in (m.get("profile_by_op") or {}).items()},
             "arena_used": mem.get("arena_used"), "stack_peak": mem.get("stack_peak"),
