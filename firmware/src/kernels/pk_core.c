@@ -275,9 +275,29 @@ static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* 
     }
 }
 
+// pk_span4's arguments (pk_dot_m0.S reads them at fixed offsets, checked below).
+typedef struct {
+    int32_t lo_at, mh, ml, right, mask, threshold, out_off, lo, hi;
+} pk_span_ch;
+
+typedef struct {
+    const int8_t* w0;
+    int32_t k, rows, row_len, row_stride, x_step, o_step;
+    int32_t be[4];
+    pk_span_ch ch[4];
+} pk_span4_args;
+
+#if UINTPTR_MAX == 0xFFFFFFFFu  // the layout pk_dot_m0.S sees (32-bit pointers)
+_Static_assert(offsetof(pk_span4_args, x_step) == 20, "pk_span4 reads x_step at 20");
+_Static_assert(offsetof(pk_span4_args, be) == 28, "pk_span4 reads be at 28");
+_Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads ch at 44");
+_Static_assert(sizeof(pk_span_ch) == 36, "pk_span4 steps 36 bytes per channel");
+#endif
+
 #if defined(__ARM_ARCH_6M__)
 // pk_dot_m0.S: args = {k, rows, row_len, row_stride}.
 void pk_dot4_rows(const int8_t* x, const int8_t* w0, const int32_t* args, int32_t* acc);
+void pk_span4(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
 #endif
 
 // What one group of four output channels needs, gathered so the per-pixel loop keeps few live values.
@@ -289,6 +309,8 @@ typedef struct {
     int32_t lo_at[4];  // pk_lo_threshold of each channel
     int32_t out_off, lo, hi;
     int fast;          // every channel passes pk_fits
+    int asm_span;      // fast, no left shift: pk_span4 (M0+ assembly) takes the interior spans
+    pk_span4_args args;
 } pk_group4;
 
 // `count` output pixels of one row whose patches need no padding: x steps by x_step, o by o_step.
@@ -326,7 +348,15 @@ __attribute__((noinline)) static void span4_any(const pk_group4* g, const int8_t
     span4_body(g, x, x_step, o, o_step, count, 0);
 }
 
-static void span4(const pk_group4* g, const int8_t* x, int32_t x_step, int8_t* o, int32_t o_step, int32_t count) {
+static void span4(pk_group4* g, const int8_t* x, int32_t x_step, int8_t* o, int32_t o_step, int32_t count) {
+#if defined(__ARM_ARCH_6M__)
+    if (g->asm_span) {
+        g->args.x_step = x_step;
+        g->args.o_step = o_step;
+        pk_span4(&g->args, x, o, count);
+        return;
+    }
+#endif
     if (g->fast) span4_fast(g, x, x_step, o, o_step, count);
     else span4_any(g, x, x_step, o, o_step, count);
 }
@@ -389,10 +419,22 @@ PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* 
         g.lo = p->act_min;
         g.hi = p->act_max;
         g.fast = 1;
+        g.asm_span = 1;
         for (int32_t j = 0; j < 4; j++) {
             g.fast &= pk_fits(g.be[j], g.w0 + j * k, k, 1, &g.q[j]);
             g.lo_at[j] = pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
+            g.asm_span &= g.q[j].left == 0;
+            const pk_span_ch ch = {g.lo_at[j], g.q[j].mh, (int32_t)g.q[j].ml, g.q[j].right, g.q[j].mask,
+                                   g.q[j].threshold, g.out_off, g.lo, g.hi};
+            g.args.ch[j] = ch;
+            g.args.be[j] = g.be[j];
         }
+        g.asm_span &= g.fast;
+        g.args.w0 = g.w0;
+        g.args.k = g.k;
+        g.args.rows = g.rows;
+        g.args.row_len = g.row_len;
+        g.args.row_stride = g.row_stride;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
             int8_t* orow = out + oy * p->out_w * oc_n + oc;

@@ -92,3 +92,185 @@ pk_dot4_rows:
     mov r11, r7
     pop {r4-r7, pc}
     .size pk_dot4_rows, .-pk_dot4_rows
+
+// pk_span4: `count` interior pixels of one output row, four output channels each: the dot products
+// as in pk_dot4_rows, then each sum requantized and stored, all without leaving assembly.
+//
+//   void pk_span4(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
+//
+// pk_span4_args (pk_core.c, offsets checked there with static asserts):
+//    0 w0   4 k   8 rows   12 row_len   16 row_stride   20 x_step   24 o_step
+//   28 be[4]   44 ch[4], 36 bytes each:
+//      0 lo_at  4 mh  8 ml  12 right  16 mask  20 threshold  24 out_off  28 lo  32 hi
+// Requantization as pk_out_fast with left shift 0: a sum at or below lo_at gives lo; otherwise
+// h = (sum * mult + 2^30) >> 31 from 16-bit halves, the rounding shift right, the offset, the clamp.
+    .macro REQ
+    ldr r1, [r7, #0]
+    cmp r0, r1
+    bgt 1f
+    ldr r0, [r7, #28]
+    b 9f
+1:
+    uxth r1, r0
+    asrs r0, r0, #16
+    ldr r2, [r7, #4]
+    ldr r3, [r7, #8]
+    movs r4, r1
+    muls r4, r2, r4
+    muls r1, r3, r1
+    lsrs r1, r1, #16
+    adds r4, r4, r1
+    movs r1, #1
+    lsls r1, r1, #14
+    adds r4, r4, r1
+    muls r2, r0, r2
+    muls r3, r0, r3
+    lsls r0, r4, #17
+    lsrs r0, r0, #17
+    adds r0, r0, r3
+    asrs r0, r0, #15
+    lsrs r4, r4, #15
+    adds r0, r0, r4
+    lsls r2, r2, #1
+    adds r0, r0, r2
+    ldr r1, [r7, #12]
+    movs r2, r0
+    asrs r2, r1
+    ldr r3, [r7, #16]
+    ands r3, r0
+    ldr r4, [r7, #20]
+    lsrs r1, r2, #31
+    adds r4, r4, r1
+    cmp r3, r4
+    ble 2f
+    adds r2, r2, #1
+2:
+    ldr r1, [r7, #24]
+    adds r0, r2, r1
+    ldr r1, [r7, #28]
+    cmp r0, r1
+    bge 3f
+    movs r0, r1
+3:
+    ldr r1, [r7, #32]
+    cmp r0, r1
+    ble 9f
+    movs r0, r1
+9:
+    .endm
+
+    .section .text.pk_span4,"ax",%progbits
+    .global pk_span4
+    .type pk_span4, %function
+    .thumb_func
+pk_span4:
+    push {r4-r7, lr}
+    mov r4, r8
+    mov r5, r9
+    mov r6, r10
+    mov r7, r11
+    push {r4-r7}
+    sub sp, #20             // [sp] a, [sp+4] x, [sp+8] o, [sp+12] count, [sp+16] rows left
+    str r0, [sp, #0]
+    str r1, [sp, #4]
+    str r2, [sp, #8]
+    str r3, [sp, #12]
+    cmp r3, #0
+    bgt .Lpixel
+    b .Ldone
+.Lpixel:
+    ldr r7, [sp, #0]
+    ldr r4, [r7, #28]
+    mov r8, r4
+    ldr r4, [r7, #32]
+    mov r9, r4
+    ldr r4, [r7, #36]
+    mov r10, r4
+    ldr r4, [r7, #40]
+    mov r11, r4
+    ldr r4, [r7, #8]
+    str r4, [sp, #16]
+    ldr r4, [r7, #16]
+    mov lr, r4
+    ldr r3, [r7, #12]
+    mov r12, r3
+    ldr r4, [r7, #4]
+    ldr r1, [r7, #0]
+    ldr r0, [sp, #4]
+    adds r0, r0, r3
+    adds r1, r1, r3
+    adds r5, r1, r4
+    adds r6, r5, r4
+    adds r4, r6, r4
+    mov r2, r5
+    mov r3, r6
+.Lsrow:
+    mov r5, r12
+    negs r5, r5
+.Lsbyte:
+    ldrsb r6, [r0, r5]
+    ldrsb r7, [r1, r5]
+    muls r7, r6, r7
+    add r8, r7
+    ldrsb r7, [r2, r5]
+    muls r7, r6, r7
+    add r9, r7
+    ldrsb r7, [r3, r5]
+    muls r7, r6, r7
+    add r10, r7
+    ldrsb r7, [r4, r5]
+    muls r7, r6, r7
+    add r11, r7
+    adds r5, r5, #1
+    bne .Lsbyte
+    add r0, lr
+    add r1, r12
+    add r2, r12
+    add r3, r12
+    add r4, r12
+    ldr r5, [sp, #16]
+    subs r5, r5, #1
+    str r5, [sp, #16]
+    bne .Lsrow
+    // requantize and store the four sums
+    ldr r7, [sp, #0]
+    adds r7, #44
+    ldr r6, [sp, #8]
+    mov r0, r8
+    REQ
+    strb r0, [r6, #0]
+    adds r7, #36
+    mov r0, r9
+    REQ
+    strb r0, [r6, #1]
+    adds r7, #36
+    mov r0, r10
+    REQ
+    strb r0, [r6, #2]
+    adds r7, #36
+    mov r0, r11
+    REQ
+    strb r0, [r6, #3]
+    // next pixel
+    ldr r7, [sp, #0]
+    ldr r4, [r7, #24]
+    adds r6, r6, r4
+    str r6, [sp, #8]
+    ldr r4, [r7, #20]
+    ldr r5, [sp, #4]
+    adds r5, r5, r4
+    str r5, [sp, #4]
+    ldr r4, [sp, #12]
+    subs r4, r4, #1
+    str r4, [sp, #12]
+    beq .Ldone
+    b .Lpixel
+.Ldone:
+    add sp, #20
+    pop {r4-r7}
+    mov r8, r4
+    mov r9, r5
+    mov r10, r6
+    mov r11, r7
+    pop {r4-r7, pc}
+    .size pk_span4, .-pk_span4
