@@ -16,7 +16,6 @@ import math
 import re
 import shutil
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.errors import PipelineError, SerialLinkError
@@ -378,6 +377,3 @@ def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float,
         "step_log": found["step_log"],
     }
 
-
-def trial_dir(runs_dir: str | Path, run_name: str) -> Path:
-    return Path(runs_dir) / TRIAL_DIR / run_name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.convert import inspect_tflite
 from pipeline.errors import PipelineError
 from pipeline.layout import TensorLife, _plan, arena_layout, layout_markdown, tensor_lifetimes
 from pipeline.verify import arena_allocations, minimal_arena, parse_allocations
@@ -46,7 +47,7 @@ def test_micropizzanet_peak_is_the_first_conv_with_its_input(model):
 
 def test_the_flatbuffer_peak_is_host_tflms_head(model):
     """The head host TFLM allocates (reference kernels, no scratch here) equals the planned peak."""
-    arena = minimal_arena(model, __import__("pipeline.convert", fromlist=["inspect_tflite"]).inspect_tflite(model))
+    arena = minimal_arena(model, inspect_tflite(model))
     alloc = arena_allocations(model, arena)
     assert alloc["head_bytes"] == arena_layout(model)["planned_head_bytes"]
     assert alloc["total_bytes"] == arena and alloc["head_bytes"] + alloc["tail_bytes"] == alloc["total_bytes"]

@@ -175,7 +175,6 @@ def test_a_limit_above_the_compiled_arena_says_rebuild(loop_board):
 def test_the_boards_range_error_also_says_rebuild(loop_board):
     """A board whose `info` under-reports the compiled size still refuses; the error is the same."""
     b = loop_board(arena_size=19_504)
-    b.arena_size = 19_504
     orig = b._answer
 
     def lying(cmd, args):
