@@ -274,3 +274,184 @@ pk_span4:
     mov r11, r7
     pop {r4-r7, pc}
     .size pk_span4, .-pk_span4
+
+// pk_span_dw3: `count` interior outputs of one channel of a 3x3 depthwise convolution.
+//
+//   void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
+//
+// pk_dw3_args (pk_core.c, offsets checked there): 0 w[9] (int32)  36 be  40 x_step  44 o_step
+//   48 c_n (bytes between taps of a row)  52 row_stride  56 ch (as in pk_span4)
+    .macro TAP off, reg
+    ldrsb r5, [r0, \reg]
+    ldr r6, [r4, #\off]
+    muls r6, r5, r6
+    adds r7, r7, r6
+    .endm
+
+    .section .text.pk_span_dw3,"ax",%progbits
+    .global pk_span_dw3
+    .type pk_span_dw3, %function
+    .thumb_func
+pk_span_dw3:
+    push {r4-r7, lr}
+    mov r4, r8
+    push {r4}
+    sub sp, #16             // [sp] a, [sp+4] x, [sp+8] o, [sp+12] count
+    str r0, [sp, #0]
+    str r1, [sp, #4]
+    str r2, [sp, #8]
+    str r3, [sp, #12]
+    ldr r4, [r0, #52]
+    mov r8, r4              // row_stride
+    cmp r3, #0
+    bgt .Ldwpixel
+    b .Ldwdone
+.Ldwpixel:
+    ldr r4, [sp, #0]
+    ldr r0, [sp, #4]
+    movs r1, #0
+    ldr r2, [r4, #48]
+    lsls r3, r2, #1
+    ldr r7, [r4, #36]
+    TAP 0, r1
+    TAP 4, r2
+    TAP 8, r3
+    add r0, r8
+    TAP 12, r1
+    TAP 16, r2
+    TAP 20, r3
+    add r0, r8
+    TAP 24, r1
+    TAP 28, r2
+    TAP 32, r3
+    mov r0, r7
+    movs r7, r4
+    adds r7, #56
+    REQ
+    ldr r6, [sp, #8]
+    strb r0, [r6, #0]
+    ldr r4, [sp, #0]
+    ldr r5, [r4, #44]
+    adds r6, r6, r5
+    str r6, [sp, #8]
+    ldr r5, [r4, #40]
+    ldr r6, [sp, #4]
+    adds r6, r6, r5
+    str r6, [sp, #4]
+    ldr r5, [sp, #12]
+    subs r5, r5, #1
+    str r5, [sp, #12]
+    beq .Ldwdone
+    b .Ldwpixel
+.Ldwdone:
+    add sp, #16
+    pop {r4}
+    mov r8, r4
+    pop {r4-r7, pc}
+    .size pk_span_dw3, .-pk_span_dw3
+
+// pk_span4w: pk_span4 with the group's weights expanded to int32 and interleaved by channel
+// (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte:
+// 18 cycles per byte for four multiply-accumulates instead of 21.
+//
+//   void pk_span4w(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
+//   (a->w0 points at wx, cast; the other fields as for pk_span4)
+    .section .text.pk_span4w,"ax",%progbits
+    .global pk_span4w
+    .type pk_span4w, %function
+    .thumb_func
+pk_span4w:
+    push {r4-r7, lr}
+    mov r4, r8
+    mov r5, r9
+    mov r6, r10
+    mov r7, r11
+    push {r4-r7}
+    sub sp, #20             // [sp] a, [sp+4] x, [sp+8] o, [sp+12] count, [sp+16] rows left
+    str r0, [sp, #0]
+    str r1, [sp, #4]
+    str r2, [sp, #8]
+    str r3, [sp, #12]
+    cmp r3, #0
+    bgt .Lwpixel
+    b .Lwdone
+.Lwpixel:
+    ldr r7, [sp, #0]
+    ldr r4, [r7, #28]
+    mov r8, r4
+    ldr r4, [r7, #32]
+    mov r9, r4
+    ldr r4, [r7, #36]
+    mov r10, r4
+    ldr r4, [r7, #40]
+    mov r11, r4
+    ldr r4, [r7, #8]
+    str r4, [sp, #16]
+    ldr r4, [r7, #16]
+    mov lr, r4
+    ldr r3, [r7, #12]
+    mov r12, r3
+    ldr r1, [r7, #0]        // wx
+    ldr r0, [sp, #4]
+    adds r0, r0, r3
+.Lwrow:
+    mov r5, r12
+    negs r5, r5
+.Lwbyte:
+    ldrsb r6, [r0, r5]
+    ldm r1!, {r2, r3, r4, r7}
+    muls r2, r6, r2
+    add r8, r2
+    muls r3, r6, r3
+    add r9, r3
+    muls r4, r6, r4
+    add r10, r4
+    muls r7, r6, r7
+    add r11, r7
+    adds r5, r5, #1
+    bne .Lwbyte
+    add r0, lr
+    ldr r5, [sp, #16]
+    subs r5, r5, #1
+    str r5, [sp, #16]
+    bne .Lwrow
+    ldr r7, [sp, #0]
+    adds r7, #44
+    ldr r6, [sp, #8]
+    mov r0, r8
+    REQ
+    strb r0, [r6, #0]
+    adds r7, #36
+    mov r0, r9
+    REQ
+    strb r0, [r6, #1]
+    adds r7, #36
+    mov r0, r10
+    REQ
+    strb r0, [r6, #2]
+    adds r7, #36
+    mov r0, r11
+    REQ
+    strb r0, [r6, #3]
+    ldr r7, [sp, #0]
+    ldr r4, [r7, #24]
+    adds r6, r6, r4
+    str r6, [sp, #8]
+    ldr r4, [r7, #20]
+    ldr r5, [sp, #4]
+    adds r5, r5, r4
+    str r5, [sp, #4]
+    ldr r4, [sp, #12]
+    subs r4, r4, #1
+    str r4, [sp, #12]
+    beq .Lwdone
+    b .Lwpixel
+.Lwdone:
+    add sp, #20
+    pop {r4-r7}
+    mov r8, r4
+    mov r9, r5
+    mov r10, r6
+    mov r11, r7
+    pop {r4-r7, pc}
+    .size pk_span4w, .-pk_span4w
