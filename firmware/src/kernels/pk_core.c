@@ -119,6 +119,12 @@ static int32_t pk_lo_threshold(const pk_quant* q, int32_t out_offset, int32_t lo
     return t;
 }
 
+// pk_fits with sum|w| already known.
+static int pk_fits_sum(int32_t be, uint32_t abs_w_sum, const pk_quant* q) {
+    const uint32_t bound = (uint32_t)(be < 0 ? -be : be) + 128u * abs_w_sum;
+    return q->mult >= 0 && q->left < 8 && bound < (1u << (23 - q->left));
+}
+
 // Whether every accumulator of a channel stays within pk_out_fast's range: |bias_eff| + 128 * sum|w|.
 static int pk_fits(int32_t be, const int8_t* w, int32_t n, int32_t step, const pk_quant* q) {
     uint32_t bound = (uint32_t)(be < 0 ? -be : be);
@@ -406,6 +412,17 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_
             }
         }
     }
+#if defined(__ARM_ARCH_6M__)
+    if (g->wide) {  // the patch as a one-row span of one pixel, with the expanded weights
+        pk_span4_args* a = (pk_span4_args*)&g->args;
+        a->rows = 1;
+        a->row_len = g->k;
+        pk_span4w(a, patch, o, 1);
+        a->rows = g->rows;
+        a->row_len = g->row_len;
+        return;
+    }
+#endif
     int32_t a[4] = {g->be[0], g->be[1], g->be[2], g->be[3]};
 #if defined(__ARM_ARCH_6M__)
     const int32_t args[4] = {g->k, 1, g->k, 0};
@@ -434,8 +451,18 @@ PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* 
         g.rows = p->k_h;
         g.row_len = p->k_w * c;
         g.row_stride = p->in_w * c;
+        uint32_t abs_sum[4];
         for (int32_t j = 0; j < 4; j++) {
-            g.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * weight_sum(g.w0 + j * k, k);
+            int32_t sum = 0;
+            uint32_t asum = 0;
+            const int8_t* wj = g.w0 + j * k;
+            for (int32_t i = 0; i < k; i++) {
+                const int32_t v = wj[i];
+                sum += v;
+                asum += (uint32_t)(v < 0 ? -v : v);
+            }
+            abs_sum[j] = asum;
+            g.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
             g.q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
         }
         g.out_off = p->output_offset;
@@ -444,7 +471,7 @@ PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* 
         g.fast = 1;
         g.asm_span = 1;
         for (int32_t j = 0; j < 4; j++) {
-            g.fast &= pk_fits(g.be[j], g.w0 + j * k, k, 1, &g.q[j]);
+            g.fast &= pk_fits_sum(g.be[j], abs_sum[j], &g.q[j]);
             g.lo_at[j] = pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
             g.asm_span &= g.q[j].left == 0;
             const pk_span_ch ch = {g.lo_at[j], g.q[j].mh, (int32_t)g.q[j].ml, g.q[j].right, g.q[j].mask,
