@@ -298,6 +298,9 @@ function runSlice() {
         if (core.waiting) break;
         sleeping = false;
       }
+      // The firmware is waiting for a request (it keeps polling an empty RX FIFO): end the slice now,
+      // so the event loop can hand over stdin data at once instead of after the rest of the slice.
+      if (!rxPending() && rxPolledEmpty - polls0 >= IDLE_POLLS) break;
       if (performance.now() >= deadline) break;
     }
   } catch (e) {
