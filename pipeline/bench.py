@@ -98,6 +98,8 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
         bench, mem, golden = m["bench"], m["mem"], m["golden"]
         rows.append({
             "run": run_dir.name, "kernels": kernels, "board_kernels": (m.get("info") or {}).get("kernels"),
+            "quant_tables_missed": (m.get("info") or {}).get("quant_tables_missed"),
+            "quant_tables_matched": (m.get("info") or {}).get("quant_tables_matched"),
             "cycles": bench.get("median_cycles"),
             "us": bench.get("median_us"), "cycles_per_mac": m.get("cycles_per_mac"),
             "per_op_cycles": {k: v.get("cycles") for k, v in (m.get("profile_by_op") or {}).items()},

@@ -22,6 +22,56 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 # Operators for which firmware/src/kernels has its own M0+ kernel (build.kernels = picotflm).
 FAST_KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MEAN")
 
+def quantize_multiplier(d: float) -> tuple[int, int]:
+    """TFLM's QuantizeMultiplier (double rounding build): a Q31 multiplier and a power-of-two exponent."""
+    if d == 0.0:
+        return 0, 0
+    m, e = math.frexp(d)
+    q = math.floor(abs(m) * (1 << 31) + 0.5) * (1 if m >= 0 else -1)  # std::round: half away from zero
+    if q == 1 << 31:
+        q //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    return int(q), int(e)
+
+
+def conv_quant_tables(tflite: bytes) -> list[dict[str, Any]]:
+    """Per output channel (multiplier, shift) of every int8 CONV_2D / DEPTHWISE_CONV_2D, computed as
+    TFLM's PopulateConvolutionQuantizationParams does (float scales widened to double). The firmware
+    keeps them in flash and points TFLM's per-channel arrays at them, but only after checking they
+    equal what TFLM computed at Prepare: the 8 bytes per channel then stay out of the tensor arena."""
+    import numpy as np
+
+    from pipeline.convert import _schema
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    sg = model.subgraphs[0]
+    codes = [max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) for oc in model.operatorCodes]
+    wanted = {schema.BuiltinOperator.CONV_2D: "CONV_2D", schema.BuiltinOperator.DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D"}
+    tables = []
+    for k, op in enumerate(sg.operators or []):
+        name = wanted.get(codes[op.opcodeIndex])
+        if name is None or op.inputs is None or len(op.inputs) < 2:
+            continue
+        t_in, t_w, t_out = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[1]], sg.tensors[op.outputs[0]]
+        if t_in.type != schema.TensorType.INT8 or any(t.quantization is None or t.quantization.scale is None
+                                                       for t in (t_in, t_w, t_out)):
+            continue
+        f32 = lambda v: float(np.float32(v))  # noqa: E731 - the flatbuffer stores float32
+        in_scale, out_scale = f32(t_in.quantization.scale[0]), f32(t_out.quantization.scale[0])
+        channels = int(t_w.shape[3] if name == "DEPTHWISE_CONV_2D" else t_w.shape[0])
+        scales = [f32(x) for x in t_w.quantization.scale]
+        if len(scales) not in (1, channels):
+            continue
+        pairs = [quantize_multiplier(in_scale * (scales[c] if len(scales) > 1 else scales[0]) / out_scale)
+                 for c in range(channels)]
+        tables.append({"op": k, "name": name, "channels": channels,
+                       "mult": [m for m, _ in pairs], "shift": [e for _, e in pairs]})
+    return tables
+
+
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_config.h", "op_resolver.h", "golden_data.h",
                    "golden_data.cc")
 
@@ -191,6 +241,7 @@ def render(tflite: bytes, cfg: RenderConfig, out_dir: Path, *, golden_inputs: np
         "ops": info.ops,
         "methods": [TFLM_RESOLVER_METHODS[op] for op in info.ops],
         "fast_ops": [op for op in info.ops if op in FAST_KERNEL_OPS],
+        "quant_tables": conv_quant_tables(tflite),
         "count": count,
         "inputs": [{"index": i, "label": f"{int(golden_labels[i])} ({c_string(class_names[int(golden_labels[i])])})",
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],

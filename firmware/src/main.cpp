@@ -180,6 +180,9 @@ __attribute__((noinline)) bool setup(size_t limit) {
              (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
     return false;
   }
+#if PICOTFLM_FAST_KERNELS
+  picotflm::ResetQuantTableCounts();  // count this setup's Prepare calls only
+#endif
   g_interpreter = new (g_interpreter_storage)
       tflite::MicroInterpreter(model, g_resolver, g_tensor_arena, limit, nullptr, &g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
@@ -260,6 +263,10 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_str(&j, "hash", PICOTFLM_MODEL_HASH);
   ptf_json_str(&j, "image", PICOTFLM_IMAGE_NAME);
   ptf_json_str(&j, "kernels", PICOTFLM_KERNELS_NAME);
+#if PICOTFLM_FAST_KERNELS
+  ptf_json_int(&j, "quant_tables_matched", picotflm::QuantTablesMatched());
+  ptf_json_int(&j, "quant_tables_missed", picotflm::QuantTablesMissed());
+#endif
   ptf_json_str(&j, "board", "pico");
   ptf_json_int(&j, "clock_hz", board_clock_hz());
   ptf_json_int(&j, "cores", PICOTFLM_CORES);

@@ -34,7 +34,7 @@ def lib(tmp_path_factory):
 
 
 def quantize_multiplier(d: float) -> tuple[int, int]:
-    """TFLM's QuantizeMultiplier: a Q31 multiplier and an exponent."""
+    """TFLM's QuantizeMultiplier, written out here again so the renderer's copy is checked against it."""
     if d == 0.0:
         return 0, 0
     m, e = math.frexp(d)
@@ -45,6 +45,14 @@ def quantize_multiplier(d: float) -> tuple[int, int]:
     if e < -31:
         return 0, 0
     return q, e
+
+
+def test_render_quantize_multiplier_edges():
+    from pipeline.render import quantize_multiplier as rq
+
+    for d in (0.0, 1e-12, 0.5, 0.75, 1.0 - 2**-40, 2.0**-31, 3.3e-5, 0.0078125, 1.5):
+        assert rq(d) == quantize_multiplier(d), d
+    assert rq(1.0 - 2**-40) == (1 << 30, 1)  # rounds up to 2^31: halved, exponent + 1
 
 
 def ref_requantize(val: int, mult: int, shift: int) -> int:
@@ -146,7 +154,10 @@ def test_conv_bit_exact_with_tflm(lib, case):
     rng = np.random.default_rng(7)
     x = rng.integers(-128, 128, (4, *shape), dtype=np.int8)
     want, _ = run_tflm(data, x, 64 * 1024)
-    _check(lib, "pk_conv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, filters, want)
+    from pipeline.render import conv_quant_tables
+
+    _check(lib, "pk_conv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, filters, want,
+           tables=conv_quant_tables(data))
 
 
 DW_CASES = [
@@ -170,12 +181,16 @@ def test_depthwise_bit_exact_with_tflm(lib, case):
     assert op == "DEPTHWISE_CONV_2D"
     x = np.random.default_rng(8).integers(-128, 128, (4, *shape), dtype=np.int8)
     want, _ = run_tflm(data, x, 64 * 1024)
-    _check(lib, "pk_dwconv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, shape[2], want)
+    from pipeline.render import conv_quant_tables
+
+    _check(lib, "pk_dwconv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, shape[2], want,
+           tables=conv_quant_tables(data))
     _check(lib, "pk_dwconv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, shape[2], want,
            pre_pad=True)
 
 
-def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, out_c, want, pre_pad=False):
+def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, out_c, want, pre_pad=False,
+           tables=None):
     """Run the kernel on every input of x and compare with TFLM. pre_pad: as the firmware's depthwise
     does, write the padding out first (pk_pad_s8) and run the kernel on the padded input, pad 0."""
     in_scale, in_zp = tin["quantization_parameters"]["scales"][0], int(tin["quantization_parameters"]["zero_points"][0])
@@ -183,6 +198,8 @@ def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, o
     w_scales = tw["quantization_parameters"]["scales"]
     mults, shifts = zip(*(quantize_multiplier(float(np.float64(in_scale) * np.float64(s) / np.float64(out_scale)))
                           for s in w_scales))
+    if tables is not None:  # the firmware's flash tables (pipeline.render) must be these very values
+        assert len(tables) == 1 and tables[0]["mult"] == list(mults) and tables[0]["shift"] == list(shifts)
     mult = (ctypes.c_int32 * out_c)(*mults)
     shift = (ctypes.c_int32 * out_c)(*shifts)
     oh, ph = _pad(shape[0], k, stride, padding)

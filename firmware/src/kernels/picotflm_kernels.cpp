@@ -13,6 +13,8 @@
 #include "tensorflow/lite/micro/kernels/depthwise_conv.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/reduce.h"
+#include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/micro_log.h"
 
 namespace picotflm {
 namespace {
@@ -52,7 +54,93 @@ pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* fil
   return p;
 }
 
+// ------------------------------------------------------------- per-channel tables kept out of the arena
+
+const QuantTable* g_tables = nullptr;
+int g_table_count = 0;
+int g_matched = 0;
+int g_missed = 0;
+
+// While TFLM's Prepare runs, its two per-channel arrays (the first two persistent allocations) are
+// served from temporary memory; afterwards they are replaced by a host table with the same content,
+// or copied to persistent memory when no table matches.
+struct PerChannelCapture {
+  void* (*persistent)(TfLiteContext*, size_t) = nullptr;
+  uint8_t* temp[2] = {nullptr, nullptr};
+  size_t bytes[2] = {0, 0};
+  int count = 0;
+};
+PerChannelCapture g_capture;
+
+void* CapturePersistent(TfLiteContext* context, size_t bytes) {
+  if (g_capture.count < 2) {
+    uint8_t* p = tflite::GetMicroContext(context)->AllocateTempBuffer(bytes, alignof(int32_t));
+    if (p == nullptr) return nullptr;
+    g_capture.temp[g_capture.count] = p;
+    g_capture.bytes[g_capture.count] = bytes;
+    g_capture.count++;
+    return p;
+  }
+  return g_capture.persistent(context, bytes);
+}
+
+const QuantTable* MatchTable(const int32_t* mult, const int32_t* shift, int channels) {
+  for (int i = 0; i < g_table_count; i++) {
+    const QuantTable& t = g_tables[i];
+    if (t.channels != channels) continue;
+    bool same = true;
+    for (int c = 0; c < channels && same; c++) same = t.mult[c] == mult[c] && t.shift[c] == shift[c];
+    if (same) return &t;
+  }
+  return nullptr;
+}
+
+TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
+                               TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*), OpDataConv* data) {
+  g_capture = PerChannelCapture();
+  g_capture.persistent = context->AllocatePersistentBuffer;
+  context->AllocatePersistentBuffer = CapturePersistent;
+  const TfLiteStatus status = prepare(context, node);
+  context->AllocatePersistentBuffer = g_capture.persistent;
+  tflite::MicroContext* micro = tflite::GetMicroContext(context);
+  TfLiteStatus result = status;
+  if (status == kTfLiteOk && g_capture.count == 2 && g_capture.bytes[0] == g_capture.bytes[1] &&
+      data->per_channel_output_multiplier == reinterpret_cast<int32_t*>(g_capture.temp[0]) &&
+      data->per_channel_output_shift == reinterpret_cast<int32_t*>(g_capture.temp[1])) {
+    const int channels = static_cast<int>(g_capture.bytes[0] / sizeof(int32_t));
+    const QuantTable* t = MatchTable(data->per_channel_output_multiplier, data->per_channel_output_shift, channels);
+    if (t != nullptr) g_matched++;
+    else g_missed++;
+    if (t != nullptr) {
+      data->per_channel_output_multiplier = const_cast<int32_t*>(t->mult);
+      data->per_channel_output_shift = const_cast<int32_t*>(t->shift);
+    } else {  // no table: what TFLM would have kept
+      for (int i = 0; i < 2; i++) {
+        auto* keep = static_cast<int32_t*>(g_capture.persistent(context, g_capture.bytes[i]));
+        if (keep == nullptr) {
+          result = kTfLiteError;
+          break;
+        }
+        const auto* from = reinterpret_cast<const int32_t*>(g_capture.temp[i]);
+        for (int c = 0; c < channels; c++) keep[c] = from[c];
+        if (i == 0) data->per_channel_output_multiplier = keep;
+        else data->per_channel_output_shift = keep;
+      }
+    }
+  } else if (status == kTfLiteOk && g_capture.count > 0) {
+    MicroPrintf("picotflm: unexpected per-channel allocations in Prepare");
+    result = kTfLiteError;
+  }
+  for (int i = g_capture.count - 1; i >= 0; i--) micro->DeallocateTempBuffer(g_capture.temp[i]);
+  g_capture = PerChannelCapture();
+  return result;
+}
+
 // ---------------------------------------------------------------------------------------- CONV_2D
+
+TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
+  return PrepareWithTables(context, node, tflite::ConvPrepare, static_cast<OpDataConv*>(node->user_data));
+}
 
 void* ConvInit(TfLiteContext* context, const char* buffer, size_t length) {
   return context->AllocatePersistentBuffer(context, sizeof(OpDataConv));
@@ -107,8 +195,8 @@ void* DepthwiseInit(TfLiteContext* context, const char* buffer, size_t length) {
 }
 
 TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
-  TF_LITE_ENSURE_STATUS(tflite::DepthwiseConvPrepare(context, node));
   auto* data = static_cast<DepthwiseData*>(node->user_data);
+  TF_LITE_ENSURE_STATUS(PrepareWithTables(context, node, tflite::DepthwiseConvPrepare, &data->conv));
   const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
   data->padded_idx = -1;
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
@@ -239,7 +327,7 @@ TfLiteStatus MeanEval(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 TFLMRegistration Register_CONV_2D() {
-  return tflite::micro::RegisterOp(ConvInit, tflite::ConvPrepare, ConvEval);
+  return tflite::micro::RegisterOp(ConvInit, ConvPrepare, ConvEval);
 }
 
 TFLMRegistration Register_DEPTHWISE_CONV_2D() {
@@ -264,6 +352,21 @@ const TFLMRegistration conv = WithCode(Register_CONV_2D(), tflite::BuiltinOperat
 const TFLMRegistration depthwise = WithCode(Register_DEPTHWISE_CONV_2D(), tflite::BuiltinOperator_DEPTHWISE_CONV_2D);
 const TFLMRegistration mean = WithCode(Register_MEAN(), tflite::BuiltinOperator_MEAN);
 }  // namespace
+
+void UseQuantTables(const QuantTable* tables, int count) {
+  g_tables = tables;
+  g_table_count = count;
+  g_matched = 0;
+  g_missed = 0;
+}
+
+void ResetQuantTableCounts() {
+  g_matched = 0;
+  g_missed = 0;
+}
+
+int QuantTablesMatched() { return g_matched; }
+int QuantTablesMissed() { return g_missed; }
 
 const TFLMRegistration* FindKernel(tflite::BuiltinOperator op) {
   switch (op) {

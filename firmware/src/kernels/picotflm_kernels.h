@@ -14,6 +14,20 @@
 
 namespace picotflm {
 
+// Per-channel requantization of one convolution, computed by the host (the generated op resolver
+// passes them in). A conv or depthwise kernel whose Prepare results equal a table points TFLM's
+// per-channel arrays at it (flash) instead of keeping 8 bytes per channel in the tensor arena.
+struct QuantTable {
+  int channels;
+  const int32_t* mult;
+  const int32_t* shift;
+};
+void UseQuantTables(const QuantTable* tables, int count);
+// Convolutions whose Prepare found its table (since the last UseQuantTables), and those that did not.
+void ResetQuantTableCounts();
+int QuantTablesMatched();
+int QuantTablesMissed();
+
 // Our registration for a builtin operator, or nullptr when TFLM's own kernel should run. The
 // generated op resolver (op_resolver.h) asks this first.
 const TFLMRegistration* FindKernel(tflite::BuiltinOperator op);
