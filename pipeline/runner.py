@@ -348,22 +348,43 @@ class RunSummary:
         return text
 
 
-def stage_fingerprint(stage: Stage, cfg: Any, run: RunDir, recipe: Recipe) -> dict[str, Any]:
+class FileHashes:
+    """``sha256_path`` with each file hashed once: keyed by path, size, mtime and inode, so a file
+    written again (artifacts are replaced by a rename: a new inode) is hashed again. One run of a
+    recipe reads ``data.npz`` in most stages; this hashes it once."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple, str] = {}
+
+    def __call__(self, path: str | Path) -> str:
+        p = Path(path)
+        if p.is_dir():
+            return sha256_path(p)
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key not in self._known:
+            self._known[key] = sha256_file(p)
+        return self._known[key]
+
+
+def stage_fingerprint(stage: Stage, cfg: Any, run: RunDir, recipe: Recipe,
+                      hash_path: Callable[[Path], str] = sha256_path) -> dict[str, Any]:
     """What decides whether a stage must run again: its config and the hashes of what it reads."""
     inputs = {}
     for name in stage.input_names(recipe):
         p = run.path(name)
-        inputs[name] = sha256_path(p) if p.exists() else None
+        inputs[name] = hash_path(p) if p.exists() else None
     external = {}
     for p in (stage.external(cfg) if stage.external else ()):
-        external[str(p)] = sha256_path(p) if Path(p).exists() else None
+        external[str(p)] = hash_path(p) if Path(p).exists() else None
     return {"config_sha256": sha256_json(config_to_dict(cfg)), "inputs": inputs, "external": external}
 
 
-def _outputs_unchanged(stage: Stage, run: RunDir, recorded: dict[str, Any]) -> bool:
+def _outputs_unchanged(stage: Stage, run: RunDir, recorded: dict[str, Any],
+                       hash_path: Callable[[Path], str] = sha256_path) -> bool:
     for name in stage.outputs:
         p = run.path(name)
-        if not p.exists() or recorded.get(name) != sha256_path(p):
+        if not p.exists() or recorded.get(name) != hash_path(p):
             return False
     return True
 
@@ -398,6 +419,7 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
 
     outcomes: list[StageOutcome] = []
     total = len(names)
+    hashes = FileHashes()
     for i, name in enumerate(names, 1):
         stage = STAGE_BY_NAME[name]
         cfg = recipe.config(name)
@@ -414,11 +436,11 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
             run.write_manifest(manifest)
             continue
 
-        fp = stage_fingerprint(stage, cfg, run, recipe)
+        fp = stage_fingerprint(stage, cfg, run, recipe, hashes)
         if fp["external"]:
             manifest["inputs"].setdefault("files", {}).update(fp["external"])
         if (not options.force and name not in options.rerun and prev.get("status") in ("done", "up to date") and prev.get("fingerprint") == fp
-                and _outputs_unchanged(stage, run, prev.get("outputs") or {})):
+                and _outputs_unchanged(stage, run, prev.get("outputs") or {}, hashes)):
             prev["status"] = "up to date"
             stages_doc[name] = prev
             headline = _headline(stage, prev.get("metrics") or {})
@@ -471,7 +493,7 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
             "seconds": round(seconds, 2),
             "finished": now_iso(),
             "fingerprint": fp,
-            "outputs": {n: sha256_path(run.path(n)) for n in stage.outputs},
+            "outputs": {n: hashes(run.path(n)) for n in stage.outputs},
             "headline": headline,
             "metrics": metrics,
         }
@@ -481,13 +503,38 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
         outcomes.append(StageOutcome(name, "done", seconds=seconds, headline=headline))
         log(f"{tag}: done in {seconds:.1f} s" + (f": {headline}" if headline else ""))
 
+    report_key = _report_key(run, manifest, hashes) if write_report else None
+    unchanged = (report_key is not None and manifest.get("report_key") == report_key
+                 and all(o.status == "up to date" for o in outcomes)
+                 and all(run.path(n).is_file() for n in REPORT_FILES))
+    if write_report and not unchanged:
+        manifest.pop("report_key", None)
     run.write_manifest(manifest)
     summary = RunSummary(run=run, outcomes=outcomes, seconds=time.perf_counter() - t_start, manifest=manifest)
-    if write_report:
+    if write_report and unchanged:
+        # Nothing ran and the report was written from this same content: drawing it again (matplotlib,
+        # seconds per run) would give the same report.
+        summary.report_md, summary.report_json = run.path("report.md"), run.path("report.json")
+    elif write_report:
         from pipeline.report import write_report
 
         summary.report_md, summary.report_json = write_report(run.root)
+        manifest["report_key"] = report_key
+        run.write_manifest(manifest)
     return summary
+
+
+REPORT_FILES = ("report.md", "report.json")
+
+
+def _report_key(run: RunDir, manifest: dict[str, Any], hash_path: Callable[[Path], str] = sha256_file) -> str:
+    """Hash of what ``report.write_report`` reads: the manifest (without its timestamp, with "up to date"
+    read as "done") and the run's ``model.tflite`` and ``arena.json``."""
+    doc = {k: v for k, v in manifest.items() if k not in ("updated", "report_key")}
+    doc["stages"] = {n: {**e, "status": "done" if e.get("status") == "up to date" else e.get("status")}
+                     for n, e in (manifest.get("stages") or {}).items()}
+    files = {n: hash_path(run.path(n)) for n in ("model.tflite", "arena.json") if run.path(n).is_file()}
+    return sha256_json({"manifest": doc, "files": files})
 
 
 # ---------------------------------------------------------------------- shared stage cache

@@ -62,6 +62,43 @@ def test_skip_when_unchanged_and_rerun_on_change(tiny_recipe_file, tmp_path):
     assert [o.status for o in s6.outcomes] == ["done", "done"]
 
 
+def test_rerun_with_nothing_changed_keeps_the_report_and_a_change_rewrites_it(tiny_recipe_file, tmp_path,
+                                                                              monkeypatch):
+    import pipeline.report
+
+    recipe = tiny_recipe_file(samples=8, epochs=1)
+    _run(recipe, tmp_path)
+    written: list[str] = []
+    real = pipeline.report.write_report
+    monkeypatch.setattr(pipeline.report, "write_report", lambda d: written.append(str(d)) or real(d))
+    s2, _ = _run(recipe, tmp_path)
+    assert [o.status for o in s2.outcomes] == ["up to date"] * 3 and written == []
+    assert s2.report_md == tmp_path / "t" / "report.md" and s2.report_md.is_file()
+    (tmp_path / "t" / "arena.json").write_text("{}")  # a file the report reads changed
+    _run(recipe, tmp_path)
+    assert len(written) == 1
+    (tmp_path / "t" / "report.json").unlink()  # the report itself removed
+    _run(recipe, tmp_path)
+    assert len(written) == 2 and (tmp_path / "t" / "report.json").is_file()
+    _run(recipe, tmp_path, ["train.epochs=2"])  # a stage ran
+    assert len(written) == 3
+    _run(recipe, tmp_path, ["train.epochs=2"])
+    assert len(written) == 3
+
+
+def test_file_hashes_hash_each_file_once_and_again_when_rewritten(tmp_path, monkeypatch):
+    from pipeline.artifacts import atomic_write_bytes, sha256_bytes
+
+    calls: list[str] = []
+    real = runner.sha256_file
+    monkeypatch.setattr(runner, "sha256_file", lambda p: calls.append(str(p)) or real(p))
+    f = atomic_write_bytes(tmp_path / "a.bin", b"one")
+    hashes = runner.FileHashes()
+    assert hashes(f) == hashes(f) == sha256_bytes(b"one") and len(calls) == 1
+    atomic_write_bytes(f, b"two")  # same size, rewritten by a rename
+    assert hashes(f) == sha256_bytes(b"two") and len(calls) == 2
+
+
 def test_unimplemented_stage_refused_before_anything_runs(tmp_path, monkeypatch):
     recipe = load_recipe("int8")
     import dataclasses
