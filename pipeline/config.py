@@ -191,10 +191,14 @@ class QuantizeConfig:
     method: str = "ptq"  # ptq | qat | cqat | pqat | pcqat
     weight_bits: int = 8  # 4 only with a QAT method: real packed INT4 weights
     epochs: int = 4
+    learning_rate: float = 2e-4  # Adam, quantization-aware fine-tuning
+    lr_schedule: str = "constant"  # constant | cosine: decays to 0 over the epochs
 
     def __post_init__(self) -> None:
         _choice("quantize", "method", self.method, ("ptq", "qat", "cqat", "pqat", "pcqat"))
         _choice("quantize", "weight_bits", self.weight_bits, (8, 4))
+        _float_range("quantize", "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
+        _choice("quantize", "lr_schedule", self.lr_schedule, ("constant", "cosine"))
         if self.weight_bits == 4 and self.method == "ptq":
             raise ConfigError(
                 "quantize.weight_bits = 4 needs quantization-aware training, but quantize.method is 'ptq'",

@@ -22,6 +22,8 @@ from pipeline.config import (STAGE_ORDER, ClusterConfig, ConfigError, DataConfig
     (lambda: DataConfig(val_fraction=0.0), "data.val_fraction", "0.0"),
     (lambda: DataConfig(samples_per_class="many"), "data.samples_per_class", "'many'"),
     (lambda: QuantizeConfig(method="fancy"), "quantize.method", "'fancy'"),
+    (lambda: QuantizeConfig(learning_rate=0.0), "quantize.learning_rate", "0.0"),
+    (lambda: QuantizeConfig(lr_schedule="step"), "quantize.lr_schedule", "'step'"),
 ])
 def test_invalid_values_name_field_value_and_allowed(make, field, value):
     with pytest.raises(ConfigError) as e:

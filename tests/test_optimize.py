@@ -121,3 +121,15 @@ def test_4bit_qat_gives_packed_int4_weights_that_tflm_runs():
     assert 0.0 <= m["tflm_test_accuracy"] <= 1.0
     agree = m["tflm_vs_tflite"]
     assert "bit_exact_rate" in agree or agree["not_measured"].startswith("the TFLite interpreter cannot run")
+
+
+def test_cosine_fine_tuning_decays_the_learning_rate_to_zero():
+    train, val = _data()
+    m = _models.micropizzanet_like(seed=2)
+    fine_tune(m, train, val, epochs=2, learning_rate=1e-3, lr_schedule="cosine")
+    lr = m.optimizer.get_config()["learning_rate"]
+    assert lr["class_name"] == "CosineDecay"
+    assert lr["config"]["initial_learning_rate"] == pytest.approx(1e-3) and lr["config"]["alpha"] == 0.0
+    assert lr["config"]["decay_steps"] == 2 * 3 == int(m.optimizer.iterations.numpy())  # 96 images, batches of 32
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fine_tune(m, train, val, epochs=1, learning_rate=1e-3, lr_schedule="step")

@@ -31,13 +31,21 @@ def fresh_copy(model):
 
 
 def fine_tune(model, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], *, epochs: int,
-              learning_rate: float, batch_size: int = 32, callbacks: Sequence[Any] = (), seed: int = 0) -> dict:
-    """Compile and fit ``model`` in place; return the last epoch's metrics."""
+              learning_rate: float, batch_size: int = 32, callbacks: Sequence[Any] = (), seed: int = 0,
+              lr_schedule: str = "constant") -> dict:
+    """Compile and fit ``model`` in place; return the last epoch's metrics. ``lr_schedule="cosine"``
+    decays the learning rate to 0 over the ``epochs``."""
     from pipeline.keras_setup import seed_everything
 
     k = keras()
     seed_everything(seed)  # seeds and deterministic ops: the same result in any process
-    model.compile(optimizer=k.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+    lr: Any = learning_rate
+    if lr_schedule == "cosine":
+        steps = epochs * -(-len(train[0]) // batch_size)
+        lr = k.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps))
+    elif lr_schedule != "constant":
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', not {lr_schedule!r}")
+    model.compile(optimizer=k.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     hist = model.fit(train[0], train[1], validation_data=val, epochs=epochs, batch_size=batch_size,
                      callbacks=list(callbacks), verbose=0, shuffle=True)

@@ -11,9 +11,6 @@ from typing import Any
 from pipeline.config import QuantizeConfig
 from pipeline.optimize.common import evaluate_accuracy, fine_tune, fresh_copy, tfmot
 
-FINE_TUNE_LR = 2e-4
-
-
 def quantize(model, train, val, cfg: QuantizeConfig, *, batch_size: int = 32, seed: int = 0):
     """Return ``(model, metrics, qat)``: the model to convert and whether it carries QAT ranges."""
     if cfg.method == "ptq":
@@ -38,8 +35,8 @@ def quantize(model, train, val, cfg: QuantizeConfig, *, batch_size: int = 32, se
         }[cfg.method]()
     annotated = q.quantize_annotate_model(base)
     qat_model = q.quantize_apply(annotated, scheme) if scheme is not None else q.quantize_apply(annotated)
-    last = fine_tune(qat_model, train, val, epochs=cfg.epochs, learning_rate=FINE_TUNE_LR, batch_size=batch_size,
-                     seed=seed)
+    last = fine_tune(qat_model, train, val, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=batch_size,
+                     seed=seed, lr_schedule=cfg.lr_schedule)
     metrics: dict[str, Any] = {
         "method": cfg.method,
         "weight_bits": cfg.weight_bits,
