@@ -236,3 +236,17 @@ def test_sum_hw(lib):
     sums = np.zeros(32, dtype=np.int32)
     lib.pk_sum_hw_s8(x.ctypes.data_as(ctypes.c_void_p), 36, 32, sums.ctypes.data_as(ctypes.c_void_p))
     assert sums.tolist() == x.astype(np.int64).sum(axis=(0, 1)).tolist()
+
+
+def test_unpack_s4_matches_tflite_layout(lib):
+    """TFLite packs INT4 two per byte, low nibble first; every byte value and odd counts."""
+    packed = np.arange(256, dtype=np.uint8).astype(np.int8)
+    lo = (packed.astype(np.int16) << 12 >> 12).astype(np.int8)  # sign-extended low nibble
+    hi = (packed.astype(np.int16) << 8 >> 12).astype(np.int8)   # sign-extended high nibble
+    want = np.stack([lo, hi], axis=1).reshape(-1)
+    for count in (512, 511, 1, 2):
+        for offset in (0, 1):  # an odd destination address takes the byte-wise path
+            buf = np.zeros(count + 1, dtype=np.int8)
+            dst = buf[offset:offset + count]
+            lib.pk_unpack_s4(packed.ctypes.data_as(ctypes.c_void_p), count, dst.ctypes.data_as(ctypes.c_void_p))
+            assert dst.tolist() == want[:count].tolist(), (count, offset)

@@ -25,8 +25,8 @@ using tflite::OpDataConv;
 const int8_t* FilterInt8(TfLiteContext* context, const TfLiteEvalTensor* filter, const OpDataConv& data) {
   if (filter->type == kTfLiteInt8) return tflite::micro::GetTensorData<int8_t>(filter);
   int8_t* unpacked = static_cast<int8_t*>(context->GetScratchBuffer(context, data.filter_buffer_index));
-  tflite::tensor_utils::UnpackDenseInt4IntoInt8(tflite::micro::GetTensorData<int8_t>(filter),
-                                                tflite::micro::GetTensorShape(filter).FlatSize(), unpacked);
+  pk_unpack_s4(tflite::micro::GetTensorData<int8_t>(filter), tflite::micro::GetTensorShape(filter).FlatSize(),
+               unpacked);
   return unpacked;
 }
 

@@ -720,6 +720,32 @@ void pk_pad_s8(const int8_t* in, int32_t h, int32_t w, int32_t c, int8_t* out, i
     }
 }
 
+// Two sign-extended weights per packed int4 byte (low nibble first, as TFLite packs them), as the
+// int16 that stores both bytes at once: 512 bytes of flash instead of shifts per weight.
+#define PK_LO(b) ((uint16_t)(uint8_t)(((b) & 0x08) ? ((b) & 0x0F) - 16 : ((b) & 0x0F)))
+#define PK_HI(b) ((uint16_t)(uint8_t)(((b) & 0x80) ? (((b) >> 4) & 0x0F) - 16 : (((b) >> 4) & 0x0F)))
+#define PK_PAIR(b) (uint16_t)(PK_LO(b) | (PK_HI(b) << 8))
+#define PK_R4(b) PK_PAIR(b), PK_PAIR((b) + 1), PK_PAIR((b) + 2), PK_PAIR((b) + 3)
+#define PK_R16(b) PK_R4(b), PK_R4((b) + 4), PK_R4((b) + 8), PK_R4((b) + 12)
+#define PK_R64(b) PK_R16(b), PK_R16((b) + 16), PK_R16((b) + 32), PK_R16((b) + 48)
+static const uint16_t pk_s4_pairs[256] = {PK_R64(0), PK_R64(64), PK_R64(128), PK_R64(192)};
+
+void pk_unpack_s4(const int8_t* packed, int32_t count, int8_t* out) {
+    const uint8_t* src = (const uint8_t*)packed;
+    const int32_t pairs = count / 2;
+    if (((uintptr_t)out & 1u) == 0) {
+        uint16_t* d = (uint16_t*)(void*)out;
+        for (int32_t i = 0; i < pairs; i++) d[i] = pk_s4_pairs[src[i]];
+    } else {
+        for (int32_t i = 0; i < pairs; i++) {
+            const uint16_t v = pk_s4_pairs[src[i]];
+            out[2 * i] = (int8_t)(v & 0xFF);
+            out[2 * i + 1] = (int8_t)(v >> 8);
+        }
+    }
+    if (count & 1) out[count - 1] = (int8_t)(pk_s4_pairs[src[pairs]] & 0xFF);
+}
+
 PK_HOT void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums) {
     for (int32_t c = 0; c < c_count; c++) {
         const int8_t* x = in + c;

@@ -40,6 +40,9 @@ void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, co
 void pk_pad_s8(const int8_t* in, int32_t h, int32_t w, int32_t c, int8_t* out, int32_t ph, int32_t pw,
                int32_t top, int32_t left, int8_t zero_point);
 
+// Unpacks `count` int4 values (two per byte, low nibble first) into int8: TFLite's packed INT4 layout.
+void pk_unpack_s4(const int8_t* packed, int32_t count, int8_t* out);
+
 // sums[c] = sum over the hw pixels of in[pixel * c_count + c] (the reduction of a MEAN over H and W).
 void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums);
 
