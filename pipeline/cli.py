@@ -289,6 +289,43 @@ def cmd_arena(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feasibility(args: argparse.Namespace) -> int:
+    """Fits / does not fit across target boards: a run's measured figures, or an estimate from
+    --params and --bits; the compression factor still needed and the shipped recipe that gets there."""
+    from pipeline import feasibility
+
+    selected = feasibility.boards([n for n in (args.boards or "").split(",") if n.strip()])
+    custom = feasibility.custom_board(args.ram, args.flash)
+    if custom is not None:
+        selected = (selected if args.boards else []) + [custom]
+    if (args.params is None) != (args.bits is None):
+        raise PipelineError("--params and --bits go together", hint="e.g. --params 236000000 --bits 32")
+    if args.run and args.params is not None:
+        raise PipelineError("give a RUN or --params/--bits, not both", hint="see `picotflm feasibility --help`")
+    if args.run:
+        from pipeline.artifacts import RunDir
+        from pipeline.report import write_report
+
+        run = RunDir.existing(args.run, args.runs_dir)
+        table = feasibility.run_table(run.read_manifest(), selected)
+        if table is None:
+            raise PipelineError(f"run {run.name} has no converted model yet", hint=f"run `picotflm run {run.name}` first")
+        md, _ = write_report(run.root)
+        where = f"; report: {md}"
+    elif args.params is not None:
+        table = feasibility.estimate_table(args.params, args.bits, args.activation_bytes, args.overhead_bytes, selected)
+        where = ""
+    else:
+        raise PipelineError("nothing to assess", hint="give a RUN, or --params N --bits B for an estimate")
+    say("\n".join(feasibility.markdown(table["rows"], table["basis"])))
+    say("")
+    for row in table["rows"]:
+        say(feasibility.headline(row))
+    fits = sum(1 for r in table["rows"] if r["fits"])
+    say(f"feasibility: fits {fits} of {len(table['rows'])} boards ({'measured' if args.run else 'estimate'}){where}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """One comparison table (Markdown + JSON) and plots across runs."""
     from pipeline.report import write_comparison
@@ -373,6 +410,21 @@ def _arena_args(p: argparse.ArgumentParser) -> None:
                    help="with --apply: build with N bytes instead of the recommendation (still confirmed)")
 
 
+def _feasibility_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", default=None, help="a run name or directory: its measured figures")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
+    p.add_argument("--params", type=int, default=None, metavar="N", help="estimate: number of parameters")
+    p.add_argument("--bits", type=int, default=None, metavar="B", help="estimate: bits per parameter (32, 16, 8, 4)")
+    p.add_argument("--activation-bytes", type=int, default=None, metavar="N",
+                   help="estimate: activation bytes (tensor arena); default: unknown, not counted")
+    p.add_argument("--overhead-bytes", type=int, default=8192, metavar="N",
+                   help="estimate: flatbuffer bytes beyond the weights (default 8192)")
+    p.add_argument("--boards", default=None, metavar="A,B",
+                   help="boards to list (default: all): rp2040, rp2350, esp32s3, esp32s3-psram, stm32f411, rpi4")
+    p.add_argument("--ram", type=int, default=None, metavar="BYTES", help="add a board of your own: its RAM")
+    p.add_argument("--flash", type=int, default=None, metavar="BYTES", help="add a board of your own: its flash")
+
+
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run names (folders in --runs-dir) or run directories")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -418,6 +470,8 @@ COMMANDS: list[Command] = [
     Command("arena", "find the smallest arena that works on the board and recommend one (--apply)",
             _arena_args, cmd_arena),
     Command("compare", "compare runs: one table and plots", _compare_args, cmd_compare),
+    Command("feasibility", "fits / does not fit on target boards (a run's measured figures or --params/--bits)",
+            _feasibility_args, cmd_feasibility),
 ]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.artifacts import atomic_write_bytes, RunDir, atomic_write_json, atomic_write_text
+from pipeline import feasibility
 from pipeline.layout import layout_markdown
 
 STATUS_TEXT = {"done": "done", "up to date": "done (up to date)", "skipped": "skipped", "failed": "failed"}
@@ -161,6 +162,9 @@ def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = No
         md += layout_markdown(layout, _m(manifest, "verify").get("host_arena_allocations"))
     if arena:
         md += ["", "## Arena tuning (`picotflm arena`)", ""] + arena_markdown(arena)
+    feas = feasibility.run_table(manifest)  # the boards' budgets, as `picotflm feasibility RUN` prints them
+    if feas:
+        md += ["", "## Platform feasibility", ""] + feasibility.markdown(feas["rows"], feas["basis"])
 
     for name in order:
         e = stages.get(name) or {}
@@ -205,6 +209,8 @@ def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = No
         doc["arena_layout"] = layout
     if arena:
         doc["arena_tuning"] = arena
+    if feas:
+        doc["feasibility"] = feas
     return "\n".join(md), doc
 
 
