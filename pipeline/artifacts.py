@@ -150,16 +150,64 @@ def atomic_write_with(path: str | Path, writer: Callable[[Path], None], suffix: 
     return Path(path)
 
 
+KERAS_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the date Keras itself gives metadata.json and config.json
+
+
+def reproducible_keras_archive(path: str | Path) -> None:
+    """Rewrite a ``.keras`` archive so the same model gives the same bytes: Keras stamps
+    ``metadata.json`` with ``date_saved`` and the weights entry with the time of saving, which would
+    make every hash of it (stage cache, the firmware banner's source sha256) change from run to run.
+    Both get the archive's fixed 1980 date; the run's manifest says when the run happened."""
+    import zipfile
+
+    path = Path(path)
+    with zipfile.ZipFile(path) as z:
+        entries = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                if "date_saved" in meta:
+                    meta["date_saved"] = "1980-01-01@00:00:00"
+                    data = json.dumps(meta).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=KERAS_ZIP_TIME)
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = info.external_attr
+            fixed.create_system = info.create_system
+            z.writestr(fixed, data)
+
+
 def save_keras_model(model: Any, path: str | Path) -> Path:
-    """``model.save`` to a temporary ``.keras`` file in the same folder, then rename it into place."""
+    """``model.save`` to a temporary ``.keras`` file in the same folder (made reproducible, see
+    :func:`reproducible_keras_archive`), then rename it into place."""
     path = Path(path)
     suffix = path.suffix if path.suffix in (".keras", ".h5") else ".keras"
 
     def write(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)  # Keras refuses to overwrite without asking
         model.save(str(tmp))
+        if suffix == ".keras":
+            reproducible_keras_archive(tmp)
 
     return atomic_write_with(path, write, suffix=suffix)
+
+
+def determinism_record() -> dict[str, Any]:
+    """What a run does for reproducibility and where TensorFlow does not promise it (manifest field
+    ``determinism``). Static facts about this code and machine: nothing is imported."""
+    return {
+        "seeds": "every stage takes its seed from the recipe (Python, NumPy, TensorFlow)",
+        "tf_op_determinism": True,  # keras_setup.seed_everything, called by every stage that trains
+        "keras_archive_normalized": True,  # reproducible_keras_archive
+        "cpu_threads": os.cpu_count(),
+        "machine": platform.machine(),
+        "tf_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
+        "not_guaranteed": "TensorFlow promises identical results only on the same hardware and software: "
+                          "another CPU type or instruction set (oneDNN and Eigen choose kernels by it), other "
+                          "library versions (see versions) or TF_ENABLE_ONEDNN_OPTS may give other weights, "
+                          "and with them another model.tflite; the thread count is not part of TensorFlow's "
+                          "promise either (identical here across runs, not tested across thread counts)",
+    }
 
 
 # -------------------------------------------------------------------------------- versions

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pipeline.artifacts import (RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, library_versions,
-                                now_iso, save_keras_model, sha256_file, sha256_json, sha256_path)
+from pipeline.artifacts import (RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, determinism_record,
+                                library_versions, now_iso, save_keras_model, sha256_file, sha256_json, sha256_path)
 from pipeline.config import STAGE_ORDER, Recipe, config_to_dict
 from pipeline.errors import PipelineError
 
@@ -409,6 +409,7 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
     manifest["run"] = run.name
     manifest["recipe"] = {**recipe.to_dict(), "source": recipe.source}
     manifest["versions"] = library_versions()
+    manifest["determinism"] = determinism_record()
     manifest["inputs"] = {"recipe": {"path": recipe.source, "sha256": sha256_file(recipe.source)}
                           if recipe.source and Path(recipe.source).is_file() else None,
                           "files": {}}  # outside files the stages read (image folder, model file): sha256
