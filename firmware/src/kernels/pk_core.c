@@ -135,9 +135,11 @@ static int pk_fits(int32_t be, const int8_t* w, int32_t n, int32_t step, const p
     return q->mult >= 0 && q->left < 8 && bound < (1u << (23 - q->left));
 }
 
-// One output channel at a border pixel: taps outside the input read the zero point, i.e. add nothing.
-static int32_t conv_border(const pk_conv_params* p, const int8_t* in, const int8_t* wc, int32_t iy0, int32_t ix0) {
-    const int32_t c = p->in_c;
+// The taps of one output at (iy0, ix0) that lie inside the input (those outside read the zero point,
+// i.e. add nothing): pixel and tap bases `stride` bytes apart, n bytes summed at each. A conv output
+// channel: stride = n = in_c; a depthwise channel c: stride = in_c, n = 1, in and w offset by c.
+static int32_t taps_inside(const pk_conv_params* p, const int8_t* in, const int8_t* w, int32_t stride, int32_t n,
+                           int32_t iy0, int32_t ix0) {
     int32_t acc = 0;
     for (int32_t ky = 0; ky < p->k_h; ky++) {
         const int32_t iy = iy0 + ky;
@@ -145,9 +147,9 @@ static int32_t conv_border(const pk_conv_params* p, const int8_t* in, const int8
         for (int32_t kx = 0; kx < p->k_w; kx++) {
             const int32_t ix = ix0 + kx;
             if (ix < 0 || ix >= p->in_w) continue;
-            const int8_t* x = in + (iy * p->in_w + ix) * c;
-            const int8_t* w = wc + (ky * p->k_w + kx) * c;
-            for (int32_t i = 0; i < c; i++) acc += (x[i] + p->input_offset) * w[i];
+            const int8_t* x = in + (iy * p->in_w + ix) * stride;
+            const int8_t* wt = w + (ky * p->k_w + kx) * stride;
+            for (int32_t i = 0; i < n; i++) acc += (x[i] + p->input_offset) * wt[i];
         }
     }
     return acc;
@@ -274,7 +276,7 @@ static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* 
                     a[0] += dot1(x, p->k_h, row_len, row_stride, w0);
                 }
             } else {
-                for (int32_t j = 0; j < n; j++) a[j] = b[j] + conv_border(p, in, w0 + j * k, iy0, ix0);
+                for (int32_t j = 0; j < n; j++) a[j] = b[j] + taps_inside(p, in, w0 + j * k, p->in_c, p->in_c, iy0, ix0);
             }
             for (int32_t j = 0; j < n; j++) o[j] = pk_out_q(a[j], &q[j], p->output_offset, p->act_min, p->act_max);
         }
@@ -436,13 +438,20 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_
                                    : pk_out_q(a[j], &g->q[j], g->out_off, g->lo, g->hi);
 }
 
+// Output columns whose patch lies inside the input: [*lo, *hi).
+static void interior_columns(const pk_conv_params* p, int32_t* lo, int32_t* hi) {
+    int32_t a = 0, b = p->out_w;
+    while (a < p->out_w && a * p->stride_w - p->pad_w < 0) a++;
+    while (b > a && (b - 1) * p->stride_w - p->pad_w + p->k_w > p->in_w) b--;
+    *lo = a;
+    *hi = b;
+}
+
 PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
-    // Output columns whose patch lies inside the input: [ox_lo, ox_hi).
-    int32_t ox_lo = 0, ox_hi = p->out_w;
-    while (ox_lo < p->out_w && ox_lo * p->stride_w - p->pad_w < 0) ox_lo++;
-    while (ox_hi > ox_lo && (ox_hi - 1) * p->stride_w - p->pad_w + p->k_w > p->in_w) ox_hi--;
+    int32_t ox_lo, ox_hi;
+    interior_columns(p, &ox_lo, &ox_hi);
     int32_t oc = 0;
     for (; oc + 4 <= oc_n && k <= PK_PATCH_MAX; oc += 4) {
         pk_group4 g;
@@ -617,16 +626,7 @@ __attribute__((noinline)) static int8_t dw_any(const pk_conv_params* p, const pk
         }
         return pk_out_q(dw3x3(patch, 1, 3, d->w9, d->be), &d->q, d->out_off, d->lo, d->hi);
     }
-    int32_t acc = bias;
-    for (int32_t ky = 0; ky < p->k_h; ky++) {
-        const int32_t iy = iy0 + ky;
-        if (iy < 0 || iy >= p->in_h) continue;
-        for (int32_t kx = 0; kx < p->k_w; kx++) {
-            const int32_t ix = ix0 + kx;
-            if (ix < 0 || ix >= p->in_w) continue;
-            acc += (in[(iy * p->in_w + ix) * c_n + c] + p->input_offset) * wc[(ky * p->k_w + kx) * c_n];
-        }
-    }
+    const int32_t acc = bias + taps_inside(p, in + c, wc, c_n, 1, iy0, ix0);
     return pk_out_q(acc, &d->q, d->out_off, d->lo, d->hi);
 }
 
@@ -634,9 +634,8 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
     const int32_t c_n = p->in_c;
     const int32_t taps = p->k_h * p->k_w;
     const int k33 = p->k_h == 3 && p->k_w == 3;
-    int32_t ox_lo = 0, ox_hi = p->out_w;
-    while (ox_lo < p->out_w && ox_lo * p->stride_w - p->pad_w < 0) ox_lo++;
-    while (ox_hi > ox_lo && (ox_hi - 1) * p->stride_w - p->pad_w + p->k_w > p->in_w) ox_hi--;
+    int32_t ox_lo, ox_hi;
+    interior_columns(p, &ox_lo, &ox_hi);
     for (int32_t c = 0; c < c_n; c++) {
         const int8_t* wc = w + c;
         pk_dwchan d;

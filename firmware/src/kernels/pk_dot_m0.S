@@ -12,17 +12,48 @@
     .syntax unified
     .cpu cortex-m0plus
     .thumb
-    .section .text.pk_dot4_rows,"ax",%progbits
-    .global pk_dot4_rows
-    .type pk_dot4_rows, %function
-    .thumb_func
-pk_dot4_rows:
+
+// r4-r11 and lr saved / restored around a function that uses all of them.
+    .macro SAVE_ALL
     push {r4-r7, lr}
     mov r4, r8
     mov r5, r9
     mov r6, r10
     mov r7, r11
     push {r4-r7}
+    .endm
+
+    .macro RETURN_ALL
+    pop {r4-r7}
+    mov r8, r4
+    mov r9, r5
+    mov r10, r6
+    mov r11, r7
+    pop {r4-r7, pc}
+    .endm
+
+// One input byte x[r0 + r5] times the weights at r1-r4 (+ r5) of four channels into r8-r11.
+    .macro BYTE4
+    ldrsb r6, [r0, r5]
+    ldrsb r7, [r1, r5]
+    muls r7, r6, r7
+    add r8, r7
+    ldrsb r7, [r2, r5]
+    muls r7, r6, r7
+    add r9, r7
+    ldrsb r7, [r3, r5]
+    muls r7, r6, r7
+    add r10, r7
+    ldrsb r7, [r4, r5]
+    muls r7, r6, r7
+    add r11, r7
+    .endm
+    .section .text.pk_dot4_rows,"ax",%progbits
+    .global pk_dot4_rows
+    .type pk_dot4_rows, %function
+    .thumb_func
+pk_dot4_rows:
+    SAVE_ALL
     sub sp, #8              // [sp] rows left, [sp + 4] acc
     str r3, [sp, #4]
     ldr r4, [r3, #0]
@@ -51,19 +82,7 @@ pk_dot4_rows:
     mov r5, r12
     negs r5, r5
 .Lbyte:
-    ldrsb r6, [r0, r5]
-    ldrsb r7, [r1, r5]
-    muls r7, r6, r7
-    add r8, r7
-    ldrsb r7, [r2, r5]
-    muls r7, r6, r7
-    add r9, r7
-    ldrsb r7, [r3, r5]
-    muls r7, r6, r7
-    add r10, r7
-    ldrsb r7, [r4, r5]
-    muls r7, r6, r7
-    add r11, r7
+    BYTE4
     adds r5, r5, #1
     bne .Lbyte
     add r0, lr              // the next input row
@@ -85,12 +104,7 @@ pk_dot4_rows:
     mov r4, r11
     str r4, [r3, #12]
     add sp, #8
-    pop {r4-r7}
-    mov r8, r4
-    mov r9, r5
-    mov r10, r6
-    mov r11, r7
-    pop {r4-r7, pc}
+    RETURN_ALL
     .size pk_dot4_rows, .-pk_dot4_rows
 
 // pk_span4: `count` interior pixels of one output row, four output channels each: the dot products
@@ -159,26 +173,20 @@ pk_dot4_rows:
 9:
     .endm
 
-    .section .text.pk_span4,"ax",%progbits
-    .global pk_span4
-    .type pk_span4, %function
-    .thumb_func
-pk_span4:
-    push {r4-r7, lr}
-    mov r4, r8
-    mov r5, r9
-    mov r6, r10
-    mov r7, r11
-    push {r4-r7}
-    sub sp, #20             // [sp] a, [sp+4] x, [sp+8] o, [sp+12] count, [sp+16] rows left
+
+// pk_span4 / pk_span4w frame: [sp] args, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left.
+    .macro SPAN_ENTER
+    SAVE_ALL
+    sub sp, #20
     str r0, [sp, #0]
     str r1, [sp, #4]
     str r2, [sp, #8]
     str r3, [sp, #12]
-    cmp r3, #0
-    bgt .Lpixel
-    b .Ldone
-.Lpixel:
+    .endm
+
+// A pixel starts: the four sums from the biases, the row count, row_stride in lr, row_len in r12
+// (and in r3); r7 = args.
+    .macro PIXEL_START
     ldr r7, [sp, #0]
     ldr r4, [r7, #28]
     mov r8, r4
@@ -194,45 +202,10 @@ pk_span4:
     mov lr, r4
     ldr r3, [r7, #12]
     mov r12, r3
-    ldr r4, [r7, #4]
-    ldr r1, [r7, #0]
-    ldr r0, [sp, #4]
-    adds r0, r0, r3
-    adds r1, r1, r3
-    adds r5, r1, r4
-    adds r6, r5, r4
-    adds r4, r6, r4
-    mov r2, r5
-    mov r3, r6
-.Lsrow:
-    mov r5, r12
-    negs r5, r5
-.Lsbyte:
-    ldrsb r6, [r0, r5]
-    ldrsb r7, [r1, r5]
-    muls r7, r6, r7
-    add r8, r7
-    ldrsb r7, [r2, r5]
-    muls r7, r6, r7
-    add r9, r7
-    ldrsb r7, [r3, r5]
-    muls r7, r6, r7
-    add r10, r7
-    ldrsb r7, [r4, r5]
-    muls r7, r6, r7
-    add r11, r7
-    adds r5, r5, #1
-    bne .Lsbyte
-    add r0, lr
-    add r1, r12
-    add r2, r12
-    add r3, r12
-    add r4, r12
-    ldr r5, [sp, #16]
-    subs r5, r5, #1
-    str r5, [sp, #16]
-    bne .Lsrow
-    // requantize and store the four sums
+    .endm
+
+// The four sums requantized and stored at o; leaves r6 = o.
+    .macro STORE4
     ldr r7, [sp, #0]
     adds r7, #44
     ldr r6, [sp, #8]
@@ -251,7 +224,10 @@ pk_span4:
     mov r0, r11
     REQ
     strb r0, [r6, #3]
-    // next pixel
+    .endm
+
+// o and x step on, one pixel fewer left (flags: Z when none is).
+    .macro NEXT_PIXEL
     ldr r7, [sp, #0]
     ldr r4, [r7, #24]
     adds r6, r6, r4
@@ -263,16 +239,54 @@ pk_span4:
     ldr r4, [sp, #12]
     subs r4, r4, #1
     str r4, [sp, #12]
+    .endm
+
+    .section .text.pk_span4,"ax",%progbits
+    .global pk_span4
+    .type pk_span4, %function
+    .thumb_func
+pk_span4:
+    SPAN_ENTER
+    cmp r3, #0
+    bgt .Lpixel
+    b .Ldone
+.Lpixel:
+    PIXEL_START
+    ldr r4, [r7, #4]
+    ldr r1, [r7, #0]
+    ldr r0, [sp, #4]
+    adds r0, r0, r3
+    adds r1, r1, r3
+    adds r5, r1, r4
+    adds r6, r5, r4
+    adds r4, r6, r4
+    mov r2, r5
+    mov r3, r6
+.Lsrow:
+    mov r5, r12
+    negs r5, r5
+.Lsbyte:
+    BYTE4
+    adds r5, r5, #1
+    bne .Lsbyte
+    add r0, lr
+    add r1, r12
+    add r2, r12
+    add r3, r12
+    add r4, r12
+    ldr r5, [sp, #16]
+    subs r5, r5, #1
+    str r5, [sp, #16]
+    bne .Lsrow
+    // requantize and store the four sums
+    STORE4
+    // next pixel
+    NEXT_PIXEL
     beq .Ldone
     b .Lpixel
 .Ldone:
     add sp, #20
-    pop {r4-r7}
-    mov r8, r4
-    mov r9, r5
-    mov r10, r6
-    mov r11, r7
-    pop {r4-r7, pc}
+    RETURN_ALL
     .size pk_span4, .-pk_span4
 
 // pk_span_dw3: `count` interior outputs of one channel of a 3x3 depthwise convolution.
@@ -361,36 +375,12 @@ pk_span_dw3:
     .type pk_span4w, %function
     .thumb_func
 pk_span4w:
-    push {r4-r7, lr}
-    mov r4, r8
-    mov r5, r9
-    mov r6, r10
-    mov r7, r11
-    push {r4-r7}
-    sub sp, #20             // [sp] a, [sp+4] x, [sp+8] o, [sp+12] count, [sp+16] rows left
-    str r0, [sp, #0]
-    str r1, [sp, #4]
-    str r2, [sp, #8]
-    str r3, [sp, #12]
+    SPAN_ENTER
     cmp r3, #0
     bgt .Lwpixel
     b .Lwdone
 .Lwpixel:
-    ldr r7, [sp, #0]
-    ldr r4, [r7, #28]
-    mov r8, r4
-    ldr r4, [r7, #32]
-    mov r9, r4
-    ldr r4, [r7, #36]
-    mov r10, r4
-    ldr r4, [r7, #40]
-    mov r11, r4
-    ldr r4, [r7, #8]
-    str r4, [sp, #16]
-    ldr r4, [r7, #16]
-    mov lr, r4
-    ldr r3, [r7, #12]
-    mov r12, r3
+    PIXEL_START
     ldr r1, [r7, #0]        // wx
     ldr r0, [sp, #4]
     adds r0, r0, r3
@@ -415,43 +405,11 @@ pk_span4w:
     subs r5, r5, #1
     str r5, [sp, #16]
     bne .Lwrow
-    ldr r7, [sp, #0]
-    adds r7, #44
-    ldr r6, [sp, #8]
-    mov r0, r8
-    REQ
-    strb r0, [r6, #0]
-    adds r7, #36
-    mov r0, r9
-    REQ
-    strb r0, [r6, #1]
-    adds r7, #36
-    mov r0, r10
-    REQ
-    strb r0, [r6, #2]
-    adds r7, #36
-    mov r0, r11
-    REQ
-    strb r0, [r6, #3]
-    ldr r7, [sp, #0]
-    ldr r4, [r7, #24]
-    adds r6, r6, r4
-    str r6, [sp, #8]
-    ldr r4, [r7, #20]
-    ldr r5, [sp, #4]
-    adds r5, r5, r4
-    str r5, [sp, #4]
-    ldr r4, [sp, #12]
-    subs r4, r4, #1
-    str r4, [sp, #12]
+    STORE4
+    NEXT_PIXEL
     beq .Lwdone
     b .Lwpixel
 .Lwdone:
     add sp, #20
-    pop {r4-r7}
-    mov r8, r4
-    mov r9, r5
-    mov r10, r6
-    mov r11, r7
-    pop {r4-r7, pc}
+    RETURN_ALL
     .size pk_span4w, .-pk_span4w
