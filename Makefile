@@ -13,7 +13,7 @@ PORT   ?=
 # Progress bars only draw on a terminal anyway; in CI say so explicitly for clean logs.
 PROGRESS := $(if $(CI),--no-progress,)
 
-.PHONY: all run emulate firmware flash measure arena compare bench install test fuzz clean distclean
+.PHONY: all run emulate firmware flash measure arena compare bench install test fuzz faultsoak clean distclean
 
 all: run
 
@@ -79,6 +79,14 @@ test: install
 FUZZ_SECONDS ?= 600
 fuzz:
 	nice -n 10 firmware/fuzz/run_fuzz.sh $(FUZZ_SECONDS) build/fuzz
+
+# The emulated Pico of the default recipe's run behind a link that drops, duplicates, flips and delays
+# bytes and resets the board: every figure accepted is checked against the host (make faultsoak
+# FAULT_EXCHANGES=1000 for less); prints faults injected, recovered and reported.
+FAULT_EXCHANGES ?= 10000
+faultsoak: install
+	$(CLI) run $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
+	$(PY) -m pipeline.device.faultlink --run $(RUNS)/$(RECIPE) --exchanges $(FAULT_EXCHANGES) $(PROGRESS)
 
 clean:
 	rm -rf $(RUNS) build .pytest_cache

@@ -48,6 +48,12 @@ _ERR_HINTS = {
 }
 
 
+# Errors with which the board says it could not parse a request. The host builds every request
+# valid (encode_request checks it), so on a known command they mean it was corrupted on the way:
+# the request is sent again, like one whose reply was lost.
+NOT_UNDERSTOOD = ("bad_arg", "too_long", "unknown_cmd")
+
+
 def _secs(s: float) -> str:
     """Seconds for a message: ``5.0``, ``0.4``, ``0.25``."""
     return f"{s:.1f}" if round(s, 1) == s else f"{s:g}"
@@ -260,12 +266,14 @@ class BoardClient:
         try:
             for attempt in range(budget + 1):
                 reply, seen = self._exchange(make, cmd, wait, ids)
-                if reply is not None:
+                garbled = reply is not None and not reply.ok and reply.err in NOT_UNDERSTOOD
+                if reply is not None and not (garbled and attempt < budget):
                     return self._check(reply, raise_on_error)
                 corrupted += seen.bad_crc_ours + seen.bad_crc_other
                 if attempt < budget:
                     self.stats.retries += 1
-                    why = "failed its checksum" if seen.bad_crc_ours or seen.bad_crc_other \
+                    why = f"was error {reply.err} (the request corrupted on the way?)" if garbled \
+                        else "failed its checksum" if seen.bad_crc_ours or seen.bad_crc_other \
                         else f"did not come within {_secs(wait)} s"
                     self.log(f"the reply to {cmd!r} {why}; sending the request again")
                     continue
@@ -432,19 +440,28 @@ class BoardClient:
             if attempt:
                 self.stats.retries += 1
                 self.log(f"input frame arrived corrupted ({last}); loading it again")
-            for off in range(0, len(data), LOAD_CHUNK):
-                chunk = data[off:off + LOAD_CHUNK]
-                r = self._transact("load", lambda rid, o=off, c=chunk: encode_load(o, c, rid), timeout=timeout)
-                if r.get("offset") != off or r.get("len") != len(chunk):
-                    raise SerialLinkError(f"the board stored a load at offset {r.get('offset')} length "
-                                          f"{r.get('len')}, sent offset {off} length {len(chunk)}", hint=LINK_HINT)
+            # Any link fault on the way (a load or the infer unanswered or garbled, a load stored at
+            # another offset) means: load the whole frame again; the board checks its CRC-32 before
+            # it infers, so a frame it got wrong is never inferred.
             try:
+                for off in range(0, len(data), LOAD_CHUNK):
+                    chunk = data[off:off + LOAD_CHUNK]
+                    r = self._transact("load", lambda rid, o=off, c=chunk: encode_load(o, c, rid), timeout=timeout)
+                    if r.get("offset") != off or r.get("len") != len(chunk):
+                        raise SerialLinkError(f"the board stored a load at offset {r.get('offset')} length "
+                                              f"{r.get('len')}, sent offset {off} length {len(chunk)}", hint=LINK_HINT)
                 r = self.request("infer", len(data), crc, timeout=timeout, retries=0, raise_on_error=False)
-            except ChecksumError as e:
+            except SerialLinkError as e:
                 last = e
                 continue
-            if not r.ok and r.err == "crc":
-                last = BoardError(f"the board found the frame corrupted: {r.msg}", reply=r)
+            except BoardError as e:
+                if e.reply is None or e.reply.err not in NOT_UNDERSTOOD + ("range",):
+                    raise
+                last = e  # a load garbled on the way (range: its offset was)
+                continue
+            if not r.ok and r.err in ("crc",) + NOT_UNDERSTOOD:
+                last = BoardError(f"the board found the frame corrupted: {r.msg}" if r.err == "crc" else
+                                  f"the board could not parse 'infer' ({r.err}: {r.msg})", reply=r)
                 continue
             self._check(r, True)
             try:
