@@ -326,6 +326,31 @@ def cmd_feasibility(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Optuna over prune / cluster / bit-width settings, each trial a real run up to host TFLM; the
+    Pareto fronts (flash and RAM vs accuracy) and the best recipe as TOML."""
+    from pipeline.config import check_run_name
+    from pipeline.search import Budget, closest_text, search
+
+    budget = Budget(args.max_flash, args.max_ram, args.min_accuracy)
+    check_run_name(args.name)
+    base = _recipe(args)
+    status(f"search: {args.trials} trials from recipe {base.name}, {args.epochs} epochs per compression stage")
+    r = search(base, budget, trials=args.trials, runs_dir=Path(args.runs_dir), name=args.name, epochs=args.epochs,
+               storage=args.storage, seed=args.seed, timeout=args.timeout, log=status)
+    say(Path(r["markdown"]).read_text(encoding="utf-8"))
+    b = r["best"]
+    if r["met"]:
+        say(f"best: trial {b['trial']} ({b['describe']}): accuracy {b['accuracy']:.4f}, {b['flash_bytes']:,} B "
+            f".tflite, {b['ram_bytes']:,} B arena; run it with `picotflm run {r['recipe_file']}`")
+    else:
+        say(f"no trial meets the budget; closest: trial {b['trial']} ({b['describe']}): {closest_text(r)}; "
+            f"its recipe: {r['recipe_file']}")
+    say(f"search {r['study']}: {r['trials_complete']} trials ({r['trials_new']} new) in {r['seconds']:.1f} s; "
+        f"{r['markdown']}, {r['png']}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """One comparison table (Markdown + JSON) and plots across runs."""
     from pipeline.report import write_comparison
@@ -425,6 +450,24 @@ def _feasibility_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flash", type=int, default=None, metavar="BYTES", help="add a board of your own: its flash")
 
 
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-flash", type=int, required=True, metavar="BYTES", help="largest .tflite (model flash) in bytes")
+    p.add_argument("--max-ram", type=int, required=True, metavar="BYTES", help="largest host TFLM arena in bytes")
+    p.add_argument("--min-accuracy", type=float, required=True, metavar="X", help="lowest host TFLM test accuracy (0-1)")
+    p.add_argument("--trials", type=_positive_int, default=12, metavar="N", help="trials to run (default 12)")
+    p.add_argument("--epochs", type=_positive_int, default=2, metavar="N",
+                   help="fine-tuning epochs per compression stage in a trial (default 2)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage: a database URL (default: SQLite in RUNS_DIR/NAME/optuna.db; 'memory': not kept)")
+    p.add_argument("--recipe", default=None, help="base recipe for data, model and training (default: int8)")
+    p.add_argument("--set", action="append", metavar="STAGE.KEY=VALUE", default=[],
+                   help="override a base recipe setting, e.g. --set train.epochs=20 (repeatable)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
+    p.add_argument("--name", default="search", help="folder of the search in RUNS_DIR (default: search)")
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="stop starting trials after this")
+
+
 def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run names (folders in --runs-dir) or run directories")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -472,6 +515,8 @@ COMMANDS: list[Command] = [
     Command("compare", "compare runs: one table and plots", _compare_args, cmd_compare),
     Command("feasibility", "fits / does not fit on target boards (a run's measured figures or --params/--bits)",
             _feasibility_args, cmd_feasibility),
+    Command("search", "search compression settings (Optuna) for a flash / RAM / accuracy budget; Pareto fronts",
+            _search_args, cmd_search),
 ]
 
 
