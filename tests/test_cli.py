@@ -126,13 +126,12 @@ def test_default_recipe_reaches_accuracy_and_skips_on_rerun(tmp_path):
     assert acc >= 0.85
     assert "Keras test accuracy" in r.stdout and "report:" in r.stdout
 
-    t0 = time.perf_counter()
+    # Nothing changed: every stage is skipped (how long that takes is a benchmark figure, `make bench`).
     r = cli("run", "--runs-dir", runs, "--no-progress")
     assert r.returncode == 0
     n = len(manifest["recipe"]["stages"])
     assert r.stderr.count("up to date, skipped") == n
     assert f"0 ran, {n} up to date" in r.stdout
-    assert time.perf_counter() - t0 < 10
 
 
 def test_data_command_on_a_folder_with_corrupt_images(tmp_path):
