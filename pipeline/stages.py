@@ -221,6 +221,47 @@ def build_dir_for(run_root: Path, image: str) -> Path:
     return REPO_ROOT / "build" / f"{Path(run_root).name[:24]}-{key}-{image}"
 
 
+GENERATED_COPY = "picotflm_generated"  # in a shared build folder: the generated sources being built
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (a lock file) while the block runs; none where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sync_tree(src: Path, dst: Path) -> list[str]:
+    """Make ``dst`` hold the files of ``src``: write only the files whose bytes differ (so Ninja
+    rebuilds only what changed) and remove the ones ``src`` does not have; return what was written."""
+    from pipeline.artifacts import atomic_write_bytes
+
+    src, dst = Path(src), Path(dst)
+    want = {p.relative_to(src): p for p in src.rglob("*") if p.is_file()}
+    written = []
+    for rel, p in sorted(want.items()):
+        data = p.read_bytes()
+        q = dst / rel
+        if not q.is_file() or q.read_bytes() != data:
+            atomic_write_bytes(q, data)
+            written.append(str(rel))
+    if dst.is_dir():
+        for q in dst.rglob("*"):
+            if q.is_file() and q.relative_to(dst) not in want:
+                q.unlink()
+    return written
+
+
 def build_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.artifacts import atomic_write_bytes
     from pipeline.build import ToolchainMissing, build_firmware, find_toolchain
@@ -231,9 +272,16 @@ def build_stage(ctx: StageContext, cfg) -> dict:
         if _firmware_required():
             raise
         raise StageSkipped(f"not built: {e}") from None
-    res = build_firmware(ctx.path("firmware"), build_dir_for(ctx.run.root, cfg.image), cfg, toolchain=tc, log=ctx.log)
-    for src, name in ((res.elf, "firmware.elf"), (res.bin, "firmware.bin"), (res.uf2, "firmware.uf2")):
-        atomic_write_bytes(ctx.path(name), Path(src).read_bytes())
+    # One build folder per runs directory and image, shared by its runs: a fresh folder costs a CMake
+    # configure and hundreds of ccache look-ups (12-24 s on 2 busy cores), another model in a
+    # configured folder 0.5-0.7 s. The run's sources are copied in (changed files only) under a lock.
+    build_dir = build_dir_for(ctx.run.root.parent, cfg.image)
+    with _locked(build_dir.with_name(build_dir.name + ".lock")):
+        generated = build_dir / GENERATED_COPY
+        sync_tree(ctx.path("firmware"), generated)
+        res = build_firmware(generated, build_dir, cfg, toolchain=tc, log=ctx.log)
+        for src, name in ((res.elf, "firmware.elf"), (res.bin, "firmware.bin"), (res.uf2, "firmware.uf2")):
+            atomic_write_bytes(ctx.path(name), Path(src).read_bytes())
     mem = res.memory
     return {
         "image": cfg.image,
