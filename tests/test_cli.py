@@ -22,11 +22,17 @@ def _error(r, *needles):
     return lines[0]
 
 
-def test_help_is_fast():
-    t0 = time.perf_counter()
+def test_help_does_not_import_tensorflow():
+    # What keeps --help (and every up-to-date check) quick: TensorFlow is imported only by the stages
+    # that need it. How quick is a make bench figure, not a test.
     r = cli("--help")
     assert r.returncode == 0 and "run" in r.stdout and "report" in r.stdout
-    assert time.perf_counter() - t0 < 5
+    import subprocess
+    import sys
+
+    probe = subprocess.run([sys.executable, "-c", "import sys, pipeline.cli; print('tensorflow' in sys.modules)"],
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.strip() == "False", probe.stderr
 
 
 def test_unknown_recipe(tmp_path):

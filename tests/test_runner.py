@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -35,9 +34,7 @@ def test_skip_when_unchanged_and_rerun_on_change(tiny_recipe_file, tmp_path):
     assert manifest["versions"]["tensorflow"] and manifest["recipe"]["name"] == "tiny"
     assert (tmp_path / "t" / "report.md").is_file() and (tmp_path / "t" / "report.json").is_file()
 
-    t0 = time.perf_counter()
     s2, lines = _run(recipe, tmp_path)
-    assert time.perf_counter() - t0 < 3.0
     assert [o.status for o in s2.outcomes] == ["up to date"] * 3
     assert all("up to date, skipped" in line for line in lines)
     assert "3 up to date" in s2.line()
