@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({
             "recipe": r, "seconds": round(times[r], 1), "tflite_bytes": conv.get("tflite_bytes"),
             "weight_bytes": conv.get("weight_bytes"), "weights": "/".join(conv.get("weight_dtypes") or []),
-            "tflm_test_accuracy": ver.get("tflm_test_accuracy"),
+            "tflm_test_accuracy": round(ver["tflm_test_accuracy"], 4) if ver.get("tflm_test_accuracy") is not None else None,
             "tflm_test_split_seconds": round(ver.get("host_test_split_seconds", 0), 3),
             "board_median_us": bench.get("median_us"), "board_median_cycles": bench.get("median_cycles"),
             "cycles_per_mac": meas.get("cycles_per_mac"), "board_arena_used": mem.get("arena_used"),
