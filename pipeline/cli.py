@@ -361,6 +361,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_switch_sim(args: argparse.Namespace) -> int:
+    """The quantization switching policy simulated on host TFLM over runs of one model; threshold sweep."""
+    from pipeline.switch import DEFAULT_THRESHOLDS, SwitchConfig, parse_thresholds, simulate
+
+    thresholds = parse_thresholds(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
+    cfg = SwitchConfig(thresholds=thresholds, metric=args.metric, switch_cost_us=args.switch_cost_us)
+    r = simulate(args.runs, cfg, runs_dir=args.runs_dir, out_dir=args.out, log=status)
+    say(Path(r["files"][1]).read_text(encoding="utf-8"))
+    say(f"switch-sim: {len(r['variants_smallest_first'])} variants, {len(r['rows'])} thresholds, "
+        f"{r['test_samples']} test images in {r['seconds']:.1f} s; {', '.join(r['files'])}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.md and report.json of a run and print the Markdown."""
     from pipeline.artifacts import RunDir
@@ -474,6 +487,19 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/compare", help="folder for compare.md/.json and plots (default: runs/compare)")
 
 
+def _switch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more runs of one model (e.g. int4 int8)")
+    p.add_argument("--thresholds", nargs="+", default=None, metavar="T",
+                   help="thresholds in [0, 1], space or comma separated (default: 0, 0.05, ..., 1)")
+    p.add_argument("--metric", choices=("confidence", "margin"), default="confidence",
+                   help="escalate when the top-1 output (confidence) or top-1 minus top-2 (margin) is below "
+                        "the threshold (default: confidence)")
+    p.add_argument("--switch-cost-us", type=float, default=0.0, metavar="US",
+                   help="cost of one switch in microseconds, if known (default 0: unknown, not counted)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
+    p.add_argument("--out", default="runs/switch", help="folder for switch.md/.json/.png (default: runs/switch)")
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run name (a folder in --runs-dir) or the path of a run directory")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -513,6 +539,8 @@ COMMANDS: list[Command] = [
     Command("arena", "find the smallest arena that works on the board and recommend one (--apply)",
             _arena_args, cmd_arena),
     Command("compare", "compare runs: one table and plots", _compare_args, cmd_compare),
+    Command("switch-sim", "simulate switching int4 -> int8 on low confidence (host TFLM, board latencies)",
+            _switch_args, cmd_switch_sim),
     Command("feasibility", "fits / does not fit on target boards (a run's measured figures or --params/--bits)",
             _feasibility_args, cmd_feasibility),
     Command("search", "search compression settings (Optuna) for a flash / RAM / accuracy budget; Pareto fronts",
