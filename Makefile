@@ -13,7 +13,7 @@ PORT   ?=
 # Progress bars only draw on a terminal anyway; in CI say so explicitly for clean logs.
 PROGRESS := $(if $(CI),--no-progress,)
 
-.PHONY: all run emulate firmware flash measure arena compare bench install test fuzz faultsoak clean distclean
+.PHONY: all run emulate firmware flash measure arena compare bench seedbench install test fuzz faultsoak clean distclean
 
 all: run
 
@@ -70,6 +70,12 @@ compare: install
 
 bench: install
 	$(PY) -m pipeline.bench --runs-dir $(RUNS)
+
+# Boundary pruning's tau swept (0.1 ... 0.3, 3 seeds each) over a synthetic MLP and MicroPizzaNet (from the
+# trained run of the default recipe): time, peak memory, non-zero ratio, accuracy; runs/seedbench/.
+seedbench: install
+	$(CLI) train $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
+	$(PY) -m pipeline.seedbench --runs-dir $(RUNS) --cnn-run $(RECIPE) --out $(RUNS)/seedbench
 
 test: install
 	$(PY) -m pytest -q --emulator
