@@ -136,8 +136,9 @@ def _unpack_int4(raw: np.ndarray, count: int) -> np.ndarray:
     return np.where(both > 7, both - 16, both).astype(np.int8)
 
 
-def inspect_tflite(data: bytes) -> ModelInfo:
-    """Read a ``.tflite`` flatbuffer. Raises PipelineError if it is not a usable TFLite model."""
+def load_tflite(data: bytes):
+    """The TFLite schema module and the unpacked model (``ModelT``) of a flatbuffer with at least one
+    subgraph. Raises PipelineError if it is not a usable TFLite model."""
     schema = _schema()
     if len(data) < 16 or data[4:8] != b"TFL3":
         raise PipelineError(
@@ -151,6 +152,12 @@ def inspect_tflite(data: bytes) -> ModelInfo:
                             hint="re-run the convert stage or re-export the model") from None
     if not model.subgraphs:
         raise PipelineError("the .tflite file has no subgraph", hint="re-export the model")
+    return schema, model
+
+
+def inspect_tflite(data: bytes) -> ModelInfo:
+    """Read a ``.tflite`` flatbuffer. Raises PipelineError if it is not a usable TFLite model."""
+    schema, model = load_tflite(data)
     op_names = _enum_names(schema.BuiltinOperator)
     type_names = _enum_names(schema.TensorType)
     sg = model.subgraphs[0]

@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipeline.convert import TFLITE_TYPES, _enum_names, _schema
-from pipeline.errors import PipelineError
+from pipeline.convert import TFLITE_TYPES, _enum_names, load_tflite
 
 ALIGN = 16  # MicroArenaBufferAlignment()
 
@@ -41,17 +40,7 @@ class TensorLife:
 
 def tensor_lifetimes(data: bytes) -> tuple[list[str], list[TensorLife]]:
     """The operator names of subgraph 0 in execution order, and the life of each tensor the planner places."""
-    schema = _schema()
-    if len(data) < 16 or data[4:8] != b"TFL3":
-        raise PipelineError("the file is not a TFLite flatbuffer (no 'TFL3' identifier)",
-                            hint="give a .tflite file written by TFLiteConverter or by `picotflm run`")
-    try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as e:  # a corrupt flatbuffer raises whatever the generated code hits
-        raise PipelineError(f"the .tflite file is corrupt or truncated ({type(e).__name__}: {e})",
-                            hint="re-run the convert stage or re-export the model") from None
-    if not model.subgraphs:
-        raise PipelineError("the .tflite file has no subgraph", hint="re-export the model")
+    schema, model = load_tflite(data)
     op_names = _enum_names(schema.BuiltinOperator)
     type_names = _enum_names(schema.TensorType)
     sg = model.subgraphs[0]

@@ -43,10 +43,9 @@ def conv_quant_tables(tflite: bytes) -> list[dict[str, Any]]:
     equal what TFLM computed at Prepare: the 8 bytes per channel then stay out of the tensor arena."""
     import numpy as np
 
-    from pipeline.convert import _schema
+    from pipeline.convert import load_tflite
 
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    schema, model = load_tflite(tflite)
     sg = model.subgraphs[0]
     codes = [max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) for oc in model.operatorCodes]
     wanted = {schema.BuiltinOperator.CONV_2D: "CONV_2D", schema.BuiltinOperator.DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D"}

@@ -60,6 +60,28 @@ def tiny_recipe_file(tmp_path):
     return make
 
 
+SMALL_RUN_STAGES = ["data", "model", "train", "convert", "verify", "render", "build"]
+
+
+def small_recipe(what: str, *, golden_count: int = 4, stages: list[str] | None = None, extra: str = "") -> str:
+    """The default pipeline on a small, quickly trained model (a few images, two epochs): enough for
+    the firmware tests, which check bit-exactness, not accuracy."""
+    names = ", ".join(f'"{s}"' for s in (stages or SMALL_RUN_STAGES))
+    return (f'description = "{what}: the default pipeline on a small, quickly trained model"\n'
+            f"stages = [{names}]\n\n[data]\nsamples_per_class = 40\n\n[train]\nepochs = 2\npatience = 2\n\n"
+            f"[render]\ngolden_count = {golden_count}\n{extra}")
+
+
+def assert_cli_error(r: subprocess.CompletedProcess, *needles: str) -> None:
+    """A handled error: exit 2, no traceback, the last stderr line `picotflm: error: ...` naming needles."""
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("picotflm: error: ")
+    for n in needles:
+        assert n in last, last
+
+
 def cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m pipeline ARGS`` as a user runs it (repository on PYTHONPATH)."""
     env = dict(os.environ)

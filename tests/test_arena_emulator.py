@@ -13,28 +13,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.arena import recommend
-from tests.conftest import cli
+from tests.conftest import SMALL_RUN_STAGES, cli, small_recipe
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 
-RECIPE = """
-description = "arena tests: the default pipeline on a small, quickly trained model"
-stages = ["data", "model", "train", "convert", "verify", "render", "build", "measure"]
-
-[data]
-samples_per_class = 40
-
-[train]
-epochs = 2
-patience = 2
-
-[render]
-golden_count = 4
-
-[measure]
-bench_runs = 2
-infer_frames = 1
-"""
+RECIPE = small_recipe("arena tests", stages=SMALL_RUN_STAGES + ["measure"],
+                      extra="\n[measure]\nbench_runs = 2\ninfer_frames = 1\n")
 
 
 def _gate() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.device.client import BoardClient, BoardError
 from pipeline.device.faultlink import KINDS, FaultLink, FaultPlan, SoakConfig, format_table, soak
-from tests.conftest import cli
+from tests.conftest import cli, small_recipe
 from tests.device.fakeboard import FakeBoard
 
 FAST = dict(attempts=5, interval=0.2)
@@ -107,20 +107,7 @@ def test_no_wrong_figure_through_a_noisy_link_to_a_fake_board():
 
 
 # ---------------------------------------------------------------------------- the emulated Pico
-RECIPE = """
-description = "fault soak: the default pipeline on a small, quickly trained model"
-stages = ["data", "model", "train", "convert", "verify", "render", "build"]
-
-[data]
-samples_per_class = 40
-
-[train]
-epochs = 2
-patience = 2
-
-[render]
-golden_count = 4
-"""
+RECIPE = small_recipe("fault soak")
 
 
 @pytest.fixture(scope="module")

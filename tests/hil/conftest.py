@@ -13,22 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, cli
+from tests.conftest import REPO, cli, small_recipe
 
-HIL_RECIPE = """
-description = "HIL suite: the default pipeline on a small, quickly trained model"
-stages = ["data", "model", "train", "convert", "verify", "render", "build"]
-
-[data]
-samples_per_class = 40
-
-[train]
-epochs = 2
-patience = 2
-
-[render]
-golden_count = 6
-"""
+HIL_RECIPE = small_recipe("HIL suite", golden_count=6)
 
 
 def pytest_addoption(parser):
