@@ -72,6 +72,32 @@ def small_recipe(what: str, *, golden_count: int = 4, stages: list[str] | None =
             f"[render]\ngolden_count = {golden_count}\n{extra}")
 
 
+def require_emulated_pico() -> None:
+    """Skip (with the reason) unless the firmware toolchain, Node.js and rp2040js are here;
+    PICOTFLM_REQUIRE_FIRMWARE=1 makes their absence a failure instead."""
+    from pipeline.build import ToolchainMissing, find_toolchain
+    from pipeline.emulator import check_emulator_dir, emulator_dir, find_node
+    from pipeline.errors import PipelineError
+
+    try:
+        find_toolchain()
+        find_node()
+        check_emulator_dir(emulator_dir())
+    except (ToolchainMissing, PipelineError) as e:
+        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
+            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
+        pytest.skip(f"no emulated Pico here: {e}")
+
+
+def run_small_recipe(runs: Path, recipe_text: str, name: str = "small") -> Path:
+    """`picotflm run` of a small recipe into runs/<name>; fails the test if the run fails."""
+    (runs / f"{name}.toml").write_text(recipe_text)
+    r = cli("run", str(runs / f"{name}.toml"), "--name", name, "--runs-dir", str(runs), "--no-progress",
+            timeout=3600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return runs / name
+
+
 def assert_cli_error(r: subprocess.CompletedProcess, *needles: str) -> None:
     """A handled error: exit 2, no traceback, the last stderr line `picotflm: error: ...` naming needles."""
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])

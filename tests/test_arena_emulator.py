@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from pipeline.arena import recommend
-from tests.conftest import SMALL_RUN_STAGES, cli, small_recipe
+from tests.conftest import SMALL_RUN_STAGES, cli, require_emulated_pico, run_small_recipe, small_recipe
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 
@@ -21,30 +20,12 @@ RECIPE = small_recipe("arena tests", stages=SMALL_RUN_STAGES + ["measure"],
                       extra="\n[measure]\nbench_runs = 2\ninfer_frames = 1\n")
 
 
-def _gate() -> None:
-    from pipeline.build import ToolchainMissing, find_toolchain
-    from pipeline.emulator import check_emulator_dir, emulator_dir, find_node
-    from pipeline.errors import PipelineError
-
-    try:
-        find_toolchain()
-        find_node()
-        check_emulator_dir(emulator_dir())
-    except (ToolchainMissing, PipelineError) as e:
-        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
-            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
-        pytest.skip(f"no emulated Pico here: {e}")
-
-
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> Path:
-    _gate()
-    runs = tmp_path_factory.mktemp("arena")
-    (runs / "small.toml").write_text(RECIPE)
-    r = cli("run", str(runs / "small.toml"), "--name", "small", "--runs-dir", str(runs), "--no-progress", timeout=3600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (runs / "small" / "measured.json").is_file(), r.stderr[-3000:]
-    return runs / "small"
+    require_emulated_pico()
+    run = run_small_recipe(tmp_path_factory.mktemp("arena"), RECIPE)
+    assert (run / "measured.json").is_file()
+    return run
 
 
 def _snapshot(run: Path) -> dict[str, str]:

@@ -4,14 +4,13 @@ arm toolchain and rp2040js; skipped with the reason when absent, PICOTFLM_REQUIR
 instead). ``make faultsoak`` is the long form."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from pipeline.device.client import BoardClient, BoardError
 from pipeline.device.faultlink import KINDS, FaultLink, FaultPlan, SoakConfig, format_table, soak
-from tests.conftest import cli, small_recipe
+from tests.conftest import require_emulated_pico, run_small_recipe, small_recipe
 from tests.device.fakeboard import FakeBoard
 
 FAST = dict(attempts=5, interval=0.2)
@@ -112,25 +111,10 @@ RECIPE = small_recipe("fault soak")
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> Path:
-    from pipeline.build import ToolchainMissing, find_toolchain
-    from pipeline.emulator import check_emulator_dir, emulator_dir, find_node
-    from pipeline.errors import PipelineError
-
-    try:
-        find_toolchain()
-        find_node()
-        check_emulator_dir(emulator_dir())
-    except (ToolchainMissing, PipelineError) as e:
-        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
-            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
-        pytest.skip(f"no emulated Pico here: {e}")
-    runs = tmp_path_factory.mktemp("faultsoak")
-    (runs / "small.toml").write_text(RECIPE)
-    r = cli("run", str(runs / "small.toml"), "--name", "small", "--runs-dir", str(runs), "--no-progress", timeout=3600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    run = runs / "small"
+    require_emulated_pico()
+    run = run_small_recipe(tmp_path_factory.mktemp("faultsoak"), RECIPE)
     if not (run / "firmware.elf").is_file():
-        pytest.skip(f"the build stage made no firmware here: {r.stderr[-500:]}")
+        pytest.skip("the build stage made no firmware here")
     return run
 
 

@@ -7,13 +7,11 @@ bit-exactness does not need accuracy) and runs its firmware in the emulated Pico
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, cli, small_recipe
+from tests.conftest import require_emulated_pico, run_small_recipe, small_recipe
 
 HIL_RECIPE = small_recipe("HIL suite", golden_count=6)
 
@@ -21,10 +19,6 @@ HIL_RECIPE = small_recipe("HIL suite", golden_count=6)
 def pytest_addoption(parser):
     parser.getgroup("picotflm").addoption("--hil-run", default="runs/int8-board",
                                           help="with --port: the run whose firmware the board runs")
-
-
-def _require_firmware() -> bool:
-    return os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0")
 
 
 @pytest.fixture(scope="session")
@@ -35,25 +29,9 @@ def hil_run(request, tmp_path_factory) -> Path:
         if not (run / "model.tflite").is_file():
             pytest.fail(f"--hil-run {run} has no model.tflite: flash a run first (make flash)")
         return run
-    from pipeline.build import ToolchainMissing, find_toolchain
-    from pipeline.emulator import check_emulator_dir, emulator_dir, find_node
-    from pipeline.errors import PipelineError
-
-    try:
-        find_toolchain()
-        find_node()
-        check_emulator_dir(emulator_dir())
-    except (ToolchainMissing, PipelineError) as e:
-        if _require_firmware():
-            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
-        pytest.skip(f"no emulated Pico here: {e}")
-    runs = tmp_path_factory.mktemp("hil")
-    recipe = runs / "hil.toml"
-    recipe.write_text(HIL_RECIPE)
-    r = cli("run", str(recipe), "--name", "hil", "--runs-dir", str(runs), "--no-progress", timeout=3600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    run = runs / "hil"
-    assert (run / "firmware.elf").is_file(), r.stderr[-3000:]
+    require_emulated_pico()
+    run = run_small_recipe(tmp_path_factory.mktemp("hil"), HIL_RECIPE, name="hil")
+    assert (run / "firmware.elf").is_file()
     return run
 
 
