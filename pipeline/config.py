@@ -193,10 +193,22 @@ class QuantizeConfig:
     epochs: int = 4
     learning_rate: float = 2e-4  # Adam, quantization-aware fine-tuning
     lr_schedule: str = "constant"  # constant | cosine: decays to 0 over the epochs
+    # per-layer weight bits ({"conv0": 8}): mixed precision; layers not named take weight_bits
+    layer_bits: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _choice("quantize", "method", self.method, ("ptq", "qat", "cqat", "pqat", "pcqat"))
         _choice("quantize", "weight_bits", self.weight_bits, (8, 4))
+        if not isinstance(self.layer_bits, dict):
+            raise _bad("quantize", "layer_bits", self.layer_bits, "a table of layer name = 4 or 8")
+        for name, bits in self.layer_bits.items():
+            if isinstance(bits, bool) or bits not in (4, 8):
+                raise _bad("quantize", f"layer_bits.{name}", bits, "4 or 8 (the weight bit widths TFLM runs)")
+        if self.layer_bits and self.method != "qat":
+            raise ConfigError(
+                f"quantize.layer_bits needs quantize.method = 'qat', but it is {self.method!r}",
+                hint="per-layer bit widths are set by 4-/8-bit quantization-aware training; use method = 'qat'",
+            )
         _float_range("quantize", "learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
         _choice("quantize", "lr_schedule", self.lr_schedule, ("constant", "cosine"))
         if self.weight_bits == 4 and self.method == "ptq":
@@ -415,6 +427,12 @@ def check_stage_compatibility(name: str, stages: tuple[str, ...], configs: dict[
                 f"recipe {name}: quantize.method = {q.method!r} preserves sparsity, but no 'prune' stage comes before it",
                 hint="add 'prune' to 'stages' or use method = 'qat'",
             )
+        if q.layer_bits and "model" in configs and configs["model"].name == "micropizzanet":
+            # refused here, before any training; a user's .keras model is checked by the quantize stage
+            from pipeline.models.micropizzanet import LAYER_TYPES
+            from pipeline.optimize.quantize import check_layer_bits
+
+            check_layer_bits(LAYER_TYPES, q)
     for later in ("prune", "cluster", "quantize", "convert", "verify", "render", "build", "measure"):
         if later in stages and "train" not in stages and not _is_model_file(configs["model"].name):
             raise ConfigError(

@@ -243,7 +243,9 @@ STAGES: list[Stage] = [
           headline=lambda m: f"{m.get('clusters')} clusters per kernel"),
     Stage("quantize", "pipeline.stages:quantize_stage",
           inputs=lambda r: ("data.npz", previous_output(r, "quantize", ".keras")), outputs=("model_quantized.tflite",),
-          headline=lambda m: f"{m.get('method')}, {m.get('weight_bits')}-bit weights"),
+          headline=lambda m: f"{m.get('method')}, {m.get('weight_bits')}-bit weights"
+          + (f" (8-bit: {', '.join(n for n, b in m['layer_bits'].items() if b == 8) or 'none'}; "
+             f"4-bit: {', '.join(n for n, b in m['layer_bits'].items() if b == 4) or 'none'})" if m.get("layer_bits") else "")),
     Stage("convert", "pipeline.stages:convert_stage", inputs=lambda r: _stages()._convert_inputs(r),
           outputs=("model.tflite", "model_float.tflite"),
           headline=lambda m: f"{m.get('tflite_bytes'):,} B .tflite ({m.get('weight_bytes'):,} B weights, "

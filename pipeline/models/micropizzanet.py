@@ -17,6 +17,19 @@ from __future__ import annotations
 
 from pipeline.keras_setup import keras
 
+# layer name -> Keras class, known without building the model (recipe checks of quantize.layer_bits);
+# tests/test_mixed_precision.py checks it against the built model
+LAYER_TYPES: dict[str, str] = {
+    "input": "InputLayer",
+    "conv0": "Conv2D", "bn0": "BatchNormalization", "relu0": "ReLU",
+    "dw1": "DepthwiseConv2D", "bn1": "BatchNormalization", "relu1": "ReLU",
+    "pw2": "Conv2D", "bn2": "BatchNormalization", "relu2": "ReLU",
+    "dw3": "DepthwiseConv2D", "bn3": "BatchNormalization", "relu3": "ReLU",
+    "pw4": "Conv2D", "bn4": "BatchNormalization", "relu4": "ReLU",
+    "gap": "GlobalAveragePooling2D",
+    "classifier": "Dense",
+}
+
 
 def build_micropizzanet(num_classes: int = 6, input_shape: tuple[int, int, int] = (48, 48, 3), seed: int = 0):
     k = keras()
