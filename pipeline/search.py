@@ -35,7 +35,7 @@ from pipeline.errors import PipelineError
 Log = Callable[[str], None]
 SEARCH_STAGES = ("data", "model", "train", "prune", "cluster", "quantize", "convert", "verify")
 FIRMWARE_STAGES = ("render", "build", "measure")
-SPACE_VERSION = 1  # bump when the search space changes (a new study name)
+SPACE_VERSION = 2  # bump when the search space changes (a new study name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +79,10 @@ def trial_recipe(base: Recipe, params: dict[str, Any], epochs: int) -> Recipe:
                                                      "preserve_sparsity": params["prune"] != "none",
                                                      "fold_batchnorm": params["bits"] == 8})
     stages.append("quantize")
-    configs["quantize"] = make_config("quantize", {"method": "ptq"} if params["bits"] == 8 else
-                                      {"method": "qat", "weight_bits": 4, "epochs": epochs, "learning_rate": 1e-3,
-                                       "lr_schedule": "cosine"})
+    qat4 = {"method": "qat", "weight_bits": 4, "epochs": epochs, "learning_rate": 1e-3, "lr_schedule": "cosine"}
+    if params.get("keep8"):  # mixed precision: these layers keep 8-bit weights, the rest 4-bit
+        qat4["layer_bits"] = {name: 8 for name in params["keep8"].split("+")}
+    configs["quantize"] = make_config("quantize", {"method": "ptq"} if params["bits"] == 8 else qat4)
     stages += ["convert", "verify"]
     for s in ("convert", "verify"):
         configs.setdefault(s, make_config(s))
@@ -111,10 +112,17 @@ def describe(params: dict[str, Any]) -> str:
     if params["clusters"]:
         parts.append(f"cluster {params['clusters']}")
     parts.append("int8 PTQ" if params["bits"] == 8 else "int4 QAT")
+    if params.get("keep8"):
+        parts.append(f"{params['keep8'].replace('+', ' and ')} 8-bit")
     return ", ".join(parts)
 
 
-def suggest(trial) -> dict[str, Any]:
+# Mixed precision the search tries for MicroPizzaNet with 4-bit weights: which layers keep 8 bits
+# ("" = none). The first conv sees the raw image; the classifier decides the class.
+MIXED_KEEP8 = ["", "conv0", "conv0+classifier"]
+
+
+def suggest(trial, mixed: bool = False) -> dict[str, Any]:
     p: dict[str, Any] = {"prune": trial.suggest_categorical("prune", ["none", "magnitude", "boundary"])}
     if p["prune"] == "magnitude":
         p["sparsity"] = round(trial.suggest_float("sparsity", 0.3, 0.8, step=0.05), 2)
@@ -122,6 +130,8 @@ def suggest(trial) -> dict[str, Any]:
         p["tau"] = round(trial.suggest_float("tau", 0.05, 0.4, step=0.05), 2)
     p["clusters"] = trial.suggest_categorical("clusters", [0, 8, 16, 32])
     p["bits"] = trial.suggest_categorical("bits", [8, 4])
+    if mixed and p["bits"] == 4:
+        p["keep8"] = trial.suggest_categorical("keep8", MIXED_KEEP8)
     return p
 
 
@@ -187,7 +197,7 @@ def search(base: Recipe, budget: Budget, *, trials: int, runs_dir: Path, name: s
     done_before = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
 
     def objective(trial) -> tuple[float, float, float]:
-        params = suggest(trial)
+        params = suggest(trial, mixed=base.configs["model"].name == "micropizzanet")
         recipe = trial_recipe(base, params, epochs)
         trial.set_user_attr("recipe", recipe.name)
         trial.set_user_attr("describe", describe(params))
@@ -284,6 +294,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table, e.g. quantize.layer_bits = { conv0 = 8 }
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + " }" if v else "{}"
     raise ValueError(f"cannot write {type(v).__name__} as TOML")
 
 

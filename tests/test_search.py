@@ -52,6 +52,18 @@ def test_trial_recipe_round_trips_through_toml(tmp_path):
     assert trial_recipe(base, {"prune": "boundary", "tau": 0.15, "clusters": 16, "bits": 4}, epochs=2).name == r.name
 
 
+def test_trial_recipe_with_mixed_precision(tmp_path):
+    base = load_recipe("int8")
+    r = trial_recipe(base, {"prune": "none", "clusters": 0, "bits": 4, "keep8": "conv0+classifier"}, epochs=2)
+    assert r.configs["quantize"].method == "qat" and r.configs["quantize"].weight_bits == 4
+    assert dict(r.configs["quantize"].layer_bits) == {"conv0": 8, "classifier": 8}
+    plain = trial_recipe(base, {"prune": "none", "clusters": 0, "bits": 4}, epochs=2)
+    assert plain.name != r.name and not plain.configs["quantize"].layer_bits
+    p = tmp_path / "mixed.toml"
+    p.write_text(recipe_toml(r))  # the best recipe of a search is written like this
+    assert dict(load_recipe(str(p)).configs["quantize"].layer_bits) == {"conv0": 8, "classifier": 8}
+
+
 @pytest.mark.slow
 def test_search_runs_real_trials_and_writes_a_recipe_run_accepts(tmp_path):
     (tmp_path / "base.toml").write_text(BASE)
