@@ -374,6 +374,32 @@ def cmd_switch_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_switch(args: argparse.Namespace) -> int:
+    """One firmware with every variant (smallest first), its switch cost, per-variant figures and the
+    automatic policy measured on the board or the emulated Pico."""
+    from pipeline.switch import DEFAULT_THRESHOLDS, parse_thresholds
+    from pipeline.switchfw import build_switching, load_switch_spec, measure_switching
+
+    spec = load_switch_spec(args.runs, threshold=args.threshold, metric=args.metric, frames=args.frames,
+                            name=args.name)
+    out = Path(args.runs_dir) / spec["name"]
+    image = "board" if args.board else "emulator"
+    b = build_switching(spec["variants"], out, runs_dir=args.runs_dir, image=image, kernels=args.kernels, log=status)
+    status(f"switch: built {out}/firmware.elf: {len(b['variants_smallest_first'])} variants, flash "
+           f"{b['flash_bytes']:,} B, static RAM {b['static_ram_bytes']:,} B, arena {b['arena_bytes']:,} B "
+           f"({b['build_seconds']:.1f} s)")
+    if image == "board" and not args.port:
+        say(f"switch: the board image is built ({out}/firmware.uf2); flash it and measure with --port")
+        return 0
+    sweep = parse_thresholds(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
+    r = measure_switching(out, spec["variants"], runs_dir=args.runs_dir, port=args.port, image=image,
+                          threshold=spec["threshold"], metric=spec["metric"], frames=spec["frames"],
+                          sweep_thresholds=sweep, log=status)
+    say(Path(r["files"][1]).read_text(encoding="utf-8"))
+    say(f"switch: measured in {r['measure_seconds']:.1f} s; {', '.join(r['files'])}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.md and report.json of a run and print the Markdown."""
     from pipeline.artifacts import RunDir
@@ -500,6 +526,27 @@ def _switch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/switch", help="folder for switch.md/.json/.png (default: runs/switch)")
 
 
+def _switch_fw_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN_OR_SPEC",
+                   help="two or more runs of one model (e.g. int4 int8), or one switch spec (a .toml with a "
+                        "[switch] table, or the name of one in pipeline/recipes/switch/)")
+    p.add_argument("--name", default=None, help="folder in --runs-dir for the firmware and results "
+                                                "(default: switch-<runs>)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="the board's policy threshold in [0, 1] (default 0.5, or the spec's)")
+    p.add_argument("--metric", choices=("confidence", "margin"), default=None,
+                   help="escalate on top-1 (confidence) or top-1 minus top-2 (margin) (default: confidence)")
+    p.add_argument("--frames", type=_positive_int, default=None, metavar="N",
+                   help="test frames sent per variant and for the policy (default 40)")
+    p.add_argument("--thresholds", nargs="+", default=None, metavar="T",
+                   help="thresholds of the sweep over the test split (default: 0, 0.05, ..., 1)")
+    p.add_argument("--kernels", choices=("picotflm", "stock"), default="picotflm",
+                   help="our M0+ kernels or pico-tflmicro's (default: picotflm)")
+    p.add_argument("--board", action="store_true", help="build the board image (USB CDC) instead of the emulator image")
+    p.add_argument("--port", default=None, help="a real Pico running this switching firmware (else the emulated Pico)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run name (a folder in --runs-dir) or the path of a run directory")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -541,6 +588,8 @@ COMMANDS: list[Command] = [
     Command("compare", "compare runs: one table and plots", _compare_args, cmd_compare),
     Command("switch-sim", "simulate switching int4 -> int8 on low confidence (host TFLM, board latencies)",
             _switch_args, cmd_switch_sim),
+    Command("switch", "build one firmware with several variants (e.g. int4 int8) and measure switching on the board",
+            _switch_fw_args, cmd_switch),
     Command("feasibility", "fits / does not fit on target boards (a run's measured figures or --params/--bits)",
             _feasibility_args, cmd_feasibility),
     Command("search", "search compression settings (Optuna) for a flash / RAM / accuracy budget; Pareto fronts",

@@ -193,61 +193,144 @@ def render(tflite: bytes, cfg: RenderConfig, out_dir: Path, *, golden_inputs: np
     for those inputs). ``provenance`` holds tool_version, model_file, source_sha256, tensorflow,
     tflite_micro for the banner.
     """
+    return render_variants([RenderVariant("", tflite, golden_outputs)], cfg, out_dir, golden_inputs=golden_inputs,
+                           golden_labels=golden_labels, class_names=class_names,
+                           host_arena_bytes=host_arena_bytes, provenance=provenance)
+
+
+@dataclass(frozen=True)
+class RenderVariant:
+    """One model of a firmware: its name (empty for a single-model firmware), flatbuffer and the
+    raw outputs host TFLM gave for the golden inputs."""
+
+    name: str
+    tflite: bytes
+    golden_outputs: np.ndarray
+
+
+def variant_symbol(model_name: str, variant: str) -> str:
+    """The C identifier part of a variant's model array: ``<model_name>_<variant>`` with every
+    character that cannot be in an identifier replaced by ``_`` (the variant name itself reaches
+    the C only as an escaped string literal)."""
+    import re
+
+    if not variant:
+        return model_name
+    return check_c_identifier(f"{model_name}_{re.sub(r'[^A-Za-z0-9_]', '_', variant)}"[:64], "variant symbol")
+
+
+def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_dir: Path, *,
+                    golden_inputs: np.ndarray, golden_labels: Sequence[int], class_names: Sequence[str],
+                    host_arena_bytes: int, provenance: dict[str, str]) -> list[Path]:
+    """Write one firmware's generated sources holding every model of ``variants`` (same input,
+    output and classes; the firmware selects one at a time, in one arena sized for the largest).
+
+    ``host_arena_bytes`` is the largest host minimum among the variants. Variant 0 is the one the
+    firmware sets up at boot. The file set is the same as for one model (``render``).
+    """
     from pipeline.artifacts import atomic_write_text
 
-    info: ModelInfo = inspect_tflite(tflite)
-    check_tflm_compatible(info)
+    if not variants:
+        raise PipelineError("no model to render", hint="this is a bug in the caller")
     name = check_c_identifier(cfg.model_name, "render.model_name")
     class_names = [str(c) for c in class_names]
-    out_units = info.output.elements
-    if len(class_names) != out_units:
-        raise PipelineError(
-            f"the model has {out_units} outputs but {len(class_names)} class names were given",
-            hint="the data's classes must match the model's output units",
-        )
+    for c in class_names:  # they reach the C only as escaped string literals (c_string)
+        check_class_name(c)
     golden_inputs = np.ascontiguousarray(golden_inputs)
-    golden_outputs = np.ascontiguousarray(golden_outputs)
     count = len(golden_inputs)
-    if count == 0 or len(golden_outputs) != count or len(golden_labels) != count:
-        raise PipelineError("golden inputs, outputs and labels must be non-empty and of equal count",
+    if count == 0 or len(golden_labels) != count:
+        raise PipelineError("golden inputs and labels must be non-empty and of equal count",
                             hint="this is a bug in the caller")
-    in_ctx, out_ctx = _tensor_ctx(info.input), _tensor_ctx(info.output)
-    if golden_inputs[0].nbytes != in_ctx["nbytes"] or golden_outputs[0].nbytes != out_ctx["nbytes"]:
-        raise PipelineError("golden data does not match the model's tensor sizes", hint="re-run the verify stage")
-    arena = choose_arena(cfg, host_arena_bytes)
-    check_fits_rp2040(len(tflite), arena.bytes, int(golden_inputs.nbytes + golden_outputs.nbytes))
-
+    names = [v.name for v in variants]
+    if len(variants) > 1 and (len(set(names)) != len(names) or not all(names)):
+        raise PipelineError(f"variant names must be distinct and non-empty, got {names}", hint="name each variant once")
+    if len(variants) > 16:
+        raise PipelineError(f"{len(variants)} variants: a firmware holds at most 16", hint="name fewer variants")
     prov = {k: str(provenance.get(k, "unknown")) for k in ("tool_version", "model_file", "source_sha256",
                                                                "tensorflow", "tflite_micro")}
-    prov["model_sha256"] = hashlib.sha256(tflite).hexdigest()
+    prov["model_sha256"] = hashlib.sha256(variants[0].tflite).hexdigest()
     for k, v in prov.items():  # the banner is a // comment: one line, printable ASCII
         if not all(0x20 <= ord(c) < 0x7F for c in v):
             raise PipelineError(f"provenance field {k} has characters that cannot go into a C comment: {v!r}",
                                 hint="use an ASCII path and name")
+
+    vctx: list[dict[str, Any]] = []
+    ops: list[str] = []
+    quant_tables: list[dict[str, Any]] = []
+    first = None
+    for v in variants:
+        info: ModelInfo = inspect_tflite(v.tflite)
+        check_tflm_compatible(info)
+        label = f"variant {v.name}: " if v.name else ""
+        if info.output.elements != len(class_names):
+            raise PipelineError(
+                f"{label}the model has {info.output.elements} outputs but {len(class_names)} class names were given",
+                hint="the data's classes must match the model's output units",
+            )
+        in_ctx, out_ctx = _tensor_ctx(info.input), _tensor_ctx(info.output)
+        outs = np.ascontiguousarray(v.golden_outputs)
+        if len(outs) != count:
+            raise PipelineError("golden inputs, outputs and labels must be non-empty and of equal count",
+                                hint="this is a bug in the caller")
+        if golden_inputs[0].nbytes != in_ctx["nbytes"] or outs[0].nbytes != out_ctx["nbytes"]:
+            raise PipelineError("golden data does not match the model's tensor sizes", hint="re-run the verify stage")
+        if first is None:
+            first = (info, in_ctx, out_ctx)
+        else:
+            i0, a_in, a_out = first
+            for what, x, y in (("input", (a_in["c_type"], a_in["shape"]), (in_ctx["c_type"], in_ctx["shape"])),
+                               ("output", (a_out["c_type"], a_out["shape"]), (out_ctx["c_type"], out_ctx["shape"])),
+                               ("input quantization", (a_in["scale"], a_in["zero_point"]),
+                                (in_ctx["scale"], in_ctx["zero_point"])),
+                               ("schema version", i0.schema_version, info.schema_version)):
+                if x != y:
+                    raise PipelineError(f"variants {variants[0].name} and {v.name} are not the same model: "
+                                        f"{what} {x} vs {y}",
+                                        hint="one firmware switches only between variants of one model "
+                                             "(same input, output and classes)")
+        for op in info.ops:
+            if op not in ops:
+                ops.append(op)
+        tables = conv_quant_tables(v.tflite)
+        for t in tables:
+            quant_tables.append({**t, "index": len(quant_tables), "variant": v.name})
+        sha = hashlib.sha256(v.tflite).hexdigest()
+        vctx.append({
+            "name": v.name,
+            "display": v.name or name,
+            "sym": variant_symbol(name, v.name),
+            "size": len(v.tflite),
+            "model_bytes": c_bytes(v.tflite),
+            "hash16": sha[:16],
+            "macs": info.macs,
+            "op_count": len(info.op_sequence),
+            "output": out_ctx,
+            "outputs": [", ".join(f"0x{b:02x}" for b in outs[i].tobytes()) for i in range(count)],
+        })
+    info, in_ctx, out_ctx = first
+    arena = choose_arena(cfg, host_arena_bytes)
+    out_bytes = sum(np.ascontiguousarray(v.golden_outputs).nbytes for v in variants)
+    check_fits_rp2040(sum(len(v.tflite) for v in variants), arena.bytes, int(golden_inputs.nbytes + out_bytes))
+
     ctx: dict[str, Any] = {
         "prov": prov,
         "name": name,
-        "size": len(tflite),
-        "model_bytes": c_bytes(tflite),
-        "hash16": prov["model_sha256"][:16],
-        "schema_version": info.schema_version,
+        "variants": vctx,
+        "v0": vctx[0],
         "arena": arena,
+        "schema_version": info.schema_version,
         "input": in_ctx,
         "output": out_ctx,
         "class_names": class_names,
-        "macs": info.macs,
-        "op_count": len(info.op_sequence),
-        "ops": info.ops,
-        "methods": [TFLM_RESOLVER_METHODS[op] for op in info.ops],
-        "fast_ops": [op for op in info.ops if op in FAST_KERNEL_OPS],
-        "quant_tables": conv_quant_tables(tflite),
+        "op_count": max(v["op_count"] for v in vctx),
+        "ops": ops,
+        "methods": [TFLM_RESOLVER_METHODS[op] for op in ops],
+        "fast_ops": [op for op in ops if op in FAST_KERNEL_OPS],
+        "quant_tables": quant_tables,
         "count": count,
         "inputs": [{"index": i, "label": f"{int(golden_labels[i])} ({c_string(class_names[int(golden_labels[i])])})",
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],
-        "outputs": [", ".join(f"0x{b:02x}" for b in golden_outputs[i].tobytes()) for i in range(count)],
     }
-    for c in class_names:  # they reach the C only as escaped string literals (c_string)
-        check_class_name(c)
     env = _environment()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,8 @@ not sure enough: the top-1 confidence (dequantized softmax output) or the margin
 below a threshold in [0, 1]. Accuracy comes from host TFLM on the test split (the same kernels the
 firmware runs, reference versions); latency from each variant's figure measured on the board
 (``measured.json``: median microseconds per invoke, from the emulated Pico unless a real board was
-measured). What a switch itself costs on the device is unknown (the firmware does not switch yet): the
-latency is reported without it, and with ``switch_cost_us`` added per escalation when one is stated.
+measured). The switch cost is not counted unless stated (``switch_cost_us``); ``picotflm switch``
+(pipeline/switchfw.py) measures it on the board with the firmware that really switches.
 """
 from __future__ import annotations
 
@@ -80,10 +80,12 @@ class Variant:
     latency_where: str
     x_test: np.ndarray = field(repr=False)
     y_test: np.ndarray = field(repr=False)
+    root: Path | None = None
 
 
-def load_variant(run: str | Path, runs_dir: str | Path = "runs") -> Variant:
-    """A run directory (or a name in ``runs_dir``) as a variant; PipelineError when a part is missing."""
+def load_variant(run: str | Path, runs_dir: str | Path = "runs", *, need_latency: bool = True) -> Variant:
+    """A run directory (or a name in ``runs_dir``) as a variant; PipelineError when a part is missing.
+    ``need_latency=False``: a run not measured yet is fine (latency 0, where "not measured")."""
     from pipeline.convert import inspect_tflite
     from pipeline.data import Dataset
 
@@ -94,11 +96,18 @@ def load_variant(run: str | Path, runs_dir: str | Path = "runs") -> Variant:
         raise PipelineError(f"run {run} does not exist (looked in {root})", hint="run `picotflm run RECIPE` first")
     for name, how in (("model.tflite", f"picotflm run {root.name}"), ("data.npz", f"picotflm run {root.name}"),
                       ("measured.json", f"picotflm measure {root.name}")):
+        if name == "measured.json" and not need_latency:
+            continue
         if not (root / name).is_file():
             raise PipelineError(f"run {root.name} has no {name}", hint=f"run `{how}` first")
     data = (root / "model.tflite").read_bytes()
     info = inspect_tflite(data)
     ds = Dataset.load(root / "data.npz")
+    if not need_latency:
+        return Variant(name=root.name, tflite=data, input_shape=list(info.input.shape),
+                       output_shape=list(info.output.shape), class_names=tuple(ds.class_names),
+                       weight_bytes=int(info.weight_bytes), latency_us=0.0, latency_where="not measured",
+                       x_test=ds.x_test, y_test=ds.y_test, root=root)
     try:
         m = json.loads((root / "measured.json").read_text(encoding="utf-8"))
         latency = float(m["bench"]["median_us"])
@@ -109,7 +118,7 @@ def load_variant(run: str | Path, runs_dir: str | Path = "runs") -> Variant:
     return Variant(name=root.name, tflite=data, input_shape=list(info.input.shape),
                    output_shape=list(info.output.shape), class_names=tuple(ds.class_names),
                    weight_bytes=int(info.weight_bytes), latency_us=latency, latency_where=where,
-                   x_test=ds.x_test, y_test=ds.y_test)
+                   x_test=ds.x_test, y_test=ds.y_test, root=root)
 
 
 def check_same_model(variants: Sequence[Variant]) -> None:
@@ -182,13 +191,24 @@ def policy(outputs: Sequence[np.ndarray], threshold: float, metric: str) -> tupl
 
 
 def sweep(outputs: Sequence[np.ndarray], labels: np.ndarray, latencies_us: Sequence[float],
-          cfg: SwitchConfig) -> list[dict[str, Any]]:
+          cfg: SwitchConfig, switch_costs_us: Sequence[float] | None = None) -> list[dict[str, Any]]:
     """One row per threshold: accuracy, fraction escalated, mean latency without and with the switch cost.
 
-    A row answered at level k ran variants 0..k: its latency is the sum of their latencies (+ k switches).
+    A row answered at level k ran variants 0..k: its latency is the sum of their latencies (+ k switches
+    at ``cfg.switch_cost_us`` each). With ``switch_costs_us`` (what a switch *to* each variant costs,
+    measured on the board) an escalated row pays the switches to variants 1..k and the one back to
+    variant 0 that the next frame starts with, as the firmware's ``auto`` does.
     """
     labels = np.asarray(labels).astype(int)
     cum = np.cumsum(np.asarray(latencies_us, dtype=np.float64))
+    if switch_costs_us is not None:
+        c = np.asarray(switch_costs_us, dtype=np.float64)
+        if len(c) != len(outputs):
+            raise PipelineError(f"{len(c)} switch costs for {len(outputs)} variants", hint="this is a bug in the caller")
+        up = np.concatenate([[0.0], np.cumsum(c[1:])])  # switches up to level k
+        switch = np.where(np.arange(len(c)) > 0, up + c[0], 0.0)
+    else:
+        switch = np.arange(len(outputs)) * cfg.switch_cost_us
     rows = []
     for t in cfg.thresholds:
         pred, level = policy(outputs, float(t), cfg.metric)
@@ -199,7 +219,7 @@ def sweep(outputs: Sequence[np.ndarray], labels: np.ndarray, latencies_us: Seque
             "escalated_fraction": float(np.mean(level > 0)),
             "per_level_fraction": [float(np.mean(level == k)) for k in range(len(outputs))],
             "mean_latency_us": float(lat.mean()),
-            "mean_latency_us_with_switch_cost": float((lat + level * cfg.switch_cost_us).mean()),
+            "mean_latency_us_with_switch_cost": float((lat + switch[level]).mean()),
         })
     return rows
 
@@ -234,8 +254,8 @@ def simulate(runs: Sequence[str | Path], cfg: SwitchConfig, runs_dir: str | Path
         "accuracy_where": "host TFLM (tflite-micro Python interpreter, 64-bit), test split",
         "latency_where": "; ".join(sorted({v.latency_where for v in variants})) + " (measured.json median per invoke)",
         "switch_cost_us": cfg.switch_cost_us,
-        "switch_cost_note": ("unknown on the device (the firmware does not switch yet): mean_latency_us leaves it "
-                             "out" if cfg.switch_cost_us == 0 else
+        "switch_cost_note": ("not counted: give --switch-cost-us, or measure it on the board with `picotflm switch` "
+                             "(mean_latency_us leaves it out)" if cfg.switch_cost_us == 0 else
                              f"stated, not measured on the device: {cfg.switch_cost_us:g} us per escalation"),
         "host_interpreter_setup_ms_largest": round(setup_s * 1e3, 3),
         "host_interpreter_setup_note": "host TFLM, 64-bit: how long making the larger variant's interpreter "

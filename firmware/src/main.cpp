@@ -31,6 +31,7 @@ bi_decl(bi_program_description("picotflm: " PICOTFLM_MODEL_NAME " (model " PICOT
                                PICOTFLM_IMAGE_NAME " image"));
 bi_decl(bi_program_version_string(PICOTFLM_FW_VERSION));
 bi_decl(bi_program_feature("model " PICOTFLM_MODEL_NAME " sha256 " PICOTFLM_MODEL_HASH));
+bi_decl(bi_program_feature(PICOTFLM_STR(PICOTFLM_VARIANT_COUNT) " model variant(s), one arena"));
 bi_decl(bi_program_feature("tensor arena " PICOTFLM_STR(PICOTFLM_ARENA_SIZE) " bytes"));
 bi_decl(bi_program_feature("image " PICOTFLM_IMAGE_NAME ", " PICOTFLM_STR(PICOTFLM_CORES) " core(s) for TFLM, "
                            PICOTFLM_KERNELS_NAME " kernels"));
@@ -143,6 +144,21 @@ size_t g_arena_limit = PICOTFLM_ARENA_SIZE;
 size_t g_arena_used = 0;
 char g_setup_error[256] = "";
 
+// Variants (model_data.h): the one set up now; every request but `variants`/`select`/`auto` uses it.
+// The automatic policy (`policy`, `auto`) runs variant 0 first and the next one while the top-1
+// confidence (or top-1 minus top-2) of the output is below the threshold.
+int g_variant = 0;
+constexpr bool kSwitching = PICOTFLM_VARIANT_COUNT > 1;
+int g_policy_metric = 0;             // 0: confidence, 1: margin
+uint32_t g_policy_permille = 0;      // threshold in thousandths; 0: never escalate
+uint64_t g_last_setup_cycles = 0;    // what the last setup (a switch) took
+uint64_t g_last_setup_us = 0;
+#if PICOTFLM_VARIANT_COUNT > 1
+// With several variants the frame cannot live in the input tensor: a switch re-plans the arena and
+// TFLM overwrites the input during Invoke, but `auto` may have to run the frame again.
+alignas(4) uint8_t g_frame_in[PICOTFLM_INPUT_BYTES];
+#endif
+
 // One buffer for every reply: the JSON payload (<= 2,048 bytes, docs/protocol.md) is built at
 // g_frame + 1 and framed in place ('$' before it, "*<crc32>\n" and a NUL after it): no second copy.
 constexpr uint32_t kPayloadMax = 2048;
@@ -153,7 +169,7 @@ ptf_request_t g_req;
 const char* type_name(TfLiteType t) { return TfLiteTypeGetName(t); }
 
 // Set up (or set up again) the interpreter within `limit` bytes of the static arena.
-__attribute__((noinline)) bool setup(size_t limit) {
+__attribute__((noinline)) bool setup_untimed(size_t limit) {
   g_ready = false;
   g_arena_used = 0;
   g_setup_error[0] = '\0';
@@ -174,7 +190,7 @@ __attribute__((noinline)) bool setup(size_t limit) {
              (unsigned)kArenaFloor);
     return false;
   }
-  const tflite::Model* model = tflite::GetModel(PICOTFLM_MODEL_DATA);
+  const tflite::Model* model = tflite::GetModel(g_picotflm_variants[g_variant].data);
   if (model->version() != PICOTFLM_SCHEMA_VERSION || model->version() != TFLITE_SCHEMA_VERSION) {
     snprintf(g_setup_error, sizeof g_setup_error, "model schema version %lu, this TFLM supports %d",
              (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
@@ -209,6 +225,15 @@ __attribute__((noinline)) bool setup(size_t limit) {
   }
   g_ready = true;
   return true;
+}
+
+bool setup(size_t limit) {
+  uint64_t t0 = board_time_us();
+  uint64_t c0 = board_cycles();
+  bool ok = setup_untimed(limit);
+  g_last_setup_cycles = board_cycles() - c0;
+  g_last_setup_us = board_time_us() - t0;
+  return ok;
 }
 
 struct Timing {
@@ -260,7 +285,10 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "proto", PTF_PROTO_VERSION);
   ptf_json_str(&j, "fw", PICOTFLM_FW_VERSION);
   ptf_json_str(&j, "model", PICOTFLM_MODEL_NAME);
-  ptf_json_str(&j, "hash", PICOTFLM_MODEL_HASH);
+  ptf_json_str(&j, "hash", g_picotflm_variants[g_variant].hash);
+  ptf_json_int(&j, "variants", PICOTFLM_VARIANT_COUNT);
+  ptf_json_int(&j, "variant", g_variant);
+  ptf_json_str(&j, "variant_name", g_picotflm_variants[g_variant].name);
   ptf_json_str(&j, "image", PICOTFLM_IMAGE_NAME);
   ptf_json_str(&j, "kernels", PICOTFLM_KERNELS_NAME);
 #if PICOTFLM_FAST_KERNELS
@@ -388,7 +416,7 @@ __attribute__((noinline)) GoldenResult run_golden(ptf_json_t* j) {
       break;
     }
     const uint8_t* o = (const uint8_t*)out->data.raw;
-    const uint8_t* e = g_picotflm_golden_outputs[i];
+    const uint8_t* e = g_picotflm_golden_outputs[g_variant * PICOTFLM_GOLDEN_COUNT + i];
     if (memcmp(o, e, PICOTFLM_OUTPUT_BYTES) == 0) g.exact++;
     for (int k = 0; k < kOutputElements; k++) {  // in output units (LSB for integer outputs)
       int d = element_diff(output_element(o, k), output_element(e, k));
@@ -413,8 +441,17 @@ __attribute__((noinline)) void cmd_golden() {
   send(&j);
 }
 
+// Where `load` writes the frame: the input tensor, or with several variants a buffer of its own.
+uint8_t* frame_buffer() {
+#if PICOTFLM_VARIANT_COUNT > 1
+  return g_frame_in;
+#else
+  return (uint8_t*)g_interpreter->input(0)->data.raw;
+#endif
+}
+
 __attribute__((noinline)) void cmd_load(const ptf_request_t& r) {
-  memcpy(g_interpreter->input(0)->data.raw + r.n, r.data, r.data_len);
+  memcpy(frame_buffer() + r.n, r.data, r.data_len);
   ptf_json_t j;
   begin(&j, "load");
   ptf_json_int(&j, "offset", r.n);
@@ -423,10 +460,10 @@ __attribute__((noinline)) void cmd_load(const ptf_request_t& r) {
 }
 
 __attribute__((noinline)) void cmd_infer(const ptf_request_t& r) {
-  TfLiteTensor* in = g_interpreter->input(0);
-  if (ptf_crc32(0, in->data.raw, r.n) != r.crc) {
+  if (ptf_crc32(0, frame_buffer(), r.n) != r.crc) {
     return send_error("crc", "input bytes do not match the CRC-32: send the frame's loads again");
   }
+  if (kSwitching) memcpy(g_interpreter->input(0)->data.raw, frame_buffer(), PICOTFLM_INPUT_BYTES);
   Timing t = invoke_timed();
   if (!t.ok) return send_error("invoke", "Invoke failed");
   const uint8_t* o = (const uint8_t*)g_interpreter->output(0)->data.raw;
@@ -436,6 +473,128 @@ __attribute__((noinline)) void cmd_infer(const ptf_request_t& r) {
   ptf_json_int(&j, "top1", top1(o));
   ptf_json_int(&j, "us", (long long)t.us);
   ptf_json_int(&j, "cycles", (long long)t.cycles);
+  send(&j);
+}
+
+// ------------------------------------------------------------------------------ variants
+__attribute__((noinline)) void cmd_variants() {
+  ptf_json_t j;
+  begin(&j, "variants");
+  ptf_json_int(&j, "count", PICOTFLM_VARIANT_COUNT);
+  ptf_json_int(&j, "selected", g_variant);
+  ptf_json_open(&j, "variants", '[');
+  for (int i = 0; i < PICOTFLM_VARIANT_COUNT; i++) {
+    const PicotflmVariant& v = g_picotflm_variants[i];
+    ptf_json_open(&j, nullptr, '{');
+    ptf_json_int(&j, "index", i);
+    ptf_json_str(&j, "name", v.name);
+    ptf_json_str(&j, "hash", v.hash);
+    ptf_json_int(&j, "model_bytes", v.size);
+    ptf_json_int(&j, "macs", v.macs);
+    ptf_json_int(&j, "ops", v.op_count);
+    ptf_json_close(&j, '}');
+  }
+  ptf_json_close(&j, ']');
+  ptf_json_str(&j, "policy_metric", g_policy_metric ? "margin" : "confidence");
+  ptf_json_int(&j, "policy_permille", g_policy_permille);
+  send(&j);
+}
+
+// Set up variant `v` in the arena (a switch); false with g_setup_error set when that fails.
+bool switch_to(int v) {
+  g_variant = v;
+  return setup(g_arena_limit);
+}
+
+__attribute__((noinline)) void cmd_select(uint32_t v) {
+  if (v >= (uint32_t)PICOTFLM_VARIANT_COUNT) {
+    char msg[112];
+    snprintf(msg, sizeof msg, "variant %lu does not exist: this firmware has %d (0 to %d; `variants` lists them)",
+             (unsigned long)v, PICOTFLM_VARIANT_COUNT, PICOTFLM_VARIANT_COUNT - 1);
+    return send_error("range", msg);
+  }
+  if (!switch_to((int)v)) return send_error("setup", g_setup_error[0] ? g_setup_error : "setup failed");
+  ptf_json_t j;
+  begin(&j, "select");
+  ptf_json_int(&j, "variant", g_variant);
+  ptf_json_str(&j, "name", g_picotflm_variants[g_variant].name);
+  ptf_json_str(&j, "hash", g_picotflm_variants[g_variant].hash);
+  ptf_json_int(&j, "arena_used", (long long)g_arena_used);
+  ptf_json_int(&j, "switch_cycles", (long long)g_last_setup_cycles);
+  ptf_json_int(&j, "switch_us", (long long)g_last_setup_us);
+  send(&j);
+}
+
+__attribute__((noinline)) void cmd_policy(const ptf_request_t& r) {
+  g_policy_metric = (int)r.n;
+  g_policy_permille = r.threshold;
+  ptf_json_t j;
+  begin(&j, "policy");
+  ptf_json_str(&j, "metric", g_policy_metric ? "margin" : "confidence");
+  ptf_json_int(&j, "permille", g_policy_permille);
+  send(&j);
+}
+
+// The policy's score of an output: the top-1 dequantized value (confidence), or top-1 minus top-2
+// (margin). In double, as the host simulation computes it: (q - zero_point) * scale is exact there.
+double policy_score(const uint8_t* out, const PicotflmVariant& v) {
+  double best = -1e300, second = -1e300;
+  for (int k = 0; k < kOutputElements; k++) {
+    double p = (double)output_element(out, k);
+    if (std::is_integral<OutT>::value) p = (p - v.output_zero_point) * (double)v.output_scale;
+    if (p > best) {
+      second = best;
+      best = p;
+    } else if (p > second) {
+      second = p;
+    }
+  }
+  if (g_policy_metric == 0 || kOutputElements < 2) return best;
+  return best - second;
+}
+
+__attribute__((noinline)) void cmd_auto(const ptf_request_t& r) {
+  if (ptf_crc32(0, frame_buffer(), r.n) != r.crc) {
+    return send_error("crc", "input bytes do not match the CRC-32: send the frame's loads again");
+  }
+  uint64_t t0 = board_time_us();
+  uint64_t c0 = board_cycles();
+  uint64_t switch_cycles = 0, switch_us = 0, invoke_cycles = 0;
+  int switches = 0, escalations = 0;
+  double threshold = g_policy_permille / 1000.0;
+  double score = 0.0;
+  const uint8_t* o = nullptr;
+  for (int level = 0;; level++) {
+    if (g_variant != level || !g_ready) {
+      if (!switch_to(level)) return send_error("setup", g_setup_error[0] ? g_setup_error : "setup failed");
+      switch_cycles += g_last_setup_cycles;
+      switch_us += g_last_setup_us;
+      switches++;
+    }
+    if (kSwitching) memcpy(g_interpreter->input(0)->data.raw, frame_buffer(), PICOTFLM_INPUT_BYTES);
+    Timing t = invoke_timed();
+    if (!t.ok) return send_error("invoke", "Invoke failed");
+    invoke_cycles += t.cycles;
+    o = (const uint8_t*)g_interpreter->output(0)->data.raw;
+    score = policy_score(o, g_picotflm_variants[level]);
+    if (!(score < threshold) || level + 1 >= PICOTFLM_VARIANT_COUNT) break;
+    escalations++;
+  }
+  uint64_t c1 = board_cycles();
+  uint64_t t1 = board_time_us();
+  ptf_json_t j;
+  begin(&j, "auto");
+  ptf_json_hex(&j, "output", o, PICOTFLM_OUTPUT_BYTES);
+  ptf_json_int(&j, "top1", top1(o));
+  ptf_json_int(&j, "variant", g_variant);
+  ptf_json_int(&j, "escalations", escalations);
+  ptf_json_int(&j, "score_ppm", (long long)(score * 1e6 + (score < 0 ? -0.5 : 0.5)));
+  ptf_json_int(&j, "switches", switches);
+  ptf_json_int(&j, "invoke_cycles", (long long)invoke_cycles);
+  ptf_json_int(&j, "switch_cycles", (long long)switch_cycles);
+  ptf_json_int(&j, "switch_us", (long long)switch_us);
+  ptf_json_int(&j, "cycles", (long long)(c1 - c0));
+  ptf_json_int(&j, "us", (long long)(t1 - t0));
   send(&j);
 }
 
@@ -474,6 +633,12 @@ __attribute__((noinline)) void handle(const ptf_request_t& r) {
       return cmd_info();
     case PTF_CMD_ARENA:
       return cmd_arena(r.n);
+    case PTF_CMD_VARIANTS:
+      return cmd_variants();
+    case PTF_CMD_SELECT:
+      return cmd_select(r.n);
+    case PTF_CMD_POLICY:
+      return cmd_policy(r);
     default:
       break;
   }
@@ -491,6 +656,8 @@ __attribute__((noinline)) void handle(const ptf_request_t& r) {
       return cmd_load(r);
     case PTF_CMD_INFER:
       return cmd_infer(r);
+    case PTF_CMD_AUTO:
+      return cmd_auto(r);
     default:
       return send_error("unknown_cmd", "unknown command");
   }

@@ -124,13 +124,36 @@ void ptf_parse(const char* line, uint32_t len, int overflow, uint32_t input_byte
   uint32_t nargs = ntok - 1;
   const tok_t* a = tok + 1;
 #define CMD_IS(lit) (tok[0].n == sizeof(lit) - 1 && memcmp(tok[0].s, lit, sizeof(lit) - 1) == 0)
-  if (CMD_IS("info") || CMD_IS("mem") || CMD_IS("profile") || CMD_IS("golden")) {
+  if (CMD_IS("info") || CMD_IS("mem") || CMD_IS("profile") || CMD_IS("golden") || CMD_IS("variants")) {
     if (nargs != 0) {
       set_error(r, "bad_arg", "this command takes no arguments");
       return;
     }
     r->cmd = CMD_IS("info") ? PTF_CMD_INFO : CMD_IS("mem") ? PTF_CMD_MEM : CMD_IS("profile") ? PTF_CMD_PROFILE
-                                                                                                : PTF_CMD_GOLDEN;
+             : CMD_IS("golden") ? PTF_CMD_GOLDEN : PTF_CMD_VARIANTS;
+    return;
+  }
+  if (CMD_IS("select")) {
+    if (nargs != 1 || !parse_dec(a[0].s, a[0].n, &r->n)) {
+      set_error(r, "bad_arg", "usage: select <variant index>");
+      return;
+    }
+    r->cmd = PTF_CMD_SELECT;  // the firmware checks the index against its variants
+    return;
+  }
+  if (CMD_IS("policy")) {
+    int conf = nargs == 2 && a[0].n == 10 && memcmp(a[0].s, "confidence", 10) == 0;
+    int margin = nargs == 2 && a[0].n == 6 && memcmp(a[0].s, "margin", 6) == 0;
+    if ((!conf && !margin) || !parse_dec(a[1].s, a[1].n, &r->threshold)) {
+      set_error(r, "bad_arg", "usage: policy <confidence|margin> <threshold in thousandths, 0 to 1000>");
+      return;
+    }
+    if (r->threshold > PTF_THRESHOLD_MAX) {
+      set_error(r, "range", "policy threshold must be 0 to 1000 thousandths (a score in [0, 1])");
+      return;
+    }
+    r->n = margin ? 1u : 0u;
+    r->cmd = PTF_CMD_POLICY;
     return;
   }
   if (CMD_IS("bench") || CMD_IS("arena")) {
@@ -171,30 +194,33 @@ void ptf_parse(const char* line, uint32_t len, int overflow, uint32_t input_byte
     r->cmd = PTF_CMD_LOAD;
     return;
   }
-  if (CMD_IS("infer")) {
+  if (CMD_IS("infer") || CMD_IS("auto")) {
+    int is_auto = CMD_IS("auto");
     if (nargs != 2 || !parse_dec(a[0].s, a[0].n, &r->n) || a[1].n != 8) {
-      set_error(r, "bad_arg", "usage: infer <length> <crc32 as 8 hex digits>");
+      set_error(r, "bad_arg", is_auto ? "usage: auto <length> <crc32 as 8 hex digits>"
+                                      : "usage: infer <length> <crc32 as 8 hex digits>");
       return;
     }
     uint32_t crc = 0;
     for (uint32_t k = 0; k < 8; k++) {
       int v = hex_val(a[1].s[k]);
       if (v < 0) {
-        set_error(r, "bad_arg", "infer crc32 must be 8 hex digits");
+        set_error(r, "bad_arg", is_auto ? "auto crc32 must be 8 hex digits" : "infer crc32 must be 8 hex digits");
         return;
       }
       crc = (crc << 4) | (uint32_t)v;
     }
     r->crc = crc;
     if (r->n != input_bytes) {
-      set_error(r, "range", "infer length must equal the input tensor's size");
+      set_error(r, "range", is_auto ? "auto length must equal the input tensor's size"
+                                    : "infer length must equal the input tensor's size");
       return;
     }
-    r->cmd = PTF_CMD_INFER;
+    r->cmd = is_auto ? PTF_CMD_AUTO : PTF_CMD_INFER;
     return;
   }
 #undef CMD_IS
-  set_error(r, "unknown_cmd", "unknown command (info, mem, bench, profile, golden, load, infer, arena)");
+  set_error(r, "unknown_cmd", "unknown command (info, mem, bench, profile, golden, load, infer, arena, variants, select, policy, auto)");
 }
 
 // ------------------------------------------------------------------------------ replies

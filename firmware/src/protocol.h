@@ -13,6 +13,7 @@ extern "C" {
 #define PTF_LINE_MAX 320  // bytes of a request line, newline included
 #define PTF_LOAD_MAX 128  // bytes of one `load`
 #define PTF_BENCH_MAX 1000
+#define PTF_THRESHOLD_MAX 1000  // policy thresholds are thousandths of [0, 1]
 
 typedef enum {
   PTF_CMD_NONE = 0,  // empty line: no reply
@@ -24,6 +25,10 @@ typedef enum {
   PTF_CMD_LOAD,
   PTF_CMD_INFER,
   PTF_CMD_ARENA,
+  PTF_CMD_VARIANTS,
+  PTF_CMD_SELECT,
+  PTF_CMD_POLICY,
+  PTF_CMD_AUTO,
   PTF_CMD_ERROR  // a request that gets an error reply (err/msg set)
 } ptf_cmd_t;
 
@@ -32,8 +37,10 @@ typedef struct {
   char name[16];  // the command as sent, when it is safe to echo (else "?")
   int has_id;
   uint32_t id;
-  uint32_t n;    // bench: runs; arena: bytes; load: offset; infer: length
-  uint32_t crc;  // infer: CRC-32 of the input bytes
+  uint32_t n;    // bench: runs; arena: bytes; load: offset; infer/auto: length; select: variant;
+                 // policy: metric (0 confidence, 1 margin)
+  uint32_t crc;  // infer/auto: CRC-32 of the input bytes
+  uint32_t threshold;  // policy: threshold in thousandths (0..1000)
   uint32_t data_len;
   uint8_t data[PTF_LOAD_MAX];  // load: the bytes
   const char* err;             // error code (docs/protocol.md) when cmd == PTF_CMD_ERROR

@@ -98,6 +98,9 @@ class LinkStats:
         return d
 
 
+AUTO_FIELDS = ("variant", "escalations", "score_ppm", "switches", "invoke_cycles", "switch_cycles", "switch_us")
+
+
 class InferResult(NamedTuple):
     output: bytes
     top1: int
@@ -421,9 +424,14 @@ class BoardClient:
         if need > self._reader.max_line:
             self._reader.max_line = need
 
-    def send_frame(self, data: bytes, *, timeout: float | None = None) -> dict[str, Any]:
+    def send_frame(self, data: bytes, *, timeout: float | None = None, auto: bool = False) -> dict[str, Any]:
         """Write ``data`` into the board's input tensor (``load`` chunks of <= 128 bytes), then
         ``infer`` it; returns ``{"output": bytes, "top1": int, "us": int, "cycles": int}``.
+
+        ``auto=True`` sends ``auto`` instead: the board's switching policy (``set_policy``) runs the
+        frame on variant 0 and on larger variants while unsure; the result then also has ``variant``,
+        ``escalations``, ``score_ppm``, ``switches``, ``invoke_cycles``, ``switch_cycles``, ``switch_us``
+        (``cycles``/``us`` include the switches).
 
         When the board finds the frame corrupted (error ``crc``) or the reply to ``infer`` fails its
         checksum, the frame is loaded again (TFLM overwrote the input) and inferred again."""
@@ -435,6 +443,7 @@ class BoardClient:
                                 f"{self.info.get('input_bytes')}",
                                 hint="frames must be the model's input tensor, quantized, as raw bytes")
         crc = f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+        cmd = "auto" if auto else "infer"
         last: PipelineError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
@@ -450,7 +459,7 @@ class BoardClient:
                     if r.get("offset") != off or r.get("len") != len(chunk):
                         raise SerialLinkError(f"the board stored a load at offset {r.get('offset')} length "
                                               f"{r.get('len')}, sent offset {off} length {len(chunk)}", hint=LINK_HINT)
-                r = self.request("infer", len(data), crc, timeout=timeout, retries=0, raise_on_error=False)
+                r = self.request(cmd, len(data), crc, timeout=timeout, retries=0, raise_on_error=False)
             except SerialLinkError as e:
                 last = e
                 continue
@@ -461,17 +470,57 @@ class BoardClient:
                 continue
             if not r.ok and r.err in ("crc",) + NOT_UNDERSTOOD:
                 last = BoardError(f"the board found the frame corrupted: {r.msg}" if r.err == "crc" else
-                                  f"the board could not parse 'infer' ({r.err}: {r.msg})", reply=r)
+                                  f"the board could not parse {cmd!r} ({r.err}: {r.msg})", reply=r)
                 continue
             self._check(r, True)
             try:
-                return InferResult(bytes.fromhex(r["output"]), int(r["top1"]), int(r["us"]),
-                                   int(r["cycles"]))._asdict()
+                out = InferResult(bytes.fromhex(r["output"]), int(r["top1"]), int(r["us"]),
+                                  int(r["cycles"]))._asdict()
+                if auto:
+                    out.update({k: int(r[k]) for k in AUTO_FIELDS})
+                return out
             except (KeyError, TypeError, ValueError) as e:
-                raise SerialLinkError(f"the board's reply to 'infer' lacks a field or has a bad one: {e!r}",
+                raise SerialLinkError(f"the board's reply to {cmd!r} lacks a field or has a bad one: {e!r}",
                                       hint=LINK_HINT) from e
         assert last is not None
         raise last
+
+    # ------------------------------------------------------------------ model variants
+    def variants(self) -> list[dict[str, Any]]:
+        """The models this firmware holds (``variants``), smallest first: index, name, hash,
+        model_bytes, macs, ops. A firmware rendered from one model lists one."""
+        r = self.request("variants")
+        vs = r.get("variants")
+        if not isinstance(vs, list) or len(vs) != r.get("count"):
+            raise SerialLinkError("the board's reply to 'variants' is inconsistent (count vs list)", hint=LINK_HINT)
+        return [dict(v) for v in vs]
+
+    def select(self, index: int, *, timeout: float | None = None) -> Reply:
+        """``select <index>``: set up that variant in the arena; the reply says what the switch cost
+        (``switch_cycles``, ``switch_us``) and the new ``arena_used``. A variant that does not exist:
+        BoardError ``range`` with the board's message."""
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise PipelineError(f"variant index {index!r} is not a non-negative integer",
+                                hint="`picotflm` lists the variants with their indices (the board's `variants`)")
+        r = self.request("select", index, timeout=timeout)
+        if self.info is not None:  # `info` now answers for the selected variant
+            self.info.payload.update({k: r.get(k) for k in ("hash", "variant") if r.get(k) is not None})
+        return r
+
+    def set_policy(self, threshold: float, metric: str = "confidence") -> Reply:
+        """``policy <metric> <thousandths>``: the threshold below which ``auto`` escalates to the next
+        variant. ``threshold`` in [0, 1] is sent in thousandths (rounded); anything else is refused
+        here, before it is sent."""
+        import math
+
+        if metric not in ("confidence", "margin"):
+            raise PipelineError(f"switch metric must be confidence or margin, not {metric!r}",
+                                hint="use --metric confidence or --metric margin")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
+                or not 0.0 <= threshold <= 1.0:
+            raise PipelineError(f"switch threshold {threshold!r} is outside [0, 1]",
+                                hint="thresholds are confidences or margins of a softmax: give a value in [0, 1]")
+        return self.request("policy", metric, int(round(threshold * 1000)))
 
     def set_arena(self, nbytes: int, *, timeout: float | None = None) -> Reply:
         """``arena <bytes>``: re-run the board's setup with this arena limit (0: the compiled size)."""
