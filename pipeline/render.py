@@ -268,12 +268,6 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
                 hint="the data's classes must match the model's output units",
             )
         in_ctx, out_ctx = _tensor_ctx(info.input), _tensor_ctx(info.output)
-        outs = np.ascontiguousarray(v.golden_outputs)
-        if len(outs) != count:
-            raise PipelineError("golden inputs, outputs and labels must be non-empty and of equal count",
-                                hint="this is a bug in the caller")
-        if golden_inputs[0].nbytes != in_ctx["nbytes"] or outs[0].nbytes != out_ctx["nbytes"]:
-            raise PipelineError("golden data does not match the model's tensor sizes", hint="re-run the verify stage")
         if first is None:
             first = (info, in_ctx, out_ctx)
         else:
@@ -288,6 +282,12 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
                                         f"{what} {x} vs {y}",
                                         hint="one firmware switches only between variants of one model "
                                              "(same input, output and classes)")
+        outs = np.ascontiguousarray(v.golden_outputs)
+        if len(outs) != count:
+            raise PipelineError("golden inputs, outputs and labels must be non-empty and of equal count",
+                                hint="this is a bug in the caller")
+        if golden_inputs[0].nbytes != in_ctx["nbytes"] or outs[0].nbytes != out_ctx["nbytes"]:
+            raise PipelineError("golden data does not match the model's tensor sizes", hint="re-run the verify stage")
         for op in info.ops:
             if op not in ops:
                 ops.append(op)

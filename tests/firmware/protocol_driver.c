@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
       ptf_json_int(&j, "code", req.cmd);
       ptf_json_int(&j, "n", req.n);
       ptf_json_int(&j, "crc", req.crc);
+      if (req.cmd == PTF_CMD_POLICY) ptf_json_int(&j, "threshold", req.threshold);
       ptf_json_hex(&j, "data", req.data, req.data_len);
       ptf_json_end(&j);
       uint32_t m = ptf_frame(payload, j.len, out, sizeof out);

@@ -70,6 +70,32 @@ def test_arguments_ids_and_crlf(driver):
     assert one(driver, b"arena 0")["code"] == 8
 
 
+def test_switching_commands(driver):
+    assert one(driver, b"variants @3") | {} == {"ok": True, "cmd": "variants", "id": 3, "code": 9, "n": 0,
+                                                "crc": 0, "data": ""}
+    r = one(driver, b"select 7")
+    assert r["code"] == 10 and r["n"] == 7  # the firmware checks the index against its variants
+    r = one(driver, b"policy confidence 500")
+    assert r["code"] == 11 and r["n"] == 0 and r["threshold"] == 500
+    r = one(driver, b"policy margin 1000 @9")
+    assert r["code"] == 11 and r["n"] == 1 and r["threshold"] == 1000 and r["id"] == 9
+    assert one(driver, b"policy margin 0")["threshold"] == 0
+    r = one(driver, b"auto 6912 0badcafe")
+    assert r["code"] == 12 and r["cmd"] == "auto" and r["crc"] == 0x0BADCAFE and r["n"] == 6912
+
+
+@pytest.mark.parametrize("line,err", [
+    (b"variants 1", "bad_arg"), (b"select", "bad_arg"), (b"select x", "bad_arg"), (b"select -1", "bad_arg"),
+    (b"select 1 2", "bad_arg"), (b"policy", "bad_arg"), (b"policy confidence", "bad_arg"),
+    (b"policy top1 500", "bad_arg"), (b"policy confidence 1001", "range"), (b"policy margin 0.5", "bad_arg"),
+    (b"policy confidence -1", "bad_arg"), (b"auto 6912", "bad_arg"), (b"auto 100 00000000", "range"),
+    (b"auto 6912 xyz00000", "bad_arg"),
+])
+def test_bad_switching_requests_get_the_documented_error(driver, line, err):
+    r = one(driver, line)
+    assert r["ok"] is False and r["err"] == err and r["msg"]
+
+
 @pytest.mark.parametrize("line,err", [
     (b"bogus", "unknown_cmd"), (b"info extra", "bad_arg"), (b"bench", "bad_arg"), (b"bench 0", "range"),
     (b"bench 1001", "range"), (b"bench -3", "bad_arg"), (b"bench 1234567890", "bad_arg"), (b"info  @1", "bad_arg"),
