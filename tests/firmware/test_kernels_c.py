@@ -250,3 +250,96 @@ def test_unpack_s4_matches_tflite_layout(lib):
             dst = buf[offset:offset + count]
             lib.pk_unpack_s4(packed.ctypes.data_as(ctypes.c_void_p), count, dst.ctypes.data_as(ctypes.c_void_p))
             assert dst.tolist() == want[:count].tolist(), (count, offset)
+
+
+class Part(ctypes.Structure):
+    _fields_ = [("oy_lo", ctypes.c_int32), ("oy_hi", ctypes.c_int32)]
+
+
+def _random_conv(rng, shape, out_c, k, stride, padding, depthwise):
+    """Params, input, weights, bias and per-channel quantization of a random int8 conv (no model)."""
+    oh, ph = _pad(shape[0], k, stride, padding)
+    ow, pw = _pad(shape[1], k, stride, padding)
+    mult = (ctypes.c_int32 * out_c)(*rng.integers(1 << 30, 1 << 31, out_c).tolist())
+    shift = (ctypes.c_int32 * out_c)(*rng.integers(-12, -5, out_c).tolist())
+    p = Params(shape[0], shape[1], shape[2], oh, ow, out_c, k, k, stride, stride, ph, pw, 128, -5, -128, 127,
+               mult, shift)
+    x = rng.integers(-128, 128, shape, dtype=np.int8)
+    w = rng.integers(-127, 128, (1, k, k, out_c) if depthwise else (out_c, k, k, shape[2]), dtype=np.int8)
+    bias = rng.integers(-3000, 3000, out_c, dtype=np.int32)
+    return p, x, w, bias, (mult, shift)
+
+
+def _run(lib, fn, p, x, w, bias, out, in_offset=0, out_offset=0):
+    ptr = ctypes.c_void_p
+    getattr(lib, fn)(ctypes.byref(p), ptr(x.ctypes.data + in_offset), w.ctypes.data_as(ptr),
+                     bias.ctypes.data_as(ptr), ptr(out.ctypes.data + out_offset))
+
+
+SPLIT_CASES = [
+    # (shape, out_c, kernel, stride, padding, depthwise)
+    ((48, 48, 3), 8, 3, 2, "same", False),    # MicroPizzaNet's first conv
+    ((13, 11, 3), 5, 3, 2, "same", False),    # odd sizes and channel count, padding on every side
+    ((9, 10, 4), 6, 5, 1, "same", False),     # 5x5: two rows of padding above and below
+    ((12, 12, 8), 16, 1, 1, "valid", False),  # pointwise
+    ((8, 7, 2), 7, 3, 3, "valid", False),
+    ((24, 24, 8), 8, 3, 2, "same", True),     # MicroPizzaNet's depthwise convs
+    ((11, 9, 5), 5, 3, 2, "valid", True),
+    ((7, 8, 6), 6, 5, 1, "same", True),       # not 3x3: the general path
+    ((7, 8, 6), 6, 2, 1, "valid", True),
+]
+
+
+@pytest.mark.parametrize("case", SPLIT_CASES,
+                         ids=lambda c: f"{'dw' if c[5] else 'conv'}-{c[0][0]}x{c[0][1]}x{c[0][2]}-k{c[2]}s{c[3]}{c[4]}")
+def test_split_halves_equal_whole(lib, case):
+    """The two-core board image computes the halves of a conv's output rows on two cores (pk_split,
+    pk_part_view): the halves computed separately, at pk_split's boundary and at every other row,
+    equal the whole bit for bit, and together write every output byte exactly once."""
+    shape, out_c, k, stride, padding, dw = case
+    fn = "pk_dwconv_s8" if dw else "pk_conv_s8"
+    rng = np.random.default_rng(sum(shape) + 7 * k + out_c)
+    p, x, w, bias, _keep = _random_conv(rng, shape, out_c, k, stride, padding, dw)
+    whole = np.zeros((p.out_h, p.out_w, out_c), dtype=np.int8)
+    _run(lib, fn, p, x, w, bias, whole)
+
+    parts = (Part * 2)()
+    per_channel = p.out_h * p.out_w * k * k * (1 if dw else p.in_c)
+    if per_channel >= 256:
+        assert lib.pk_split(ctypes.byref(p), int(dw), 0, parts) == 2
+        assert (parts[0].oy_lo, parts[0].oy_hi, parts[1].oy_lo, parts[1].oy_hi) == (0, p.out_h // 2, p.out_h // 2,
+                                                                                  p.out_h)
+    else:  # too little work per channel to repeat its setup on a second core
+        assert lib.pk_split(ctypes.byref(p), int(dw), 0, parts) == 1
+    for cut in range(1, p.out_h):
+        got = np.full(whole.shape, 99, dtype=np.int8)  # 99: never written
+        written = np.zeros(whole.shape[:1], dtype=np.int32)
+        for lo, hi in ((cut, p.out_h), (0, cut)):  # the lower half first: the order does not matter
+            view, in_off, out_off = Params(), ctypes.c_int32(), ctypes.c_int32()
+            lib.pk_part_view(ctypes.byref(p), ctypes.byref(Part(lo, hi)), ctypes.byref(view), ctypes.byref(in_off),
+                             ctypes.byref(out_off))
+            assert view.out_h == hi - lo and out_off.value == lo * p.out_w * out_c
+            assert 0 <= in_off.value < x.size and view.in_h >= 1
+            # The view reads only inside the input: its rows end where the whole's do.
+            assert in_off.value + view.in_h * p.in_w * p.in_c == x.size
+            part = np.full((hi - lo, p.out_w, out_c), 99, dtype=np.int8)
+            _run(lib, fn, view, x, w, bias, part, in_off.value)
+            got[lo:hi] = part
+            written[lo:hi] += 1
+        assert (written == 1).all()
+        diff = int(np.count_nonzero(got != whole))
+        assert diff == 0, f"cut at row {cut}: {diff} of {whole.size} outputs differ from the whole"
+
+
+def test_split_keeps_small_work_whole(lib):
+    rng = np.random.default_rng(1)
+    p, *_ = _random_conv(rng, (6, 6, 4), 8, 3, 1, "same", False)  # 6 * 6 * 8 * 36 = 10,368 MACs
+    parts = (Part * 2)()
+    assert lib.pk_split(ctypes.byref(p), 0, 10_368, parts) == 2
+    assert lib.pk_split(ctypes.byref(p), 0, 10_369, parts) == 1
+    assert (parts[0].oy_lo, parts[0].oy_hi) == (0, 6)
+    # Fewer than 256 MACs per output channel: each part would repeat the channels' setup for little.
+    p, *_ = _random_conv(rng, (2, 2, 1), 64, 3, 1, "same", False)  # 2 * 2 * 9 = 36 MACs per channel
+    assert lib.pk_split(ctypes.byref(p), 0, 0, parts) == 1
+    p, *_ = _random_conv(rng, (1, 40, 8), 8, 1, 1, "valid", False)  # one output row
+    assert lib.pk_split(ctypes.byref(p), 0, 0, parts) == 1

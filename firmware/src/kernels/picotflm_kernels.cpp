@@ -3,6 +3,7 @@
 #include "picotflm_kernels.h"
 
 #include "pk_core.h"
+#include "pk_multicore.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
 #include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/kernels/internal/common.h"
@@ -52,6 +53,57 @@ pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* fil
   p.mult = data.per_channel_output_multiplier;
   p.shift = data.per_channel_output_shift;
   return p;
+}
+
+// ------------------------------------------------------------------------- both cores (board image)
+
+// A conv or depthwise conv of at least this many MACs is split between the two cores (pk_split):
+// about 4,000 cycles of work per core, against a few hundred for the FIFO handshake.
+constexpr int32_t kSplitMinMacs = 4096;
+
+int g_split_ops = 0;  // ops run on both cores since boot
+
+#if PICOTFLM_CORES == 2
+struct PartJob {
+  const pk_conv_params* p;
+  const int8_t* in;
+  const int8_t* w;
+  const int32_t* bias;
+  int8_t* out;
+  pk_part part;
+  bool depthwise;
+};
+
+// One part, run as a convolution of its own (pk_part_view): the kernels are the one-core ones.
+void RunPart(const PartJob& j) {
+  pk_conv_params view;
+  int32_t in_offset, out_offset;
+  pk_part_view(j.p, &j.part, &view, &in_offset, &out_offset);
+  if (j.depthwise) pk_dwconv_s8(&view, j.in + in_offset, j.w, j.bias, j.out + out_offset);
+  else pk_conv_s8(&view, j.in + in_offset, j.w, j.bias, j.out + out_offset);
+}
+
+void RunPartOnCore1(void* job) { RunPart(*static_cast<const PartJob*>(job)); }
+#endif
+
+// One image of a conv or depthwise conv. In the board image, core 1 computes the lower half of the
+// output rows while core 0 computes the upper half (disjoint outputs, each with the whole's
+// arithmetic: bit-exact either way).
+void RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
+             bool depthwise) {
+#if PICOTFLM_CORES == 2
+  pk_part parts[2];
+  if (pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
+    const PartJob core1 = {p, in, w, bias, out, parts[1], depthwise};
+    pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+    RunPart(PartJob{p, in, w, bias, out, parts[0], depthwise});
+    pk_core1_wait();
+    g_split_ops++;
+    return;
+  }
+#endif
+  if (depthwise) pk_dwconv_s8(p, in, w, bias, out);
+  else pk_conv_s8(p, in, w, bias, out);
 }
 
 // ------------------------------------------------------------- per-channel tables kept out of the arena
@@ -175,7 +227,7 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   }
   const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
-  for (int n = 0; n < input->dims->data[0]; n++) pk_conv_s8(&p, in + n * in_size, w, b, out + n * out_size);
+  for (int n = 0; n < input->dims->data[0]; n++) RunConv(&p, in + n * in_size, w, b, out + n * out_size, false);
   return kTfLiteOk;
 }
 
@@ -261,11 +313,11 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
     p.in_w = dw.padded_w;
     p.pad_h = 0;
     p.pad_w = 0;
-    pk_dwconv_s8(&p, padded, w, b, out);
+    RunConv(&p, padded, w, b, out, true);
     return kTfLiteOk;
   }
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
-  for (int n = 0; n < input->dims->data[0]; n++) pk_dwconv_s8(&p, in + n * in_size, w, b, out + n * out_size);
+  for (int n = 0; n < input->dims->data[0]; n++) RunConv(&p, in + n * in_size, w, b, out + n * out_size, true);
   return kTfLiteOk;
 }
 
@@ -366,6 +418,12 @@ void ResetQuantTableCounts() {
 }
 
 int QuantTablesMatched() { return g_matched; }
+
+int CoresUsed() { return g_split_ops > 0 ? 2 : 1; }
+int SplitOps() { return g_split_ops; }
+uint32_t Core1Jobs() { return pk_core1_jobs(); }
+uint32_t Core1StackPeak() { return pk_core1_stack_peak(); }
+uint32_t Core1StackSize() { return pk_core1_stack_size(); }
 int QuantTablesMissed() { return g_missed; }
 
 const TFLMRegistration* FindKernel(tflite::BuiltinOperator op) {

@@ -28,6 +28,20 @@ void ResetQuantTableCounts();
 int QuantTablesMatched();
 int QuantTablesMissed();
 
+// Both cores (the board image, PICOTFLM_CORES == 2): a conv or depthwise conv of at least 4,096 MACs
+// (and 256 per output channel) computes the upper half of its output rows on core 0 and the lower
+// half on core 1 (pk_split, pk_multicore.h), bit-identical with one core. The emulator image never
+// splits.
+// CoresUsed: 2 once an op has run on both cores since boot, else 1. SplitOps: how many op runs were
+// split since boot. Core1Jobs: jobs core 1 ran since boot, ours and pico-tflmicro's matrix products.
+// Core1StackPeak / Core1StackSize: bytes of core 1's stack used at most / reserved (0 / 0 when core 1
+// never ran, and in the emulator image).
+int CoresUsed();
+int SplitOps();
+uint32_t Core1Jobs();
+uint32_t Core1StackPeak();
+uint32_t Core1StackSize();
+
 // Our registration for a builtin operator, or nullptr when TFLM's own kernel should run. The
 // generated op resolver (op_resolver.h) asks this first.
 const TFLMRegistration* FindKernel(tflite::BuiltinOperator op);

@@ -326,7 +326,17 @@ void pk_span4w(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count
 // byte). 512 bytes of static RAM buys about 15 % fewer cycles in every conv with k <= 32 weights per
 // channel (MicroPizzaNet: 27, 8, 16).
 #define PK_WX_MAX 32
+#if defined(PICOTFLM_CORES) && PICOTFLM_CORES == 2
+// Both cores may run a conv at once (two parts of one op): one buffer each, picked by SIO's CPUID
+// register (0 on core 0, 1 on core 1; RP2040 datasheet 2.3.1.7). `const`: read once per use site.
+__attribute__((const, noinline)) static uint32_t pk_core_num(void) {
+    return *(volatile const uint32_t*)0xd0000000u & 1u;
+}
+static int32_t pk_wx_core[2][4 * PK_WX_MAX];
+#define pk_wx (pk_wx_core[pk_core_num()])
+#else
 static int32_t pk_wx[4 * PK_WX_MAX];
+#endif
 #endif
 
 // What one group of four output channels needs, gathered so the per-pixel loop keeps few live values.
@@ -677,6 +687,36 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
             for (; ox < p->out_w; ox++) orow[ox * c_n] = dw_any(p, &d, in, wc, b, c, iy0, ox * p->stride_w - p->pad_w);
         }
     }
+}
+
+int pk_split(const pk_conv_params* p, int depthwise, int32_t min_macs, pk_part parts[2]) {
+    const int32_t per_output = p->k_h * p->k_w * (depthwise ? 1 : p->in_c);
+    const int64_t macs = (int64_t)p->out_h * p->out_w * p->out_c * per_output;
+    parts[0].oy_lo = 0;
+    parts[0].oy_hi = p->out_h;
+    parts[1] = parts[0];
+    // Each part repeats the per-channel setup (folded bias, requantization constants, the ReLU
+    // threshold: several hundred cycles a channel): worth it only with enough MACs per channel.
+    if (macs < min_macs || macs < 256 * (int64_t)p->out_c || p->out_h < 2) return 1;
+    parts[0].oy_hi = parts[1].oy_lo = p->out_h / 2;
+    return 2;
+}
+
+// Output row oy reads input rows from iy0 = oy * stride_h - pad_h on. A part starting at oy_lo reads
+// nothing above base = oy_lo * stride_h - pad_h: when base >= 0 the view starts base rows down with
+// no top padding, else at row 0 with the padding that is left (-base). Either way the view's iy0 of
+// every row is the whole's minus the rows it skipped, and in_h shrinks by as many, so every bound the
+// kernels test (iy0 >= 0, iy0 + k_h <= in_h, iy inside the input) comes out as in the whole.
+void pk_part_view(const pk_conv_params* p, const pk_part* part, pk_conv_params* view, int32_t* in_offset,
+                  int32_t* out_offset) {
+    const int32_t base = part->oy_lo * p->stride_h - p->pad_h;
+    const int32_t skip = base > 0 ? base : 0;
+    *view = *p;
+    view->out_h = part->oy_hi - part->oy_lo;
+    view->pad_h = base > 0 ? 0 : -base;
+    view->in_h = p->in_h - skip;
+    *in_offset = skip * p->in_w * p->in_c;
+    *out_offset = part->oy_lo * p->out_w * p->out_c;
 }
 
 // memcpy / memset with whole words when both ends allow it (newlib's byte-wise versions in the

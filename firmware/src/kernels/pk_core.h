@@ -25,6 +25,25 @@ typedef struct {
     const int32_t* shift;      // per output channel: exponent (> 0 shifts left)
 } pk_conv_params;
 
+// Output rows [oy_lo, oy_hi) of one convolution: a part that one core of the RP2040 computes while
+// the other computes the rest (picotflm_kernels.cpp).
+typedef struct {
+    int32_t oy_lo, oy_hi;
+} pk_part;
+
+// Splits a convolution (depthwise != 0: a depthwise one) into two parts, its output rows in halves,
+// and returns 2; or returns 1, parts[0] the whole, when it has fewer than min_macs multiply-
+// accumulates, fewer than 256 per output channel (each part repeats the per-channel setup) or a
+// single output row.
+int pk_split(const pk_conv_params* p, int depthwise, int32_t min_macs, pk_part parts[2]);
+
+// A part as a convolution of its own: the same kernel run with *view on (in + *in_offset) writes
+// exactly the part's outputs at (out + *out_offset), with exactly the whole's arithmetic (the same
+// taps, the same padding, the same border and interior cases), so two parts computed separately, in
+// any order or at once, equal the whole bit for bit.
+void pk_part_view(const pk_conv_params* p, const pk_part* part, pk_conv_params* view, int32_t* in_offset,
+                  int32_t* out_offset);
+
 // CMSIS-NN's arm_nn_requantize (not the single-rounding variant): (val * 2^left * mult + 2^30) >> 31,
 // then a rounding right shift, midpoint away from zero.
 int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
