@@ -41,6 +41,18 @@ def _metrics(runs: Path, recipe: str, stage: str) -> dict:
     return e.get("metrics") or {} if e.get("status") in ("done", "up to date") else {}
 
 
+def _payload(runs: Path, recipe: str) -> dict:
+    """``convert.payload_bytes`` of a recipe's flashed model ({} when it has none)."""
+    from pipeline.convert import payload_bytes
+    from pipeline.errors import PipelineError
+
+    path = runs / recipe / "model.tflite"
+    try:
+        return payload_bytes(path.read_bytes()) if path.is_file() else {}
+    except PipelineError:
+        return {}
+
+
 def soak(elf: Path, exchanges: int) -> dict:
     from pipeline.device.client import BoardClient
     from pipeline.emulator import EmulatedPico
@@ -135,6 +147,18 @@ def kernels_markdown(rows: list[dict]) -> list[str]:
     return md
 
 
+def flatbuffer_payload_markdown(runs: Path, recipes: list[str]) -> list[str]:
+    """One line per recipe: "flatbuffer B vs payload B = ratio x" of its flashed (slimmed) model."""
+    from pipeline.convert import SLIM_GOAL_RATIO, payload_line
+
+    md = []
+    for r in recipes:
+        p = _payload(runs, r)
+        md.append(f"- {r}: {payload_line(p)} (goal <= {SLIM_GOAL_RATIO}x; payload = constant data + scales + "
+                  f"zero points, `convert.payload_bytes`)" if p else f"- {r}: flatbuffer vs payload: no model.tflite")
+    return [""] + md if md else []
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
     p.add_argument("--runs-dir", default="runs")
@@ -162,9 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         bench = meas.get("bench") or {}
         mem = meas.get("mem") or {}
         golden = meas.get("golden") or {}
+        pay = _payload(runs, r)
         rows.append({
             "recipe": r, "seconds": round(times[r], 1), "tflite_bytes": conv.get("tflite_bytes"),
-            "weight_bytes": conv.get("weight_bytes"), "weights": "/".join(conv.get("weight_dtypes") or []),
+            "weight_bytes": conv.get("weight_bytes"), "payload_bytes": pay.get("payload_bytes"),
+            "flatbuffer_vs_payload": pay.get("ratio"), "weights": "/".join(conv.get("weight_dtypes") or []),
             "tflm_test_accuracy": round(ver["tflm_test_accuracy"], 4) if ver.get("tflm_test_accuracy") is not None else None,
             "tflm_test_split_seconds": round(ver.get("host_test_split_seconds", 0), 3),
             "board_median_us": bench.get("median_us"), "board_median_cycles": bench.get("median_cycles"),
@@ -186,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = 100 * ((by["int8"]["tflm_test_accuracy"] or 0) - (by["int4"]["tflm_test_accuracy"] or 0))
         md += ["", f"- INT4 weight bytes / int8 weight bytes: **{ratio:.3f}**; accuracy change int8 -> int4: "
                f"**{-loss:+.2f} points** (host TFLM, test split)"]
+    md += flatbuffer_payload_markdown(runs, [r for r in ("int8", "int4") if r in by])
     if args.kernel_frames != 0:
         krows = [row for r in ("int8", "int4") if (runs / r / "firmware").is_dir()
                  for row in kernels_compare(runs / r, args.kernel_frames)]

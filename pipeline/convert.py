@@ -2,8 +2,10 @@
 
 ``convert`` is the stage function. ``inspect_tflite`` reads any ``.tflite`` (ours or a user's)
 without importing TensorFlow, through the schema that ships with the TFLM Python package.
-``slim`` drops what TFLM never reads (tensor names, signature defs, metadata) and is proven by the
-verify stage giving identical outputs before and after.
+``slim`` drops what TFLM never reads (names, signature defs, metadata, shape signatures, conv bias
+quantization, empty and duplicate buffers, duplicate vectors and tables; see ``SLIM_TRICKS``) and is
+proven by host TFLM giving identical outputs before and after. ``payload_bytes`` says how much of the
+flatbuffer is data TFLM needs (constants, scales, zero points) and how much is structure.
 """
 from __future__ import annotations
 
@@ -298,6 +300,69 @@ def check_tflm_compatible(info: ModelInfo, *, require_int8_io: bool = True) -> N
         )
 
 
+SLIM_GOAL_RATIO = 1.5  # the open goal: flatbuffer <= 1.5x its payload
+
+
+def payload_bytes(data: bytes) -> dict[str, Any]:
+    """The bytes TFLM truly needs as data, against the flatbuffer that carries them.
+
+    payload = constant tensor data (weights as stored, packed INT4 included; biases; other constants such
+    as MEAN's axis; identical buffers counted once)
+            + 4 B per quantization scale TFLM reads (float32): every scale of a quantized tensor except a
+              bias's (a bias scale is input scale x weight scale; TFLM recomputes it, and only
+              FULLY_CONNECTED checks the stored one)
+            + 4 B per zero point needed (TFLM holds them as int32): one per quantized non-bias tensor, one
+              per channel only where a tensor's channels have different zero points (TFLM widens a
+              single stored zero point to every channel).
+    Everything else in the file is structure: shapes, tensor/operator/quantization tables, options,
+    offsets, vtables, alignment padding, and the int64 zero-point vectors the schema stores.
+    ``ratio`` = flatbuffer bytes / payload bytes. Raises PipelineError for a malformed flatbuffer.
+    """
+    schema, model = load_tflite(data)
+    _check_references(model)
+    op_names = _enum_names(schema.BuiltinOperator)
+    buffers = model.buffers or []
+    roles: dict[tuple[int, int], str] = {}
+    for g, sg in enumerate(model.subgraphs):
+        for op in sg.operators or []:
+            oc = model.operatorCodes[op.opcodeIndex]
+            name = op_names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)), "")
+            ins = list(op.inputs if op.inputs is not None else [])
+            if name in _WEIGHT_OPS and len(ins) > 1 and ins[1] >= 0:
+                roles.setdefault((g, int(ins[1])), "weight")
+            pos = _BIAS_INPUT.get(name)
+            if pos is not None and len(ins) > pos and ins[pos] >= 0:
+                roles[(g, int(ins[pos]))] = "bias"
+    seen: set[bytes] = set()
+    out = {"weight_bytes": 0, "bias_bytes": 0, "other_constant_bytes": 0, "scales": 0, "zero_points": 0}
+    for g, sg in enumerate(model.subgraphs):
+        for i, t in enumerate(sg.tensors or []):
+            role = roles.get((g, i), "other")
+            b = buffers[t.buffer] if t.buffer is not None and 0 <= t.buffer < len(buffers) else None
+            raw = bytes(bytearray(b.data)) if b is not None and b.data is not None else b""
+            if raw and raw not in seen:
+                seen.add(raw)
+                out[f"{role}_bytes" if role != "other" else "other_constant_bytes"] += len(raw)
+            q = t.quantization
+            if q is None or q.scale is None or len(q.scale) == 0 or role == "bias":
+                continue
+            out["scales"] += len(q.scale)
+            zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0])
+            out["zero_points"] += 1 if zp.size == 0 or np.all(zp == zp.flat[0]) else int(zp.size)
+    out["constant_bytes"] = out["weight_bytes"] + out["bias_bytes"] + out["other_constant_bytes"]
+    out["quantization_bytes"] = 4 * out["scales"] + 4 * out["zero_points"]
+    out["payload_bytes"] = out["constant_bytes"] + out["quantization_bytes"]
+    out["flatbuffer_bytes"] = len(data)
+    out["ratio"] = round(len(data) / out["payload_bytes"], 3) if out["payload_bytes"] else None
+    return out
+
+
+def payload_line(p: dict[str, Any]) -> str:
+    """"flatbuffer 4,800 B vs payload 2,056 B = 2.33x" (the goal is <= 1.5x)."""
+    ratio = "n/a" if p.get("ratio") is None else f"{p['ratio']:.2f}x"
+    return f"flatbuffer {p['flatbuffer_bytes']:,} B vs payload {p['payload_bytes']:,} B = {ratio}"
+
+
 # --------------------------------------------------------------------------------- conversion
 def convert(model, representative: np.ndarray, cfg: ConvertConfig, *, qat: bool = False) -> bytes:
     """Full-integer int8 ``.tflite`` (int8 input and output) of a Keras model.
@@ -355,13 +420,117 @@ def _quiet(fn: Callable[[], Any]) -> Any:
             os.close(saved)
 
 
-def slim(data: bytes) -> bytes:
-    """Drop tensor names, signature defs, the description and metadata TFLM does not need.
+# What ``slim`` may change, each one checked against what TFLM reads (tensorflow/lite/micro sources of the
+# pico-tflmicro we build with, and the PyPI tflite-micro host interpreter proves it by identical outputs).
+SLIM_TRICKS = (
+    "names",            # tensor/subgraph names, signature defs, description, metadata: TFLM reads none of them
+    "shape_signature",  # Tensor.shape_signature and has_rank: never read by TFLM (it reads shape only)
+    "min_max",          # QuantizationParameters.min/max/details: calibration leftovers, never read
+    "bias_quant",       # quantization of int32/int64 biases of int8/int16 CONV_2D, DEPTHWISE_CONV_2D: not read
+    "zero_points",      # a per-channel zero-point vector of one repeated value -> that one value (off by default)
+    "buffers",          # activations share the empty buffer 0; identical constant buffers become one
+    "opcodes",          # the operator code stored once (TFLM and TFLite read max(builtin, deprecated) code)
+    "dedup",            # identical vectors (shapes, scales, zero points) and quantization tables stored once
+)
+# TFLM accepts one zero point for a per-channel tensor (micro_allocator.cc: "As a space-saving optimization,
+# zero point arrays for weights can be reduced to a single value"), but TFLite's interpreter refuses it
+# ("QuantizationParam has 1 zero_point values and 6 scale values. Must have same number."), and the verify
+# stage compares host TFLM with TFLite on the flashed model: so ``slim`` leaves zero points whole.
+DEFAULT_SLIM_TRICKS = tuple(t for t in SLIM_TRICKS if t != "zero_points")
 
-    Buffers and operators are untouched; the verify stage proves TFLM gives identical outputs.
+_BIAS_INPUT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3}
+_CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def slim(data: bytes) -> bytes:
+    """The same model with everything TFLM does not read taken out (the tricks in ``DEFAULT_SLIM_TRICKS``).
+
+    Constant data, operators and their options are kept; constant buffers stay 16-byte aligned (an
+    int32 bias at an unaligned address faults on the Cortex-M0+). The convert stage proves it by host
+    TFLM giving identical outputs before and after. Raises PipelineError for a malformed flatbuffer.
     """
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    return slim_with(data, DEFAULT_SLIM_TRICKS)
+
+
+def slim_with(data: bytes, tricks: Iterable[str]) -> bytes:
+    """``slim`` with only the named tricks (to measure each one); unknown names raise ValueError."""
+    tricks = set(tricks)
+    unknown = tricks - set(SLIM_TRICKS)
+    if unknown:
+        raise ValueError(f"unknown slim trick(s) {sorted(unknown)}; known: {', '.join(SLIM_TRICKS)}")
+    schema, model = load_tflite(data)
+    _check_references(model)
+    op_names = _enum_names(schema.BuiltinOperator)
+    try:
+        if "names" in tricks:
+            _drop_names(model)
+        for sg in model.subgraphs:
+            for t in sg.tensors or []:
+                if "shape_signature" in tricks:
+                    t.shapeSignature = None
+                    if t.shape is not None and len(t.shape) > 0:
+                        t.hasRank = False  # has_rank only matters for a tensor of unknown shape
+                q = t.quantization
+                if q is not None and "min_max" in tricks:
+                    q.min = q.max = None
+                    q.detailsType, q.details = 0, None
+                if q is not None and "zero_points" in tricks and q.zeroPoint is not None and len(q.zeroPoint) > 1 \
+                        and np.all(np.asarray(q.zeroPoint) == q.zeroPoint[0]):
+                    q.zeroPoint = np.asarray(q.zeroPoint[:1], dtype=np.int64)
+                if q is not None and (q.scale is None or len(q.scale) == 0) and q.min is None and q.max is None \
+                        and q.details is None:
+                    t.quantization = None  # an empty table: TFLM only reads a non-empty scale
+            if "bias_quant" in tricks:
+                for ti in _conv_biases(schema, model, sg, op_names):
+                    sg.tensors[ti].quantization = None
+        if "opcodes" in tricks:
+            for oc in model.operatorCodes or []:
+                code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+                # TFLM and TFLite read max(builtin_code, deprecated_builtin_code): one field suffices. The
+                # version stays: TFLM ignores it, but TFLite picks its kernel by it (with version 1 it ran
+                # an INT4 model it otherwise refuses, 6 LSB off TFLM).
+                if code < schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES:
+                    oc.deprecatedBuiltinCode, oc.builtinCode = code, 0
+                else:
+                    oc.deprecatedBuiltinCode = schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
+                    oc.builtinCode = code
+        if "buffers" in tricks:
+            _merge_buffers(schema, model)
+        if "dedup" in tricks:
+            _share_quantization(schema, model)
+    except (AttributeError, IndexError, TypeError) as e:
+        raise PipelineError(f"the .tflite file is malformed and cannot be slimmed ({type(e).__name__}: {e})",
+                            hint="re-run the convert stage, or set convert.slim = false") from None
+    builder = _aligned_builder(len(data), dedup="dedup" in tricks)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _check_references(model) -> None:
+    """PipelineError unless every tensor's buffer, every operator's opcode and every tensor index an
+    operator or subgraph names exist (a rewrite must not turn a dangling reference into a valid one)."""
+    n_buffers, n_codes = len(model.buffers or []), len(model.operatorCodes or [])
+    for g, sg in enumerate(model.subgraphs):
+        n = len(sg.tensors or [])
+        bad = [f"tensor {i} -> buffer {t.buffer}" for i, t in enumerate(sg.tensors or [])
+               if not 0 <= int(t.buffer or 0) < max(n_buffers, 1)]
+        for k, op in enumerate(sg.operators or []):
+            if not 0 <= int(op.opcodeIndex or 0) < n_codes:
+                bad.append(f"operator {k} -> opcode {op.opcodeIndex}")
+            named = list(op.inputs if op.inputs is not None else []) + list(op.outputs if op.outputs is not None else [])
+            for ti in named:
+                if not -1 <= int(ti) < n:
+                    bad.append(f"operator {k} -> tensor {ti}")
+        for ti in list(sg.inputs if sg.inputs is not None else []) + list(sg.outputs if sg.outputs is not None else []):
+            if not 0 <= int(ti) < n:
+                bad.append(f"subgraph input/output -> tensor {ti}")
+        if bad:
+            raise PipelineError(f"the .tflite file is malformed: subgraph {g} refers to what does not exist "
+                                f"({'; '.join(bad[:3])}{' ...' if len(bad) > 3 else ''})",
+                                hint="re-run the convert stage or re-export the model")
+
+
+def _drop_names(model) -> None:
     for sg in model.subgraphs or []:
         sg.name = None
         for t in sg.tensors or []:
@@ -375,29 +544,129 @@ def slim(data: bytes) -> bytes:
         for i in dropped:
             if 0 <= i < len(model.buffers):
                 model.buffers[i].data = None
-    builder = _aligned_builder(len(data))
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    model.metadataBuffer = None
 
 
-def _aligned_builder(size: int):
+def _conv_biases(schema, model, sg, op_names) -> list[int]:
+    """Bias tensors whose quantization no TFLM kernel reads: int32/int64 biases used only as the bias
+    of int8/int16 CONV_2D / DEPTHWISE_CONV_2D. (PopulateConvolutionQuantizationParams in
+    lite/kernels/kernel_util.cc reads the bias scale only for uint8 input; FULLY_CONNECTED's per-tensor
+    path checks bias scale == input scale * filter scale, so its bias keeps its quantization.)"""
+    uses: dict[int, list[tuple[str, int]]] = {}
+    for op in sg.operators or []:
+        oc = model.operatorCodes[op.opcodeIndex]
+        name = op_names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)), "")
+        for pos, ti in enumerate(op.inputs if op.inputs is not None else []):
+            if ti >= 0:
+                uses.setdefault(int(ti), []).append((name, pos))
+        first = int(op.inputs[0]) if op.inputs is not None and len(op.inputs) else -1
+        if name in _CONV_OPS and first >= 0 and sg.tensors[first].type not in (schema.TensorType.INT8,
+                                                                                 schema.TensorType.INT16):
+            for ti in op.inputs:  # a uint8 (legacy) conv reads its bias scale: keep it
+                uses.setdefault(int(ti), []).append(("legacy", -1))
+    out = []
+    for ti, where in uses.items():
+        t = sg.tensors[ti]
+        if t.type in (schema.TensorType.INT32, schema.TensorType.INT64) and t.quantization is not None and \
+                all(name in _CONV_OPS and pos == _BIAS_INPUT[name] for name, pos in where):
+            out.append(ti)
+    return out
+
+
+def _merge_buffers(schema, model) -> None:
+    """Tensors without data point at the empty buffer 0, tensors with identical data at one buffer; the
+    buffer list keeps buffer 0 empty (the schema's sentinel) and is renumbered."""
+    buffers = model.buffers or []
+    if not buffers:
+        return
+    keep = [schema.BufferT()]
+    by_bytes: dict[bytes, int] = {}
+    for m in model.metadata or []:  # metadata points at buffers too (``names`` drops it)
+        if 0 <= m.buffer < len(buffers):
+            keep.append(buffers[m.buffer])
+            m.buffer = len(keep) - 1
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            b = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
+            if b is not None and ((b.offset or 0) or (b.size or 0)):  # data outside the flatbuffer: keep as is
+                keep.append(b)
+                t.buffer = len(keep) - 1
+                continue
+            raw = bytes(bytearray(b.data)) if b is not None and b.data is not None else b""
+            if not raw:
+                t.buffer = 0
+                continue
+            if raw not in by_bytes:
+                by_bytes[raw] = len(keep)
+                keep.append(b)
+            t.buffer = by_bytes[raw]
+    model.buffers = keep
+
+
+def _share_quantization(schema, model) -> None:
+    """Give tensors with identical quantization one table object, which ``SharedQuantization.Pack`` writes once."""
+    shared: dict[tuple, Any] = {}
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            q = t.quantization
+            if q is None or q.min is not None or q.max is not None or q.details is not None:
+                continue
+            key = (np.asarray(q.scale if q.scale is not None else [], np.float32).tobytes(),
+                   np.asarray(q.zeroPoint if q.zeroPoint is not None else [], np.int64).tobytes(),
+                   int(q.quantizedDimension or 0))
+            if key not in shared:
+                q.__class__ = _shared_quant_class(schema)
+                shared[key] = q
+            t.quantization = shared[key]
+
+
+_SHARED_QUANT = None
+
+
+def _shared_quant_class(schema):
+    global _SHARED_QUANT
+    if _SHARED_QUANT is None:
+        class SharedQuantization(schema.QuantizationParametersT):
+            """A quantization table packed once per builder, however many tensors refer to it."""
+
+            def Pack(self, builder):
+                cache = builder.__dict__.setdefault("_tables", {})
+                if id(self) not in cache:
+                    cache[id(self)] = super().Pack(builder)
+                return cache[id(self)]
+
+        _SHARED_QUANT = SharedQuantization
+    return _SHARED_QUANT
+
+
+def _aligned_builder(size: int, *, dedup: bool = False):
     """A flatbuffers Builder whose byte vectors (the tensor buffers) start 16-byte aligned, as
     TFLiteConverter writes them. The generated ``Pack`` aligns byte vectors to 1; an int32 bias
-    at an unaligned address faults on the Cortex-M0+, which has no unaligned loads."""
+    at an unaligned address faults on the Cortex-M0+, which has no unaligned loads. With ``dedup``,
+    a vector with the same type and contents as one already written is referred to, not written
+    again (flatbuffers allows several tables to point at one vector; TFLM only reads them)."""
     import flatbuffers
 
     class AlignedBuilder(flatbuffers.Builder):
         def CreateNumpyVector(self, x: np.ndarray):
+            key = (x.dtype.str, x.tobytes())
+            if dedup and key in self._vectors:
+                return self._vectors[key]
             if x.dtype != np.uint8:
-                return super().CreateNumpyVector(x)
-            payload = x.tobytes()
-            self.StartVector(1, len(payload), 16)
-            self.head -= len(payload)
-            self.Bytes[self.head: self.head + len(payload)] = payload
-            self.vectorNumElems = len(payload)
-            return self.EndVector()
+                off = super().CreateNumpyVector(x)
+            else:
+                payload = x.tobytes()
+                self.StartVector(1, len(payload), 16)
+                self.head -= len(payload)
+                self.Bytes[self.head: self.head + len(payload)] = payload
+                self.vectorNumElems = len(payload)
+                off = self.EndVector()
+            self._vectors[key] = off
+            return off
 
-    return AlignedBuilder(size)
+    b = AlignedBuilder(size)
+    b._vectors = {}
+    return b
 
 
 def buffer_offsets(data: bytes) -> list[int]:

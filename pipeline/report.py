@@ -134,9 +134,11 @@ def status_text(entry: dict[str, Any]) -> str:
 
 
 def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = None,
-                 arena: dict[str, Any] | None = None, budget_png: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The Markdown text and the JSON document of a manifest (plus, when given, the arena layout read
-    from the run's ``.tflite``, the results of ``picotflm arena`` and the name of the budget chart)."""
+                 arena: dict[str, Any] | None = None, budget_png: str | None = None,
+                 payload: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The Markdown text and the JSON document of a manifest (plus, when given, the arena layout and the
+    flatbuffer-vs-payload figures (``convert.payload_bytes``) read from the run's ``.tflite``, the results
+    of ``picotflm arena`` and the name of the budget chart)."""
     recipe = manifest.get("recipe") or {}
     stages: dict[str, Any] = manifest.get("stages") or {}
     order = list(recipe.get("stages") or stages)
@@ -152,7 +154,7 @@ def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = No
         rows.append([str(i), name, fmt(status_text(e)) if e else "not run", f"{secs:.1f} s" if secs is not None else "",
                      fmt(e.get("headline") or "")])
     md += _table(["#", "stage", "status", "time", "result"], rows)
-    md += summary_markdown(manifest)
+    md += summary_markdown(manifest, payload)
     budget = memory_budget(manifest)
     md += ["", "## Memory budget", ""] + budget_markdown(budget)
     if budget_png:
@@ -205,6 +207,8 @@ def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = No
         "summary": key_figures(manifest),
         "memory_budget": budget,
     }
+    if payload:
+        doc["flatbuffer_payload"] = payload
     if layout:
         doc["arena_layout"] = layout
     if arena:
@@ -224,22 +228,29 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     run = RunDir(root=run_dir, name=run_dir.name)
     manifest = run.read_manifest()
-    layout = arena = None
+    layout = arena = payload = None
     tflite = run_dir / "model.tflite"
     if tflite.is_file():
-        try:
-            from pipeline.layout import arena_layout
+        from pipeline.convert import payload_bytes
+        from pipeline.layout import arena_layout
 
-            layout = arena_layout(tflite.read_bytes())
+        model = tflite.read_bytes()
+        try:
+            layout = arena_layout(model)
         except PipelineError:
             layout = None  # a broken model file: the convert stage's status says why
+        try:
+            payload = payload_bytes(model)
+        except PipelineError:
+            payload = None
     if (run_dir / "arena.json").is_file():
         try:
             arena = json.loads((run_dir / "arena.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             arena = None
     png = budget_plot([(manifest.get("run") or run_dir.name, memory_budget(manifest))], run_dir / "budget.png")
-    text, doc = build_report(manifest, layout=layout, arena=arena, budget_png=png.name if png else None)
+    text, doc = build_report(manifest, layout=layout, arena=arena, budget_png=png.name if png else None,
+                             payload=payload)
     md_path = atomic_write_text(run_dir / "report.md", text)
     json_path = atomic_write_json(run_dir / "report.json", doc)
     return md_path, json_path
@@ -289,7 +300,7 @@ def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summary_markdown(manifest: dict[str, Any]) -> list[str]:
+def summary_markdown(manifest: dict[str, Any], payload: dict[str, Any] | None = None) -> list[str]:
     k = key_figures(manifest)
     if k["tflite_bytes"] is None and k["keras_float_test_accuracy"] is None:
         return []
@@ -304,6 +315,13 @@ def summary_markdown(manifest: dict[str, Any]) -> list[str]:
          + (f" ({k['size_vs_float_percent']:+.1f} %)" if k["size_vs_float_percent"] is not None else ""),
          "host (the flashed model)"],
         ["weight bytes alone", v(k["weight_bytes"], " B"), "read from the flatbuffer"],
+    ]
+    if payload:
+        from pipeline.convert import SLIM_GOAL_RATIO, payload_line
+
+        rows.append(["flatbuffer vs payload (constants + scales + zero points)",
+                     f"{payload_line(payload)} (goal <= {SLIM_GOAL_RATIO}x)", "read from the flatbuffer"])
+    rows += [
         ["accuracy, Keras float (test split)", v(k["keras_float_test_accuracy"]), "host, tf_keras"],
         ["accuracy, Keras compressed (validation split)", v(k["keras_compressed_val_accuracy"]), "host, tf_keras"],
         ["accuracy, TFLM int (test split)", v(k["tflm_test_accuracy"]), "host TFLM (same kernels as the board)"],

@@ -92,3 +92,24 @@ def test_compare_shows_each_runs_budget(tmp_path):
     assert "| b | 21,712 (8.0 %) | 19,504 (7.2 %) | not measured | not measured | not measured | 202,672 (9.7 %) |" in text
     assert tmp_path / "cmp" / "budget.png" in pngs
     assert json.loads(js.read_text())["memory_budget"]["b"]["ram_total_bytes"] is None
+
+
+def test_report_shows_the_flatbuffer_against_its_payload(tmp_path):
+    from pipeline.convert import payload_bytes, payload_line
+    from tests.test_slim import fc_model
+
+    run = tmp_path / "r1"
+    run.mkdir()
+    data = fc_model()
+    m = manifest()
+    m["stages"]["convert"] = {"status": "done", "metrics": {"tflite_bytes": len(data), "weight_bytes": 8}}
+    (run / "manifest.json").write_text(json.dumps(m))
+    (run / "model.tflite").write_bytes(data)
+    md_path, js_path = write_report(run)
+    line = payload_line(payload_bytes(data))
+    assert line == f"flatbuffer {len(data):,} B vs payload 40 B = {len(data) / 40:.2f}x"
+    row = f"| flatbuffer vs payload (constants + scales + zero points) | {line} (goal <= 1.5x) |"
+    assert row in md_path.read_text()
+    assert json.loads(js_path.read_text())["flatbuffer_payload"]["payload_bytes"] == 40
+    md, doc = build_report(m)  # no model file: no row, nothing guessed
+    assert "flatbuffer vs payload" not in md and "flatbuffer_payload" not in doc
