@@ -13,7 +13,7 @@ PORT   ?=
 # Progress bars only draw on a terminal anyway; in CI say so explicitly for clean logs.
 PROGRESS := $(if $(CI),--no-progress,)
 
-.PHONY: all run emulate firmware flash measure arena compare bench seedbench install test fuzz faultsoak clean distclean
+.PHONY: all run emulate firmware flash measure arena compare bench seedbench switch install test fuzz faultsoak clean distclean
 
 all: run
 
@@ -70,6 +70,14 @@ compare: install
 
 bench: install
 	$(PY) -m pipeline.bench --runs-dir $(RUNS)
+	$(PY) -m pipeline.switchbench --runs-dir $(RUNS)
+
+# Quantization switching in one firmware: int4 and int8 MicroPizzaNet (run first; cached when done)
+# rendered together, built, and measured on the emulated Pico.
+switch: install
+	$(CLI) run int4 --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) run int8 --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) switch int4-int8 --runs-dir $(RUNS) $(PROGRESS)
 
 # Boundary pruning's tau swept (0.1 ... 0.3, 3 seeds each) over a synthetic MLP and MicroPizzaNet (from the
 # trained run of the default recipe): time, peak memory, non-zero ratio, accuracy; runs/seedbench/.

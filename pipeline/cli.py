@@ -383,13 +383,19 @@ def cmd_switch(args: argparse.Namespace) -> int:
     spec = load_switch_spec(args.runs, threshold=args.threshold, metric=args.metric, frames=args.frames,
                             name=args.name)
     out = Path(args.runs_dir) / spec["name"]
-    image = "board" if args.board else "emulator"
+    image = "board" if args.board or args.port or args.flash else "emulator"
     b = build_switching(spec["variants"], out, runs_dir=args.runs_dir, image=image, kernels=args.kernels, log=status)
     status(f"switch: built {out}/firmware.elf: {len(b['variants_smallest_first'])} variants, flash "
            f"{b['flash_bytes']:,} B, static RAM {b['static_ram_bytes']:,} B, arena {b['arena_bytes']:,} B "
            f"({b['build_seconds']:.1f} s)")
+    if args.flash:
+        from pipeline.flash import flash
+
+        args.port = flash(out / "firmware.uf2", drive=args.drive, log=status)
+        status(f"switch: flashed {out}/firmware.uf2; the board is on {args.port}")
     if image == "board" and not args.port:
-        say(f"switch: the board image is built ({out}/firmware.uf2); flash it and measure with --port")
+        say(f"switch: the board image is built ({out}/firmware.uf2): add --flash (Pico in BOOTSEL mode) to "
+            f"flash and measure it, or --port PORT for a Pico already running it")
         return 0
     sweep = parse_thresholds(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
     r = measure_switching(out, spec["variants"], runs_dir=args.runs_dir, port=args.port, image=image,
@@ -543,7 +549,11 @@ def _switch_fw_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", choices=("picotflm", "stock"), default="picotflm",
                    help="our M0+ kernels or pico-tflmicro's (default: picotflm)")
     p.add_argument("--board", action="store_true", help="build the board image (USB CDC) instead of the emulator image")
-    p.add_argument("--port", default=None, help="a real Pico running this switching firmware (else the emulated Pico)")
+    p.add_argument("--port", default=None, help="a real Pico running this switching firmware (else the emulated Pico); "
+                                                 "implies --board")
+    p.add_argument("--flash", action="store_true", help="flash the board image (picotool, or the RPI-RP2 drive) and "
+                                                        "measure it; implies --board")
+    p.add_argument("--drive", default=None, help="with --flash: the RPI-RP2 drive's mount point (default: found)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
 
 

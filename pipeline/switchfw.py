@@ -117,14 +117,9 @@ def build_switching(runs: Sequence[str | Path], out_dir: str | Path, *, runs_dir
                     log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Render and build one firmware holding every run of ``runs`` (smallest first); returns what
     was built: the variants, the arena, the ELF's flash and static RAM."""
-    from pipeline import __version__
-    from pipeline.artifacts import atomic_write_bytes, atomic_write_json, library_versions
-    from pipeline.build import build_firmware, find_toolchain
-    from pipeline.config import BuildConfig, RenderConfig
+    from pipeline.config import BuildConfig
     from pipeline.convert import inspect_tflite
-    from pipeline.render import RenderVariant, choose_arena, render_variants
-    from pipeline.stages import GENERATED_COPY, _locked, build_dir_for, golden_indices, sync_tree
-    from pipeline.verify import images_to_input, minimal_arena, run_tflm
+    from pipeline.verify import images_to_input
 
     BuildConfig(image=image, kernels=kernels)  # refuses a bad image / kernels name
     variants = [load_variant(r, runs_dir, need_latency=False) for r in runs]
@@ -134,26 +129,46 @@ def build_switching(runs: Sequence[str | Path], out_dir: str | Path, *, runs_dir
     if out.resolve() in {Path(v.root).resolve() for v in variants}:
         raise PipelineError(f"the switching firmware's folder {out} is one of the variants' runs",
                             hint="give the switching firmware its own --name")
-    ds_x, ds_y = variants[0].x_test, variants[0].y_test
-    idx = golden_indices(ds_y, golden_count)
+    x_all = images_to_input(variants[0].x_test, inspect_tflite(variants[0].tflite))
+    return build_switching_models([(v.name, v.tflite) for v in variants], x_all, variants[0].y_test,
+                                  list(variants[0].class_names), out, image=image, kernels=kernels,
+                                  golden_count=golden_count, log=log)
+
+
+def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarray, labels: np.ndarray,
+                           class_names: Sequence[str], out_dir: str | Path, *, image: str = "emulator",
+                           kernels: str = "picotflm", golden_count: int = 8,
+                           log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """``build_switching`` for models given as ``(name, .tflite)`` pairs, smallest first, with their
+    test inputs (model input tensor values) and labels."""
+    from pipeline import __version__
+    from pipeline.artifacts import atomic_write_bytes, atomic_write_json, library_versions
+    from pipeline.build import build_firmware, find_toolchain
+    from pipeline.config import BuildConfig, RenderConfig
+    from pipeline.convert import inspect_tflite
+    from pipeline.render import RenderVariant, choose_arena, render_variants
+    from pipeline.stages import GENERATED_COPY, _locked, build_dir_for, golden_indices, sync_tree
+    from pipeline.verify import minimal_arena, run_tflm
+
+    out = Path(out_dir)
+    idx = golden_indices(np.asarray(labels), golden_count)
     rv, host_arena, infos = [], 0, []
-    for v in variants:
-        info = inspect_tflite(v.tflite)
+    for name, tflite in models:
+        info = inspect_tflite(tflite)
         infos.append(info)
-        need = minimal_arena(v.tflite, info)
+        need = minimal_arena(tflite, info)
         host_arena = max(host_arena, need)
-        x = images_to_input(ds_x[idx], info)
-        y, _ = run_tflm(v.tflite, x, HOST_ARENA_BYTES)
-        rv.append(RenderVariant(v.name, v.tflite, y))
-        log(f"switch: variant {v.name}: {len(v.tflite):,} B .tflite, host arena minimum {need:,} B")
+        y, _ = run_tflm(tflite, inputs[idx], HOST_ARENA_BYTES)
+        rv.append(RenderVariant(name, tflite, y))
+        log(f"switch: variant {name}: {len(tflite):,} B .tflite, host arena minimum {need:,} B")
     cfg = RenderConfig(golden_count=golden_count)
     versions = library_versions()
     gen = out / "firmware"
-    render_variants(rv, cfg, gen, golden_inputs=images_to_input(ds_x[idx], infos[0]),
-                    golden_labels=[int(ds_y[i]) for i in idx], class_names=list(variants[0].class_names),
+    render_variants(rv, cfg, gen, golden_inputs=inputs[idx],
+                    golden_labels=[int(labels[i]) for i in idx], class_names=list(class_names),
                     host_arena_bytes=host_arena,
                     provenance={"tool_version": __version__,
-                                "model_file": " + ".join(f"runs/{v.name}/model.tflite" for v in variants),
+                                "model_file": " + ".join(f"{name}/model.tflite" for name, _ in models),
                                 "source_sha256": "see each variant's run", "tensorflow": versions.get("tensorflow") or "unknown",
                                 "tflite_micro": versions.get("tflite-micro") or "unknown"})
     arena = choose_arena(cfg, host_arena)
@@ -171,9 +186,9 @@ def build_switching(runs: Sequence[str | Path], out_dir: str | Path, *, runs_dir
     mem = res.memory
     built = {
         "variants_smallest_first": [
-            {"index": i, "run": v.name, "tflite_bytes": len(v.tflite), "weight_bytes": v.weight_bytes,
-             "hash": hashlib.sha256(v.tflite).hexdigest()[:16], "macs": int(infos[i].macs)}
-            for i, v in enumerate(variants)],
+            {"index": i, "run": name, "tflite_bytes": len(tflite), "weight_bytes": int(infos[i].weight_bytes),
+             "hash": hashlib.sha256(tflite).hexdigest()[:16], "macs": int(infos[i].macs)}
+            for i, (name, tflite) in enumerate(models)],
         "arena_bytes": arena.bytes,
         "arena_rule": arena.explanation + " (largest host minimum of the variants)",
         "image": image,
@@ -195,31 +210,48 @@ def measure_switching(out_dir: str | Path, runs: Sequence[str | Path], *, runs_d
                       log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Measure the switching firmware in ``out_dir`` (built by ``build_switching``) on the board;
     write switch.json / switch.md / switch.png there and return the result."""
+    from pipeline.convert import inspect_tflite
+    from pipeline.verify import images_to_input
+
+    variants = order_by_size([load_variant(r, runs_dir, need_latency=False) for r in runs])
+    check_same_model(variants)
+    x_all = images_to_input(variants[0].x_test, inspect_tflite(variants[0].tflite))
+    return measure_switching_models(out_dir, [(v.name, v.tflite) for v in variants], x_all, variants[0].y_test,
+                                    port=port, image=image, threshold=threshold, metric=metric, frames=frames,
+                                    bench_runs=bench_runs, sweep_thresholds=sweep_thresholds, log=log)
+
+
+def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, bytes]], inputs: np.ndarray,
+                             labels: np.ndarray, *, port: str | None = None, image: str = "emulator",
+                             threshold: float = 0.5, metric: str = "confidence", frames: int = 40,
+                             bench_runs: int = 5, sweep_thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                             log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    """``measure_switching`` for models given as ``(name, .tflite)`` pairs, smallest first, with their
+    test inputs (model input tensor values) and labels."""
     from pipeline.artifacts import atomic_write_json, atomic_write_text
     from pipeline.convert import inspect_tflite
     from pipeline.device.client import BoardClient
     from pipeline.stages import board_port
     from pipeline.runner import StageSkipped
-    from pipeline.verify import images_to_input, run_tflm
+    from pipeline.verify import run_tflm
 
     SwitchConfig(thresholds=(float(threshold),), metric=metric)  # refuses a bad threshold or metric
     if metric not in METRICS:
         raise PipelineError(f"switch metric must be one of {', '.join(METRICS)}", hint="use confidence or margin")
-    if not 1 <= int(frames) <= 360:
-        raise PipelineError(f"frames {frames} is outside 1..360", hint="give --frames between 1 and the test split size")
+    if not 1 <= int(frames) <= len(labels):
+        raise PipelineError(f"frames {frames} is outside 1..{len(labels)}",
+                            hint="give --frames between 1 and the test split size")
     out = Path(out_dir)
     elf = out / "firmware.elf"
     if not elf.is_file():
         raise PipelineError(f"{out} has no firmware.elf", hint="build the switching firmware first (`picotflm switch`)")
-    variants = order_by_size([load_variant(r, runs_dir, need_latency=False) for r in runs])
-    check_same_model(variants)
-    infos = [inspect_tflite(v.tflite) for v in variants]
-    hashes = [hashlib.sha256(v.tflite).hexdigest()[:16] for v in variants]
-    x_all = images_to_input(variants[0].x_test, infos[0])
-    labels = variants[0].y_test.astype(int)
+    infos = [inspect_tflite(t) for _, t in models]
+    hashes = [hashlib.sha256(t).hexdigest()[:16] for _, t in models]
+    x_all = inputs
+    labels = np.asarray(labels).astype(int)
     n = min(int(frames), len(labels))
     frame_bytes = [bytes(r.tobytes()) for r in x_all[:n]]
-    host_raw = [run_tflm(v.tflite, x_all, HOST_ARENA_BYTES)[0] for v in variants]
+    host_raw = [run_tflm(t, x_all, HOST_ARENA_BYTES)[0] for _, t in models]
     host_probs = [_dequantize(r, info) for r, info in zip(host_raw, infos)]
     permille = int(round(float(threshold) * 1000))
     t_used = permille / 1000.0  # what the board compares with
@@ -241,8 +273,8 @@ def measure_switching(out_dir: str | Path, runs: Sequence[str | Path], *, runs_d
                     f"the board's variants {[v.get('name') for v in listed]} ({[v.get('hash') for v in listed]}) "
                     f"are not these runs' models {hashes}",
                     hint="flash this switching firmware (firmware.uf2 in the switch folder)")
-            for i, v in enumerate(variants):
-                log(f"switch: variant {i} ({v.name}): switch cost, bench, golden, {n} frames ...")
+            for i, (vname, tflite) in enumerate(models):
+                log(f"switch: variant {i} ({vname}): switch cost, bench, golden, {n} frames ...")
                 costs = [b.select(i) for _ in range(SELECT_SAMPLES)]
                 mem = b.request("mem")
                 bench = b.request("bench", int(bench_runs), timeout=120.0)
@@ -251,7 +283,7 @@ def measure_switching(out_dir: str | Path, runs: Sequence[str | Path], *, runs_d
                 dev = np.stack([np.frombuffer(o["output"], dtype=host_raw[i].dtype) for o in outs])
                 host = host_raw[i][:n].reshape(n, -1)
                 per_variant.append({
-                    "index": i, "run": v.name, "tflite_bytes": len(v.tflite), "weight_bytes": v.weight_bytes,
+                    "index": i, "run": vname, "tflite_bytes": len(tflite), "weight_bytes": int(infos[i].weight_bytes),
                     "switch_cycles_median": int(np.median([c["switch_cycles"] for c in costs])),
                     "switch_us_median": float(np.median([c["switch_us"] for c in costs])),
                     "arena_used": int(mem["arena_used"]), "ram_total": int(mem["ram_total"]),
@@ -279,7 +311,7 @@ def measure_switching(out_dir: str | Path, runs: Sequence[str | Path], *, runs_d
         "metric": metric, "threshold": t_used, "frames": n,
         "accuracy": float(np.mean(dev_pred == labels[:n])),
         "escalated_fraction": float(np.mean(dev_level > 0)),
-        "per_level_fraction": [float(np.mean(dev_level == k)) for k in range(len(variants))],
+        "per_level_fraction": [float(np.mean(dev_level == k)) for k in range(len(models))],
         "mean_cycles": float(np.mean([a["cycles"] for a in autos])),
         "mean_us": float(np.mean([a["us"] for a in autos])),
         "median_us": float(np.median([a["us"] for a in autos])),

@@ -185,3 +185,21 @@ def test_cli_switch_refuses_bad_input_in_one_line(tmp_path):
     assert_cli_error(cli("switch", "int4", "--runs-dir", str(tmp_path)), "two or more runs")
     assert_cli_error(cli("switch", "a", "b", "--threshold", "1.5", "--runs-dir", str(tmp_path)), "outside [0, 1]")
     assert_cli_error(cli("switch", "a", "b", "--runs-dir", str(tmp_path)), "run a does not exist")
+
+
+def test_synthetic_mlp_variants_read_the_same_input_bytes():
+    """The switching benchmark's MLP: its 4- and 8-bit variants quantize the input alike (one frame
+    serves both in one firmware), and they are one model (same shapes) that host TFLM runs."""
+    from pipeline.switchbench import mlp_variants
+
+    spec = mlp_variants(samples=300, epochs=2, qat_epochs=1)
+    assert spec["same_input_quantization"], spec["input_quantization"]
+    (n4, t4), (n8, t8) = spec["models"]
+    assert (n4, n8) == ("mlp-int4", "mlp-int8")
+    i4, i8 = inspect_tflite(t4), inspect_tflite(t8)
+    assert i4.weight_bytes < i8.weight_bytes and i4.input.shape == i8.input.shape == [1, 32]
+    x = spec["inputs"][:5]
+    assert x.dtype == np.int8 and len(spec["labels"]) == len(spec["inputs"]) == 60
+    for t in (t4, t8):
+        y, _ = run_tflm(t, x, 1 << 20)
+        assert y.shape == (5, 6)
