@@ -382,8 +382,9 @@ def cmd_switch(args: argparse.Namespace) -> int:
 
     spec = load_switch_spec(args.runs, threshold=args.threshold, metric=args.metric, frames=args.frames,
                             name=args.name)
-    out = Path(args.runs_dir) / spec["name"]
     image = "board" if args.board or args.port or args.flash else "emulator"
+    # The board image gets a folder of its own (as int8-board beside int8), unless --name says otherwise.
+    out = Path(args.runs_dir) / (spec["name"] + ("-board" if image == "board" and not args.name else ""))
     b = build_switching(spec["variants"], out, runs_dir=args.runs_dir, image=image, kernels=args.kernels, log=status)
     status(f"switch: built {out}/firmware.elf: {len(b['variants_smallest_first'])} variants, flash "
            f"{b['flash_bytes']:,} B, static RAM {b['static_ram_bytes']:,} B, arena {b['arena_bytes']:,} B "

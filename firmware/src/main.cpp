@@ -294,6 +294,9 @@ __attribute__((noinline)) void cmd_info() {
 #if PICOTFLM_FAST_KERNELS
   ptf_json_int(&j, "quant_tables_matched", picotflm::QuantTablesMatched());
   ptf_json_int(&j, "quant_tables_missed", picotflm::QuantTablesMissed());
+  ptf_json_int(&j, "cores_used", picotflm::CoresUsed());
+  ptf_json_int(&j, "split_ops", picotflm::SplitOps());
+  ptf_json_int(&j, "core1_jobs", (long long)picotflm::Core1Jobs());
 #endif
   ptf_json_str(&j, "board", "pico");
   ptf_json_int(&j, "clock_hz", board_clock_hz());
@@ -310,6 +313,11 @@ __attribute__((noinline)) void cmd_info() {
 
 __attribute__((noinline)) void cmd_mem() {
   uint32_t data = board_data_bytes(), bss = board_bss_bytes(), heap = board_heap_used(), stack = board_stack_peak();
+#if PICOTFLM_FAST_KERNELS
+  uint32_t stack1 = picotflm::Core1StackPeak(), stack1_size = picotflm::Core1StackSize();
+#else
+  uint32_t stack1 = 0, stack1_size = 0;
+#endif
   ptf_json_t j;
   begin(&j, "mem");
   ptf_json_int(&j, "arena_size", PICOTFLM_ARENA_SIZE);
@@ -320,7 +328,9 @@ __attribute__((noinline)) void cmd_mem() {
   ptf_json_int(&j, "heap_used", heap);
   ptf_json_int(&j, "stack_size", board_stack_size());
   ptf_json_int(&j, "stack_peak", stack);
-  ptf_json_int(&j, "ram_total", (long long)data + bss + heap + stack);
+  ptf_json_int(&j, "core1_stack_size", stack1_size);
+  ptf_json_int(&j, "core1_stack_peak", stack1);
+  ptf_json_int(&j, "ram_total", (long long)data + bss + heap + stack + stack1);
   ptf_json_int(&j, "ram_size", 270336);
   send(&j);
 }
