@@ -68,9 +68,12 @@ arena: install
 compare: install
 	$(CLI) compare $(RECIPES) --runs-dir $(RUNS) --out $(RUNS)/compare
 
+# Every benchmark: recipes, kernels, soak (pipeline.bench), then quantization switching
+# (pipeline.switchbench) and the boundary-pruning tau sweep (seedbench). Each prints its figures.
 bench: install
 	$(PY) -m pipeline.bench --runs-dir $(RUNS)
 	$(PY) -m pipeline.switchbench --runs-dir $(RUNS)
+	$(MAKE) --no-print-directory seedbench
 
 # Quantization switching in one firmware: int4 and int8 MicroPizzaNet (run first; cached when done)
 # rendered together, built, and measured on the emulated Pico.
