@@ -430,7 +430,7 @@ SLIM_TRICKS = (
     "zero_points",      # a per-channel zero-point vector of one repeated value -> that one value (off by default)
     "buffers",          # activations share the empty buffer 0; identical constant buffers become one
     "opcodes",          # the operator code stored once (TFLM and TFLite read max(builtin, deprecated) code)
-    "dedup",            # identical vectors (shapes, scales, zero points) and quantization tables stored once
+    "dedup",            # identical vectors (shapes, scales, zero points), quantization and options tables stored once
 )
 # TFLM accepts one zero point for a per-channel tensor (micro_allocator.cc: "As a space-saving optimization,
 # zero point arrays for weights can be reduced to a single value"), but TFLite's interpreter refuses it
@@ -497,7 +497,7 @@ def slim_with(data: bytes, tricks: Iterable[str]) -> bytes:
         if "buffers" in tricks:
             _merge_buffers(schema, model)
         if "dedup" in tricks:
-            _share_quantization(schema, model)
+            _share_tables(model)
     except (AttributeError, IndexError, TypeError) as e:
         raise PipelineError(f"the .tflite file is malformed and cannot be slimmed ({type(e).__name__}: {e})",
                             hint="re-run the convert stage, or set convert.slim = false") from None
@@ -603,40 +603,44 @@ def _merge_buffers(schema, model) -> None:
     model.buffers = keep
 
 
-def _share_quantization(schema, model) -> None:
-    """Give tensors with identical quantization one table object, which ``SharedQuantization.Pack`` writes once."""
+def _share_tables(model) -> None:
+    """Tensors with identical quantization, and operators with identical builtin options, get one table
+    object each, which ``_shared(cls).Pack`` writes once per file."""
     shared: dict[tuple, Any] = {}
     for sg in model.subgraphs:
         for t in sg.tensors or []:
             q = t.quantization
             if q is None or q.min is not None or q.max is not None or q.details is not None:
                 continue
-            key = (np.asarray(q.scale if q.scale is not None else [], np.float32).tobytes(),
+            key = ("q", np.asarray(q.scale if q.scale is not None else [], np.float32).tobytes(),
                    np.asarray(q.zeroPoint if q.zeroPoint is not None else [], np.int64).tobytes(),
                    int(q.quantizedDimension or 0))
-            if key not in shared:
-                q.__class__ = _shared_quant_class(schema)
-                shared[key] = q
-            t.quantization = shared[key]
+            t.quantization = shared.setdefault(key, _as_shared(q))
+        for op in sg.operators or []:
+            o = op.builtinOptions
+            fields = vars(o).items() if o is not None else ()
+            if o is None or not all(v is None or isinstance(v, (bool, int, float)) for _, v in fields):
+                continue  # options with vectors or sub-tables are left alone
+            op.builtinOptions = shared.setdefault((type(o).__name__, tuple(sorted(fields))), _as_shared(o))
 
 
-_SHARED_QUANT = None
+_SHARED: dict[type, type] = {}
 
 
-def _shared_quant_class(schema):
-    global _SHARED_QUANT
-    if _SHARED_QUANT is None:
-        class SharedQuantization(schema.QuantizationParametersT):
-            """A quantization table packed once per builder, however many tensors refer to it."""
-
-            def Pack(self, builder):
+def _as_shared(obj):
+    """``obj`` re-classed so that its ``Pack`` writes it once per builder, however many refer to it."""
+    cls = type(obj)
+    if cls not in _SHARED.values():
+        if cls not in _SHARED:
+            def Pack(self, builder, _base=cls):
                 cache = builder.__dict__.setdefault("_tables", {})
                 if id(self) not in cache:
-                    cache[id(self)] = super().Pack(builder)
+                    cache[id(self)] = _base.Pack(self, builder)
                 return cache[id(self)]
 
-        _SHARED_QUANT = SharedQuantization
-    return _SHARED_QUANT
+            _SHARED[cls] = type(f"Shared{cls.__name__}", (cls,), {"Pack": Pack})
+        obj.__class__ = _SHARED[cls]
+    return obj
 
 
 def _aligned_builder(size: int, *, dedup: bool = False):

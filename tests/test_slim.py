@@ -234,3 +234,11 @@ def test_bench_prints_the_ratio_per_recipe(tmp_path):
     md = flatbuffer_payload_markdown(tmp_path, ["int8", "int4"])
     assert md[1].startswith(f"- int8: {payload_line(payload_bytes(fc_model()))} (goal <= 1.5x")
     assert md[2] == "- int4: flatbuffer vs payload: no model.tflite"
+
+
+def test_slim_of_the_float_model_is_bit_exact_too():
+    full = _models.float_tflite()
+    x = np.random.default_rng(2).random((6, 48, 48, 3)).astype(np.float32)
+    out = slim(full)
+    assert len(out) < len(full)
+    assert np.array_equal(run_tflm(out, x, 256 * 1024)[0], run_tflm(full, x, 256 * 1024)[0])
