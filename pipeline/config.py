@@ -222,7 +222,7 @@ class QuantizeConfig:
 @dataclass(frozen=True)
 class ConvertConfig:
     representative_samples: int = 200
-    slim: bool = True  # drop what TFLM does not need (names, signature defs, metadata)
+    slim: bool = True  # keep only what TFLM reads (convert.slim: names, signatures, bias quantization, duplicates)
 
     def __post_init__(self) -> None:
         _int_range("convert", "representative_samples", self.representative_samples, 1, 100_000)

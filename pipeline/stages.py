@@ -103,7 +103,7 @@ def convert_stage(ctx: StageContext, cfg) -> dict:
     slim_proof: dict[str, Any] = {"applied": False}
     if cfg.slim:
         data = slim(full)
-        probe = images_to_input(ds.x_test[:16], info_full)
+        probe = images_to_input(ds.x_test, info_full)  # the whole test split: 0.1-0.3 s on the host
         arena = minimal_arena(full, info_full) * 2
         same = outputs_identical(full, data, probe, arena)
         if not same:
