@@ -247,7 +247,7 @@ STAGES: list[Stage] = [
           + (f" (8-bit: {', '.join(n for n, b in m['layer_bits'].items() if b == 8) or 'none'}; "
              f"4-bit: {', '.join(n for n, b in m['layer_bits'].items() if b == 4) or 'none'})" if m.get("layer_bits") else "")),
     Stage("convert", "pipeline.stages:convert_stage", inputs=lambda r: _stages()._convert_inputs(r),
-          outputs=("model.tflite", "model_float.tflite"),
+          outputs=("model.tflite", "model_float.tflite"), external=lambda cfg: _convert_sources(),
           headline=lambda m: f"{m.get('tflite_bytes'):,} B .tflite ({m.get('weight_bytes'):,} B weights, "
                              f"{'/'.join(m.get('weight_dtypes') or [])})"),
     Stage("verify", "pipeline.stages:verify_stage", inputs=("data.npz", "model.tflite"), outputs=("verify.json",),
@@ -271,6 +271,11 @@ def _stages():
     import pipeline.stages as stages
 
     return stages
+
+
+def _convert_sources() -> list[Path]:
+    """The converter and the slim step: a change to them converts again (the .tflite bytes change)."""
+    return [Path(__file__).resolve().parent / "convert.py"]
 
 
 def _render_sources() -> list[Path]:
