@@ -294,6 +294,7 @@ __attribute__((noinline)) void cmd_info() {
 #if PICOTFLM_FAST_KERNELS
   ptf_json_int(&j, "quant_tables_matched", picotflm::QuantTablesMatched());
   ptf_json_int(&j, "quant_tables_missed", picotflm::QuantTablesMissed());
+  ptf_json_int(&j, "quant_cache_hits", picotflm::QuantCacheHits());
   ptf_json_int(&j, "cores_used", picotflm::CoresUsed());
   ptf_json_int(&j, "split_ops", picotflm::SplitOps());
   ptf_json_int(&j, "core1_jobs", (long long)picotflm::Core1Jobs());

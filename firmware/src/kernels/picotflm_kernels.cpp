@@ -2,6 +2,8 @@
 // multipliers, the int4 unpack buffer), our Eval (pk_core.c). See picotflm_kernels.h.
 #include "picotflm_kernels.h"
 
+#include <string.h>
+
 #include "pk_core.h"
 #include "pk_multicore.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
@@ -112,6 +114,16 @@ const QuantTable* g_tables = nullptr;
 int g_table_count = 0;
 int g_matched = 0;
 int g_missed = 0;
+QuantCacheSlot* g_cache = nullptr;
+int g_cache_hits = 0;
+
+// The result of the PopulateConvolutionQuantizationParams call of the Prepare running now, waiting
+// for PrepareWithTables to confirm its table (on its stack while it runs: no static RAM).
+struct Pending {
+  bool valid = false;
+  QuantCacheSlot slot;
+};
+Pending* g_pending = nullptr;
 
 // While TFLM's Prepare runs, its two per-channel arrays (the first two persistent allocations) are
 // served from temporary memory; afterwards they are replaced by a host table with the same content,
@@ -149,6 +161,8 @@ const QuantTable* MatchTable(const int32_t* mult, const int32_t* shift, int chan
 
 TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
                                TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*), OpDataConv* data) {
+  Pending pending;
+  g_pending = g_cache != nullptr ? &pending : nullptr;
   g_capture = PerChannelCapture();
   g_capture.persistent = context->AllocatePersistentBuffer;
   context->AllocatePersistentBuffer = CapturePersistent;
@@ -166,6 +180,10 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
     if (t != nullptr) {
       data->per_channel_output_multiplier = const_cast<int32_t*>(t->mult);
       data->per_channel_output_shift = const_cast<int32_t*>(t->shift);
+      if (g_cache != nullptr && pending.valid) {  // confirmed: the next Prepare of this op may skip it
+        g_cache[t - g_tables] = pending.slot;
+        g_cache[t - g_tables].valid = true;
+      }
     } else {  // no table: what TFLM would have kept
       for (int i = 0; i < 2; i++) {
         auto* keep = static_cast<int32_t*>(g_capture.persistent(context, g_capture.bytes[i]));
@@ -185,6 +203,7 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
   }
   for (int i = g_capture.count - 1; i >= 0; i--) micro->DeallocateTempBuffer(g_capture.temp[i]);
   g_capture = PerChannelCapture();
+  g_pending = nullptr;
   return result;
 }
 
@@ -405,12 +424,18 @@ const TFLMRegistration depthwise = WithCode(Register_DEPTHWISE_CONV_2D(), tflite
 const TFLMRegistration mean = WithCode(Register_MEAN(), tflite::BuiltinOperator_MEAN);
 }  // namespace
 
-void UseQuantTables(const QuantTable* tables, int count) {
+void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache) {
   g_tables = tables;
   g_table_count = count;
   g_matched = 0;
   g_missed = 0;
+  g_cache = cache;
+  if (cache != nullptr) {
+    for (int i = 0; i < count; i++) cache[i].valid = false;
+  }
 }
+
+int QuantCacheHits() { return g_cache_hits; }
 
 void ResetQuantTableCounts() {
   g_matched = 0;
@@ -440,3 +465,86 @@ const TFLMRegistration* FindKernel(tflite::BuiltinOperator op) {
 }
 
 }  // namespace picotflm
+
+// ----------------------------------------------- PopulateConvolutionQuantizationParams, remembered
+// Linked with --wrap (firmware/CMakeLists.txt): TFLM's conv and depthwise Prepare call this instead.
+#define PICOTFLM_POPULATE _ZN6tflite37PopulateConvolutionQuantizationParamsEP13TfLiteContextPK12TfLiteTensorS4_S4_PS2_RK21TfLiteFusedActivationPlPiS9_S9_S9_S9_i
+#define PICOTFLM_CAT_(a, b) a##b
+#define PICOTFLM_CAT(a, b) PICOTFLM_CAT_(a, b)
+
+extern "C" TfLiteStatus PICOTFLM_CAT(__real_, PICOTFLM_POPULATE)(
+    TfLiteContext* context, const TfLiteTensor* input, const TfLiteTensor* filter, const TfLiteTensor* bias,
+    TfLiteTensor* output, const TfLiteFusedActivation& activation, int32_t* multiplier, int* shift,
+    int32_t* output_activation_min, int32_t* output_activation_max, int32_t* per_channel_multiplier,
+    int32_t* per_channel_shift, int num_channels);
+
+namespace {
+
+bool InFlash(const void* p) { return (reinterpret_cast<uintptr_t>(p) >> 24) == 0x10; }  // XIP flash
+
+uint32_t FloatBits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+}  // namespace
+
+extern "C" TfLiteStatus PICOTFLM_CAT(__wrap_, PICOTFLM_POPULATE)(
+    TfLiteContext* context, const TfLiteTensor* input, const TfLiteTensor* filter, const TfLiteTensor* bias,
+    TfLiteTensor* output, const TfLiteFusedActivation& activation, int32_t* multiplier, int* shift,
+    int32_t* output_activation_min, int32_t* output_activation_max, int32_t* per_channel_multiplier,
+    int32_t* per_channel_shift, int num_channels) {
+  using picotflm::g_cache;
+  using picotflm::g_pending;
+  using picotflm::g_table_count;
+  using picotflm::g_tables;
+  const auto* affine = filter->quantization.type == kTfLiteAffineQuantization
+                           ? static_cast<const TfLiteAffineQuantization*>(filter->quantization.params)
+                           : nullptr;
+  // The key: everything the computation reads. Only constants in flash (the filter's data and its
+  // scales, which TFLM points at inside the flatbuffer) make a key; anything else is computed as usual.
+  const bool cacheable = g_cache != nullptr && g_pending != nullptr && affine != nullptr && affine->scale != nullptr &&
+                         InFlash(filter->data.raw) && InFlash(affine->scale);
+  uint32_t key[12] = {0};
+  if (cacheable) {
+    key[0] = reinterpret_cast<uintptr_t>(filter->data.raw);
+    key[1] = reinterpret_cast<uintptr_t>(affine->scale);
+    key[2] = static_cast<uint32_t>(affine->scale->size);
+    key[3] = bias != nullptr ? reinterpret_cast<uintptr_t>(bias->data.raw) : 0;
+    key[4] = static_cast<uint32_t>(input->type);
+    key[5] = FloatBits(input->params.scale);
+    key[6] = static_cast<uint32_t>(input->params.zero_point);
+    key[7] = static_cast<uint32_t>(output->type);
+    key[8] = FloatBits(output->params.scale);
+    key[9] = static_cast<uint32_t>(output->params.zero_point);
+    key[10] = static_cast<uint32_t>(activation);
+    key[11] = static_cast<uint32_t>(num_channels);
+    for (int i = 0; i < g_table_count; i++) {
+      const picotflm::QuantCacheSlot& slot = g_cache[i];
+      if (!slot.valid || g_tables[i].channels != num_channels || memcmp(slot.key, key, sizeof key) != 0) continue;
+      for (int c = 0; c < num_channels; c++) {
+        per_channel_multiplier[c] = g_tables[i].mult[c];
+        per_channel_shift[c] = g_tables[i].shift[c];
+      }
+      *multiplier = slot.out_mult;
+      *shift = slot.out_shift;
+      *output_activation_min = slot.act_min;
+      *output_activation_max = slot.act_max;
+      picotflm::g_cache_hits++;
+      return kTfLiteOk;
+    }
+  }
+  const TfLiteStatus status = PICOTFLM_CAT(__real_, PICOTFLM_POPULATE)(
+      context, input, filter, bias, output, activation, multiplier, shift, output_activation_min,
+      output_activation_max, per_channel_multiplier, per_channel_shift, num_channels);
+  if (cacheable && status == kTfLiteOk) {
+    memcpy(g_pending->slot.key, key, sizeof key);
+    g_pending->slot.out_mult = *multiplier;
+    g_pending->slot.out_shift = *shift;
+    g_pending->slot.act_min = *output_activation_min;
+    g_pending->slot.act_max = *output_activation_max;
+    g_pending->valid = true;
+  }
+  return status;
+}

@@ -22,7 +22,20 @@ struct QuantTable {
   const int32_t* mult;
   const int32_t* shift;
 };
-void UseQuantTables(const QuantTable* tables, int count);
+// What TFLM's PopulateConvolutionQuantizationParams computed for one convolution, kept so that the
+// next Prepare of the same op (a switching firmware sets its models up again at every switch) skips
+// it: its soft-float double arithmetic is most of a setup. One slot per QuantTable, filled only once
+// that table was confirmed equal to TFLM's result; looked up by everything the computation reads
+// (tensors' quantization, types, activation, channels; the filter's data and scales in flash).
+struct QuantCacheSlot {
+  uint32_t key[12];
+  int32_t out_mult, out_shift, act_min, act_max;
+  bool valid;
+};
+// `cache`: `count` slots, or nullptr (a firmware with one model sets up once: no cache).
+void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache = nullptr);
+// Prepares answered from the cache since boot.
+int QuantCacheHits();
 // Convolutions whose Prepare found its table (since the last UseQuantTables), and those that did not.
 void ResetQuantTableCounts();
 int QuantTablesMatched();
