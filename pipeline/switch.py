@@ -302,27 +302,37 @@ def markdown(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def plot(result: dict[str, Any], path: Path) -> Path:
+def plot_curve(path: Path, rows: Sequence[dict[str, Any]], latency_key: str, curve_label: str,
+               points: Sequence[tuple[float, float, str, str]], xlabel: str, ylabel: str, title: str) -> Path:
+    """Accuracy against mean latency: the sweep's rows as one annotated curve (x: ``row[latency_key]``
+    in us), and single ``points`` (latency us, accuracy, marker, label) such as each variant alone."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = result["rows"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    x = [r["mean_latency_us"] / 1e3 for r in rows]
+    x = [r[latency_key] / 1e3 for r in rows]
     y = [r["accuracy"] for r in rows]
-    ax.plot(x, y, "o-", color="tab:blue", label=f"policy ({result['metric']} threshold)")
+    ax.plot(x, y, "o-", color="tab:blue", label=curve_label)
     for r, xi, yi in zip(rows, x, y):
         ax.annotate(f"{r['threshold']:.2f}", (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    for v, marker in zip(result["variants_smallest_first"], "sD^v"):
-        ax.plot([v["latency_us"] / 1e3], [v["accuracy"]], marker, markersize=8, label=f"{v['run']} alone")
-    ax.set_xlabel("mean latency per image (ms, measured board figures, no switch cost)")
-    ax.set_ylabel("test accuracy (host TFLM)")
-    ax.set_title("Quantization switching: accuracy vs mean latency")
+    for us, acc, marker, label in points:
+        ax.plot([us / 1e3], [acc], marker, markersize=12 if marker == "*" else 8, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    points = [(v["latency_us"], v["accuracy"], marker, f"{v['run']} alone")
+              for v, marker in zip(result["variants_smallest_first"], "sD^v")]
+    return plot_curve(path, result["rows"], "mean_latency_us", f"policy ({result['metric']} threshold)", points,
+                      "mean latency per image (ms, measured board figures, no switch cost)",
+                      "test accuracy (host TFLM)", "Quantization switching: accuracy vs mean latency")

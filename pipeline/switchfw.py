@@ -29,7 +29,6 @@ from pipeline.switch import (
     load_variant,
     order_by_size,
     policy,
-    scores,
     sweep,
 )
 
@@ -236,8 +235,6 @@ def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, by
     from pipeline.verify import run_tflm
 
     SwitchConfig(thresholds=(float(threshold),), metric=metric)  # refuses a bad threshold or metric
-    if metric not in METRICS:
-        raise PipelineError(f"switch metric must be one of {', '.join(METRICS)}", hint="use confidence or margin")
     if not 1 <= int(frames) <= len(labels):
         raise PipelineError(f"frames {frames} is outside 1..{len(labels)}",
                             hint="give --frames between 1 and the test split size")
@@ -260,47 +257,45 @@ def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, by
     per_variant: list[dict[str, Any]] = []
     device_policy: dict[str, Any] = {}
     try:
-        ctx = board_port(elf, port, image)
-        port_name, where = ctx.__enter__()
-    except StageSkipped as e:
+        with board_port(elf, port, image) as (port_name, where):
+            with BoardClient(port_name, timeout=30.0) as b:
+                info = b.handshake(expect_hash=None if port else hashes[0])
+                listed = b.variants()
+                if [v.get("hash") for v in listed] != hashes:
+                    raise PipelineError(
+                        f"the board's variants {[v.get('name') for v in listed]} ({[v.get('hash') for v in listed]}) "
+                        f"are not these runs' models {hashes}",
+                        hint="flash this switching firmware (firmware.uf2 in the switch folder)")
+                for i, (vname, tflite) in enumerate(models):
+                    log(f"switch: variant {i} ({vname}): switch cost, bench, golden, {n} frames ...")
+                    costs = [b.select(i) for _ in range(SELECT_SAMPLES)]
+                    mem = b.request("mem")
+                    bench = b.request("bench", int(bench_runs), timeout=120.0)
+                    golden = b.request("golden", timeout=120.0)
+                    outs = [b.send_frame(f, timeout=30.0) for f in frame_bytes]
+                    dev = np.stack([np.frombuffer(o["output"], dtype=host_raw[i].dtype) for o in outs])
+                    host = host_raw[i][:n].reshape(n, -1)
+                    per_variant.append({
+                        "index": i, "run": vname, "tflite_bytes": len(tflite), "weight_bytes": int(infos[i].weight_bytes),
+                        "switch_cycles_median": int(np.median([c["switch_cycles"] for c in costs])),
+                        "switch_us_median": float(np.median([c["switch_us"] for c in costs])),
+                    # the first switch to a variant computes its requantization; later ones reuse it
+                    "switch_us_first": int(costs[0]["switch_us"]),
+                        "arena_used": int(mem["arena_used"]), "ram_total": int(mem["ram_total"]),
+                        "median_us": int(bench["median_us"]), "median_cycles": int(bench["median_cycles"]),
+                        "cycles_per_mac": round(int(bench["median_cycles"]) / max(1, int(infos[i].macs)), 2),
+                        "golden_exact": f"{golden['exact']}/{golden['count']}",
+                        "frames": n,
+                        "frames_bit_exact": int(sum(np.array_equal(d, h) for d, h in zip(dev, host))),
+                        "frames_accuracy": float(np.mean(dev.argmax(1) == labels[:n])),
+                        "test_accuracy_host": float(np.mean(host_probs[i].argmax(1) == labels)),
+                    })
+                log(f"switch: policy ({metric} < {t_used:g}) on {n} frames ...")
+                b.set_policy(t_used, metric)
+                b.select(0)
+                autos = [b.send_frame(f, timeout=60.0, auto=True) for f in frame_bytes]
+    except StageSkipped as e:  # no emulated Pico here and no --port
         raise PipelineError(str(e), hint="install the emulated Pico (make install) or give --port") from None
-    try:
-        with BoardClient(port_name, timeout=30.0) as b:
-            info = b.handshake(expect_hash=None if port else hashes[0])
-            listed = b.variants()
-            if [v.get("hash") for v in listed] != hashes:
-                raise PipelineError(
-                    f"the board's variants {[v.get('name') for v in listed]} ({[v.get('hash') for v in listed]}) "
-                    f"are not these runs' models {hashes}",
-                    hint="flash this switching firmware (firmware.uf2 in the switch folder)")
-            for i, (vname, tflite) in enumerate(models):
-                log(f"switch: variant {i} ({vname}): switch cost, bench, golden, {n} frames ...")
-                costs = [b.select(i) for _ in range(SELECT_SAMPLES)]
-                mem = b.request("mem")
-                bench = b.request("bench", int(bench_runs), timeout=120.0)
-                golden = b.request("golden", timeout=120.0)
-                outs = [b.send_frame(f, timeout=30.0) for f in frame_bytes]
-                dev = np.stack([np.frombuffer(o["output"], dtype=host_raw[i].dtype) for o in outs])
-                host = host_raw[i][:n].reshape(n, -1)
-                per_variant.append({
-                    "index": i, "run": vname, "tflite_bytes": len(tflite), "weight_bytes": int(infos[i].weight_bytes),
-                    "switch_cycles_median": int(np.median([c["switch_cycles"] for c in costs])),
-                    "switch_us_median": float(np.median([c["switch_us"] for c in costs])),
-                    "arena_used": int(mem["arena_used"]), "ram_total": int(mem["ram_total"]),
-                    "median_us": int(bench["median_us"]), "median_cycles": int(bench["median_cycles"]),
-                    "cycles_per_mac": round(int(bench["median_cycles"]) / max(1, int(infos[i].macs)), 2),
-                    "golden_exact": f"{golden['exact']}/{golden['count']}",
-                    "frames": n,
-                    "frames_bit_exact": int(sum(np.array_equal(d, h) for d, h in zip(dev, host))),
-                    "frames_accuracy": float(np.mean(dev.argmax(1) == labels[:n])),
-                    "test_accuracy_host": float(np.mean(host_probs[i].argmax(1) == labels)),
-                })
-            log(f"switch: policy ({metric} < {t_used:g}) on {n} frames ...")
-            b.set_policy(t_used, metric)
-            b.select(0)
-            autos = [b.send_frame(f, timeout=60.0, auto=True) for f in frame_bytes]
-    finally:
-        ctx.__exit__(None, None, None)
 
     # The host simulation of the same policy on the same frames must decide exactly as the board did.
     pred, level = policy([p[:n] for p in host_probs], t_used, metric)
@@ -361,11 +356,12 @@ def markdown(r: dict[str, Any]) -> list[str]:
              f"Measured on: {r['where']}. One firmware holds every variant"
              + (f" ({b['flash_bytes']:,} B flash, {b['static_ram_bytes']:,} B static RAM, one arena of "
                 f"{b['arena_bytes']:,} B)" if b.get("flash_bytes") else "") + "; variant 0 is set up at boot.", "",
-             "| variant | .tflite B | weight B | switch to it (us) | arena used B | median invoke (us) | cycles/MAC "
-             "| golden | frames bit-exact | frames accuracy | test accuracy (host) |",
+             "| variant | .tflite B | weight B | switch to it (us; first) | arena used B | median invoke (us) | "
+             "cycles/MAC | golden | frames bit-exact | frames accuracy | test accuracy (host) |",
              "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for v in vs:
-        lines.append(f"| {v['run']} | {v['tflite_bytes']:,} | {v['weight_bytes']:,} | {v['switch_us_median']:,.0f} | "
+        lines.append(f"| {v['run']} | {v['tflite_bytes']:,} | {v['weight_bytes']:,} | {v['switch_us_median']:,.0f}; "
+                     f"{v['switch_us_first']:,} | "
                      f"{v['arena_used']:,} | {v['median_us']:,} | {v['cycles_per_mac']:.2f} | {v['golden_exact']} | "
                      f"{v['frames_bit_exact']}/{v['frames']} | {v['frames_accuracy']:.4f} | {v['test_accuracy_host']:.4f} |")
     lines += ["", f"Policy on the board ({p['metric']} < {p['threshold']:g}, {p['frames']} test frames): accuracy "
@@ -384,32 +380,17 @@ def markdown(r: dict[str, Any]) -> list[str]:
 
 
 def plot(r: dict[str, Any], path: Path) -> Path:
-    import matplotlib
+    from pipeline.switch import plot_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = r["rows"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    x = [row["mean_latency_us_with_switch_cost"] / 1e3 for row in rows]
-    y = [row["accuracy"] for row in rows]
-    ax.plot(x, y, "o-", color="tab:blue", label=f"policy, {r['metric']} threshold (test split)")
-    for row, xi, yi in zip(rows, x, y):
-        ax.annotate(f"{row['threshold']:.2f}", (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    for v, marker in zip(r["variants_smallest_first"], "sD^v"):
-        ax.plot([v["median_us"] / 1e3], [v["test_accuracy_host"]], marker, markersize=8, label=f"{v['run']} alone")
+    points = [(v["median_us"], v["test_accuracy_host"], marker, f"{v['run']} alone")
+              for v, marker in zip(r["variants_smallest_first"], "sD^v")]
     p = r["policy_on_board"]
-    ax.plot([p["mean_us"] / 1e3], [p["accuracy"]], "*", markersize=12, color="tab:red",
-            label=f"on the board: {p['threshold']:g}, {p['frames']} frames")
-    ax.set_xlabel("mean latency per image (ms, board-measured, switches included)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Quantization switching in one firmware")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    points.append((p["mean_us"], p["accuracy"], "*", f"on the board: {p['threshold']:g}, {p['frames']} frames"))
+    return plot_curve(path, r["rows"], "mean_latency_us_with_switch_cost",
+                      f"policy, {r['metric']} threshold (test split)", points,
+                      "mean latency per image (ms, board-measured, switches included)", "accuracy",
+                      "Quantization switching in one firmware")
 
 
-__all__ = ["build_switching", "load_switch_spec", "measure_switching", "scores"]
+__all__ = ["build_switching", "build_switching_models", "load_switch_spec", "measure_switching",
+           "measure_switching_models"]
