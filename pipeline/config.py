@@ -248,9 +248,13 @@ class RenderConfig:
     arena_margin_percent: float = 25.0
     arena_margin_bytes: int = 1024
     golden_count: int = 8
+    # A convolution writes its output over its own input where that is safe (pipeline/memplan.py;
+    # used by the picotflm kernels, which run that op on one core)
+    inplace: bool = True
 
     def __post_init__(self) -> None:
         check_c_identifier(self.model_name, "render.model_name")
+        _bool("render", "inplace", self.inplace)
         _int_range("render", "arena_bytes", self.arena_bytes, 0, 256 * 1024)
         _float_range("render", "arena_margin_percent", self.arena_margin_percent, 0.0, 400.0)
         _int_range("render", "arena_margin_bytes", self.arena_margin_bytes, 0, 128 * 1024)

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.config import RenderConfig, check_c_identifier, check_class_name
 from pipeline.convert import TFLITE_TYPES, TFLM_RESOLVER_METHODS, ModelInfo, check_tflm_compatible, inspect_tflite
 from pipeline.errors import PipelineError
+from pipeline.memplan import inplace_plan
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 # Operators for which firmware/src/kernels has its own M0+ kernel (build.kernels = picotflm).
@@ -295,7 +296,9 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         for t in tables:
             quant_tables.append({**t, "index": len(quant_tables), "variant": v.name})
         sha = hashlib.sha256(v.tflite).hexdigest()
+        plan = inplace_plan(v.tflite) if cfg.inplace else None
         vctx.append({
+            "plan": plan.as_json() if plan else None,
             "name": v.name,
             "display": v.name or name,
             "sym": variant_symbol(name, v.name),

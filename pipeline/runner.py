@@ -281,7 +281,7 @@ def _convert_sources() -> list[Path]:
 def _render_sources() -> list[Path]:
     """The templates and the renderer: a change to them renders again."""
     root = Path(__file__).resolve().parent
-    return [root / "templates", root / "render.py"]
+    return [root / "templates", root / "render.py", root / "memplan.py"]
 
 
 def _firmware_sources() -> list[Path]:

@@ -139,6 +139,9 @@ bool g_ops_ok = false;
 OpProfiler g_profiler;
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 tflite::MicroInterpreter* g_interpreter = nullptr;
+#if PICOTFLM_FAST_KERNELS
+picotflm::PlannedMemoryPlanner g_planner;  // outside the arena: the arena keeps only TFLM's allocator
+#endif
 bool g_ready = false;
 size_t g_arena_limit = PICOTFLM_ARENA_SIZE;
 size_t g_arena_used = 0;
@@ -199,8 +202,20 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
 #if PICOTFLM_FAST_KERNELS
   picotflm::ResetQuantTableCounts();  // count this setup's Prepare calls only
 #endif
+#if PICOTFLM_FAST_KERNELS
+  // picotflm's kernels run an op in place when the rendered plan puts its output over its input.
+  g_planner.SetPlan(g_picotflm_variants[g_variant].plan, g_picotflm_variants[g_variant].plan_entries);
+  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(g_tensor_arena, limit, &g_planner);
+  if (allocator == nullptr) {
+    snprintf(g_setup_error, sizeof g_setup_error, "a %u-byte arena cannot hold TFLM's allocator", (unsigned)limit);
+    return false;
+  }
+  g_interpreter = new (g_interpreter_storage)
+      tflite::MicroInterpreter(model, g_resolver, allocator, nullptr, &g_profiler);
+#else
   g_interpreter = new (g_interpreter_storage)
       tflite::MicroInterpreter(model, g_resolver, g_tensor_arena, limit, nullptr, &g_profiler);
+#endif
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     snprintf(g_setup_error, sizeof g_setup_error, "AllocateTensors failed with a %u-byte arena: %s",
              (unsigned)limit, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
@@ -295,6 +310,9 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "quant_tables_matched", picotflm::QuantTablesMatched());
   ptf_json_int(&j, "quant_tables_missed", picotflm::QuantTablesMissed());
   ptf_json_int(&j, "quant_cache_hits", picotflm::QuantCacheHits());
+  ptf_json_int(&j, "plan_entries", g_picotflm_variants[g_variant].plan_entries);
+  ptf_json_int(&j, "plan_matched", g_planner.Matched());
+  ptf_json_int(&j, "inplace_ops", picotflm::InplaceOps());
   ptf_json_int(&j, "cores_used", picotflm::CoresUsed());
   ptf_json_int(&j, "split_ops", picotflm::SplitOps());
   ptf_json_int(&j, "core1_jobs", (long long)picotflm::Core1Jobs());

@@ -57,6 +57,14 @@ pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* fil
   return p;
 }
 
+// Whether two tensors share a byte (only an in-place memory plan makes an op's output overlap its input).
+bool Overlap(const TfLiteEvalTensor* a, const TfLiteEvalTensor* b) {
+  const auto lo_a = reinterpret_cast<uintptr_t>(a->data.data), lo_b = reinterpret_cast<uintptr_t>(b->data.data);
+  const uintptr_t hi_a = lo_a + tflite::micro::GetTensorShape(a).FlatSize();
+  const uintptr_t hi_b = lo_b + tflite::micro::GetTensorShape(b).FlatSize();
+  return lo_a < hi_b && lo_b < hi_a;
+}
+
 // ------------------------------------------------------------------------- both cores (board image)
 
 // A conv or depthwise conv of at least this many MACs is split between the two cores (pk_split):
@@ -88,11 +96,44 @@ void RunPart(const PartJob& j) {
 void RunPartOnCore1(void* job) { RunPart(*static_cast<const PartJob*>(job)); }
 #endif
 
+int g_inplace_ops = 0;  // op runs computed in place since boot
+
+// In place (PlannedMemoryPlanner put the output `lead` bytes below its own input): bands of output
+// rows, each ending before the first input byte that it or a later band still reads
+// (pk_inplace_band_end), each band the one-core kernel on a view of the op (pk_part_view): the same
+// arithmetic as the whole. One core: a band on core 1 would overwrite rows core 0 still reads.
+bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
+                    bool depthwise) {
+  const int64_t lead = static_cast<int64_t>(reinterpret_cast<uintptr_t>(in)) -
+                       static_cast<int64_t>(reinterpret_cast<uintptr_t>(out));
+  if (lead <= 0) return false;  // the output above the input: rows written first would be read later
+  int32_t chan[3 * 16];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
+  int32_t* const chan_cache = p->out_c <= 16 ? chan : nullptr;
+  for (int32_t oy = 0; oy < p->out_h;) {
+    const int32_t end = pk_inplace_band_end(p, oy, lead);
+    if (end <= oy) return false;
+    const pk_part band = {oy, end};
+    pk_conv_params view;
+    int32_t in_offset, out_offset;
+    pk_part_view(p, &band, &view, &in_offset, &out_offset);
+    if (depthwise) pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
+    else pk_conv_s8_ex(&view, in + in_offset, w, bias, out + out_offset, chan_cache, oy > 0);
+    oy = end;
+  }
+  g_inplace_ops++;
+  return true;
+}
+
 // One image of a conv or depthwise conv. In the board image, core 1 computes the lower half of the
 // output rows while core 0 computes the upper half (disjoint outputs, each with the whole's
-// arithmetic: bit-exact either way).
-void RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
+// arithmetic: bit-exact either way). Returns false when the output overlaps the input in a way no
+// row order makes safe (then nothing sensible was computed).
+bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
              bool depthwise) {
+  const uintptr_t in_lo = reinterpret_cast<uintptr_t>(in), out_lo = reinterpret_cast<uintptr_t>(out);
+  const uintptr_t in_hi = in_lo + static_cast<uintptr_t>(p->in_h) * p->in_w * p->in_c;
+  const uintptr_t out_hi = out_lo + static_cast<uintptr_t>(p->out_h) * p->out_w * p->out_c;
+  if (out_lo < in_hi && in_lo < out_hi) return RunConvInPlace(p, in, w, bias, out, depthwise);
 #if PICOTFLM_CORES == 2
   pk_part parts[2];
   if (pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
@@ -101,11 +142,12 @@ void RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const i
     RunPart(PartJob{p, in, w, bias, out, parts[0], depthwise});
     pk_core1_wait();
     g_split_ops++;
-    return;
+    return true;
   }
 #endif
   if (depthwise) pk_dwconv_s8(p, in, w, bias, out);
   else pk_conv_s8(p, in, w, bias, out);
+  return true;
 }
 
 // ------------------------------------------------------------- per-channel tables kept out of the arena
@@ -237,6 +279,8 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   const bool fast = params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
                     input->dims->data[3] == filter->dims->data[3];  // one group
   if (!fast) {
+    TF_LITE_ENSURE_MSG(context, !Overlap(input, output),
+                       "picotflm CONV_2D: the plan put the output over the input of an op it cannot run in place");
     tflite::reference_integer_ops::ConvPerChannel(
         tflite::ConvParamsQuantized(params, data), data.per_channel_output_multiplier,
         data.per_channel_output_shift, tflite::micro::GetTensorShape(input), in,
@@ -246,7 +290,10 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   }
   const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
-  for (int n = 0; n < input->dims->data[0]; n++) RunConv(&p, in + n * in_size, w, b, out + n * out_size, false);
+  for (int n = 0; n < input->dims->data[0]; n++) {
+    TF_LITE_ENSURE_MSG(context, RunConv(&p, in + n * in_size, w, b, out + n * out_size, false),
+                       "picotflm CONV_2D: the output overlaps input rows still to be read (memory plan)");
+  }
   return kTfLiteOk;
 }
 
@@ -315,6 +362,8 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
   const bool fast = params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
                     params.depth_multiplier == 1 && input->dims->data[3] == output->dims->data[3];
   if (!fast) {
+    TF_LITE_ENSURE_MSG(context, !Overlap(input, output),
+                       "picotflm DEPTHWISE_CONV_2D: the plan put the output over the input of an op it cannot run in place");
     tflite::reference_integer_ops::DepthwiseConvPerChannel(
         tflite::DepthwiseConvParamsQuantized(params, data), data.per_channel_output_multiplier,
         data.per_channel_output_shift, tflite::micro::GetTensorShape(input), in,
@@ -332,11 +381,15 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
     p.in_w = dw.padded_w;
     p.pad_h = 0;
     p.pad_w = 0;
-    RunConv(&p, padded, w, b, out, true);
+    TF_LITE_ENSURE_MSG(context, RunConv(&p, padded, w, b, out, true),
+                       "picotflm DEPTHWISE_CONV_2D: the output overlaps its padded input");
     return kTfLiteOk;
   }
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
-  for (int n = 0; n < input->dims->data[0]; n++) RunConv(&p, in + n * in_size, w, b, out + n * out_size, true);
+  for (int n = 0; n < input->dims->data[0]; n++) {
+    TF_LITE_ENSURE_MSG(context, RunConv(&p, in + n * in_size, w, b, out + n * out_size, true),
+                       "picotflm DEPTHWISE_CONV_2D: the output overlaps input rows still to be read (memory plan)");
+  }
   return kTfLiteOk;
 }
 
@@ -445,11 +498,24 @@ void ResetQuantTableCounts() {
 int QuantTablesMatched() { return g_matched; }
 
 int CoresUsed() { return g_split_ops > 0 ? 2 : 1; }
+int InplaceOps() { return g_inplace_ops; }
 int SplitOps() { return g_split_ops; }
 uint32_t Core1Jobs() { return pk_core1_jobs(); }
 uint32_t Core1StackPeak() { return pk_core1_stack_peak(); }
 uint32_t Core1StackSize() { return pk_core1_stack_size(); }
 int QuantTablesMissed() { return g_missed; }
+
+TfLiteStatus PlannedMemoryPlanner::AddBuffer(int size, int first_time_used, int last_time_used) {
+  for (int i = 0; i < entries_ && i < 32; i++) {
+    const int32_t* e = plan_ + 4 * i;
+    if ((used_ & (1u << i)) == 0 && e[0] == size && e[1] == first_time_used && e[2] == last_time_used) {
+      used_ |= 1u << i;
+      matched_++;
+      return GreedyMemoryPlanner::AddBuffer(size, first_time_used, last_time_used, e[3]);
+    }
+  }
+  return GreedyMemoryPlanner::AddBuffer(size, first_time_used, last_time_used);
+}
 
 const TFLMRegistration* FindKernel(tflite::BuiltinOperator op) {
   switch (op) {

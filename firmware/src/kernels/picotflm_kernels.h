@@ -9,6 +9,8 @@
 #ifndef PICOTFLM_KERNELS_H_
 #define PICOTFLM_KERNELS_H_
 
+#include "tensorflow/lite/micro/compatibility.h"
+#include "tensorflow/lite/micro/memory_planner/greedy_memory_planner.h"
 #include "tensorflow/lite/micro/micro_common.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 
@@ -49,6 +51,8 @@ int QuantTablesMissed();
 // split since boot. Core1Jobs: jobs core 1 ran since boot, ours and pico-tflmicro's matrix products.
 // Core1StackPeak / Core1StackSize: bytes of core 1's stack used at most / reserved (0 / 0 when core 1
 // never ran, and in the emulator image).
+// Op runs computed in place (output over its own input, PlannedMemoryPlanner) since boot.
+int InplaceOps();
 int CoresUsed();
 int SplitOps();
 uint32_t Core1Jobs();
@@ -62,6 +66,37 @@ const TFLMRegistration* FindKernel(tflite::BuiltinOperator op);
 TFLMRegistration Register_CONV_2D();
 TFLMRegistration Register_DEPTHWISE_CONV_2D();
 TFLMRegistration Register_MEAN();
+
+// TFLM's greedy planner, told where to put a few buffers: pipeline/memplan.py places a convolution's
+// output `lead` bytes below its own input (the kernels then write it in bands of rows that only
+// overwrite input rows already read). `plan` holds {bytes, first, last, offset} per buffer: TFLM's
+// 16-byte aligned size and allocation scopes of the buffer (micro_allocation_info.cpp), and its
+// offset from the start of the planned area. A buffer TFLM adds with that size and lifetime gets
+// the offset (each entry once); every other buffer is placed by the greedy planner around them. A
+// plan that matches only in part creates no overlap (the greedy planner avoids placed buffers).
+class PlannedMemoryPlanner : public tflite::GreedyMemoryPlanner {
+ public:
+  void SetPlan(const int32_t* plan, int entries) {
+    plan_ = plan;
+    entries_ = entries;
+  }
+  // Entries of the plan that TFLM's buffers matched in the last plan.
+  int Matched() const { return matched_; }
+  TfLiteStatus Init(unsigned char* scratch_buffer, int scratch_buffer_size) override {
+    used_ = 0;
+    matched_ = 0;
+    return GreedyMemoryPlanner::Init(scratch_buffer, scratch_buffer_size);
+  }
+  using GreedyMemoryPlanner::AddBuffer;
+  TfLiteStatus AddBuffer(int size, int first_time_used, int last_time_used) override;
+
+ private:
+  const int32_t* plan_ = nullptr;
+  int entries_ = 0;
+  uint32_t used_ = 0;
+  int matched_ = 0;
+  TF_LITE_REMOVE_VIRTUAL_DELETE  // as its base: never deleted, no heap
+};
 
 }  // namespace picotflm
 

@@ -458,6 +458,11 @@ static void interior_columns(const pk_conv_params* p, int32_t* lo, int32_t* hi) 
 }
 
 PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
+    pk_conv_s8_ex(p, in, w, bias, out, (int32_t*)0, 0);
+}
+
+PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
+                          int8_t* out, int32_t* chan, int chan_known) {
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
     int32_t ox_lo, ox_hi;
@@ -470,8 +475,19 @@ PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* 
         g.rows = p->k_h;
         g.row_len = p->k_w * c;
         g.row_stride = p->in_w * c;
+        g.out_off = p->output_offset;
+        g.lo = p->act_min;
+        g.hi = p->act_max;
         uint32_t abs_sum[4];
         for (int32_t j = 0; j < 4; j++) {
+            g.q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
+            int32_t* cj = chan != (int32_t*)0 ? chan + 3 * (oc + j) : (int32_t*)0;
+            if (cj != (int32_t*)0 && chan_known) {
+                g.be[j] = cj[0];
+                abs_sum[j] = (uint32_t)cj[1];
+                g.lo_at[j] = cj[2];
+                continue;
+            }
             int32_t sum = 0;
             uint32_t asum = 0;
             const int8_t* wj = g.w0 + j * k;
@@ -482,16 +498,17 @@ PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* 
             }
             abs_sum[j] = asum;
             g.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
-            g.q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
+            g.lo_at[j] = pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
+            if (cj != (int32_t*)0) {
+                cj[0] = g.be[j];
+                cj[1] = (int32_t)asum;
+                cj[2] = g.lo_at[j];
+            }
         }
-        g.out_off = p->output_offset;
-        g.lo = p->act_min;
-        g.hi = p->act_max;
         g.fast = 1;
         g.asm_span = 1;
         for (int32_t j = 0; j < 4; j++) {
             g.fast &= pk_fits_sum(g.be[j], abs_sum[j], &g.q[j]);
-            g.lo_at[j] = pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
             g.asm_span &= g.q[j].left == 0;
             const pk_span_ch ch = {g.lo_at[j], g.q[j].mh, (int32_t)g.q[j].ml, g.q[j].right, g.q[j].mask,
                                    g.q[j].threshold, g.out_off, g.lo, g.hi};
@@ -719,18 +736,17 @@ void pk_part_view(const pk_conv_params* p, const pk_part* part, pk_conv_params* 
     *out_offset = part->oy_lo * p->out_w * p->out_c;
 }
 
-// memcpy / memset with whole words when both ends allow it (newlib's byte-wise versions in the
-// no-ROM image cost about 6 cycles a byte).
-static void pk_copy(int8_t* d, const int8_t* s, int32_t n) {
-    if ((((uintptr_t)d | (uintptr_t)s | (uint32_t)n) & 3u) == 0) {
-        uint32_t* dw = (uint32_t*)(void*)d;
-        const uint32_t* sw = (const uint32_t*)(const void*)s;
-        for (int32_t i = 0; i < n / 4; i++) dw[i] = sw[i];
-        return;
-    }
-    for (int32_t i = 0; i < n; i++) d[i] = s[i];
+int32_t pk_inplace_band_end(const pk_conv_params* p, int32_t oy_lo, int64_t lead) {
+    const int64_t out_row = (int64_t)p->out_w * p->out_c, in_row = (int64_t)p->in_w * p->in_c;
+    const int32_t first = oy_lo * p->stride_h - p->pad_h;
+    const int64_t room = lead + (first > 0 ? first : 0) * in_row;  // output bytes before live input
+    if (out_row <= 0 || room < 0) return oy_lo;
+    const int64_t end = room / out_row;
+    return end < p->out_h ? (int32_t)end : p->out_h;
 }
 
+// memset with whole words when both ends allow it (newlib's byte-wise version in the no-ROM image
+// costs about 6 cycles a byte).
 static void pk_fill(int8_t* d, int8_t v, int32_t n) {
     if ((((uintptr_t)d | (uint32_t)n) & 3u) == 0) {
         const uint32_t word = 0x01010101u * (uint8_t)v;
@@ -741,10 +757,25 @@ static void pk_fill(int8_t* d, int8_t v, int32_t n) {
     for (int32_t i = 0; i < n; i++) d[i] = v;
 }
 
+// memmove for d >= s: copies the last byte first (words when both ends allow).
+static void pk_move_up(int8_t* d, const int8_t* s, int32_t n) {
+    if (d == s || n <= 0) return;
+    if ((((uintptr_t)d | (uintptr_t)s | (uint32_t)n) & 3u) == 0) {  // d - s is then 0 mod 4
+        int32_t* dw = (int32_t*)(void*)d;
+        const int32_t* sw = (const int32_t*)(const void*)s;
+        for (int32_t i = n / 4 - 1; i >= 0; i--) dw[i] = sw[i];
+        return;
+    }
+    for (int32_t i = n - 1; i >= 0; i--) d[i] = s[i];
+}
+
 void pk_pad_s8(const int8_t* in, int32_t h, int32_t w, int32_t c, int8_t* out, int32_t ph, int32_t pw,
                int32_t top, int32_t left, int8_t zero_point) {
+    // Last row first, each row's bytes last first: every destination byte is at or above its source
+    // (ph >= h + top, pw >= w + left), so `out` may start at `in` itself (an in-place plan) and no
+    // byte is overwritten before it is copied.
     const int32_t row = w * c, prow = pw * c;
-    for (int32_t y = 0; y < ph; y++) {
+    for (int32_t y = ph - 1; y >= 0; y--) {
         int8_t* d = out + y * prow;
         const int32_t iy = y - top;
         if (iy < 0 || iy >= h) {
@@ -753,9 +784,9 @@ void pk_pad_s8(const int8_t* in, int32_t h, int32_t w, int32_t c, int8_t* out, i
         }
         const int32_t lead = left * c;
         const int32_t n = prow - lead < row ? prow - lead : row;
-        pk_fill(d, zero_point, lead);
-        pk_copy(d + lead, in + iy * row, n);
         pk_fill(d + lead + n, zero_point, prow - lead - n);
+        pk_move_up(d + lead, in + iy * row, n);
+        pk_fill(d, zero_point, lead);
     }
 }
 

@@ -44,6 +44,12 @@ int pk_split(const pk_conv_params* p, int depthwise, int32_t min_macs, pk_part p
 void pk_part_view(const pk_conv_params* p, const pk_part* part, pk_conv_params* view, int32_t* in_offset,
                   int32_t* out_offset);
 
+// In place: the output starts `lead` bytes below the input (the two overlap). Output rows from oy_lo
+// on read input rows from max(0, oy_lo * stride_h - pad_h) on, so rows [oy_lo, end) may be written
+// as one band when they end at or before that input row. Returns the largest such end (at most
+// out_h); an end <= oy_lo means not even one row can be written without destroying live input.
+int32_t pk_inplace_band_end(const pk_conv_params* p, int32_t oy_lo, int64_t lead);
+
 // CMSIS-NN's arm_nn_requantize (not the single-rounding variant): (val * 2^left * mult + 2^30) >> 31,
 // then a rounding right shift, midpoint away from zero.
 int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
@@ -51,11 +57,19 @@ int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
 // Convolution, int8 activations and int8 weights, per-channel quantization, dilation 1, one group.
 void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
+// pk_conv_s8 that keeps each output channel's setup (3 int32 per channel at chan: folded bias, sum of
+// |weights|, ReLU threshold; computed and stored when chan_known == 0, read back otherwise): the
+// bands of an in-place convolution, each a view of the same op, compute it once instead of once
+// per band. chan may be NULL.
+void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
+                   int32_t* chan, int chan_known);
+
 // Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.
 void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
 // Copies an h x w x c int8 image into a ph x pw x c one at offset (top, left), the rest filled with
 // zero_point: a padded input on which a convolution has no border outputs.
+// `out` may start at `in` itself (or anywhere at or above it): the copy runs last byte first.
 void pk_pad_s8(const int8_t* in, int32_t h, int32_t w, int32_t c, int8_t* out, int32_t ph, int32_t pw,
                int32_t top, int32_t left, int8_t zero_point);
 

@@ -1,0 +1,102 @@
+"""In-place convolution (pipeline/memplan.py places the output `lead` bytes below its own input; the
+kernels write it in bands of rows, picotflm_kernels.cpp RunConvInPlace): pk_core.c compiled for the
+host, run in one buffer exactly as the firmware does, must equal the out-of-place result bit for bit,
+and must refuse a lead one byte short of what the plan's inequality needs."""
+import ctypes
+
+import numpy as np
+import pytest
+
+from pipeline.memplan import min_lead
+from tests.firmware.test_kernels_c import Params, Part, _random_conv, _run, lib  # noqa: F401 (fixture)
+
+CASES = [
+    # (shape, out_c, kernel, stride, padding)
+    ((48, 48, 3), 8, 3, 2, "same"),    # MicroPizzaNet's first conv
+    ((13, 11, 3), 5, 3, 2, "same"),    # odd sizes, a leftover channel group
+    ((9, 10, 4), 6, 5, 1, "same"),     # two rows of padding above: rows read before they exist
+    ((16, 16, 3), 4, 3, 1, "valid"),   # stride 1: the output row is longer than the input row it frees
+    ((12, 12, 8), 16, 1, 1, "valid"),  # pointwise: output rows twice the input's
+]
+
+
+def _exact_lead(p) -> int:
+    out_row, in_row = p.out_w * p.out_c, p.in_w * p.in_c
+    return max((oy + 1) * out_row - max(0, oy * p.stride_h - p.pad_h) * in_row for oy in range(p.out_h))
+
+
+def _in_place(lib, p, x, w, bias, lead):
+    """RunConvInPlace on the host: output at `base`, input `lead` bytes above it, in one buffer.
+    Returns the output, or None where pk_inplace_band_end refuses a band."""
+    in_bytes, out_bytes = x.size, p.out_h * p.out_w * p.out_c
+    buf = np.full(max(lead + in_bytes, out_bytes) + 64, 77, dtype=np.int8)
+    buf[lead:lead + in_bytes] = x.reshape(-1)
+    chan = (ctypes.c_int32 * (3 * p.out_c))()
+    oy = 0
+    while oy < p.out_h:
+        end = lib.pk_inplace_band_end(ctypes.byref(p), oy, ctypes.c_int64(lead))
+        if end <= oy:
+            return None
+        view, in_off, out_off = Params(), ctypes.c_int32(), ctypes.c_int32()
+        lib.pk_part_view(ctypes.byref(p), ctypes.byref(Part(oy, end)), ctypes.byref(view), ctypes.byref(in_off),
+                         ctypes.byref(out_off))
+        ptr = ctypes.c_void_p
+        lib.pk_conv_s8_ex(ctypes.byref(view), ptr(buf.ctypes.data + lead + in_off.value), w.ctypes.data_as(ptr),
+                          bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off.value), chan, int(oy > 0))
+        oy = end
+    return buf[:out_bytes].copy()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0][0]}x{c[0][1]}x{c[0][2]}-k{c[2]}s{c[3]}{c[4]}-o{c[1]}")
+def test_in_place_equals_out_of_place(lib, case):
+    shape, out_c, k, stride, padding = case
+    lib.pk_inplace_band_end.restype = ctypes.c_int32
+    lib.pk_inplace_band_end.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64]
+    rng = np.random.default_rng(sum(shape) + 5 * k + out_c)
+    p, x, w, bias, _keep = _random_conv(rng, shape, out_c, k, stride, padding, False)
+    whole = np.zeros((p.out_h, p.out_w, out_c), dtype=np.int8)
+    _run(lib, "pk_conv_s8", p, x, w, bias, whole)
+
+    exact = _exact_lead(p)
+    lead = min_lead(p.in_h, p.in_w, p.in_c, p.out_h, p.out_w, p.out_c, p.stride_h, p.pad_h)
+    assert lead % 16 == 0 and exact <= lead < exact + 16
+    for trial in sorted({exact, lead, lead + 48}):
+        got = _in_place(lib, p, x, w, bias, trial)
+        assert got is not None, f"lead {trial} refused"
+        diff = int(np.count_nonzero(got != whole.reshape(-1)))
+        assert diff == 0, f"lead {trial}: {diff} of {whole.size} outputs differ from the out-of-place conv"
+    assert _in_place(lib, p, x, w, bias, exact - 1) is None, "one byte short of the inequality must be refused"
+
+
+def test_band_end_grows_with_freed_rows(lib):
+    """MicroPizzaNet's first conv (48x48x3 -> 24x24x8, stride 2, lead 192): a band may end where its
+    output reaches the first input row still to be read; the bands get longer as rows are freed."""
+    lib.pk_inplace_band_end.restype = ctypes.c_int32
+    lib.pk_inplace_band_end.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64]
+    rng = np.random.default_rng(3)
+    p, *_ = _random_conv(rng, (48, 48, 3), 8, 3, 2, "same", False)
+    bands, oy = [], 0
+    while oy < p.out_h:
+        end = lib.pk_inplace_band_end(ctypes.byref(p), oy, ctypes.c_int64(192))
+        bands.append((oy, end))
+        oy = end
+    assert bands == [(0, 1), (1, 2), (2, 4), (4, 7), (7, 11), (11, 17), (17, 24)]
+    assert lib.pk_inplace_band_end(ctypes.byref(p), 0, ctypes.c_int64(191)) == 0
+
+
+@pytest.mark.parametrize("top,left,extra_h,extra_w", [(0, 0, 1, 1), (1, 1, 1, 1), (2, 0, 0, 3), (0, 0, 0, 0)])
+def test_pad_in_place_equals_copy(lib, top, left, extra_h, extra_w):
+    """pk_pad_s8 with the padded image starting on its own input (the plan puts the depthwise conv's
+    padded scratch over its input): the same bytes as padding into a separate buffer."""
+    rng = np.random.default_rng(top * 7 + left * 3 + extra_h + extra_w)
+    h, w, c = 24, 24, 8
+    ph, pw = h + top + extra_h, w + left + extra_w
+    x = rng.integers(-128, 128, (h, w, c), dtype=np.int8)
+    ptr = ctypes.c_void_p
+    want = np.zeros(ph * pw * c, dtype=np.int8)
+    lib.pk_pad_s8(x.ctypes.data_as(ptr), h, w, c, want.ctypes.data_as(ptr), ph, pw, top, left, ctypes.c_int8(-9))
+    buf = np.zeros(ph * pw * c + 16, dtype=np.int8)
+    buf[:x.size] = x.reshape(-1)
+    lib.pk_pad_s8(buf.ctypes.data_as(ptr), h, w, c, buf.ctypes.data_as(ptr), ph, pw, top, left, ctypes.c_int8(-9))
+    assert np.array_equal(buf[:want.size], want)
+    assert (want.reshape(ph, pw, c)[top:top + h, left:left + w] == x).all()

@@ -1,0 +1,24 @@
+"""The in-place memory plan on the board: picotflm's planner places the buffers pipeline/memplan.py
+names, the first convolution runs in place, and every output stays bit-exact."""
+import pytest
+
+from pipeline.memplan import inplace_plan
+
+pytestmark = pytest.mark.hardware
+
+
+def test_in_place_plan_is_applied_and_exact(board, host_model):
+    data, _info, _ = host_model
+    plan = inplace_plan(data)
+    assert plan is not None and plan.op_index == 0  # MicroPizzaNet: the first conv over the input frame
+    info = board.handshake()
+    if info["kernels"] != "picotflm":
+        pytest.skip("stock kernels: no in-place plan")
+    assert info["plan_entries"] == len(plan.entries) and info["plan_matched"] == info["plan_entries"]
+    before = info["inplace_ops"]
+    g = board.request("golden", timeout=60)
+    assert g["exact"] == g["count"] > 0 and g["max_diff"] == 0
+    assert board.request("info")["inplace_ops"] >= before + g["count"]
+    m = board.request("mem")
+    # Without the overlap TFLM needs the whole input and output at once, plus its own structures.
+    assert m["arena_used"] < plan.input_bytes + plan.output_bytes

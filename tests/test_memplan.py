@@ -1,0 +1,52 @@
+"""pipeline/memplan.py: which convolution runs in place, where its buffers go, and the render of it."""
+import numpy as np
+
+from pipeline.memplan import inplace_plan, min_lead
+from tests._models import int8_tflite
+
+
+def test_micropizzanet_first_conv_runs_in_place():
+    plan = inplace_plan(int8_tflite())
+    assert plan is not None and (plan.op_index, plan.op) == (0, "CONV_2D")
+    assert (plan.input_bytes, plan.output_bytes, plan.lead) == (6912, 4608, 192)
+    assert plan.span == 7104 and plan.saved == 6912 + 4608 - 7104
+    # TFLM's description of each buffer: 16-byte aligned size, first and last allocation scope.
+    got = [(e.bytes, e.first, e.last, e.offset) for e in plan.entries]
+    assert got[0] == (4608, 1, 2, 0)      # the conv's output, at the bottom
+    assert got[1] == (6912, 0, 1, 192)    # the input frame, 192 bytes above it
+    assert got[2] == (5008, 2, 2, 0)      # the depthwise conv's 25x25x8 padded input (aligned), over its input
+
+
+def test_min_lead_is_the_rows_inequality():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        in_h, in_w, in_c = (int(v) for v in rng.integers(1, 40, 3))
+        stride, k = int(rng.integers(1, 4)), int(rng.integers(1, 6))
+        out_h, out_w, out_c = -(-in_h // stride), -(-in_w // stride), int(rng.integers(1, 33))
+        pad = max((out_h - 1) * stride + k - in_h, 0) // 2
+        lead = min_lead(in_h, in_w, in_c, out_h, out_w, out_c, stride, pad)
+        out_row, in_row = out_w * out_c, in_w * in_c
+        ok = [(oy + 1) * out_row <= lead + max(0, oy * stride - pad) * in_row for oy in range(out_h)]
+        assert all(ok) and lead % 16 == 0
+        assert not all((oy + 1) * out_row <= lead - 16 + max(0, oy * stride - pad) * in_row for oy in range(out_h))
+
+
+def test_render_writes_the_plan_and_can_leave_it_out(tmp_path):
+    from pipeline.config import RenderConfig
+    from pipeline.render import render
+    from pipeline.verify import images_to_input, run_tflm
+    from pipeline.convert import inspect_tflite
+    from tests._models import images
+
+    data = int8_tflite()
+    info = inspect_tflite(data)
+    x = images_to_input(images(2), info)
+    y, _ = run_tflm(data, x, 64 * 1024)
+    kw = dict(golden_inputs=x, golden_outputs=y, golden_labels=[0, 1], class_names=list("abcdef"),
+              host_arena_bytes=16000, provenance={})
+    render(data, RenderConfig(), tmp_path / "on", **kw)
+    render(data, RenderConfig(inplace=False), tmp_path / "off", **kw)
+    on = (tmp_path / "on" / "model_data.cc").read_text()
+    off = (tmp_path / "off" / "model_data.cc").read_text()
+    assert "4608, 1, 2, 0," in on and "6912, 0, 1, 192," in on and "_plan, 3 }" in on
+    assert "_plan[]" not in off and "nullptr, 0 }" in off
