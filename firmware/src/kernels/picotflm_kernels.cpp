@@ -102,13 +102,14 @@ int g_inplace_ops = 0;  // op runs computed in place since boot
 // rows, each ending before the first input byte that it or a later band still reads
 // (pk_inplace_band_end), each band the one-core kernel on a view of the op (pk_part_view): the same
 // arithmetic as the whole. One core: a band on core 1 would overwrite rows core 0 still reads.
-bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
-                    bool depthwise) {
+// noinline: its frame (the channel cache, the view) must not add to every conv's stack.
+__attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w,
+                                              const int32_t* bias, int8_t* out, bool depthwise) {
   const int64_t lead = static_cast<int64_t>(reinterpret_cast<uintptr_t>(in)) -
                        static_cast<int64_t>(reinterpret_cast<uintptr_t>(out));
   if (lead <= 0) return false;  // the output above the input: rows written first would be read later
-  int32_t chan[3 * 16];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
-  int32_t* const chan_cache = p->out_c <= 16 ? chan : nullptr;
+  int32_t chan[3 * 8];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
+  int32_t* const chan_cache = p->out_c <= 8 ? chan : nullptr;
   for (int32_t oy = 0; oy < p->out_h;) {
     const int32_t end = pk_inplace_band_end(p, oy, lead);
     if (end <= oy) return false;
