@@ -1,0 +1,212 @@
+"""Where the firmware's code and newlib's state sit, read from both built images (ELF and link map).
+
+firmware/CMakeLists.txt links newlib-nano and keeps the SDK's mutex functions in flash. These tests
+check what makes that safe on a real board, which the emulator cannot show: code that runs while
+flash is unreadable (XIP off), and everything it calls, is still in SRAM; so is the USB interrupt
+path; the mutex functions that moved are called from flash code only; and objects compiled against
+full newlib's headers never touch the per-thread state whose layout differs in newlib-nano.
+"""
+import functools
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import BuildConfig, RenderConfig
+from tests import _models
+
+pytestmark = pytest.mark.firmware
+
+SRAM = range(0x2000_0000, 0x2004_2000)  # striped SRAM and the two 4 KB scratch banks
+# The functions of hardware_flash that switch XIP off (flash_exit_xip) and back on before returning.
+XIP_OFF_ENTRIES = ("flash_do_cmd", "flash_range_erase", "flash_range_program", "flash_start_xip")
+# newlib's own printf family: never linked, every printf-style call goes to the SDK's pico_printf.
+NEWLIB_PRINTF = ("_vfprintf_r", "_svfprintf_r", "_vfiprintf_r", "_svfiprintf_r", "_printf_i", "_printf_float")
+# How code compiled against newlib's headers reaches struct _reent (stdin/stdout/stderr, _REENT):
+# its size and layout are not the same in newlib-nano (_REENT_SMALL) and full newlib.
+REENT_SYMBOLS = {"_impure_ptr", "_global_impure_ptr", "__getreent"}
+
+
+@pytest.fixture(scope="module")
+def toolchain():
+    from pipeline.build import ToolchainMissing, find_toolchain
+
+    try:
+        return find_toolchain()
+    except ToolchainMissing as e:
+        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
+            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
+        pytest.skip(f"firmware toolchain absent: {e}")
+
+
+def _tool(toolchain, name: str) -> str:
+    gcc = str(toolchain.gcc)
+    return gcc[: -len("gcc")] + name  # arm-none-eabi-gcc -> arm-none-eabi-objdump
+
+
+@pytest.fixture(scope="module")
+def images(toolchain, tmp_path_factory):
+    """Both images of one rendered int8 model: {image: BuildResult}."""
+    from pipeline.build import build_firmware
+    from pipeline.convert import inspect_tflite
+    from pipeline.render import render
+    from pipeline.stages import build_dir_for
+    from pipeline.verify import images_to_input, minimal_arena, run_tflm
+
+    data = _models.int8_tflite()
+    info = inspect_tflite(data)
+    x = images_to_input(_models.images(4), info)
+    y, _ = run_tflm(data, x, 64 * 1024)
+    gen = tmp_path_factory.mktemp("gen")
+    render(data, RenderConfig(), gen, golden_inputs=x, golden_outputs=y, golden_labels=list(range(4)),
+           class_names=_models.CLASSES, host_arena_bytes=minimal_arena(data, info),
+           provenance={"tool_version": "test"})
+    root = tmp_path_factory.mktemp("ram_layout")
+    return {image: build_firmware(gen, build_dir_for(root, image), BuildConfig(image=image), toolchain=toolchain)
+            for image in ("emulator", "board")}
+
+
+def _symbols(elf: Path) -> dict[str, tuple[int, int]]:
+    """name -> (address, size) of the ELF's functions and objects."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        return {s.name: (s["st_value"] & ~1, s["st_size"]) for s in symtab.iter_symbols()
+                if s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
+
+
+_FUNC = re.compile(r"^([0-9a-f]{8}) <(.+)>:$")
+_BRANCH = re.compile(r"^\s*[0-9a-f]+:\s+b(?:l|lx)?(?:eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le)?(?:\.[nw])?\s+"
+                     r"[0-9a-f]+ <([^>+]+)(?:\+0x[0-9a-f]+)?>")
+_VENEER = re.compile(r"__(.+)_veneer")
+
+
+def _calls(toolchain, elf: Path) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """From the disassembly: function -> address, and function -> the functions it branches to
+    directly (calls and tail calls; a linker veneer stands for the function it reaches)."""
+    return _disassembly_calls(_tool(toolchain, "objdump"), str(elf))
+
+
+@functools.lru_cache(maxsize=None)
+def _disassembly_calls(objdump: str, elf: str) -> tuple[dict[str, int], dict[str, set[str]]]:
+    out = subprocess.run([objdump, "-d", "--no-show-raw-insn", elf],
+                         capture_output=True, text=True, check=True).stdout
+    addr, calls, cur = {}, {}, None
+    for line in out.splitlines():
+        m = _FUNC.match(line)
+        if m:
+            cur = m.group(2)
+            addr[cur] = int(m.group(1), 16)
+            calls.setdefault(cur, set())
+            continue
+        m = _BRANCH.match(line)
+        if m and cur is not None and m.group(1) != cur:
+            v = _VENEER.fullmatch(m.group(1))
+            calls[cur].add(v.group(1) if v else m.group(1))
+    return addr, calls
+
+
+def _reachable(calls: dict[str, set[str]], roots) -> set[str]:
+    seen, todo = set(), list(roots)
+    while todo:
+        f = todo.pop()
+        if f not in seen:
+            seen.add(f)
+            todo.extend(calls.get(f, ()))
+    return seen
+
+
+@pytest.mark.parametrize("image", ["emulator", "board"])
+def test_code_that_runs_with_xip_off_and_everything_it_calls_is_in_sram(toolchain, images, image):
+    """While XIP is off, code cannot be fetched from flash: the functions that switch it off, and
+    every function they call, must be in SRAM. (Their remaining calls are indirect: the bootrom's
+    flash routines, and boot2's copy in SRAM that turns XIP back on.)"""
+    elf = images[image].elf
+    addr, calls = _calls(toolchain, elf)
+    entries = [f for f in XIP_OFF_ENTRIES if f in addr]
+    if image == "board":
+        # USB CDC names the board by the flash's unique ID, read at boot through flash_do_cmd
+        assert "flash_do_cmd" in entries
+    else:
+        assert entries == []  # no USB, no unique ID: nothing in the emulator image switches XIP off
+    in_flash = {f: hex(addr[f]) for f in _reachable(calls, entries) if addr.get(f) not in SRAM}
+    assert in_flash == {}
+    if entries:
+        assert _symbols(elf)["boot2_copyout"][0] in SRAM
+
+
+def test_usb_interrupt_path_stays_in_sram(toolchain, images):
+    """With the SDK's RP2040-E15 workaround on, tinyusb forces its interrupt path into SRAM
+    (rp2040_usb.h: PICO_RP2040_USB_DEVICE_UFRAME_FIX sets PICO_RP2040_USB_FAST_IRQ): the workaround
+    times bulk-IN buffers against the SOF interrupt, and the map leaves that code where tinyusb puts it."""
+    syms = _symbols(images["board"].elf)
+    path = ("dcd_rp2040_irq", "hw_handle_buff_status", "hw_endpoint_start_next_buffer",
+            "e15_is_critical_frame_period", "dcd_event_handler")
+    assert {f: hex(syms[f][0]) for f in path if syms[f][0] not in SRAM} == {}
+
+
+@pytest.mark.parametrize("image", ["emulator", "board"])
+def test_mutexes_run_from_flash_and_no_sram_code_calls_them(toolchain, images, image):
+    """The SDK marks its mutex functions time-critical (SRAM); here they are in flash. That is safe
+    only while no code in SRAM (which may run with XIP off, or must not wait on flash) calls them."""
+    addr, calls = _calls(toolchain, images[image].elf)
+    mutexes = {f for f in addr if f.startswith("mutex_")}
+    assert {"mutex_enter_blocking", "mutex_exit"} <= mutexes
+    assert {f: hex(addr[f]) for f in mutexes if addr[f] in SRAM} == {}
+    callers_in_sram = {f: sorted(calls[f] & mutexes) for f in calls if addr[f] in SRAM and calls[f] & mutexes}
+    assert callers_in_sram == {}
+
+
+@pytest.mark.parametrize("image", ["emulator", "board"])
+def test_newlib_is_nano_and_its_printf_is_never_linked(images, image):
+    """newlib-nano: its per-thread state is the small one and malloc keeps no 1 KB bin table in
+    .data. newlib's printf (which in nano prints no floats) is not in the image at all."""
+    syms = _symbols(images[image].elf)
+    assert "__malloc_av_" not in syms  # full newlib's malloc bins (1,032 B of .data)
+    assert syms["impure_data"][1] < 256  # struct _reent: ~100 B in nano, over 1 KB in full newlib
+    assert [f for f in NEWLIB_PRINTF if f in syms] == []
+    assert "__wrap_vsnprintf" in syms  # printf-style calls go to pico_printf
+
+
+def _linked_objects(map_file: Path, build_dir: Path) -> tuple[list[Path], dict[Path, set[str]]]:
+    """From the link map: the object files linked, and the archive members pulled in (archive -> names)."""
+    objects, members = set(), {}
+    for line in map_file.read_text(errors="replace").splitlines():
+        m = re.match(r"^\s*(?:\.\S+\s+)?(?:0x[0-9a-f]+\s+0x[0-9a-f]+\s+)?(\S+\.a)\((\S+\.o)\)", line)
+        if m:
+            members.setdefault(Path(m.group(1)), set()).add(m.group(2))
+            continue
+        m = re.match(r"^\s*(?:\.\S+\s+)?0x[0-9a-f]+\s+0x[0-9a-f]+\s+(\S+\.o)$", line)
+        if m:
+            objects.add(m.group(1))
+    resolve = lambda p: Path(p) if Path(p).is_absolute() else build_dir / p  # noqa: E731
+    return sorted(resolve(p) for p in objects), {resolve(str(a)): ms for a, ms in members.items()}
+
+
+@pytest.mark.parametrize("image", ["emulator", "board"])
+def test_objects_compiled_against_full_newlib_headers_never_reach_its_per_thread_state(toolchain, images, image):
+    """Only the link uses newlib-nano; the SDK, TFLM and our sources are compiled against full newlib's
+    headers. Safe as long as no linked object outside newlib's C library refers to struct _reent."""
+    res = images[image]
+    objects, members = _linked_objects(res.elf.parent / "picotflm.elf.map", res.elf.parent.parent)
+    assert any(a.name in ("libc_nano.a", "libg_nano.a") for a in members)
+    assert any(p.name == "main.cpp.o" for p in objects) and any(a.name == "libpico-tflmicro.a" for a in members)
+    nm = _tool(toolchain, "nm")
+    found = {}
+    for p in objects:
+        for sym in subprocess.run([nm, "-u", str(p)], capture_output=True, text=True, check=True).stdout.split():
+            if sym in REENT_SYMBOLS:
+                found.setdefault(p.name, []).append(sym)
+    for archive, names in members.items():
+        if archive.name in ("libc_nano.a", "libg_nano.a"):
+            continue  # newlib-nano itself, built with its own headers
+        out = subprocess.run([nm, "-u", "-A", str(archive)], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            parts = line.rsplit(None, 2)  # "<archive>:<member>: U <symbol>"
+            member = parts[0].rstrip(":").rsplit(":", 1)[-1]
+            if member in names and parts[-1] in REENT_SYMBOLS:
+                found.setdefault(f"{archive.name}({member})", []).append(parts[-1])
+    assert found == {}
