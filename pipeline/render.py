@@ -67,9 +67,77 @@ def conv_quant_tables(tflite: bytes) -> list[dict[str, Any]]:
             continue
         pairs = [quantize_multiplier(in_scale * (scales[c] if len(scales) > 1 else scales[0]) / out_scale)
                  for c in range(channels)]
+        zp = int(t_out.quantization.zeroPoint[0]) if t_out.quantization.zeroPoint is not None else 0
+        act_min, act_max = activation_range(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0,
+                                            out_scale, zp)
+        lo_at = [relu_threshold(m, e, zp, act_min, act_max) for m, e in pairs]
         tables.append({"op": k, "name": name, "channels": channels,
-                       "mult": [m for m, _ in pairs], "shift": [e for _, e in pairs]})
+                       "mult": [m for m, _ in pairs], "shift": [e for _, e in pairs],
+                       "out_offset": zp, "act_min": act_min, "act_max": act_max,
+                       "lo_at": ["INT32_MIN" if v == INT32_MIN else str(v) for v in lo_at], "lo_at_values": lo_at})
     return tables
+
+
+INT32_MIN = -(1 << 31)
+
+
+def activation_range(activation: int, scale: float, zero_point: int) -> tuple[int, int]:
+    """TFLM's CalculateActivationRangeQuantized for int8 (ActivationFunctionType: 1 RELU, 2 RELU_N1_TO_1,
+    3 RELU6, else the whole range), float32 division and round half away from zero as in TFLM."""
+    import numpy as np
+
+    def quantize(f: float) -> int:
+        x = float(np.float32(f) / np.float32(scale))
+        return zero_point + int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+
+    if activation == 1:
+        return max(-128, quantize(0.0)), 127
+    if activation == 3:
+        return max(-128, quantize(0.0)), min(127, quantize(6.0))
+    if activation == 2:
+        return max(-128, quantize(-1.0)), min(127, quantize(1.0))
+    return -128, 127
+
+
+def _out_q(acc: int, mult: int, left: int, right: int, out_offset: int, lo: int, hi: int) -> int:
+    """pk_core.c's pk_out_q: requantize (CMSIS-NN's arm_nn_requantize), add the offset, clamp."""
+    v = (acc << left) & 0xFFFFFFFF
+    v = v - (1 << 32) if v >= 1 << 31 else v
+    h = (v * mult + (1 << 30)) >> 31
+    mask = (1 << right) - 1
+    r = h >> right
+    if (h & mask) > (mask >> 1) + (1 if r < 0 else 0):
+        r += 1
+    return min(max(r + out_offset, lo), hi)
+
+
+def relu_threshold(mult: int, shift: int, out_offset: int, lo: int, hi: int) -> int:
+    """pk_core.c's pk_lo_threshold, step for step: the largest accumulator that requantizes to ``lo``
+    (INT32_MIN when it cannot be confirmed). The firmware compares the host's value with its own
+    once per boot and uses the host's only when they are equal."""
+    left, right = max(shift, 0), max(-shift, 0)
+    span = lo - out_offset
+    if mult <= 0 or right > 20 or span < -512 or span > 512:
+        return INT32_MIN
+    num = (2 * span + 1) * (1 << (30 + right))
+    a = abs(num) // mult * (1 if num >= 0 else -1)  # C: int64 division truncates toward zero
+    a >>= left
+    t = max(-(1 << 23), min(1 << 23, a))
+
+    def q(x: int) -> int:
+        return _out_q(x, mult, left, right, out_offset, lo, hi)
+
+    for _ in range(64):
+        if q(t + 1) != lo:
+            break
+        t += 1
+    for _ in range(64):
+        if q(t) == lo:
+            break
+        t -= 1
+    if q(t) != lo or q(t + 1) == lo:
+        return INT32_MIN
+    return t
 
 
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_config.h", "op_resolver.h", "golden_data.h",

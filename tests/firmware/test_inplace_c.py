@@ -32,7 +32,7 @@ def _in_place(lib, p, x, w, bias, lead):
     buf = np.full(max(lead + in_bytes, out_bytes) + 64, 77, dtype=np.int8)
     buf[lead:lead + in_bytes] = x.reshape(-1)
     chan = (ctypes.c_int32 * (3 * p.out_c))()
-    oy = 0
+    oy, band = 0, 0
     while oy < p.out_h:
         end = lib.pk_inplace_band_end(ctypes.byref(p), oy, ctypes.c_int64(lead))
         if end <= oy:
@@ -42,8 +42,9 @@ def _in_place(lib, p, x, w, bias, lead):
                          ctypes.byref(out_off))
         ptr = ctypes.c_void_p
         lib.pk_conv_s8_ex(ctypes.byref(view), ptr(buf.ctypes.data + lead + in_off.value), w.ctypes.data_as(ptr),
-                          bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off.value), chan, int(oy > 0))
-        oy = end
+                          bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off.value), chan, int(oy > 0),
+                          band & 1)
+        oy, band = end, band + 1
     return buf[:out_bytes].copy()
 
 

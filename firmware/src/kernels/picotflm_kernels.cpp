@@ -33,6 +33,41 @@ const int8_t* FilterInt8(TfLiteContext* context, const TfLiteEvalTensor* filter,
   return unpacked;
 }
 
+// ------------------------------------------------------------------ host-computed ReLU thresholds
+
+const QuantTable* g_tables = nullptr;
+int g_table_count = 0;
+constexpr int kMaxCheckedTables = 128;
+uint32_t g_lo_checked[kMaxCheckedTables / 32];  // bit i: table i's thresholds were compared
+uint32_t g_lo_equal[kMaxCheckedTables / 32];    // ... and were all equal to pk_lo_threshold_of's
+
+bool Bit(const uint32_t* bits, int i) { return (bits[i / 32] >> (i % 32)) & 1u; }
+
+// Compares table i's thresholds with the firmware's own, once per boot.
+void CheckThresholds(int i) {
+  if (i >= kMaxCheckedTables || Bit(g_lo_checked, i)) return;
+  const QuantTable& t = g_tables[i];
+  bool equal = t.lo_at != nullptr;
+  for (int c = 0; c < t.channels && equal; c++)
+    equal = t.lo_at[c] == pk_lo_threshold_of(t.mult[c], t.shift[c], t.out_offset, t.act_min, t.act_max);
+  g_lo_checked[i / 32] |= 1u << (i % 32);
+  if (equal) g_lo_equal[i / 32] |= 1u << (i % 32);
+}
+
+// The thresholds for an op whose per-channel arrays are a host table's (matched at Prepare), if they
+// were checked equal and the op's output offset and activation range are the table's; else nullptr.
+const int32_t* Thresholds(const OpDataConv& data) {
+  for (int i = 0; i < g_table_count && i < kMaxCheckedTables; i++) {
+    const QuantTable& t = g_tables[i];
+    if (t.mult != data.per_channel_output_multiplier) continue;
+    if (Bit(g_lo_equal, i) && t.out_offset == data.output_zero_point &&
+        t.act_min == data.output_activation_min && t.act_max == data.output_activation_max)
+      return t.lo_at;
+    return nullptr;
+  }
+  return nullptr;
+}
+
 pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter, const TfLiteEvalTensor* output,
                       int stride_h, int stride_w, const OpDataConv& data) {
   pk_conv_params p;
@@ -54,6 +89,7 @@ pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* fil
   p.act_max = data.output_activation_max;
   p.mult = data.per_channel_output_multiplier;
   p.shift = data.per_channel_output_shift;
+  p.lo_at = Thresholds(data);
   return p;
 }
 
@@ -110,7 +146,7 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
   if (lead <= 0) return false;  // the output above the input: rows written first would be read later
   int32_t chan[3 * 8];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
   int32_t* const chan_cache = p->out_c <= 8 ? chan : nullptr;
-  for (int32_t oy = 0; oy < p->out_h;) {
+  for (int32_t oy = 0, bands = 0; oy < p->out_h; bands++) {
     const int32_t end = pk_inplace_band_end(p, oy, lead);
     if (end <= oy) return false;
     const pk_part band = {oy, end};
@@ -118,7 +154,7 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
     int32_t in_offset, out_offset;
     pk_part_view(p, &band, &view, &in_offset, &out_offset);
     if (depthwise) pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
-    else pk_conv_s8_ex(&view, in + in_offset, w, bias, out + out_offset, chan_cache, oy > 0);
+    else pk_conv_s8_ex(&view, in + in_offset, w, bias, out + out_offset, chan_cache, oy > 0, bands & 1);
     oy = end;
   }
   g_inplace_ops++;
@@ -153,8 +189,6 @@ bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const i
 
 // ------------------------------------------------------------- per-channel tables kept out of the arena
 
-const QuantTable* g_tables = nullptr;
-int g_table_count = 0;
 int g_matched = 0;
 int g_missed = 0;
 QuantCacheSlot* g_cache = nullptr;
@@ -220,6 +254,7 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
     const QuantTable* t = MatchTable(data->per_channel_output_multiplier, data->per_channel_output_shift, channels);
     if (t != nullptr) g_matched++;
     else g_missed++;
+    if (t != nullptr) CheckThresholds(static_cast<int>(t - g_tables));
     if (t != nullptr) {
       data->per_channel_output_multiplier = const_cast<int32_t*>(t->mult);
       data->per_channel_output_shift = const_cast<int32_t*>(t->shift);
@@ -484,12 +519,25 @@ void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache) 
   g_matched = 0;
   g_missed = 0;
   g_cache = cache;
+  for (int i = 0; i < kMaxCheckedTables / 32; i++) g_lo_checked[i] = g_lo_equal[i] = 0;
   if (cache != nullptr) {
     for (int i = 0; i < count; i++) cache[i].valid = false;
   }
 }
 
 int QuantCacheHits() { return g_cache_hits; }
+
+int ThresholdTablesVerified() {
+  int n = 0;
+  for (int i = 0; i < g_table_count && i < kMaxCheckedTables; i++) n += Bit(g_lo_equal, i);
+  return n;
+}
+
+int ThresholdTablesRejected() {
+  int n = 0;
+  for (int i = 0; i < g_table_count && i < kMaxCheckedTables; i++) n += Bit(g_lo_checked, i) && !Bit(g_lo_equal, i);
+  return n;
+}
 
 void ResetQuantTableCounts() {
   g_matched = 0;

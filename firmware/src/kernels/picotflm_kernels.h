@@ -19,10 +19,15 @@ namespace picotflm {
 // Per-channel requantization of one convolution, computed by the host (the generated op resolver
 // passes them in). A conv or depthwise kernel whose Prepare results equal a table points TFLM's
 // per-channel arrays at it (flash) instead of keeping 8 bytes per channel in the tensor arena.
+// With each channel's ReLU threshold (pk_lo_threshold_of) for the output offset and activation range
+// the host expects: checked once per boot against the firmware's own computation, then the kernels
+// read it instead of computing it at every invoke (nullptr: not given).
 struct QuantTable {
   int channels;
   const int32_t* mult;
   const int32_t* shift;
+  const int32_t* lo_at;
+  int32_t out_offset, act_min, act_max;
 };
 // What TFLM's PopulateConvolutionQuantizationParams computed for one convolution, kept so that the
 // next Prepare of the same op (a switching firmware sets its models up again at every switch) skips
@@ -42,6 +47,9 @@ int QuantCacheHits();
 void ResetQuantTableCounts();
 int QuantTablesMatched();
 int QuantTablesMissed();
+// Tables whose ReLU thresholds were checked equal to the firmware's own, and those found different.
+int ThresholdTablesVerified();
+int ThresholdTablesRejected();
 
 // Both cores (the board image, PICOTFLM_CORES == 2): a conv or depthwise conv of at least 4,096 MACs
 // (and 256 per output channel) computes the upper half of its output rows on core 0 and the lower

@@ -119,6 +119,11 @@ static int32_t pk_lo_threshold(const pk_quant* q, int32_t out_offset, int32_t lo
     return t;
 }
 
+int32_t pk_lo_threshold_of(int32_t mult, int32_t shift, int32_t out_offset, int32_t lo, int32_t hi) {
+    const pk_quant q = pk_quant_of(mult, shift);
+    return pk_lo_threshold(&q, out_offset, lo, hi);
+}
+
 // pk_fits with sum|w| already known.
 static int pk_fits_sum(int32_t be, uint32_t abs_w_sum, const pk_quant* q) {
     const uint32_t bound = (uint32_t)(be < 0 ? -be : be) + 128u * abs_w_sum;
@@ -333,9 +338,12 @@ __attribute__((const, noinline)) static uint32_t pk_core_num(void) {
     return *(volatile const uint32_t*)0xd0000000u & 1u;
 }
 static int32_t pk_wx_core[2][4 * PK_WX_MAX];
+static const int8_t* pk_wx_of_core[2];  // whose weights pk_wx holds (set when laid out)
 #define pk_wx (pk_wx_core[pk_core_num()])
+#define pk_wx_of (pk_wx_of_core[pk_core_num()])
 #else
 static int32_t pk_wx[4 * PK_WX_MAX];
+static const int8_t* pk_wx_of;
 #endif
 #endif
 
@@ -458,17 +466,18 @@ static void interior_columns(const pk_conv_params* p, int32_t* lo, int32_t* hi) 
 }
 
 PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
-    pk_conv_s8_ex(p, in, w, bias, out, (int32_t*)0, 0);
+    pk_conv_s8_ex(p, in, w, bias, out, (int32_t*)0, 0, 0);
 }
 
 PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
-                          int8_t* out, int32_t* chan, int chan_known) {
+                          int8_t* out, int32_t* chan, int chan_known, int reverse) {
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
     int32_t ox_lo, ox_hi;
     interior_columns(p, &ox_lo, &ox_hi);
-    int32_t oc = 0;
-    for (; oc + 4 <= oc_n && k <= PK_PATCH_MAX; oc += 4) {
+    const int32_t groups = k <= PK_PATCH_MAX ? oc_n / 4 : 0;
+    for (int32_t gi = 0; gi < groups; gi++) {
+        const int32_t oc = 4 * (reverse ? groups - 1 - gi : gi);
         pk_group4 g;
         g.w0 = w + oc * k;
         g.k = k;
@@ -498,7 +507,7 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
             }
             abs_sum[j] = asum;
             g.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
-            g.lo_at[j] = pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
+            g.lo_at[j] = p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
             if (cj != (int32_t*)0) {
                 cj[0] = g.be[j];
                 cj[1] = (int32_t)asum;
@@ -510,9 +519,16 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         for (int32_t j = 0; j < 4; j++) {
             g.fast &= pk_fits_sum(g.be[j], abs_sum[j], &g.q[j]);
             g.asm_span &= g.q[j].left == 0;
-            const pk_span_ch ch = {g.lo_at[j], g.q[j].mh, (int32_t)g.q[j].ml, g.q[j].right, g.q[j].mask,
-                                   g.q[j].threshold, g.out_off, g.lo, g.hi};
-            g.args.ch[j] = ch;
+            pk_span_ch* ch = &g.args.ch[j];  // field by field: a struct copy may become a memcpy call
+            ch->lo_at = g.lo_at[j];
+            ch->mh = g.q[j].mh;
+            ch->ml = (int32_t)g.q[j].ml;
+            ch->right = g.q[j].right;
+            ch->mask = g.q[j].mask;
+            ch->threshold = g.q[j].threshold;
+            ch->out_off = g.out_off;
+            ch->lo = g.lo;
+            ch->hi = g.hi;
             g.args.be[j] = g.be[j];
         }
         g.asm_span &= g.fast;
@@ -520,8 +536,13 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         g.wide = 0;
 #if defined(__ARM_ARCH_6M__)
         if (g.asm_span && k <= PK_WX_MAX) {
-            for (int32_t i = 0; i < k; i++)
-                for (int32_t j = 0; j < 4; j++) pk_wx[i * 4 + j] = g.w0[j * k + i];
+            // The bands of one in-place op (chan_known) alternate the group order, so each band
+            // starts with the group the last one ended with: its weights are still laid out.
+            if (!(chan_known && pk_wx_of == g.w0)) {
+                for (int32_t i = 0; i < k; i++)
+                    for (int32_t j = 0; j < 4; j++) pk_wx[i * 4 + j] = g.w0[j * k + i];
+                pk_wx_of = g.w0;
+            }
             g.args.w0 = (const int8_t*)(const void*)pk_wx;
             g.wide = 1;
         }
@@ -546,6 +567,7 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
             }
         }
     }
+    int32_t oc = 4 * groups;
     for (; oc + 2 <= oc_n; oc += 2) conv_group(p, in, w, bias, out, oc, 2);
     for (; oc < oc_n; oc++) conv_group(p, in, w, bias, out, oc, 1);
 }
@@ -677,7 +699,7 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
         d.lo = p->act_min;
         d.hi = p->act_max;
         d.fast = pk_fits(d.be, wc, taps, c_n, &d.q);
-        d.lo_at = pk_lo_threshold(&d.q, d.out_off, d.lo, d.hi);
+        d.lo_at = p->lo_at != (const int32_t*)0 ? p->lo_at[c] : pk_lo_threshold(&d.q, d.out_off, d.lo, d.hi);
         d.c_n = c_n;
         d.row_stride = p->in_w * c_n;
         d.asm_span = k33 && d.fast && d.q.left == 0;

@@ -23,6 +23,7 @@ typedef struct {
     int32_t act_min, act_max;  // clamp of the fused activation, in output units
     const int32_t* mult;       // per output channel: Q31 multiplier (>= 0)
     const int32_t* shift;      // per output channel: exponent (> 0 shifts left)
+    const int32_t* lo_at;      // per output channel: pk_lo_threshold, computed by the host (NULL: computed here)
 } pk_conv_params;
 
 // Output rows [oy_lo, oy_hi) of one convolution: a part that one core of the RP2040 computes while
@@ -50,6 +51,11 @@ void pk_part_view(const pk_conv_params* p, const pk_part* part, pk_conv_params* 
 // out_h); an end <= oy_lo means not even one row can be written without destroying live input.
 int32_t pk_inplace_band_end(const pk_conv_params* p, int32_t oy_lo, int64_t lead);
 
+// The largest accumulator a channel requantizes to `lo` (its ReLU threshold), INT32_MIN when none is
+// confirmed: what the kernels compute per channel when p->lo_at is NULL. The firmware checks a host
+// table against it once per boot (picotflm_kernels.cpp) before the kernels use the table.
+int32_t pk_lo_threshold_of(int32_t mult, int32_t shift, int32_t out_offset, int32_t lo, int32_t hi);
+
 // CMSIS-NN's arm_nn_requantize (not the single-rounding variant): (val * 2^left * mult + 2^30) >> 31,
 // then a rounding right shift, midpoint away from zero.
 int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
@@ -57,12 +63,13 @@ int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
 // Convolution, int8 activations and int8 weights, per-channel quantization, dilation 1, one group.
 void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
-// pk_conv_s8 that keeps each output channel's setup (3 int32 per channel at chan: folded bias, sum of
-// |weights|, ReLU threshold; computed and stored when chan_known == 0, read back otherwise): the
-// bands of an in-place convolution, each a view of the same op, compute it once instead of once
-// per band. chan may be NULL.
+// pk_conv_s8 for the bands of one in-place convolution, each a view of the same op: each output
+// channel's setup is kept (3 int32 per channel at chan: folded bias, sum of |weights|, ReLU
+// threshold; computed and stored when chan_known == 0, read back otherwise), and with reverse != 0
+// the groups of four channels run last first, so that alternating bands start with the group whose
+// weight layout the previous band left (reused only when chan_known). chan may be NULL.
 void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
-                   int32_t* chan, int chan_known);
+                   int32_t* chan, int chan_known, int reverse);
 
 // Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.
 void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
