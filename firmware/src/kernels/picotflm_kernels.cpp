@@ -287,6 +287,28 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
 
 // ---------------------------------------------------------------------------------------- CONV_2D
 
+// TFLM's reference kernels for what the fast paths do not cover, out of line: their shapes and
+// parameter structs (about 300 bytes) stay off the stack of every Eval.
+__attribute__((noinline)) void ConvReference(const TfLiteConvParams& params, const OpDataConv& data,
+                                             const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter,
+                                             const TfLiteEvalTensor* bias, const TfLiteEvalTensor* output,
+                                             const int8_t* in, const int8_t* w, const int32_t* b, int8_t* out) {
+  tflite::reference_integer_ops::ConvPerChannel(
+      tflite::ConvParamsQuantized(params, data), data.per_channel_output_multiplier, data.per_channel_output_shift,
+      tflite::micro::GetTensorShape(input), in, tflite::micro::GetTensorShape(filter), w,
+      tflite::micro::GetTensorShape(bias), b, tflite::micro::GetTensorShape(output), out);
+}
+
+__attribute__((noinline)) void DepthwiseReference(const TfLiteDepthwiseConvParams& params, const OpDataConv& data,
+                                                  const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter,
+                                                  const TfLiteEvalTensor* bias, const TfLiteEvalTensor* output,
+                                                  const int8_t* in, const int8_t* w, const int32_t* b, int8_t* out) {
+  tflite::reference_integer_ops::DepthwiseConvPerChannel(
+      tflite::DepthwiseConvParamsQuantized(params, data), data.per_channel_output_multiplier,
+      data.per_channel_output_shift, tflite::micro::GetTensorShape(input), in, tflite::micro::GetTensorShape(filter),
+      w, tflite::micro::GetTensorShape(bias), b, tflite::micro::GetTensorShape(output), out);
+}
+
 TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
   return PrepareWithTables(context, node, tflite::ConvPrepare, static_cast<OpDataConv*>(node->user_data));
 }
@@ -317,11 +339,7 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   if (!fast) {
     TF_LITE_ENSURE_MSG(context, !Overlap(input, output),
                        "picotflm CONV_2D: the plan put the output over the input of an op it cannot run in place");
-    tflite::reference_integer_ops::ConvPerChannel(
-        tflite::ConvParamsQuantized(params, data), data.per_channel_output_multiplier,
-        data.per_channel_output_shift, tflite::micro::GetTensorShape(input), in,
-        tflite::micro::GetTensorShape(filter), w, tflite::micro::GetTensorShape(bias), b,
-        tflite::micro::GetTensorShape(output), out);
+    ConvReference(params, data, input, filter, bias, output, in, w, b, out);
     return kTfLiteOk;
   }
   const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
@@ -400,11 +418,7 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
   if (!fast) {
     TF_LITE_ENSURE_MSG(context, !Overlap(input, output),
                        "picotflm DEPTHWISE_CONV_2D: the plan put the output over the input of an op it cannot run in place");
-    tflite::reference_integer_ops::DepthwiseConvPerChannel(
-        tflite::DepthwiseConvParamsQuantized(params, data), data.per_channel_output_multiplier,
-        data.per_channel_output_shift, tflite::micro::GetTensorShape(input), in,
-        tflite::micro::GetTensorShape(filter), w, tflite::micro::GetTensorShape(bias), b,
-        tflite::micro::GetTensorShape(output), out);
+    DepthwiseReference(params, data, input, filter, bias, output, in, w, b, out);
     return kTfLiteOk;
   }
   pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
