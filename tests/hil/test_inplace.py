@@ -22,3 +22,15 @@ def test_in_place_plan_is_applied_and_exact(board, host_model):
     m = board.request("mem")
     # Without the overlap TFLM needs the whole input and output at once, plus its own structures.
     assert m["arena_used"] < plan.input_bytes + plan.output_bytes
+
+
+def test_host_thresholds_are_verified_and_used(board):
+    """Every convolution's ReLU thresholds come from the host's table, checked equal to the
+    firmware's own at boot (none rejected), and the outputs stay bit-exact."""
+    info = board.handshake()
+    if info["kernels"] != "picotflm":
+        pytest.skip("stock kernels: no quant tables")
+    assert info["quant_tables_matched"] > 0
+    assert info["threshold_tables"] == info["quant_tables_matched"] and info["threshold_tables_rejected"] == 0
+    g = board.request("golden", timeout=60)
+    assert g["exact"] == g["count"] > 0
