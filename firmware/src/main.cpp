@@ -162,10 +162,15 @@ uint64_t g_last_setup_us = 0;
 alignas(4) uint8_t g_frame_in[PICOTFLM_INPUT_BYTES];
 #endif
 
-// One buffer for every reply: the JSON payload (<= 2,048 bytes, docs/protocol.md) is built at
-// g_frame + 1 and framed in place ('$' before it, "*<crc32>\n" and a NUL after it): no second copy.
-constexpr uint32_t kPayloadMax = 2048;
-char g_frame[1 + kPayloadMax + 11 + 1];
+// Replies stream out through one small chunk buffer ('$', the JSON payload as it is built, then
+// "*<crc32>\n"; docs/protocol.md): no reply is ever held whole in RAM.
+void write_chunk(void*, const char* data, uint32_t len) { board_write(data, len); }
+constexpr uint32_t kReplyChunk = 64;
+char g_reply_chunk[kReplyChunk];
+const ptf_out_t g_out = {write_chunk, nullptr, g_reply_chunk, kReplyChunk, PTF_PAYLOAD_MAX};
+// The reply begun and not yet ended (every begin() ends in send() or send_error()): an error found
+// while it is being written (golden's Invoke) ends that reply, whose first bytes may have gone out.
+ptf_json_t* g_open = nullptr;
 ptf_line_t g_line;
 ptf_request_t g_req;
 
@@ -275,24 +280,25 @@ int top1(const uint8_t* out) {
 }
 
 // ------------------------------------------------------------------------------- replies
-void send(ptf_json_t* j) {
-  ptf_json_end(j);
-  if (j->overflow) {
-    uint32_t n = ptf_error_reply(&g_req, "range", "reply too long for the reply buffer", g_frame, sizeof g_frame);
-    board_write(g_frame, n);
+// Not inlined: the commands' stack frames stay small (golden's holds its reply during every Invoke).
+__attribute__((noinline)) void send(ptf_json_t* j) {
+  ptf_json_end(j);  // a reply past the payload limit ends as error `range`
+  g_open = nullptr;
+}
+
+__attribute__((noinline)) void send_error(const char* err, const char* msg) {
+  if (g_open != nullptr) {  // a reply has begun: it ends as this error
+    ptf_json_end_error(g_open, err, msg);
+    g_open = nullptr;
     return;
   }
-  uint32_t n = ptf_frame(j->buf, j->len, g_frame, sizeof g_frame);
-  board_write(g_frame, n);
+  ptf_error_reply(&g_out, &g_req, err, msg);
 }
 
-void send_error(const char* err, const char* msg) {
-  uint32_t n = ptf_error_reply(&g_req, err, msg, g_frame, sizeof g_frame);
-  board_write(g_frame, n);
+void begin(ptf_json_t* j, const char* cmd) {
+  ptf_json_begin(j, &g_out, 1, cmd, &g_req);
+  g_open = j;
 }
-
-// The writer keeps a NUL after the payload: kPayloadMax + 1 bytes of room.
-void begin(ptf_json_t* j, const char* cmd) { ptf_json_begin(j, g_frame + 1, kPayloadMax + 1, 1, cmd, &g_req); }
 
 __attribute__((noinline)) void cmd_info() {
   ptf_json_t j;

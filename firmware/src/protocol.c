@@ -224,125 +224,234 @@ void ptf_parse(const char* line, uint32_t len, int overflow, uint32_t input_byte
 }
 
 // ------------------------------------------------------------------------------ replies
-static void put(ptf_json_t* j, const char* s, uint32_t n) {
-  if (j->overflow || j->len + n + 1 > j->cap) {
-    j->overflow = 1;
+_Static_assert(PTF_JSON_DEPTH <= 16, "ptf_json_t.nest has one bit per level");
+static const char kMsgTooLong[] = "(message too long for the reply)";
+
+static uint32_t add_sat(uint32_t a, uint32_t b) { return a > UINT32_MAX - b ? UINT32_MAX : a + b; }
+
+// Frame bytes into the chunk; a full chunk goes out.
+static void emit(ptf_json_t* j, const char* s, uint32_t n) {
+  const ptf_out_t* o = j->out;
+  uint32_t size = o->chunk_size > 0xFFFFu ? 0xFFFFu : o->chunk_size;
+  if (size == 0) {  // no chunk buffer: every piece goes out as it comes
+    if (n > 0) o->write(o->ctx, s, n);
     return;
   }
-  memcpy(j->buf + j->len, s, n);
+  while (n > 0) {
+    uint32_t k = size - j->fill;
+    if (k > n) k = n;
+    memcpy(o->chunk + j->fill, s, k);
+    j->fill = (uint16_t)(j->fill + k);
+    s += k;
+    n -= k;
+    if (j->fill == size) {
+      o->write(o->ctx, o->chunk, j->fill);
+      j->fill = 0;
+    }
+  }
+}
+
+// Payload bytes: counted, checksummed and sent (only counted when measuring).
+static void put(ptf_json_t* j, const char* s, uint32_t n) {
   j->len += n;
-  j->buf[j->len] = '\0';
+  if (j->out->write == NULL) return;
+  j->crc = ptf_crc32(j->crc, s, n);
+  emit(j, s, n);
 }
 
 static void puts_(ptf_json_t* j, const char* s) { put(j, s, (uint32_t)strlen(s)); }
 
-static void put_escaped(ptf_json_t* j, const char* s) {
-  puts_(j, "\"");
+// A string as JSON writes it, quotes included: `"` and `\` escaped, bytes outside printable ASCII as \u00XX.
+static uint32_t escaped_len(const char* s) {
+  uint32_t n = 2;
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
+    n = add_sat(n, (c == '"' || c == '\\') ? 2u : (c < 0x20 || c > 0x7e) ? 6u : 1u);
+  }
+  return n;
+}
+
+static int plain(unsigned char c) { return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'; }
+
+static void put_escaped(ptf_json_t* j, const char* s) {
+  puts_(j, "\"");
+  while (*s) {
+    uint32_t run = 0;
+    while (plain((unsigned char)s[run])) run++;
+    if (run > 0) {  // bytes that need no escape go out together
+      put(j, s, run);
+      s += run;
+      continue;
+    }
+    unsigned char c = (unsigned char)*s++;
     char esc[8];
     if (c == '"' || c == '\\') {
       esc[0] = '\\';
       esc[1] = (char)c;
       put(j, esc, 2);
-    } else if (c < 0x20 || c > 0x7e) {
+    } else {
       snprintf(esc, sizeof esc, "\\u%04x", c);
       put(j, esc, 6);
-    } else {
-      put(j, (const char*)&c, 1);
     }
   }
   puts_(j, "\"");
 }
 
-void ptf_json_key(ptf_json_t* j, const char* key) {
-  if (!j->first) puts_(j, ",");
-  j->first = 0;
-  if (key) {
-    put_escaped(j, key);
-    puts_(j, ":");
+// Start an element of the innermost array/object whose value takes `value_len` bytes: 1 when it fits
+// the limit and its comma and key are written (the caller writes the value), 0 when it is left out.
+// Either way it counts, so a cut reply knows the size it would have had.
+static int element(ptf_json_t* j, const char* key, uint32_t value_len) {
+  uint32_t n = add_sat(add_sat(j->first ? 0u : 1u, key ? add_sat(escaped_len(key), 1u) : 0u), value_len);
+  int keep = 0;
+  if (!j->done) {
+    if (!j->cut && n > j->out->limit - (j->len < j->out->limit ? j->len : j->out->limit)) j->cut = 1;
+    if (j->cut) {
+      j->dropped = add_sat(j->dropped, n);
+    } else {
+      if (!j->first) puts_(j, ",");
+      if (key) {
+        put_escaped(j, key);
+        puts_(j, ":");
+      }
+      keep = 1;
+    }
   }
-}
-
-void ptf_json_raw(ptf_json_t* j, const char* text) { puts_(j, text); }
-
-void ptf_json_open(ptf_json_t* j, const char* key, char bracket) {
-  ptf_json_key(j, key);
-  put(j, &bracket, 1);
-  j->first = 1;
-}
-
-void ptf_json_close(ptf_json_t* j, char bracket) {
-  put(j, &bracket, 1);
   j->first = 0;
-}
-
-void ptf_json_begin(ptf_json_t* j, char* buf, uint32_t cap, int ok, const char* cmd, const ptf_request_t* req) {
-  j->buf = buf;
-  j->cap = cap;
-  j->len = 0;
-  j->overflow = 0;
-  j->first = 1;
-  if (cap) buf[0] = '\0';
-  puts_(j, "{");
-  ptf_json_bool(j, "ok", ok);
-  ptf_json_str(j, "cmd", cmd);
-  if (req && req->has_id) ptf_json_int(j, "id", req->id);
+  return keep;
 }
 
 void ptf_json_int(ptf_json_t* j, const char* key, long long value) {
   char num[24];
-  ptf_json_key(j, key);
-  snprintf(num, sizeof num, "%lld", value);
-  puts_(j, num);
+  int n = snprintf(num, sizeof num, "%lld", value);
+  if (element(j, key, (uint32_t)n)) put(j, num, (uint32_t)n);
 }
 
 void ptf_json_bool(ptf_json_t* j, const char* key, int value) {
-  ptf_json_key(j, key);
-  puts_(j, value ? "true" : "false");
+  const char* text = value ? "true" : "false";
+  if (element(j, key, (uint32_t)strlen(text))) puts_(j, text);
 }
 
 void ptf_json_str(ptf_json_t* j, const char* key, const char* value) {
-  ptf_json_key(j, key);
-  put_escaped(j, value ? value : "");
+  if (!value) value = "";
+  if (element(j, key, escaped_len(value))) put_escaped(j, value);
 }
 
 void ptf_json_hex(ptf_json_t* j, const char* key, const uint8_t* data, uint32_t n) {
   static const char digits[] = "0123456789abcdef";
-  ptf_json_key(j, key);
+  if (!element(j, key, add_sat(add_sat(n, n), 2u))) return;
   puts_(j, "\"");
-  for (uint32_t i = 0; i < n; i++) {
-    char two[2] = {digits[data[i] >> 4], digits[data[i] & 15]};
-    put(j, two, 2);
+  char text[32];
+  for (uint32_t i = 0; i < n;) {
+    uint32_t k = 0;
+    for (; k < sizeof text && i < n; i++) {
+      text[k++] = digits[data[i] >> 4];
+      text[k++] = digits[data[i] & 15];
+    }
+    put(j, text, k);
   }
   puts_(j, "\"");
 }
 
-void ptf_json_end(ptf_json_t* j) { puts_(j, "}"); }
-
-uint32_t ptf_frame(const char* payload, uint32_t len, char* out, uint32_t cap) {
-  if (cap < 12 || len > cap - 12) return 0;
-  uint32_t crc = ptf_crc32(0, payload, len);
-  memmove(out + 1, payload, len);  // the payload may already sit at out + 1
-  out[0] = '$';
-  snprintf(out + 1 + len, cap - 1 - len, "*%08lx\n", (unsigned long)crc);
-  return len + 11;
+void ptf_json_open(ptf_json_t* j, const char* key, char bracket) {
+  if (j->depth >= PTF_JSON_DEPTH) j->cut = 1;  // deeper than the writer can close: left out
+  if (element(j, key, 1)) {
+    put(j, &bracket, 1);
+    if (bracket == '{') j->nest = (uint16_t)(j->nest | (1u << j->depth));
+    j->depth++;
+  }
+  j->first = 1;
 }
 
-static void error_payload(ptf_json_t* j, char* buf, uint32_t cap, const ptf_request_t* req, const char* err,
+void ptf_json_close(ptf_json_t* j, char bracket) {
+  j->first = 1;  // a closing bracket takes no comma; after it, the next element does
+  if (element(j, NULL, 1)) {
+    put(j, &bracket, 1);
+    if (j->depth > 1) {
+      j->depth--;
+      j->nest = (uint16_t)(j->nest & ~(1u << j->depth));
+    }
+  }
+}
+
+void ptf_json_begin(ptf_json_t* j, const ptf_out_t* out, int ok, const char* cmd, const ptf_request_t* req) {
+  memset(j, 0, sizeof *j);
+  j->out = out;
+  j->nest = 1;  // level 0, the payload, is an object
+  j->depth = 1;
+  if (out->write) emit(j, "$", 1);
+  // The header is always written, whatever the limit: a cut reply still says what it answers.
+  puts_(j, "{\"ok\":");
+  puts_(j, ok ? "true" : "false");
+  puts_(j, ",\"cmd\":");
+  put_escaped(j, cmd ? cmd : "?");
+  if (req && req->has_id) {
+    char num[16];
+    int n = snprintf(num, sizeof num, ",\"id\":%lu", (unsigned long)req->id);
+    put(j, num, (uint32_t)n);
+  }
+}
+
+// `*<crc32>\n` and the last chunk.
+static void finish(ptf_json_t* j) {
+  const ptf_out_t* o = j->out;
+  j->done = 1;
+  if (o->write == NULL) return;
+  char tail[16];
+  int n = snprintf(tail, sizeof tail, "*%08lx\n", (unsigned long)j->crc);
+  emit(j, tail, (uint32_t)n);
+  if (j->fill > 0) o->write(o->ctx, o->chunk, j->fill);
+  j->fill = 0;
+}
+
+void ptf_json_end_error(ptf_json_t* j, const char* err, const char* msg) {
+  if (j->done) return;
+  if (!err) err = "?";
+  if (!msg) msg = "";
+  if (add_sat(escaped_len(err), escaped_len(msg)) > PTF_TAIL_TEXT_MAX) msg = kMsgTooLong;
+  if (add_sat(escaped_len(err), escaped_len(msg)) > PTF_TAIL_TEXT_MAX) err = "range";
+  for (uint32_t level = j->depth; level-- > 1;) puts_(j, (j->nest >> level) & 1u ? "}" : "]");
+  j->depth = 1;
+  puts_(j, ",\"ok\":false,\"err\":");
+  put_escaped(j, err);
+  puts_(j, ",\"msg\":");
+  put_escaped(j, msg);
+  puts_(j, "}");
+  finish(j);
+}
+
+void ptf_json_end(ptf_json_t* j) {
+  if (j->done) return;
+  j->first = 1;
+  if (element(j, NULL, 1)) {
+    puts_(j, "}");
+    finish(j);
+    return;
+  }
+  char msg[128];
+  snprintf(msg, sizeof msg, "reply of %lu bytes is over the %lu-byte limit: the fields after byte %lu were left out",
+           (unsigned long)add_sat(j->len, j->dropped), (unsigned long)j->out->limit, (unsigned long)j->len);
+  ptf_json_end_error(j, "range", msg);
+}
+
+static void error_payload(ptf_json_t* j, const ptf_out_t* out, const ptf_request_t* req, const char* err,
                           const char* msg) {
-  ptf_json_begin(j, buf, cap, 0, req ? req->name : "?", req);
+  ptf_json_begin(j, out, 0, req ? req->name : "?", req);
   ptf_json_str(j, "err", err);
   ptf_json_str(j, "msg", msg);
-  ptf_json_end(j);
+  j->first = 1;
+  if (element(j, NULL, 1)) puts_(j, "}");
 }
 
-uint32_t ptf_error_reply(const ptf_request_t* req, const char* err, const char* msg, char* out, uint32_t cap) {
-  if (cap < 12) return 0;
-  // The payload is built at out + 1 with room left for "*<crc>\n" and the terminating NUL.
+void ptf_error_reply(const ptf_out_t* out, const ptf_request_t* req, const char* err, const char* msg) {
+  ptf_out_t o = *out;
   ptf_json_t j;
-  error_payload(&j, out + 1, cap - 11, req, err, msg);
-  if (j.overflow) error_payload(&j, out + 1, cap - 11, req, err, "(message too long for the reply)");
-  if (j.overflow) return 0;
-  return ptf_frame(out + 1, j.len, out, cap);
+  o.write = NULL;  // measure first: nothing has gone out yet when the message must be replaced
+  error_payload(&j, &o, req, err, msg);
+  o = *out;
+  if (j.cut) {
+    msg = kMsgTooLong;
+    o.limit = UINT32_MAX;  // never cut an error: the short message goes out whatever the limit
+  }
+  error_payload(&j, &o, req, err, msg);
+  finish(&j);
 }

@@ -1,5 +1,7 @@
-"""The firmware's request parser under libFuzzer (firmware/fuzz/): the seed corpus covers every
-command of docs/protocol.md, and a short fuzz run (10 s; `make fuzz` runs 10 minutes) finds no crash."""
+"""The firmware's request parser and streamed replies under libFuzzer (firmware/fuzz/): the seed
+corpus covers every command of docs/protocol.md, and a short fuzz run (10 s; `make fuzz` runs 10
+minutes) finds no crash and no broken frame (bad checksum or brackets, a frame that depends on the
+chunk size, a reply cut without saying so)."""
 import re
 import shutil
 import subprocess

@@ -135,16 +135,18 @@ def test_the_carriage_return_counts_in_the_320_bytes(driver):
     assert over["err"] == "too_long"  # 321 bytes
 
 
-def test_error_replies_always_fit_their_buffer(driver):
-    """A message too long for the reply buffer is replaced, never dropped (the host waits for a reply)."""
+def test_error_replies_always_get_a_reply_within_the_limit(driver):
+    """A message that would take an error reply past the limit is replaced, never dropped or cut (the
+    host waits for a reply); the short one goes out even under a limit too small for it."""
     msgs = [b"short", b"x" * 150, b"y" * 400, b'quote " and backslash \\ and star *']
     out = run(driver, b"\n".join(msgs) + b"\n", "error", "256").decode().splitlines()
     replies = frames("\n".join(out).encode())
     assert [r["msg"] for r in replies] == ["short", "x" * 150, "(message too long for the reply)",
                                            'quote " and backslash \\ and star *']
     assert all(r["id"] == 42 and r["err"] == "setup" and r["cmd"] == "info" for r in replies)
-    assert all(len(line) <= 256 - 1 for line in out)  # the frame and its NUL fit the buffer
-    assert run(driver, b"anything\n", "error", "11") == b"none\n"  # not even a frame fits: nothing
+    assert all(len(line) - 10 <= 256 for line in out)  # payload = line - "$" - "*<crc>"
+    (tiny,) = frames(run(driver, b"anything\n", "error", "11"))
+    assert tiny["msg"] == "(message too long for the reply)" and tiny["err"] == "setup"
 
 
 def test_arrays_of_objects_and_hex_strings(driver):
@@ -159,10 +161,10 @@ def test_unsafe_command_names_are_not_echoed(driver):
 
 
 def test_framing_matches_zlib_crc32(driver):
-    payloads = [b'{"ok":true}', b'{"a":"*"}', b"{}"]
-    out = run(driver, b"\n".join(payloads) + b"\n", "frame").decode().splitlines()
-    for p, line in zip(payloads, out):
-        assert line == f"${p.decode()}*{zlib.crc32(p):08x}"
+    for value, payload in [(b"*", '{"ok":true,"cmd":"t","a":"*"}'), (b"", '{"ok":true,"cmd":"t","a":""}'),
+                           (b"$*\n", '{"ok":true,"cmd":"t","a":"$*\\u000a"}')]:
+        line = script(driver, [("begin", 1, b"t", None), ("str", b"a", value), ("end",)])
+        assert line == f"${payload}*{zlib.crc32(payload.encode()):08x}\n".encode()
 
 
 def test_random_bytes_never_crash_the_parser(driver):
@@ -178,6 +180,271 @@ def test_random_bytes_never_crash_the_parser(driver):
     data = b"\n".join(chunks) + b"\n"
     replies = frames(run(driver, data))
     assert len(replies) == data.count(b"\n")
+
+
+# ------------------------------------------------------------------ streamed replies
+# The firmware streams each reply through a small chunk buffer. The driver keeps the writer that
+# built whole payloads in a 2 KB buffer before (verbatim, `old_*`): for every reply within the limit
+# the streamed frame must be the old frame byte for byte, whatever the chunk size.
+LIMIT = 2048
+OLD_PAYLOAD_CAP = LIMIT + 1  # the old firmware built payloads with this cap (a NUL after them)
+OLD_FIRMWARE_CAP = 1 + LIMIT + 11 + 1  # and framed them, and error replies, in this buffer (g_frame)
+TOO_LONG = "(message too long for the reply)"
+
+
+def _h(b: bytes | None) -> str:
+    return "-" if b is None else b.hex() or "="
+
+
+def script_text(ops) -> bytes:
+    lines = []
+    for op in ops:
+        kind = op[0]
+        if kind == "begin":
+            lines.append(f"begin {op[1]} {_h(op[2])}" + ("" if op[3] is None else f" {op[3]}"))
+        elif kind in ("int", "bool"):
+            lines.append(f"{kind} {_h(op[1])} {int(op[2])}")
+        elif kind in ("str", "hex"):
+            lines.append(f"{kind} {_h(op[1])} {_h(op[2])}")
+        elif kind == "open":
+            lines.append(f"open {_h(op[1])} {op[2]}")
+        elif kind == "close":
+            lines.append(f"close {op[1]}")
+        elif kind == "end":
+            lines.append("end")
+        elif kind == "fail":
+            lines.append(f"fail {_h(op[1])} {_h(op[2])}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def script(driver, ops, chunk="64", limit=LIMIT) -> bytes:
+    """The frame the streaming writer sends for ``ops`` (``chunk``: a size or a range ``lo-hi``, over
+    which the driver checks that every frame is the same)."""
+    return run(driver, script_text(ops), "script", str(chunk), str(limit))
+
+
+def old(driver, ops, cap=1 << 20):
+    """The old writer: (its frame or None when the payload overflowed ``cap``, payload offsets after
+    each op)."""
+    out = run(driver, script_text(ops), "old", str(cap))
+    head, offsets = out.rstrip(b"\n").rsplit(b"\n", 1)
+    return (None if head == b"overflow" else head + b"\n"), [int(x) for x in offsets.split()]
+
+
+def escape(b: bytes) -> str:
+    """A C string as protocol.c quotes it."""
+    out = []
+    for c in b:
+        if c in (0x22, 0x5C):
+            out.append("\\" + chr(c))
+        elif c < 0x20 or c > 0x7E:
+            out.append(f"\\u{c:04x}")
+        else:
+            out.append(chr(c))
+    return '"' + "".join(out) + '"'
+
+
+def expected_frame(full_payload: bytes, offsets, ops, limit: int) -> bytes:
+    """A model of docs/protocol.md's cut, from the old writer's whole payload: the header, then every
+    field that ends within ``limit`` bytes up to the first that does not (or an open past 16 levels);
+    then its open brackets closed and the error ending (``fail``: the caller's error)."""
+    stack = ["{"]
+    kept = offsets[0]
+    cut = False
+    for i, op in enumerate(ops[1:], 1):
+        if op[0] == "fail":
+            break
+        if (op[0] == "open" and len(stack) >= 16) or offsets[i] > limit:
+            cut = True
+            break
+        kept = offsets[i]
+        if op[0] == "open":
+            stack.append(op[2])
+        elif op[0] == "close" and len(stack) > 1:
+            stack.pop()
+    if ops[-1][0] == "end" and not cut:
+        return b"$" + full_payload + b"*%08x\n" % zlib.crc32(full_payload)
+    if ops[-1][0] == "fail":
+        err, msg = ops[-1][1], ops[-1][2]
+        if len(escape(err)) + len(escape(msg)) > 128:
+            msg = TOO_LONG.encode()
+        if len(escape(err)) + len(escape(msg)) > 128:
+            err = b"range"
+    else:
+        err = b"range"
+        msg = (f"reply of {len(full_payload)} bytes is over the {limit}-byte limit: the fields after byte "
+               f"{kept} were left out").encode()
+    closers = "".join("}" if b == "{" else "]" for b in reversed(stack[1:]))
+    payload = full_payload[:kept] + (closers + ',"ok":false,"err":' + escape(err) + ',"msg":' + escape(msg)
+                                     + "}").encode()
+    return b"$" + payload + b"*%08x\n" % zlib.crc32(payload)
+
+
+def random_bytes(rng, n):
+    pool = b'abcxyz_019 "\\*$\n\t\x01\x7f\x80\xff{}[],:'
+    return bytes(rng.choice(pool) if rng.random() < 0.7 else rng.randrange(1, 256) for _ in range(n))
+
+
+def random_ops(rng, size=40, max_depth=4, ending="end"):
+    """A valid reply: fields with awkward keys and strings, nested arrays and objects, hex blobs."""
+    ops = [("begin", rng.randrange(2), rng.choice([b"golden", b"x", b"info"]),
+            rng.choice([None, 0, 7, 999_999_999]))]
+    stack = ["{"]
+    for _ in range(rng.randrange(size)):
+        in_object = stack[-1] == "{"
+        key = random_bytes(rng, rng.randrange(0, 12)) if in_object else None
+        r = rng.random()
+        if r < 0.15 and len(stack) < max_depth:
+            b = rng.choice("[{")
+            ops.append(("open", key, b))
+            stack.append(b)
+        elif r < 0.25 and len(stack) > 1:
+            ops.append(("close", "}" if stack.pop() == "{" else "]"))
+        elif r < 0.4:
+            ops.append(("int", key, rng.choice([0, -1, 2**63 - 1, -2**63, rng.randrange(-10**9, 10**9)])))
+        elif r < 0.5:
+            ops.append(("bool", key, rng.randrange(2)))
+        elif r < 0.75:
+            ops.append(("str", key, random_bytes(rng, rng.choice([0, 1, 5, 40, 300]))))
+        else:
+            ops.append(("hex", key, bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 6, 64, 400])))))
+    while len(stack) > 1:
+        ops.append(("close", "}" if stack.pop() == "{" else "]"))
+    if ending == "fail":
+        ops.append(("fail", random_bytes(rng, rng.randrange(1, 12)), random_bytes(rng, rng.randrange(0, 200))))
+    else:
+        ops.append(("end",))
+    return ops
+
+
+GOLDEN_LIKE = ([("begin", 1, b"golden", 123)] + [("open", b"outputs", "[")]
+               + [("hex", None, bytes(range(i, i + 6))) for i in range(8)] + [("close", "]")]
+               + [("int", b"count", 8), ("int", b"exact", 8), ("int", b"max_diff", 0), ("int", b"top1_agree", 8),
+                  ("end",)])
+
+
+def test_streamed_frame_is_the_old_frame_for_every_chunk_size(driver):
+    """Chunk boundaries fall on every byte of the frame: sizes 0 (no buffer) to past its length."""
+    want, _ = old(driver, GOLDEN_LIKE, OLD_PAYLOAD_CAP)
+    assert want is not None and len(want) < 300
+    assert script(driver, GOLDEN_LIKE, f"0-{len(want) + 2}") == want
+    frames(want)
+
+
+def test_random_replies_are_the_old_frames(driver):
+    rng = random.Random(2048)
+    checked = 0
+    for _ in range(60):
+        ops = random_ops(rng, size=rng.choice([5, 20, 40]))
+        want, _ = old(driver, ops, OLD_PAYLOAD_CAP)
+        if want is None:
+            continue  # over the limit: test_replies_over_the_limit_are_cut
+        got = script(driver, ops, rng.choice(["1-9", "60-70", "120-130", "0-0", "2047-2049"]))
+        assert got == want
+        json.loads(want[1:want.rindex(b"*")])  # and it is JSON
+        checked += 1
+    assert checked > 30
+
+
+def test_escaped_and_long_strings_up_to_exactly_the_limit(driver):
+    """A payload of exactly 2,048 bytes goes out whole (as before); one byte more is cut."""
+    head = [("begin", 1, b"info", 5), ("str", b"k\x01\"", b"\\\"\n\x7f\xff" * 40)]
+    _, offsets = old(driver, head + [("str", b"pad", b""), ("end",)])
+    base = offsets[-1]  # with an empty pad
+    for extra in (-1, 0, 1):
+        n = LIMIT - base + extra
+        ops = head + [("str", b"pad", b"a" * (n - 4) + b'"\\'), ("end",)]  # n bytes, two escapes last
+        full, offs = old(driver, ops)
+        assert offs[-1] == LIMIT + extra
+        want, _ = old(driver, ops, OLD_PAYLOAD_CAP)
+        got = script(driver, ops, "61-67")
+        if extra <= 0:
+            assert want == full and got == want
+        else:
+            assert want is None  # the old firmware answered error range; now the reply is cut
+            assert got == expected_frame(full[1:full.rindex(b"*")], offs, ops, LIMIT)
+            assert got.startswith(full[:offs[1] + 1]) and b',"ok":false,"err":"range"' in got
+
+
+def test_replies_over_the_limit_are_cut_and_read_as_error_range(driver):
+    from pipeline.device.protocol import check_reply_line
+
+    rng = random.Random(7)
+    cases = [(GOLDEN_LIKE, 150), (GOLDEN_LIKE, 61), (GOLDEN_LIKE, 0)]
+    golden_big = ([("begin", 1, b"golden", 9), ("open", b"outputs", "[")]
+                  + [("hex", None, bytes(200)) for _ in range(6)] + [("close", "]"), ("int", b"count", 6), ("end",)])
+    cases.append((golden_big, LIMIT))
+    for _ in range(40):
+        ops = random_ops(rng, size=60, max_depth=6)
+        _, offsets = old(driver, ops)
+        cases.append((ops, rng.randrange(offsets[0], offsets[-1] + 2)))
+    cut = 0
+    for ops, limit in cases:
+        full, offsets = old(driver, ops)
+        payload = full[1:full.rindex(b"*")]
+        want = expected_frame(payload, offsets, ops, limit)
+        got = script(driver, ops, rng.choice(["1-3", "64", "0"]), limit)
+        assert got == want, (limit, ops)
+        reply, why = check_reply_line(got)  # the host, unchanged, reads it
+        assert why == "ok"
+        if len(payload) > limit:
+            cut += 1
+            assert reply.ok is False and reply.err == "range" and "limit" in reply.msg
+            assert len(got) - 11 <= max(limit, offsets[0]) + (16 - 1) + 18 + 7 + 128 + 1  # PTF_TAIL_MAX
+        else:
+            assert got == full
+    assert cut > 30
+
+
+def test_an_error_after_fields_went_out_ends_the_reply(driver):
+    """golden's Invoke failing after some outputs were sent: the reply closes and ends as the error."""
+    from pipeline.device.protocol import check_reply_line
+
+    ops = GOLDEN_LIKE[:5] + [("fail", b"invoke", b"Invoke failed on a golden input")]
+    got = script(driver, ops, "1-40")
+    payload = got[1:got.rindex(b"*")]
+    assert payload.startswith(b'{"ok":true,"cmd":"golden","id":123,"outputs":["000102030405"')
+    assert payload.endswith(b'"],"ok":false,"err":"invoke","msg":"Invoke failed on a golden input"}')
+    reply, _ = check_reply_line(got)
+    assert (reply.ok, reply.err, reply.msg) == (False, "invoke", "Invoke failed on a golden input")
+    rng = random.Random(3)
+    for _ in range(30):
+        ops = random_ops(rng, ending="fail")
+        full, offsets = old(driver, ops[:-1] + [("end",)])
+        payload = full[1:full.rindex(b"*")]
+        limit = rng.choice([LIMIT, rng.randrange(offsets[0], offsets[-1] + 1)])
+        # The old writer's offsets up to where the fail comes: the model keeps the fields before it.
+        assert script(driver, ops, "5", limit) == expected_frame(payload, offsets, ops, limit)
+
+
+def test_nesting_deeper_than_16_levels_is_cut(driver):
+    ops = [("begin", 1, b"x", None)] + [("open", b"a", "{")] * 20 + [("close", "}")] * 20 + [("end",)]
+    full, offsets = old(driver, ops)
+    got = script(driver, ops)
+    assert got == expected_frame(full[1:full.rindex(b"*")], offsets, ops, LIMIT)
+    assert json.loads(got[1:got.rindex(b"*")])["err"] == "range"
+
+
+def test_error_replies_are_the_old_ones(driver):
+    """Error replies stream too: the same bytes as the old firmware's (its 2,061-byte frame buffer)
+    for every message, but for a payload of exactly 2,049 bytes, which the old buffer let through
+    (one past the limit) and which now gets the short message."""
+    fixed = len('{"ok":false,"cmd":"info","id":42,"err":"setup","msg":""}')
+    lengths = [0, 1, 100, LIMIT - fixed - 1, LIMIT - fixed, LIMIT - fixed + 1, LIMIT - fixed + 2, 3000]
+    msgs = [b"m" * n for n in lengths] + [b'\x01"\xff' * 300, b"\\" * ((LIMIT - fixed) // 2),
+                                          b"\\" * ((LIMIT - fixed) // 2 + 1)]  # escaped: 2 bytes each
+    data = b"\n".join(msgs) + b"\n"
+    new = run(driver, data, "error", str(LIMIT)).splitlines()
+    was = run(driver, data, "old-error", str(OLD_FIRMWARE_CAP)).splitlines()
+    assert len(new) == len(was) == len(msgs)
+    at_2049 = 0
+    for n_msg, a, b in zip(msgs, new, was):
+        if len(b) - 10 == LIMIT + 1:  # payload = line - "$" - "*<crc>"
+            at_2049 += 1
+            assert TOO_LONG.encode() in a and TOO_LONG.encode() not in b
+        else:
+            assert a == b, n_msg[:20]
+    assert at_2049 == 1 and sum(TOO_LONG.encode() in a for a in new) == 5
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
