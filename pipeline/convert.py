@@ -433,10 +433,10 @@ SLIM_TRICKS = (
     "dedup",            # identical vectors (shapes, scales, zero points), quantization and options tables stored once
 )
 # TFLM accepts one zero point for a per-channel tensor (micro_allocator.cc: "As a space-saving optimization,
-# zero point arrays for weights can be reduced to a single value"), but TFLite's interpreter refuses it
-# ("QuantizationParam has 1 zero_point values and 6 scale values. Must have same number."), and the verify
-# stage compares host TFLM with TFLite on the flashed model: so ``slim`` leaves zero points whole.
-DEFAULT_SLIM_TRICKS = tuple(t for t in SLIM_TRICKS if t != "zero_points")
+# zero point arrays for weights can be reduced to a single value"). TFLite's interpreter refuses it
+# ("QuantizationParam has 1 zero_point values and 6 scale values. Must have same number."): the verify
+# stage hands TFLite the same model with the vector written out again (``expand_zero_points``).
+DEFAULT_SLIM_TRICKS = SLIM_TRICKS
 
 _BIAS_INPUT = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "TRANSPOSE_CONV": 3}
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
@@ -502,6 +502,26 @@ def slim_with(data: bytes, tricks: Iterable[str]) -> bytes:
         raise PipelineError(f"the .tflite file is malformed and cannot be slimmed ({type(e).__name__}: {e})",
                             hint="re-run the convert stage, or set convert.slim = false") from None
     builder = _aligned_builder(len(data), dedup="dedup" in tricks)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def expand_zero_points(data: bytes) -> bytes:
+    """The model with every single zero point of a per-channel tensor written out once per scale
+    again (the inverse of the ``zero_points`` trick), for TFLite's interpreter, which requires as many
+    zero points as scales. The bytes unchanged when there is none to expand."""
+    schema, model = load_tflite(data)
+    changed = False
+    for sg in model.subgraphs:
+        for t in sg.tensors or []:
+            q = t.quantization
+            if q is not None and q.scale is not None and len(q.scale) > 1 and q.zeroPoint is not None \
+                    and len(q.zeroPoint) == 1:
+                q.zeroPoint = np.full(len(q.scale), q.zeroPoint[0], dtype=np.int64)
+                changed = True
+    if not changed:
+        return data
+    builder = _aligned_builder(len(data) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

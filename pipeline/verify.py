@@ -88,8 +88,14 @@ def run_tflm(data: bytes, inputs: np.ndarray, arena_bytes: int) -> tuple[np.ndar
 
 
 def run_tflite_reference(data: bytes, inputs: np.ndarray) -> np.ndarray:
-    """Outputs of the TFLite interpreter with its reference kernels (not XNNPACK)."""
+    """Outputs of the TFLite interpreter with its reference kernels (not XNNPACK). A per-channel
+    tensor with one zero point (the slim step's ``zero_points``, which TFLM reads and TFLite refuses)
+    is given to TFLite with its zero point repeated for every channel: the same model."""
     import warnings
+
+    from pipeline.convert import expand_zero_points
+
+    data = expand_zero_points(data)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
