@@ -25,9 +25,16 @@ def _exact_lead(p) -> int:
     return max((oy + 1) * out_row - max(0, oy * p.stride_h - p.pad_h) * in_row for oy in range(p.out_h))
 
 
-def _in_place(lib, p, x, w, bias, lead):
+class Opts(ctypes.Structure):
+    _fields_ = [("chan", ctypes.POINTER(ctypes.c_int32)), ("chan_known", ctypes.c_int), ("reverse", ctypes.c_int),
+                ("group_lo", ctypes.c_int32), ("group_hi", ctypes.c_int32), ("leftovers", ctypes.c_int)]
+
+
+def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
     """RunConvInPlace on the host: output at `base`, input `lead` bytes above it, in one buffer.
-    Returns the output, or None where pk_inplace_band_end refuses a band."""
+    cores=2: each band shared by channel groups as the board image's two cores do (core 0 the
+    first half of the groups, core 1 the rest and the leftover channels), run one after the other in
+    either order. Returns the output, or None where pk_inplace_band_end refuses a band."""
     in_bytes, out_bytes = x.size, p.out_h * p.out_w * p.out_c
     buf = np.full(max(lead + in_bytes, out_bytes) + 64, 77, dtype=np.int8)
     buf[lead:lead + in_bytes] = x.reshape(-1)
@@ -41,9 +48,16 @@ def _in_place(lib, p, x, w, bias, lead):
         lib.pk_part_view(ctypes.byref(p), ctypes.byref(Part(oy, end)), ctypes.byref(view), ctypes.byref(in_off),
                          ctypes.byref(out_off))
         ptr = ctypes.c_void_p
-        lib.pk_conv_s8_ex(ctypes.byref(view), ptr(buf.ctypes.data + lead + in_off.value), w.ctypes.data_as(ptr),
-                          bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off.value), chan, int(oy > 0),
-                          band & 1)
+        groups = lib.pk_conv_groups(ctypes.byref(view))
+        if cores == 1:
+            parts = [Opts(chan, int(oy > 0), band & 1, 0, -1, 1)]
+        else:
+            parts = [Opts(chan, int(oy > 0), 0, 0, groups // 2, 0), Opts(chan, int(oy > 0), 0, groups // 2, groups, 1)]
+            if core1_first:
+                parts.reverse()
+        for o in parts:
+            lib.pk_conv_s8_ex(ctypes.byref(view), ptr(buf.ctypes.data + lead + in_off.value), w.ctypes.data_as(ptr),
+                              bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off.value), ctypes.byref(o))
         oy, band = end, band + 1
     return buf[:out_bytes].copy()
 
@@ -67,6 +81,9 @@ def test_in_place_equals_out_of_place(lib, case):
         diff = int(np.count_nonzero(got != whole.reshape(-1)))
         assert diff == 0, f"lead {trial}: {diff} of {whole.size} outputs differ from the out-of-place conv"
     assert _in_place(lib, p, x, w, bias, exact - 1) is None, "one byte short of the inequality must be refused"
+    for core1_first in (False, True):  # the board image's two cores share every band by channel groups
+        got = _in_place(lib, p, x, w, bias, lead, cores=2, core1_first=core1_first)
+        assert got is not None and np.array_equal(got, whole.reshape(-1)), f"two cores, core 1 first: {core1_first}"
 
 
 def test_band_end_grows_with_freed_rows(lib):

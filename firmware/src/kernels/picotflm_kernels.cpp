@@ -134,10 +134,29 @@ void RunPartOnCore1(void* job) { RunPart(*static_cast<const PartJob*>(job)); }
 
 int g_inplace_ops = 0;  // op runs computed in place since boot
 
+// One band of an in-place conv: a view of the op (pk_part_view) and which channel groups to compute.
+struct BandJob {
+  const pk_conv_params* view;
+  const int8_t* in;
+  const int8_t* w;
+  const int32_t* bias;
+  int8_t* out;
+  pk_conv_opts opts;
+};
+
+void RunBand(const BandJob& j) { pk_conv_s8_ex(j.view, j.in, j.w, j.bias, j.out, &j.opts); }
+
+#if PICOTFLM_CORES == 2
+void RunBandOnCore1(void* job) { RunBand(*static_cast<const BandJob*>(job)); }
+#endif
+
 // In place (PlannedMemoryPlanner put the output `lead` bytes below its own input): bands of output
 // rows, each ending before the first input byte that it or a later band still reads
 // (pk_inplace_band_end), each band the one-core kernel on a view of the op (pk_part_view): the same
-// arithmetic as the whole. One core: a band on core 1 would overwrite rows core 0 still reads.
+// arithmetic as the whole. In the board image the two cores share each band by channel groups
+// (core 0 the first half of the groups, core 1 the rest and the leftover channels): both write only
+// the band's rows, which no later read needs, and the next band starts when both are done. Each core
+// keeps its groups' weight layout in its own buffer from band to band.
 // noinline: its frame (the channel cache, the view) must not add to every conv's stack.
 __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w,
                                               const int32_t* bias, int8_t* out, bool depthwise) {
@@ -146,6 +165,8 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
   if (lead <= 0) return false;  // the output above the input: rows written first would be read later
   int32_t chan[3 * 8];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
   int32_t* const chan_cache = p->out_c <= 8 ? chan : nullptr;
+  const int32_t groups = depthwise ? 0 : pk_conv_groups(p);
+  const bool both = PICOTFLM_CORES == 2 && groups >= 2;
   for (int32_t oy = 0, bands = 0; oy < p->out_h; bands++) {
     const int32_t end = pk_inplace_band_end(p, oy, lead);
     if (end <= oy) return false;
@@ -153,11 +174,25 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
     pk_conv_params view;
     int32_t in_offset, out_offset;
     pk_part_view(p, &band, &view, &in_offset, &out_offset);
-    if (depthwise) pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
-    else pk_conv_s8_ex(&view, in + in_offset, w, bias, out + out_offset, chan_cache, oy > 0, bands & 1);
+    if (depthwise) {
+      pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
+    } else if (!both) {
+      const BandJob job = {&view, in + in_offset, w, bias, out + out_offset,
+                           {chan_cache, oy > 0, bands & 1, 0, -1, 1}};
+      RunBand(job);
+    } else {
+#if PICOTFLM_CORES == 2
+      const BandJob core1 = {&view, in + in_offset, w, bias, out + out_offset,
+                             {chan_cache, oy > 0, 0, groups / 2, groups, 1}};
+      pk_core1_start(RunBandOnCore1, const_cast<BandJob*>(&core1));
+      RunBand(BandJob{&view, in + in_offset, w, bias, out + out_offset, {chan_cache, oy > 0, 0, 0, groups / 2, 0}});
+      pk_core1_wait();
+#endif
+    }
     oy = end;
   }
   g_inplace_ops++;
+  if (both) g_split_ops++;
   return true;
 }
 

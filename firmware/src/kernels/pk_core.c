@@ -465,19 +465,31 @@ static void interior_columns(const pk_conv_params* p, int32_t* lo, int32_t* hi) 
     *hi = b;
 }
 
+int32_t pk_conv_groups(const pk_conv_params* p) {
+    return p->k_h * p->k_w * p->in_c <= PK_PATCH_MAX ? p->out_c / 4 : 0;
+}
+
 PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
-    pk_conv_s8_ex(p, in, w, bias, out, (int32_t*)0, 0, 0);
+    pk_conv_s8_ex(p, in, w, bias, out, (const pk_conv_opts*)0);
 }
 
 PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
-                          int8_t* out, int32_t* chan, int chan_known, int reverse) {
+                          int8_t* out, const pk_conv_opts* o) {
+    int32_t* const chan = o != (const pk_conv_opts*)0 ? o->chan : (int32_t*)0;
+    const int chan_known = o != (const pk_conv_opts*)0 && o->chan_known;
+    const int reverse = o != (const pk_conv_opts*)0 && o->reverse;
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
     int32_t ox_lo, ox_hi;
     interior_columns(p, &ox_lo, &ox_hi);
     const int32_t groups = k <= PK_PATCH_MAX ? oc_n / 4 : 0;
-    for (int32_t gi = 0; gi < groups; gi++) {
-        const int32_t oc = 4 * (reverse ? groups - 1 - gi : gi);
+    int32_t g_lo = 0, g_hi = groups;
+    if (o != (const pk_conv_opts*)0 && o->group_hi >= 0) {
+        g_lo = o->group_lo < groups ? o->group_lo : groups;
+        g_hi = o->group_hi < groups ? o->group_hi : groups;
+    }
+    for (int32_t gi = 0; gi < g_hi - g_lo; gi++) {
+        const int32_t oc = 4 * (reverse ? g_hi - 1 - gi : g_lo + gi);
         pk_group4 g;
         g.w0 = w + oc * k;
         g.k = k;
@@ -567,6 +579,7 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
             }
         }
     }
+    if (o != (const pk_conv_opts*)0 && !o->leftovers) return;
     int32_t oc = 4 * groups;
     for (; oc + 2 <= oc_n; oc += 2) conv_group(p, in, w, bias, out, oc, 2);
     for (; oc < oc_n; oc++) conv_group(p, in, w, bias, out, oc, 1);

@@ -63,13 +63,28 @@ int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
 // Convolution, int8 activations and int8 weights, per-channel quantization, dilation 1, one group.
 void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
-// pk_conv_s8 for the bands of one in-place convolution, each a view of the same op: each output
-// channel's setup is kept (3 int32 per channel at chan: folded bias, sum of |weights|, ReLU
-// threshold; computed and stored when chan_known == 0, read back otherwise), and with reverse != 0
-// the groups of four channels run last first, so that alternating bands start with the group whose
-// weight layout the previous band left (reused only when chan_known). chan may be NULL.
+// How pk_conv_s8_ex runs one band of an in-place convolution (each band a view of the same op):
+// - chan: each output channel's setup, 3 int32 a channel (folded bias, sum of |weights|, ReLU
+//   threshold), computed and stored when chan_known == 0, read back otherwise (NULL: not kept);
+// - reverse: the groups of four channels last first, so that alternating bands start with the group
+//   whose weight layout the previous band left (reused only when chan_known);
+// - groups [group_lo, group_hi) only (group_hi < 0: all), and the channels after the last group of
+//   four only when leftovers != 0: the two cores of the board image share a band this way.
+typedef struct {
+    int32_t* chan;
+    int chan_known;
+    int reverse;
+    int32_t group_lo, group_hi;
+    int leftovers;
+} pk_conv_opts;
+
+// pk_conv_s8 with options (NULL: pk_conv_s8 itself).
 void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
-                   int32_t* chan, int chan_known, int reverse);
+                   const pk_conv_opts* o);
+
+// The number of groups of four output channels pk_conv_s8 computes as groups (the rest one or two
+// at a time): out_c / 4 when k_h * k_w * in_c fits its patch buffer, else 0.
+int32_t pk_conv_groups(const pk_conv_params* p);
 
 // Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.
 void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
