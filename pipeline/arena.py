@@ -351,6 +351,21 @@ def host_figures(run) -> dict[str, Any]:
             "host_allocations": verify.get("host_arena_allocations"), "layout": layout}
 
 
+def in_place_peak(tflite: bytes, layout: dict[str, Any]) -> dict[str, Any]:
+    """The live-activation peak when picotflm's kernels run the in-place plan (pipeline/memplan.py):
+    the planned op holds its input and output in ``span`` bytes instead of their sum. Empty without a
+    plan. (The firmware reports whether it applied the plan: ``info`` plan_matched.)"""
+    from pipeline.memplan import inplace_plan
+
+    plan = inplace_plan(tflite)
+    if plan is None:
+        return {}
+    live = [o["live_bytes"] - (plan.saved if o["index"] == plan.op_index else 0) for o in layout["ops"]]
+    i = max(range(len(live)), key=lambda k: live[k])
+    return {"peak_live_in_place_bytes": live[i], "peak_in_place_op_index": layout["ops"][i]["index"],
+            "peak_in_place_op": layout["ops"][i]["op"]}
+
+
 def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float, margin_bytes: int,
          max_bytes: int | None = None, log: Log = _quiet) -> dict[str, Any]:
     """Sweep, compare with the host figures, recommend: the content of ``arena.json``."""
@@ -360,6 +375,7 @@ def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float,
     layout = host["layout"]
     peak = layout["peak_live_bytes"]
     rec = recommend(found["device_min_bytes"], margin_percent, margin_bytes)
+    in_place = in_place_peak(run.path("model.tflite").read_bytes(), layout)
     return {
         "where": where,
         **{k: v for k, v in found.items() if k != "step_log"},
@@ -369,6 +385,9 @@ def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float,
         "peak_op_index": layout["peak_op_index"],
         "peak_op": layout["peak_op"],
         "device_min_over_peak_live": round(found["device_min_bytes"] / peak, 4) if peak else None,
+        **in_place,
+        **({"device_min_over_peak_live_in_place": round(found["device_min_bytes"] / in_place["peak_live_in_place_bytes"], 4)}
+           if in_place else {}),
         "margin_percent": margin_percent,
         "margin_bytes": margin_bytes,
         "recommended_bytes": rec,

@@ -261,6 +261,10 @@ def cmd_arena(args: argparse.Namespace) -> int:
     say(f"  scratch gap (minimum - arena_used_bytes()) {r['scratch_gap_bytes']:>+8,} B")
     say(f"  peak live activations                      {r['peak_live_activations_bytes']:>8,} B  (op "
         f"{r['peak_op_index']} {r['peak_op']}; device minimum = {r['device_min_over_peak_live']:.3f}x)")
+    if r.get("peak_live_in_place_bytes"):
+        say(f"  peak live activations, in-place plan       {r['peak_live_in_place_bytes']:>8,} B  (op "
+            f"{r['peak_in_place_op_index']} {r['peak_in_place_op']}; device minimum = "
+            f"{r['device_min_over_peak_live_in_place']:.3f}x)")
     say(f"  compiled now                               {r['compiled_arena_bytes']:>8,} B")
     say(f"  recommended (+{args.margin_percent:g} % + {args.margin_bytes} B)".ljust(45) + f"{r['recommended_bytes']:>8,} B")
     say(f"  sweep: {r['steps']} steps in {r['sweep_seconds']:.1f} s ({r['wall_seconds_with_board_start']:.1f} s "

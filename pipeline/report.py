@@ -576,6 +576,10 @@ def arena_markdown(a: dict[str, Any]) -> list[str]:
         ["peak live activations", b("peak_live_activations_bytes"),
          f"flatbuffer, op {a.get('peak_op_index')} {a.get('peak_op') or ''}".rstrip()],
         ["device minimum / peak live activations", f"{dmin / peak:.3f}x" if peak and dmin else NOT_MEASURED, ""],
+        *([["peak live activations, in-place plan", b("peak_live_in_place_bytes"),
+            f"pipeline/memplan.py, op {a.get('peak_in_place_op_index')} {a.get('peak_in_place_op') or ''}".rstrip()],
+           ["device minimum / in-place peak", f"{dmin / a['peak_live_in_place_bytes']:.3f}x" if dmin else NOT_MEASURED, ""]]
+          if a.get("peak_live_in_place_bytes") else []),
         ["compiled arena when swept", b("compiled_arena_bytes"), "rendered config"],
         [f"recommended (+{a.get('margin_percent', 0):g} % + {a.get('margin_bytes', 0)} B)", b("recommended_bytes"), ""],
         ["sweep", f"{a.get('steps', '?')} steps in {a.get('sweep_seconds', '?')} s", "host wall time"],
