@@ -18,30 +18,32 @@ HARNESS = r"""
 #include <stdio.h>
 #include "protocol.h"
 
-/* Reads request bytes on stdin; for each line, the reply the parse gives, framed. */
+static void write_stdout(void* ctx, const char* data, uint32_t len) { (void)ctx; fwrite(data, 1, len, stdout); }
+
+/* Reads request bytes on stdin; for each line, the reply the parse gives, framed and streamed as the
+   firmware streams it (through a 64-byte chunk). */
 int main(void) {
-  ptf_line_t line; ptf_request_t r; char payload[1024]; char out[1100]; ptf_json_t j;
+  ptf_line_t line; ptf_request_t r; char chunk[64]; ptf_json_t j;
+  const ptf_out_t out = {write_stdout, NULL, chunk, sizeof chunk, PTF_PAYLOAD_MAX};
   ptf_line_reset(&line);
   int c;
   while ((c = getchar()) != EOF) {
     if (!ptf_line_feed(&line, c)) continue;
     ptf_parse(line.buf, line.len, line.overflow, 300, &r);
     ptf_line_reset(&line);
-    uint32_t n;
     if (r.cmd == PTF_CMD_NONE) continue;
     if (r.cmd == PTF_CMD_ERROR) {
-      n = ptf_error_reply(&r, r.err, r.msg, out, sizeof out);
+      ptf_error_reply(&out, &r, r.err, r.msg);
     } else {
-      ptf_json_begin(&j, payload, sizeof payload, 1, r.name, &r);
+      ptf_json_begin(&j, &out, 1, r.name, &r);
       ptf_json_int(&j, "kind", r.cmd);
       ptf_json_int(&j, "n", r.n);
       ptf_json_int(&j, "crc", r.crc);
       ptf_json_hex(&j, "data", r.data, r.data_len);
       ptf_json_str(&j, "text", "quote \" backslash \\ star * dollar $ tab \t");
       ptf_json_end(&j);
-      n = ptf_frame(payload, j.len, out, sizeof out);
     }
-    fwrite(out, 1, n, stdout);
+    fflush(stdout);
   }
   return 0;
 }
