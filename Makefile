@@ -44,14 +44,19 @@ emulate: install
 	$(CLI) measure $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
 	@echo "report: $(RUNS)/$(RECIPE)/report.md"
 
+# The board image of the default recipe, with the arena `make arena` applied to the recipe when it
+# did (confirmed on the emulated Pico: the same model, kernels and memory plan), else the rendered one.
+BOARD_ARENA = $(shell test -f $(RUNS)/$(RECIPE)/arena.json && $(PY) -c 'import json, sys; a = json.load(open(sys.argv[1])).get("applied") or {}; print(a["arena_bytes"] if a.get("confirmed") else "")' $(RUNS)/$(RECIPE)/arena.json 2>/dev/null)
+BOARD_SET = --set build.image=board $(if $(BOARD_ARENA),--set render.arena_bytes=$(BOARD_ARENA),)
+
 # Both images of the default recipe: the emulator image and the board image (USB CDC, dual core).
 firmware: install
 	$(CLI) build $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
-	$(CLI) build $(RECIPE) --name $(RECIPE)-board --set build.image=board --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) build $(RECIPE) --name $(RECIPE)-board $(BOARD_SET) --runs-dir $(RUNS) $(PROGRESS)
 
 # A real Pico: build the board image, flash it (picotool, or the RPI-RP2 drive), measure over USB serial.
 flash: install
-	$(CLI) build $(RECIPE) --name $(RECIPE)-board --set build.image=board --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) build $(RECIPE) --name $(RECIPE)-board $(BOARD_SET) --runs-dir $(RUNS) $(PROGRESS)
 	$(CLI) flash $(RECIPE)-board --runs-dir $(RUNS) $(PROGRESS)
 
 # Measure again on a board already flashed: make measure PORT=/dev/ttyACM0
