@@ -17,6 +17,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def toolchain():
+    """The ARM toolchain and Pico SDK a firmware build needs; the test is skipped without them
+    (failed when PICOTFLM_REQUIRE_FIRMWARE=1)."""
+    from pipeline.build import ToolchainMissing, find_toolchain
+
+    try:
+        return find_toolchain()
+    except ToolchainMissing as e:
+        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
+            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
+        pytest.skip(f"firmware toolchain absent: {e}")
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("picotflm")
     group.addoption("--port", default=None, help="serial port of a Pico running picotflm firmware (hardware tests)")

@@ -7,7 +7,6 @@ path; the mutex functions that moved are called from flash code only; and object
 full newlib's headers never touch the per-thread state whose layout differs in newlib-nano.
 """
 import functools
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -27,18 +26,6 @@ NEWLIB_PRINTF = ("_vfprintf_r", "_svfprintf_r", "_vfiprintf_r", "_svfiprintf_r",
 # How code compiled against newlib's headers reaches struct _reent (stdin/stdout/stderr, _REENT):
 # its size and layout are not the same in newlib-nano (_REENT_SMALL) and full newlib.
 REENT_SYMBOLS = {"_impure_ptr", "_global_impure_ptr", "__getreent"}
-
-
-@pytest.fixture(scope="module")
-def toolchain():
-    from pipeline.build import ToolchainMissing, find_toolchain
-
-    try:
-        return find_toolchain()
-    except ToolchainMissing as e:
-        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
-            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
-        pytest.skip(f"firmware toolchain absent: {e}")
 
 
 def _tool(toolchain, name: str) -> str:

@@ -1,5 +1,4 @@
 """Both firmware images build from rendered sources, offline, and their ELF says what they hold."""
-import os
 import struct
 from pathlib import Path
 
@@ -10,18 +9,6 @@ from pipeline.config import BuildConfig, RenderConfig
 from tests import _models
 
 pytestmark = pytest.mark.firmware
-
-
-@pytest.fixture(scope="module")
-def toolchain():
-    from pipeline.build import ToolchainMissing, find_toolchain
-
-    try:
-        return find_toolchain()
-    except ToolchainMissing as e:
-        if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
-            pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
-        pytest.skip(f"firmware toolchain absent: {e}")
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,9 @@ constexpr int32_t kSplitMinMacs = 4096;
 
 int g_split_ops = 0;  // ops run on both cores since boot
 
-#if PICOTFLM_CORES == 2
+// Rows [part.oy_lo, part.oy_hi) of a conv or depthwise conv, run as a convolution of its own
+// (pk_part_view), with the one-core kernels: the half of an op on one core, or a band of an op
+// computed in place (then `opts` says which channel groups, and keeps the channels' setup).
 struct PartJob {
   const pk_conv_params* p;
   const int8_t* in;
@@ -118,37 +120,25 @@ struct PartJob {
   int8_t* out;
   pk_part part;
   bool depthwise;
+  pk_conv_opts opts;
 };
 
-// One part, run as a convolution of its own (pk_part_view): the kernels are the one-core ones.
+// The whole op's channels, nothing kept: what pk_conv_s8 does.
+constexpr pk_conv_opts kAllChannels = {nullptr, 0, 0, 0, -1, 1};
+
 void RunPart(const PartJob& j) {
   pk_conv_params view;
   int32_t in_offset, out_offset;
   pk_part_view(j.p, &j.part, &view, &in_offset, &out_offset);
   if (j.depthwise) pk_dwconv_s8(&view, j.in + in_offset, j.w, j.bias, j.out + out_offset);
-  else pk_conv_s8(&view, j.in + in_offset, j.w, j.bias, j.out + out_offset);
+  else pk_conv_s8_ex(&view, j.in + in_offset, j.w, j.bias, j.out + out_offset, &j.opts);
 }
 
+#if PICOTFLM_CORES == 2
 void RunPartOnCore1(void* job) { RunPart(*static_cast<const PartJob*>(job)); }
 #endif
 
 int g_inplace_ops = 0;  // op runs computed in place since boot
-
-// One band of an in-place conv: a view of the op (pk_part_view) and which channel groups to compute.
-struct BandJob {
-  const pk_conv_params* view;
-  const int8_t* in;
-  const int8_t* w;
-  const int32_t* bias;
-  int8_t* out;
-  pk_conv_opts opts;
-};
-
-void RunBand(const BandJob& j) { pk_conv_s8_ex(j.view, j.in, j.w, j.bias, j.out, &j.opts); }
-
-#if PICOTFLM_CORES == 2
-void RunBandOnCore1(void* job) { RunBand(*static_cast<const BandJob*>(job)); }
-#endif
 
 // In place (PlannedMemoryPlanner put the output `lead` bytes below its own input): bands of output
 // rows, each ending before the first input byte that it or a later band still reads
@@ -171,21 +161,13 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
     const int32_t end = pk_inplace_band_end(p, oy, lead);
     if (end <= oy) return false;
     const pk_part band = {oy, end};
-    pk_conv_params view;
-    int32_t in_offset, out_offset;
-    pk_part_view(p, &band, &view, &in_offset, &out_offset);
-    if (depthwise) {
-      pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
-    } else if (!both) {
-      const BandJob job = {&view, in + in_offset, w, bias, out + out_offset,
-                           {chan_cache, oy > 0, bands & 1, 0, -1, 1}};
-      RunBand(job);
+    if (!both) {
+      RunPart(PartJob{p, in, w, bias, out, band, depthwise, {chan_cache, oy > 0, bands & 1, 0, -1, 1}});
     } else {
 #if PICOTFLM_CORES == 2
-      const BandJob core1 = {&view, in + in_offset, w, bias, out + out_offset,
-                             {chan_cache, oy > 0, 0, groups / 2, groups, 1}};
-      pk_core1_start(RunBandOnCore1, const_cast<BandJob*>(&core1));
-      RunBand(BandJob{&view, in + in_offset, w, bias, out + out_offset, {chan_cache, oy > 0, 0, 0, groups / 2, 0}});
+      const PartJob core1 = {p, in, w, bias, out, band, false, {chan_cache, oy > 0, 0, groups / 2, groups, 1}};
+      pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+      RunPart(PartJob{p, in, w, bias, out, band, false, {chan_cache, oy > 0, 0, 0, groups / 2, 0}});
       pk_core1_wait();
 #endif
     }
@@ -209,9 +191,9 @@ bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const i
 #if PICOTFLM_CORES == 2
   pk_part parts[2];
   if (pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
-    const PartJob core1 = {p, in, w, bias, out, parts[1], depthwise};
+    const PartJob core1 = {p, in, w, bias, out, parts[1], depthwise, kAllChannels};
     pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
-    RunPart(PartJob{p, in, w, bias, out, parts[0], depthwise});
+    RunPart(PartJob{p, in, w, bias, out, parts[0], depthwise, kAllChannels});
     pk_core1_wait();
     g_split_ops++;
     return true;
