@@ -46,7 +46,7 @@ emulate: install
 
 # The board image of the default recipe, with the arena `make arena` applied to the recipe when it
 # did (confirmed on the emulated Pico: the same model, kernels and memory plan), else the rendered one.
-BOARD_ARENA = $(shell test -f $(RUNS)/$(RECIPE)/arena.json && $(PY) -c 'import json, sys; a = json.load(open(sys.argv[1])).get("applied") or {}; print(a["arena_bytes"] if a.get("confirmed") else "")' $(RUNS)/$(RECIPE)/arena.json 2>/dev/null)
+BOARD_ARENA = $(shell test -f $(RUNS)/$(RECIPE)/arena.json && $(PY) -c 'import sys; from pipeline.arena import applied_arena_bytes as a; print(a(sys.argv[1]) or "")' $(RUNS)/$(RECIPE)/arena.json)
 BOARD_SET = --set build.image=board $(if $(BOARD_ARENA),--set render.arena_bytes=$(BOARD_ARENA),)
 
 # Both images of the default recipe: the emulator image and the board image (USB CDC, dual core).

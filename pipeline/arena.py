@@ -16,6 +16,7 @@ import math
 import re
 import shutil
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.errors import PipelineError, SerialLinkError
@@ -395,4 +396,23 @@ def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float,
         "layout": layout,
         "step_log": found["step_log"],
     }
+
+
+def applied_arena_bytes(path: str | Path) -> int | None:
+    """The arena size ``arena --apply`` confirmed for a run (its ``arena.json``), or None when there is
+    none. For ``make firmware`` / ``make flash``, which give the board image the same arena. An
+    unreadable file is a one-line note on stderr and None: the board image keeps the rendered arena."""
+    import json
+    import sys
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        applied = json.loads(p.read_text()).get("applied") or {}
+        return int(applied["arena_bytes"]) if applied.get("confirmed") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"note: {p} is unreadable ({type(e).__name__}): the board image keeps the rendered arena; "
+              "run make arena again", file=sys.stderr)
+        return None
 

@@ -63,3 +63,25 @@ def test_apply_needs_a_built_run(tmp_path):
     (run / "manifest.json").write_text(json.dumps({"run": "r1", "stages": {"build": {"status": "skipped"}}}))
     with pytest.raises(PipelineError, match="no firmware image"):
         apply_arena(RunDir(root=run, name="r1"), 15_440)
+
+
+def test_applied_arena_for_the_board_image(tmp_path, capsys):
+    """make firmware / make flash read the size `arena --apply` confirmed; anything else keeps the
+    rendered arena (a broken file says so in one line)."""
+    import json
+
+    from pipeline.arena import applied_arena_bytes
+
+    f = tmp_path / "arena.json"
+    assert applied_arena_bytes(f) is None  # no file
+    f.write_text(json.dumps({"applied": {"confirmed": True, "arena_bytes": 9728}}))
+    assert applied_arena_bytes(f) == 9728
+    f.write_text(json.dumps({"applied": {"confirmed": False, "arena_bytes": 9000}}))
+    assert applied_arena_bytes(f) is None
+    f.write_text(json.dumps({"device_min_bytes": 8608}))  # swept, never applied
+    assert applied_arena_bytes(f) is None
+    capsys.readouterr()
+    f.write_text("{broken")
+    assert applied_arena_bytes(f) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreadable" in err and "make arena" in err
