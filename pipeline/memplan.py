@@ -20,12 +20,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 
 from pipeline.convert import _enum_names, load_tflite
 
 ALIGN = 16  # MicroArenaBufferAlignment()
-_BYTES = {"INT8": 1, "UINT8": 1, "INT16": 2, "INT32": 4, "FLOAT32": 4, "INT64": 8, "BOOL": 1, "FLOAT16": 2}
 
 
 @dataclass(frozen=True)
@@ -90,51 +88,29 @@ def inplace_plan(tflite: bytes) -> InplacePlan | None:
     activation only it reads (no other operator, not a model output); its output is produced by it;
     and both tensors can be told apart from every other planned buffer by (bytes, first, last).
     """
+    from pipeline.layout import tensor_lifetimes
+
     schema, model = load_tflite(tflite)
     if len(model.subgraphs) != 1:
         return None
     sg = model.subgraphs[0]
     op_names = _enum_names(schema.BuiltinOperator)
     type_names = _enum_names(schema.TensorType)
-    buffers = model.buffers or []
     tensors = sg.tensors or []
     operators = sg.operators or []
-
-    def has_data(t) -> bool:
-        b = buffers[t.buffer] if t.buffer is not None and t.buffer < len(buffers) else None
-        return b is not None and b.data is not None and len(b.data) > 0
-
-    def nbytes(t) -> int:
-        per = _BYTES.get(type_names.get(t.type, ""), 0)
-        shape = [int(s) for s in (t.shape if t.shape is not None else [])]
-        return int(np.prod(shape)) * per if shape else per
-
-    # TFLM's lifetimes: subgraph inputs at scope 0; operator i is scope i + 1; outputs to the end.
-    first: dict[int, int] = {}
-    last: dict[int, int] = {}
+    graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
     readers: dict[int, list[int]] = {}
-    for ti in sg.inputs if sg.inputs is not None else []:
-        first.setdefault(int(ti), 0)
-        last[int(ti)] = 0
     for i, op in enumerate(operators):
-        for ti in op.outputs if op.outputs is not None else []:
-            first.setdefault(int(ti), i + 1)
         for ti in op.inputs if op.inputs is not None else []:
             if ti >= 0:
-                last[int(ti)] = i + 1
                 readers.setdefault(int(ti), []).append(i)
-        for ti in op.outputs if op.outputs is not None else []:
-            last[int(ti)] = i + 1
-    graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
-    for ti in graph_outputs:
-        first.setdefault(ti, len(operators))
-        last[ti] = len(operators)
-
-    planned: dict[int, tuple[int, int, int]] = {}
-    for ti, t in enumerate(tensors):
-        if has_data(t) or t.isVariable or nbytes(t) == 0 or ti not in first:
-            continue
-        planned[ti] = (_align(nbytes(t)), first[ti], last[ti])
+    # Each buffer as TFLM's planner is given it (micro_allocation_info.cpp): the aligned size, and the
+    # allocation scopes of its life, where operator k is scope k + 1 and the model's inputs start at 0.
+    planned: dict[int, tuple[int, int, int]] = {
+        t.index: (t.aligned_bytes, 0 if t.role == "input" else t.first_op + 1, t.last_op + 1)
+        for t in tensor_lifetimes(tflite)[1] if t.aligned_bytes > 0}
+    first = {ti: v[1] for ti, v in planned.items()}
+    last = {ti: v[2] for ti, v in planned.items()}
 
     best: InplacePlan | None = None
     for i, op in enumerate(operators):
