@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
 from pipeline.convert import _enum_names, load_tflite
 
 ALIGN = 16  # MicroArenaBufferAlignment()
