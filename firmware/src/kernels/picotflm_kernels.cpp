@@ -24,10 +24,33 @@ namespace {
 
 using tflite::OpDataConv;
 
+// What a conv or depthwise conv keeps in the arena for its Eval: 16 bytes, one slot of the arena's
+// 16-byte alignment (TFLM's OpDataConv takes 64, DepthwiseData took 80). With `table` set, the op runs
+// our fast path with a host table's per-channel arrays (in flash), and these fields are all it reads.
+// With `table` null, TFLM's OpDataConv follows (FullConvData): no table matched, or the op needs TFLM's
+// reference kernel, or its activations are not int8.
+struct ConvData {
+  const QuantTable* table;
+  int16_t pad_h, pad_w;
+  int8_t input_zero_point, output_zero_point, act_min, act_max;
+  int16_t filter_buffer_index;  // the int4 unpack buffer TFLM's Prepare requested, or -1
+  int16_t padded_idx;           // depthwise: the padded copy of the input (DepthwisePrepare), or -1
+};
+static_assert(sizeof(ConvData) == 16, "ConvData is one 16-byte arena slot");
+
+struct FullConvData {
+  ConvData head;  // head.table == nullptr
+  OpDataConv conv;
+};
+
+const OpDataConv* Full(const ConvData& d) {
+  return d.table == nullptr ? &reinterpret_cast<const FullConvData*>(&d)->conv : nullptr;
+}
+
 // Filter data as int8: int4 weights are unpacked into the scratch buffer TFLM's Prepare requested.
-const int8_t* FilterInt8(TfLiteContext* context, const TfLiteEvalTensor* filter, const OpDataConv& data) {
+const int8_t* FilterInt8(TfLiteContext* context, const TfLiteEvalTensor* filter, int filter_buffer_index) {
   if (filter->type == kTfLiteInt8) return tflite::micro::GetTensorData<int8_t>(filter);
-  int8_t* unpacked = static_cast<int8_t*>(context->GetScratchBuffer(context, data.filter_buffer_index));
+  int8_t* unpacked = static_cast<int8_t*>(context->GetScratchBuffer(context, filter_buffer_index));
   pk_unpack_s4(tflite::micro::GetTensorData<int8_t>(filter), tflite::micro::GetTensorShape(filter).FlatSize(),
                unpacked);
   return unpacked;
@@ -54,22 +77,27 @@ void CheckThresholds(int i) {
   if (equal) g_lo_equal[i / 32] |= 1u << (i % 32);
 }
 
-// The thresholds for an op whose per-channel arrays are a host table's (matched at Prepare), if they
-// were checked equal and the op's output offset and activation range are the table's; else nullptr.
+// Table i's thresholds, if they were checked equal and the op's output offset and activation range
+// are the table's; else nullptr.
+const int32_t* ThresholdsOf(int i, int32_t output_offset, int32_t act_min, int32_t act_max) {
+  const QuantTable& t = g_tables[i];
+  if (i < kMaxCheckedTables && Bit(g_lo_equal, i) && t.out_offset == output_offset && t.act_min == act_min &&
+      t.act_max == act_max)
+    return t.lo_at;
+  return nullptr;
+}
+
+// The thresholds for an op with TFLM's OpDataConv whose per-channel arrays are a host table's.
 const int32_t* Thresholds(const OpDataConv& data) {
-  for (int i = 0; i < g_table_count && i < kMaxCheckedTables; i++) {
-    const QuantTable& t = g_tables[i];
-    if (t.mult != data.per_channel_output_multiplier) continue;
-    if (Bit(g_lo_equal, i) && t.out_offset == data.output_zero_point &&
-        t.act_min == data.output_activation_min && t.act_max == data.output_activation_max)
-      return t.lo_at;
-    return nullptr;
+  for (int i = 0; i < g_table_count; i++) {
+    if (g_tables[i].mult == data.per_channel_output_multiplier)
+      return ThresholdsOf(i, data.output_zero_point, data.output_activation_min, data.output_activation_max);
   }
   return nullptr;
 }
 
 pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter, const TfLiteEvalTensor* output,
-                      int stride_h, int stride_w, const OpDataConv& data) {
+                      int stride_h, int stride_w) {
   pk_conv_params p;
   p.in_h = input->dims->data[1];
   p.in_w = input->dims->data[2];
@@ -81,15 +109,33 @@ pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* fil
   p.k_w = filter->dims->data[2];
   p.stride_h = stride_h;
   p.stride_w = stride_w;
-  p.pad_h = data.padding.height;
-  p.pad_w = data.padding.width;
-  p.input_offset = -data.input_zero_point;
-  p.output_offset = data.output_zero_point;
-  p.act_min = data.output_activation_min;
-  p.act_max = data.output_activation_max;
-  p.mult = data.per_channel_output_multiplier;
-  p.shift = data.per_channel_output_shift;
-  p.lo_at = Thresholds(data);
+  return p;
+}
+
+pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter, const TfLiteEvalTensor* output,
+                      int stride_h, int stride_w, const ConvData& d) {
+  pk_conv_params p = Params(input, filter, output, stride_h, stride_w);
+  if (const OpDataConv* data = Full(d)) {
+    p.pad_h = data->padding.height;
+    p.pad_w = data->padding.width;
+    p.input_offset = -data->input_zero_point;
+    p.output_offset = data->output_zero_point;
+    p.act_min = data->output_activation_min;
+    p.act_max = data->output_activation_max;
+    p.mult = data->per_channel_output_multiplier;
+    p.shift = data->per_channel_output_shift;
+    p.lo_at = Thresholds(*data);
+    return p;
+  }
+  p.pad_h = d.pad_h;
+  p.pad_w = d.pad_w;
+  p.input_offset = -d.input_zero_point;
+  p.output_offset = d.output_zero_point;
+  p.act_min = d.act_min;
+  p.act_max = d.act_max;
+  p.mult = d.table->mult;
+  p.shift = d.table->shift;
+  p.lo_at = ThresholdsOf(static_cast<int>(d.table - g_tables), d.output_zero_point, d.act_min, d.act_max);
   return p;
 }
 
@@ -242,6 +288,14 @@ void* CapturePersistent(TfLiteContext* context, size_t bytes) {
   return g_capture.persistent(context, bytes);
 }
 
+// Whether the persistent buffer at `p` reaches into any of the `n` temporary buffers (which sit below
+// TFLM's persistent tail, at the head).
+bool Reaches(const void* p, uint8_t* const* temp, const size_t* bytes, int n) {
+  for (int i = 0; i < n; i++)
+    if (temp[i] != nullptr && static_cast<const uint8_t*>(p) < temp[i] + bytes[i]) return true;
+  return false;
+}
+
 const QuantTable* MatchTable(const int32_t* mult, const int32_t* shift, int channels) {
   for (int i = 0; i < g_table_count; i++) {
     const QuantTable& t = g_tables[i];
@@ -253,8 +307,12 @@ const QuantTable* MatchTable(const int32_t* mult, const int32_t* shift, int chan
   return nullptr;
 }
 
+// TFLM's Prepare for a conv or depthwise conv (`prepare`, on `data`, which node->user_data points
+// at). `*matched`: the host table whose per-channel arrays the op now uses, or nullptr.
 TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
-                               TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*), OpDataConv* data) {
+                               TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*), OpDataConv* data,
+                               const QuantTable** matched) {
+  *matched = nullptr;
   Pending pending;
   g_pending = g_cache != nullptr ? &pending : nullptr;
   g_capture = PerChannelCapture();
@@ -273,6 +331,7 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
     else g_missed++;
     if (t != nullptr) CheckThresholds(static_cast<int>(t - g_tables));
     if (t != nullptr) {
+      *matched = t;
       data->per_channel_output_multiplier = const_cast<int32_t*>(t->mult);
       data->per_channel_output_shift = const_cast<int32_t*>(t->shift);
       if (g_cache != nullptr && pending.valid) {  // confirmed: the next Prepare of this op may skip it
@@ -282,7 +341,10 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
     } else {  // no table: what TFLM would have kept
       for (int i = 0; i < 2; i++) {
         auto* keep = static_cast<int32_t*>(g_capture.persistent(context, g_capture.bytes[i]));
-        if (keep == nullptr) {
+        // TFLM checks a persistent allocation against the head only, not the temporary buffers
+        // above it: one that reaches into them would be overwritten by its own copy.
+        if (keep == nullptr || Reaches(keep, g_capture.temp, g_capture.bytes, 2)) {
+          MicroPrintf("picotflm: the arena is too small to keep the per-channel arrays");
           result = kTfLiteError;
           break;
         }
@@ -326,17 +388,84 @@ __attribute__((noinline)) void DepthwiseReference(const TfLiteDepthwiseConvParam
       w, tflite::micro::GetTensorShape(bias), b, tflite::micro::GetTensorShape(output), out);
 }
 
-TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
-  return PrepareWithTables(context, node, tflite::ConvPrepare, static_cast<OpDataConv*>(node->user_data));
+// Init: the 16-byte ConvData (the node's user_data from then on). TFLM's conv and depthwise Init
+// allocate their OpDataConv here instead.
+void* ConvDataInit(TfLiteContext* context, const char* buffer, size_t length) {
+  void* d = context->AllocatePersistentBuffer(context, sizeof(ConvData));
+  if (d != nullptr) memset(d, 0, sizeof(ConvData));
+  return d;
 }
 
-void* ConvInit(TfLiteContext* context, const char* buffer, size_t length) {
-  return context->AllocatePersistentBuffer(context, sizeof(OpDataConv));
+// Runs TFLM's Prepare on a temporary OpDataConv, then keeps what Eval reads: the ConvData alone when
+// the op takes our fast path (`fast`: its shape and types allow it) with a host table, else TFLM's
+// OpDataConv too (FullConvData, and node->user_data points at it). The ConvData is `d`, the Init one.
+TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
+                             TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*), bool fast, ConvData* d) {
+  TF_LITE_ENSURE(context, d != nullptr);
+  tflite::MicroContext* micro = tflite::GetMicroContext(context);
+  auto* temp = reinterpret_cast<OpDataConv*>(micro->AllocateTempBuffer(sizeof(OpDataConv), alignof(OpDataConv)));
+  TF_LITE_ENSURE(context, temp != nullptr);
+  memset(temp, 0, sizeof(OpDataConv));
+  node->user_data = temp;  // TFLM's Prepare reads node->user_data as its OpDataConv
+  const QuantTable* table = nullptr;
+  TfLiteStatus status = PrepareWithTables(context, node, prepare, temp, &table);
+  node->user_data = d;
+  const int32_t act_min = temp->output_activation_min, act_max = temp->output_activation_max;
+  const bool int8_range = temp->input_zero_point >= -128 && temp->input_zero_point <= 127 &&
+                          temp->output_zero_point >= -128 && temp->output_zero_point <= 127 && act_min >= -128 &&
+                          act_max <= 127 && temp->filter_buffer_index >= -1 && temp->filter_buffer_index <= 32767;
+  d->padded_idx = -1;
+  if (status == kTfLiteOk && fast && table != nullptr && int8_range) {
+    d->table = table;
+    d->pad_h = static_cast<int16_t>(temp->padding.height);
+    d->pad_w = static_cast<int16_t>(temp->padding.width);
+    d->input_zero_point = static_cast<int8_t>(temp->input_zero_point);
+    d->output_zero_point = static_cast<int8_t>(temp->output_zero_point);
+    d->act_min = static_cast<int8_t>(act_min);
+    d->act_max = static_cast<int8_t>(act_max);
+    d->filter_buffer_index = static_cast<int16_t>(temp->filter_buffer_index);
+  } else if (status == kTfLiteOk) {
+    auto* full = static_cast<FullConvData*>(context->AllocatePersistentBuffer(context, sizeof(FullConvData)));
+    uint8_t* const temps[1] = {reinterpret_cast<uint8_t*>(temp)};
+    const size_t sizes[1] = {sizeof(OpDataConv)};
+    if (full == nullptr || Reaches(full, temps, sizes, 1)) {
+      MicroPrintf("picotflm: the arena is too small to keep the op's data");
+      status = kTfLiteError;
+    } else {
+      full->head = ConvData();
+      full->head.table = nullptr;
+      full->head.padded_idx = -1;
+      full->head.filter_buffer_index = -1;
+      full->conv = *temp;
+      node->user_data = full;  // the Init ConvData (16 bytes) stays unused
+    }
+  }
+  micro->DeallocateTempBuffer(reinterpret_cast<uint8_t*>(temp));
+  return status;
+}
+
+TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
+  const auto& params = *static_cast<const TfLiteConvParams*>(node->builtin_data);
+  tflite::MicroContext* micro = tflite::GetMicroContext(context);
+  TfLiteTensor* input = micro->AllocateTempInputTensor(node, tflite::kConvInputTensor);
+  TfLiteTensor* filter = micro->AllocateTempInputTensor(node, tflite::kConvWeightsTensor);
+  TfLiteTensor* bias = node->inputs->size == 3 ? micro->AllocateTempInputTensor(node, tflite::kConvBiasTensor) : nullptr;
+  TF_LITE_ENSURE(context, input != nullptr && filter != nullptr);
+  // What ConvEval's fast path needs (it checks each again and refuses the rest with an error).
+  const bool fast = input->type == kTfLiteInt8 && (filter->type == kTfLiteInt8 || filter->type == kTfLiteInt4) &&
+                    (bias == nullptr || bias->type == kTfLiteInt32) && params.dilation_height_factor == 1 &&
+                    params.dilation_width_factor == 1 && input->dims->size == 4 && filter->dims->size == 4 &&
+                    input->dims->data[3] == filter->dims->data[3];
+  if (bias != nullptr) micro->DeallocateTempTfLiteTensor(bias);
+  micro->DeallocateTempTfLiteTensor(filter);
+  micro->DeallocateTempTfLiteTensor(input);
+  return PrepareConvData(context, node, tflite::ConvPrepare, fast, static_cast<ConvData*>(node->user_data));
 }
 
 TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   const auto& params = *static_cast<const TfLiteConvParams*>(node->builtin_data);
-  const OpDataConv& data = *static_cast<const OpDataConv*>(node->user_data);
+  const ConvData& d = *static_cast<const ConvData*>(node->user_data);
+  const OpDataConv* data = Full(d);
   const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kConvInputTensor);
   const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, tflite::kConvWeightsTensor);
   const TfLiteEvalTensor* bias =
@@ -346,7 +475,7 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   TF_LITE_ENSURE_MSG(context, filter->type == kTfLiteInt8 || filter->type == kTfLiteInt4,
                      "picotflm CONV_2D: only int8 or int4 weights");
   TF_LITE_ENSURE_MSG(context, bias == nullptr || bias->type == kTfLiteInt32, "picotflm CONV_2D: int32 bias only");
-  const int8_t* w = FilterInt8(context, filter, data);
+  const int8_t* w = FilterInt8(context, filter, data ? data->filter_buffer_index : d.filter_buffer_index);
   const int32_t* b = bias ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
   const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
   int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
@@ -354,12 +483,13 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   const bool fast = params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
                     input->dims->data[3] == filter->dims->data[3];  // one group
   if (!fast) {
+    TF_LITE_ENSURE_MSG(context, data != nullptr, "picotflm CONV_2D: the op's data was prepared for the fast path");
     TF_LITE_ENSURE_MSG(context, !Overlap(input, output),
                        "picotflm CONV_2D: the plan put the output over the input of an op it cannot run in place");
-    ConvReference(params, data, input, filter, bias, output, in, w, b, out);
+    ConvReference(params, *data, input, filter, bias, output, in, w, b, out);
     return kTfLiteOk;
   }
-  const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
+  const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, d);
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
   for (int n = 0; n < input->dims->data[0]; n++) {
     TF_LITE_ENSURE_MSG(context, RunConv(&p, in + n * in_size, w, b, out + n * out_size, false),
@@ -370,50 +500,62 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
 
 // ------------------------------------------------------------------------------ DEPTHWISE_CONV_2D
 
-// TFLM's depthwise OpData, and a scratch buffer for the input with its padding written out, so that
-// every output is an interior one (border outputs cost several times more). The buffer lives only
-// while the op runs; TFLM's planner places it beside the activations of that moment.
-struct DepthwiseData {
-  OpDataConv conv;  // first: TFLM's DepthwiseConvPrepare reads node->user_data as an OpDataConv
-  int padded_idx;
-  int padded_h, padded_w;
-};
-
-void* DepthwiseInit(TfLiteContext* context, const char* buffer, size_t length) {
-  return context->AllocatePersistentBuffer(context, sizeof(DepthwiseData));
-}
+// A scratch buffer for the input with its padding written out, so that every output is an interior
+// one (border outputs cost several times more). The buffer lives only while the op runs; TFLM's
+// planner places it beside the activations of that moment. Its size follows from the output's: the
+// rows and columns the kernel's windows cover.
+int PaddedH(const pk_conv_params& p) { return (p.out_h - 1) * p.stride_h + p.k_h; }
+int PaddedW(const pk_conv_params& p) { return (p.out_w - 1) * p.stride_w + p.k_w; }
 
 TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
-  auto* data = static_cast<DepthwiseData*>(node->user_data);
-  TF_LITE_ENSURE_STATUS(PrepareWithTables(context, node, tflite::DepthwiseConvPrepare, &data->conv));
   const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
-  data->padded_idx = -1;
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
   TfLiteTensor* input = micro->AllocateTempInputTensor(node, tflite::kDepthwiseConvInputTensor);
   TfLiteTensor* filter = micro->AllocateTempInputTensor(node, tflite::kDepthwiseConvWeightsTensor);
   TfLiteTensor* output = micro->AllocateTempOutputTensor(node, tflite::kDepthwiseConvOutputTensor);
+  TfLiteTensor* bias =
+      node->inputs->size == 3 ? micro->AllocateTempInputTensor(node, tflite::kDepthwiseConvBiasTensor) : nullptr;
   TF_LITE_ENSURE(context, input != nullptr && filter != nullptr && output != nullptr);
-  const int kh = filter->dims->data[1], kw = filter->dims->data[2];
+  TF_LITE_ENSURE(context, input->dims->size == 4 && filter->dims->size == 4 && output->dims->size == 4);
+  // What DepthwiseEval's fast path needs (it checks each again and refuses the rest with an error).
+  const bool fast = input->type == kTfLiteInt8 && (filter->type == kTfLiteInt8 || filter->type == kTfLiteInt4) &&
+                    (bias == nullptr || bias->type == kTfLiteInt32) && params.dilation_height_factor == 1 &&
+                    params.dilation_width_factor == 1 && params.depth_multiplier == 1 &&
+                    input->dims->data[3] == output->dims->data[3];
+  pk_conv_params p;
+  p.out_h = output->dims->data[1];
+  p.out_w = output->dims->data[2];
+  p.stride_h = params.stride_height;
+  p.stride_w = params.stride_width;
+  p.k_h = filter->dims->data[1];
+  p.k_w = filter->dims->data[2];
   const int in_h = input->dims->data[1], in_w = input->dims->data[2], c = input->dims->data[3];
-  const int ph = (output->dims->data[1] - 1) * params.stride_height + kh;
-  const int pw = (output->dims->data[2] - 1) * params.stride_width + kw;
-  const bool padded = data->conv.padding.height > 0 || data->conv.padding.width > 0 || ph > in_h || pw > in_w;
-  if (input->type == kTfLiteInt8 && kh == 3 && kw == 3 && params.dilation_height_factor == 1 &&
-      params.dilation_width_factor == 1 && params.depth_multiplier == 1 && padded && input->dims->data[0] == 1 &&
-      ph >= in_h && pw >= in_w) {
-    data->padded_h = ph;
-    data->padded_w = pw;
-    TF_LITE_ENSURE_STATUS(context->RequestScratchBufferInArena(context, ph * pw * c, &data->padded_idx));
-  }
+  const bool int8_3x3 = input->type == kTfLiteInt8 && p.k_h == 3 && p.k_w == 3 && params.dilation_height_factor == 1 &&
+                        params.dilation_width_factor == 1 && params.depth_multiplier == 1 &&
+                        input->dims->data[0] == 1 && PaddedH(p) >= in_h && PaddedW(p) >= in_w;
+  if (bias != nullptr) micro->DeallocateTempTfLiteTensor(bias);
   micro->DeallocateTempTfLiteTensor(input);
   micro->DeallocateTempTfLiteTensor(filter);
   micro->DeallocateTempTfLiteTensor(output);
+  TF_LITE_ENSURE_STATUS(
+      PrepareConvData(context, node, tflite::DepthwiseConvPrepare, fast, static_cast<ConvData*>(node->user_data)));
+  auto* d = static_cast<ConvData*>(node->user_data);
+  const OpDataConv* data = Full(*d);
+  const int pad_h = data ? data->padding.height : d->pad_h, pad_w = data ? data->padding.width : d->pad_w;
+  const bool padded = pad_h > 0 || pad_w > 0 || PaddedH(p) > in_h || PaddedW(p) > in_w;
+  if (int8_3x3 && padded) {
+    int idx = -1;
+    TF_LITE_ENSURE_STATUS(context->RequestScratchBufferInArena(context, PaddedH(p) * PaddedW(p) * c, &idx));
+    TF_LITE_ENSURE(context, idx >= 0 && idx <= 32767);
+    d->padded_idx = static_cast<int16_t>(idx);
+  }
   return kTfLiteOk;
 }
 
 TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
   const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
-  const OpDataConv& data = *static_cast<const OpDataConv*>(node->user_data);
+  const ConvData& d = *static_cast<const ConvData*>(node->user_data);
+  const OpDataConv* data = Full(d);
   const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kDepthwiseConvInputTensor);
   const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, tflite::kDepthwiseConvWeightsTensor);
   const TfLiteEvalTensor* bias = node->inputs->size == 3
@@ -425,7 +567,7 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
                      "picotflm DEPTHWISE_CONV_2D: only int8 or int4 weights");
   TF_LITE_ENSURE_MSG(context, bias == nullptr || bias->type == kTfLiteInt32,
                      "picotflm DEPTHWISE_CONV_2D: int32 bias only");
-  const int8_t* w = FilterInt8(context, filter, data);
+  const int8_t* w = FilterInt8(context, filter, data ? data->filter_buffer_index : d.filter_buffer_index);
   const int32_t* b = bias ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
   const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
   int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
@@ -433,19 +575,20 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
   const bool fast = params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
                     params.depth_multiplier == 1 && input->dims->data[3] == output->dims->data[3];
   if (!fast) {
+    TF_LITE_ENSURE_MSG(context, data != nullptr,
+                       "picotflm DEPTHWISE_CONV_2D: the op's data was prepared for the fast path");
     TF_LITE_ENSURE_MSG(context, !Overlap(input, output),
                        "picotflm DEPTHWISE_CONV_2D: the plan put the output over the input of an op it cannot run in place");
-    DepthwiseReference(params, data, input, filter, bias, output, in, w, b, out);
+    DepthwiseReference(params, *data, input, filter, bias, output, in, w, b, out);
     return kTfLiteOk;
   }
-  pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, data);
-  const auto& dw = *static_cast<const DepthwiseData*>(node->user_data);
-  if (dw.padded_idx >= 0) {
-    int8_t* padded = static_cast<int8_t*>(context->GetScratchBuffer(context, dw.padded_idx));
-    pk_pad_s8(in, p.in_h, p.in_w, p.in_c, padded, dw.padded_h, dw.padded_w, p.pad_h, p.pad_w,
-              static_cast<int8_t>(data.input_zero_point));
-    p.in_h = dw.padded_h;
-    p.in_w = dw.padded_w;
+  pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, d);
+  if (d.padded_idx >= 0) {
+    int8_t* padded = static_cast<int8_t*>(context->GetScratchBuffer(context, d.padded_idx));
+    const int ph = PaddedH(p), pw = PaddedW(p);
+    pk_pad_s8(in, p.in_h, p.in_w, p.in_c, padded, ph, pw, p.pad_h, p.pad_w, static_cast<int8_t>(-p.input_offset));
+    p.in_h = ph;
+    p.in_w = pw;
     p.pad_h = 0;
     p.pad_w = 0;
     TF_LITE_ENSURE_MSG(context, RunConv(&p, padded, w, b, out, true),
@@ -518,11 +661,11 @@ TfLiteStatus MeanEval(TfLiteContext* context, TfLiteNode* node) {
 }  // namespace
 
 TFLMRegistration Register_CONV_2D() {
-  return tflite::micro::RegisterOp(ConvInit, ConvPrepare, ConvEval);
+  return tflite::micro::RegisterOp(ConvDataInit, ConvPrepare, ConvEval);
 }
 
 TFLMRegistration Register_DEPTHWISE_CONV_2D() {
-  return tflite::micro::RegisterOp(DepthwiseInit, DepthwisePrepare, DepthwiseEval);
+  return tflite::micro::RegisterOp(ConvDataInit, DepthwisePrepare, DepthwiseEval);
 }
 
 TFLMRegistration Register_MEAN() {
