@@ -150,7 +150,8 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], what: str, log_file:
 
 def _cmake_cache(build_dir: Path) -> dict[str, str]:
     """The configure settings picotflm passes, as the build folder's CMakeCache.txt holds them."""
-    keys = ("PICOTFLM_GENERATED_DIR", "PICOTFLM_IMAGE", "PICOTFLM_KERNELS", "CMAKE_BUILD_TYPE")
+    keys = ("PICOTFLM_GENERATED_DIR", "PICOTFLM_IMAGE", "PICOTFLM_KERNELS", "PICOTFLM_USB_WINDOWS_RESET",
+            "CMAKE_BUILD_TYPE")
     found: dict[str, str] = {}
     try:
         text = (build_dir / "CMakeCache.txt").read_text(errors="replace")
@@ -180,7 +181,9 @@ def build_firmware(generated_dir: Path, build_dir: Path, cfg: BuildConfig, *,
     log_file = build_dir / "build.log"
     t0 = time.monotonic()
     wanted = {"PICOTFLM_GENERATED_DIR": str(generated_dir), "PICOTFLM_IMAGE": cfg.image,
-              "PICOTFLM_KERNELS": cfg.kernels, "CMAKE_BUILD_TYPE": cfg.build_type}
+              "PICOTFLM_KERNELS": cfg.kernels,
+              "PICOTFLM_USB_WINDOWS_RESET": "ON" if cfg.usb_windows_reset else "OFF",
+              "CMAKE_BUILD_TYPE": cfg.build_type}
     if not (build_dir / "build.ninja").is_file() or _cmake_cache(build_dir) != wanted:
         cmd = [tc.cmake, "-S", str(REPO_ROOT), "-B", str(build_dir), "-G", "Ninja",
                *(f"-D{k}={v}" for k, v in wanted.items()), f"-DCMAKE_MAKE_PROGRAM={tc.ninja}"]

@@ -268,10 +268,16 @@ class BuildConfig:
     # picotflm: our M0+ kernels for CONV_2D, DEPTHWISE_CONV_2D and MEAN (bit-exact with the stock
     # ones) | stock: pico-tflmicro's CMSIS-NN kernels
     kernels: str = "picotflm"
+    # board image only: the SDK's Microsoft OS 2.0 descriptor for the USB reset interface, which lets
+    # Windows bind WinUSB to it without a driver install (`picotool load -f` on a running board). It
+    # costs 732 B of static RAM (tinyusb's vendor class); without it the reset interface stays, Linux
+    # and macOS picotool use it as before, and BOOTSEL + drag-and-drop works everywhere.
+    usb_windows_reset: bool = False
 
     def __post_init__(self) -> None:
         _choice("build", "image", self.image, ("emulator", "board"))
         _choice("build", "kernels", self.kernels, ("picotflm", "stock"))
+        _bool("build", "usb_windows_reset", self.usb_windows_reset)
         _choice("build", "build_type", self.build_type, ("Release", "Debug", "MinSizeRel", "RelWithDebInfo"))
 
 

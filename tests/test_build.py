@@ -1,8 +1,33 @@
 import struct
+import sys
+import textwrap
 
 import pytest
 
-from pipeline.build import FLASH_BASE, UF2_FAMILY_RP2040, ToolchainMissing, find_sdk, find_tflm, uf2_blocks
+from pipeline import build
+from pipeline.build import (FLASH_BASE, UF2_FAMILY_RP2040, Toolchain, ToolchainMissing, build_firmware, find_sdk,
+                            find_tflm, uf2_blocks)
+from pipeline.config import BuildConfig
+
+# Stand-ins for cmake and ninja: cmake records its -D settings and writes them to CMakeCache.txt as
+# CMake does for untyped -D values; ninja writes the image files a build leaves.
+FAKE_CMAKE = """
+    import pathlib, sys
+    args = sys.argv[1:]
+    build = pathlib.Path(args[args.index("-B") + 1])
+    defs = [a[2:].partition("=") for a in args if a.startswith("-D")]
+    with open(build / "configures.txt", "a") as f:
+        f.write(" ".join(k + "=" + v for k, _, v in defs) + "\\n")
+    (build / "CMakeCache.txt").write_text("".join(k + ":UNINITIALIZED=" + v + "\\n" for k, _, v in defs))
+    (build / "build.ninja").write_text("")
+"""
+FAKE_NINJA = """
+    import pathlib, sys
+    out = pathlib.Path(sys.argv[sys.argv.index("-C") + 1]) / "firmware"
+    out.mkdir(exist_ok=True)
+    (out / "picotflm.elf").write_bytes(b"elf")
+    (out / "picotflm.bin").write_bytes(bytes(300))
+"""
 
 
 def test_uf2_blocks_follow_the_format():
@@ -42,3 +67,25 @@ def test_sdk_version_is_read(tmp_path):
 def test_missing_tflm_names_the_variable(tmp_path):
     with pytest.raises(ToolchainMissing, match="PICO_TFLMICRO_PATH"):
         find_tflm({"PICO_TFLMICRO_PATH": str(tmp_path)})
+
+
+def _script(path, body):
+    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_usb_windows_reset_reaches_cmake_and_a_change_reconfigures(tmp_path, monkeypatch):
+    tc = Toolchain(sdk=tmp_path, sdk_version=(2, 2, 0), tflm=tmp_path, gcc="arm-none-eabi-gcc",
+                   cmake=_script(tmp_path / "cmake", FAKE_CMAKE), ninja=_script(tmp_path / "ninja", FAKE_NINJA),
+                   ccache=None)
+    monkeypatch.setattr(build, "elf_memory_map", lambda elf: {})
+    gen, build_dir = tmp_path / "generated", tmp_path / "build"
+    gen.mkdir()
+    for windows_reset in (False, False, True):
+        cfg = BuildConfig(image="board", usb_windows_reset=windows_reset)
+        assert build_firmware(gen, build_dir, cfg, toolchain=tc).uf2.is_file()
+    configures = [line.split() for line in (build_dir / "configures.txt").read_text().splitlines()]
+    # configured once for the default, not again for the same settings, again when the option changes
+    assert len(configures) == 2
+    assert "PICOTFLM_USB_WINDOWS_RESET=OFF" in configures[0] and "PICOTFLM_USB_WINDOWS_RESET=ON" in configures[1]

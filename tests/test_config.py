@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import (STAGE_ORDER, ClusterConfig, ConfigError, DataConfig, PruneConfig, QuantizeConfig,
-                             TrainConfig, check_run_name, load_recipe, make_config, parse_override, parse_overrides,
-                             parse_recipe)
+from pipeline.config import (STAGE_ORDER, BuildConfig, ClusterConfig, ConfigError, DataConfig, PruneConfig,
+                             QuantizeConfig, TrainConfig, check_run_name, load_recipe, make_config, parse_override,
+                             parse_overrides, parse_recipe)
 
 
 @pytest.mark.parametrize("make, field, value", [
@@ -24,6 +24,8 @@ from pipeline.config import (STAGE_ORDER, ClusterConfig, ConfigError, DataConfig
     (lambda: QuantizeConfig(method="fancy"), "quantize.method", "'fancy'"),
     (lambda: QuantizeConfig(learning_rate=0.0), "quantize.learning_rate", "0.0"),
     (lambda: QuantizeConfig(lr_schedule="step"), "quantize.lr_schedule", "'step'"),
+    (lambda: BuildConfig(usb_windows_reset="yes"), "build.usb_windows_reset", "'yes'"),
+    (lambda: BuildConfig(usb_windows_reset=1), "build.usb_windows_reset", "1"),
 ])
 def test_invalid_values_name_field_value_and_allowed(make, field, value):
     with pytest.raises(ConfigError) as e:
@@ -108,6 +110,14 @@ def test_overrides_are_parsed_and_validated():
         parse_overrides(["trian.epochs=3"])
     with pytest.raises(ConfigError, match="train.epochs: 'abc'"):
         load_recipe("int8", parse_overrides(["train.epochs=abc"]))
+
+
+def test_usb_windows_reset_is_off_by_default_and_set_from_the_command_line():
+    assert BuildConfig(image="board").usb_windows_reset is False
+    r = load_recipe("int8", parse_overrides(["build.image=board", "build.usb_windows_reset=true"]))
+    assert r.config("build").usb_windows_reset is True
+    with pytest.raises(ConfigError, match="build.usb_windows_reset: 'yes'"):
+        load_recipe("int8", parse_overrides(["build.usb_windows_reset=yes"]))
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65, "a..b"])

@@ -4,7 +4,9 @@ firmware/CMakeLists.txt links newlib-nano and keeps the SDK's mutex functions in
 check what makes that safe on a real board, which the emulator cannot show: code that runs while
 flash is unreadable (XIP off), and everything it calls, is still in SRAM; so is the USB interrupt
 path; the mutex functions that moved are called from flash code only; and objects compiled against
-full newlib's headers never touch the per-thread state whose layout differs in newlib-nano.
+full newlib's headers never touch the per-thread state whose layout differs in newlib-nano. The board
+image leaves out the USB reset interface's Microsoft OS 2.0 descriptor, and with it tinyusb's vendor
+class, unless build.usb_windows_reset asks for it; its USB descriptors stay valid either way.
 """
 import functools
 import re
@@ -34,12 +36,10 @@ def _tool(toolchain, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def images(toolchain, tmp_path_factory):
-    """Both images of one rendered int8 model: {image: BuildResult}."""
-    from pipeline.build import build_firmware
+def generated(tmp_path_factory) -> Path:
+    """The firmware sources of one rendered int8 model."""
     from pipeline.convert import inspect_tflite
     from pipeline.render import render
-    from pipeline.stages import build_dir_for
     from pipeline.verify import images_to_input, minimal_arena, run_tflm
 
     data = _models.int8_tflite()
@@ -50,8 +50,18 @@ def images(toolchain, tmp_path_factory):
     render(data, RenderConfig(), gen, golden_inputs=x, golden_outputs=y, golden_labels=list(range(4)),
            class_names=_models.CLASSES, host_arena_bytes=minimal_arena(data, info),
            provenance={"tool_version": "test"})
+    return gen
+
+
+@pytest.fixture(scope="module")
+def images(toolchain, generated, tmp_path_factory):
+    """Both images of that model, as built by default: {image: BuildResult}."""
+    from pipeline.build import build_firmware
+    from pipeline.stages import build_dir_for
+
     root = tmp_path_factory.mktemp("ram_layout")
-    return {image: build_firmware(gen, build_dir_for(root, image), BuildConfig(image=image), toolchain=toolchain)
+    return {image: build_firmware(generated, build_dir_for(root, image), BuildConfig(image=image),
+                                  toolchain=toolchain)
             for image in ("emulator", "board")}
 
 
@@ -63,6 +73,56 @@ def _symbols(elf: Path) -> dict[str, tuple[int, int]]:
         symtab = ELFFile(f).get_section_by_name(".symtab")
         return {s.name: (s["st_value"] & ~1, s["st_size"]) for s in symtab.iter_symbols()
                 if s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
+
+
+def _object_bytes(elf: Path, name: str) -> bytes:
+    """The initial contents of a data object of the ELF (a descriptor table in flash)."""
+    from elftools.elf.elffile import ELFFile
+
+    addr, size = _symbols(elf)[name]
+    with open(elf, "rb") as f:
+        for sec in ELFFile(f).iter_sections():
+            start = sec["sh_addr"]
+            if sec["sh_type"] != "SHT_NOBITS" and sec["sh_flags"] & 0x2 and start <= addr < start + sec["sh_size"]:
+                return sec.data()[addr - start: addr - start + size]
+    raise AssertionError(f"{name} has no contents in {elf.name}")
+
+
+def _usb_descriptors(elf: Path) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """bcdUSB of the stdio_usb device descriptor, and (number, class, subclass, protocol) of each
+    interface of its configuration descriptor, after checking the configuration's lengths and counts."""
+    device = _object_bytes(elf, "usbd_desc_device")
+    assert device[:2] == bytes((18, 1))  # bLength, DEVICE
+    cfg = _object_bytes(elf, "usbd_desc_cfg")
+    assert cfg[1] == 2 and int.from_bytes(cfg[2:4], "little") == len(cfg)  # CONFIGURATION, wTotalLength
+    interfaces, i = [], 0
+    while i < len(cfg):
+        length, kind = cfg[i], cfg[i + 1]
+        assert length >= 2 and i + length <= len(cfg)
+        if kind == 4:  # INTERFACE
+            interfaces.append(tuple(cfg[i + 2: i + 3]) + tuple(cfg[i + 5: i + 8]))
+        i += length
+    assert cfg[4] == len({itf[0] for itf in interfaces})  # bNumInterfaces
+    return int.from_bytes(device[2:4], "little"), interfaces
+
+
+# the SDK's reset interface (pico/usb_reset_interface.h): vendor class, subclass 0, protocol 1
+RESET_INTERFACE = (0xFF, 0x00, 0x01)
+# tinyusb's vendor class state, compiled only for the Microsoft OS 2.0 descriptor
+VENDOR_CLASS_STATE = ("_vendord_itf", "_vendord_epbuf")
+
+
+def test_board_image_keeps_the_reset_interface_without_tinyusb_vendor_class(images):
+    """By default (build.usb_windows_reset = false) the SDK's Microsoft OS 2.0 descriptor is left out:
+    no tinyusb vendor class state in RAM (716 B of .bss), a USB 2.00 device (2.10 would make Windows
+    ask for the BOS descriptor that is gone), and picotool's reset interface still there."""
+    elf = images["board"].elf
+    syms = _symbols(elf)
+    assert [s for s in VENDOR_CLASS_STATE if s in syms] == []
+    assert "resetd_control_xfer_cb" in syms  # the SDK's reset interface driver
+    bcd_usb, interfaces = _usb_descriptors(elf)
+    assert bcd_usb == 0x0200
+    assert [itf[1:] for itf in interfaces].count(RESET_INTERFACE) == 1
 
 
 _FUNC = re.compile(r"^([0-9a-f]{8}) <(.+)>:$")
@@ -197,3 +257,19 @@ def test_objects_compiled_against_full_newlib_headers_never_reach_its_per_thread
             if member in names and parts[-1] in REENT_SYMBOLS:
                 found.setdefault(f"{archive.name}({member})", []).append(parts[-1])
     assert found == {}
+
+
+def test_usb_windows_reset_keeps_the_ms_os_20_descriptor(toolchain, generated, tmp_path_factory):
+    """build.usb_windows_reset = true: the SDK's default, a USB 2.10 device with the Microsoft OS 2.0
+    descriptor and tinyusb's vendor class (the option reaches the SDK's sources both ways)."""
+    from pipeline.build import build_firmware
+    from pipeline.stages import build_dir_for
+
+    root = tmp_path_factory.mktemp("ram_layout_win")
+    cfg = BuildConfig(image="board", usb_windows_reset=True)
+    elf = build_firmware(generated, build_dir_for(root, "board"), cfg, toolchain=toolchain).elf
+    syms = _symbols(elf)
+    assert [s for s in VENDOR_CLASS_STATE if s in syms] == list(VENDOR_CLASS_STATE)
+    bcd_usb, interfaces = _usb_descriptors(elf)
+    assert bcd_usb == 0x0210
+    assert [itf[1:] for itf in interfaces].count(RESET_INTERFACE) == 1
