@@ -71,11 +71,43 @@ def conv_quant_tables(tflite: bytes) -> list[dict[str, Any]]:
         act_min, act_max = activation_range(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0,
                                             out_scale, zp)
         lo_at = [relu_threshold(m, e, zp, act_min, act_max) for m, e in pairs]
+        k_w = int(np.prod(t_w.shape[1:]))
+        wx = wide_weights(schema, model, t_w) if name == "CONV_2D" and k_w <= WIDE_MAX_K else None
         tables.append({"op": k, "name": name, "channels": channels,
                        "mult": [m for m, _ in pairs], "shift": [e for _, e in pairs],
                        "out_offset": zp, "act_min": act_min, "act_max": act_max,
-                       "lo_at": ["INT32_MIN" if v == INT32_MIN else str(v) for v in lo_at], "lo_at_values": lo_at})
+                       "lo_at": ["INT32_MIN" if v == INT32_MIN else str(v) for v in lo_at], "lo_at_values": lo_at,
+                       "k": k_w, "wx": wx})
     return tables
+
+
+# The largest k (weights per output channel) whose groups get expanded weights: 16 bytes of flash per
+# weight of four channels, for the 1x1 and first-layer convolutions the M0+ spends most time in.
+WIDE_MAX_K = 32
+
+
+def wide_weights(schema, model, t_w) -> list[int] | None:
+    """A CONV_2D's int8 or int4 weights (out_c x k) as pk_span4w reads them: for each group of four
+    output channels, weight i of channel c at [i * 4 + c], as int32 (the kernel's pk_conv_params::wx).
+    None when the layer has fewer than four output channels or no constant weights. The firmware uses
+    them only for the op whose weights they equal, compared at Prepare."""
+    import numpy as np
+
+    from pipeline.convert import _unpack_int4
+
+    out_c, k = int(t_w.shape[0]), int(np.prod(t_w.shape[1:]))
+    buf = model.buffers[t_w.buffer] if t_w.buffer is not None and 0 <= t_w.buffer < len(model.buffers) else None
+    if out_c < 4 or buf is None or buf.data is None:
+        return None
+    raw = np.asarray(buf.data, dtype=np.uint8)
+    if t_w.type == schema.TensorType.INT8 and raw.size == out_c * k:
+        w = raw.view(np.int8)
+    elif t_w.type == schema.TensorType.INT4 and raw.size == (out_c * k + 1) // 2:
+        w = _unpack_int4(raw, out_c * k)
+    else:
+        return None
+    groups = w[: (out_c // 4) * 4 * k].reshape(out_c // 4, 4, k)
+    return [int(v) for v in groups.transpose(0, 2, 1).reshape(-1)]
 
 
 INT32_MIN = -(1 << 31)

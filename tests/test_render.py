@@ -140,3 +140,32 @@ def test_generated_sources_compile_for_cortex_m0plus(tmp_path):
                             "-Os", "-I", str(tmp_path), "-c", str(tmp_path / src), "-o", str(tmp_path / (src + ".o"))],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+def test_wide_weights_interleave_each_group_of_four_channels():
+    """The expanded weights of a CONV_2D: group g, weight i, channel c at [(g * k + i) * 4 + c], for
+    int8 and for packed int4 weights (low nibble first), none for fewer than four channels."""
+    from pipeline.convert import load_tflite
+    from pipeline.render import conv_quant_tables, wide_weights
+
+    data = _models.int8_tflite()
+    op = next(t["op"] for t in conv_quant_tables(data) if t["wx"])
+    schema, model = load_tflite(data)
+    t_w = model.subgraphs[0].tensors[model.subgraphs[0].operators[op].inputs[1]]
+    out_c, k = int(t_w.shape[0]), int(np.prod(t_w.shape[1:]))
+    w = np.asarray(model.buffers[t_w.buffer].data, dtype=np.uint8).view(np.int8).reshape(out_c, k)
+
+    def expected(w):
+        return [int(w[4 * g + c, i]) for g in range(out_c // 4) for i in range(k) for c in range(4)]
+
+    assert wide_weights(schema, model, t_w) == expected(w)
+    w4 = np.clip(w, -8, 7)
+    nibbles = (w4.reshape(-1).astype(np.int16) & 0x0F).astype(np.uint8)
+    nibbles = np.append(nibbles, np.uint8(0)) if nibbles.size % 2 else nibbles
+    t_w.type = schema.TensorType.INT4
+    model.buffers[t_w.buffer].data = nibbles[0::2] | (nibbles[1::2] << 4)
+    assert wide_weights(schema, model, t_w) == expected(w4)
+    t_w.type = schema.TensorType.INT8
+    t_w.shape = np.asarray([3, *t_w.shape[1:]])
+    model.buffers[t_w.buffer].data = w[:3].reshape(-1).view(np.uint8)
+    assert wide_weights(schema, model, t_w) is None

@@ -320,6 +320,7 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "quant_cache_hits", picotflm::QuantCacheHits());
   ptf_json_int(&j, "threshold_tables", picotflm::ThresholdTablesVerified());
   ptf_json_int(&j, "threshold_tables_rejected", picotflm::ThresholdTablesRejected());
+  ptf_json_int(&j, "wide_tables", picotflm::WideTablesMatched());
   ptf_json_int(&j, "plan_entries", g_picotflm_variants[g_variant].plan_entries);
   ptf_json_int(&j, "plan_matched", g_planner.Matched());
   ptf_json_int(&j, "inplace_ops", picotflm::InplaceOps());

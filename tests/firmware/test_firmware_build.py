@@ -85,3 +85,54 @@ def test_too_small_an_arena_is_reported_by_the_firmware_with_the_size_it_needed(
         assert not refused.ok and refused.err == "setup"
         with pytest.raises(PipelineError, match="8000-byte arena"):
             board.handshake(info.sha256[:16])
+
+
+def test_host_tables_are_used_only_where_they_equal_the_model(toolchain, tmp_path):
+    """The generated per-channel tables and expanded weights are checked against the model at
+    Prepare. One table's multiplier is changed: that conv keeps TFLM's own arrays (in the arena) and
+    the table is not used; another table's expanded weights are changed: that conv takes the narrow
+    path. Both still give the golden outputs bit for bit."""
+    import re
+
+    from pipeline.build import build_firmware
+    from pipeline.convert import inspect_tflite
+    from pipeline.device.client import BoardClient
+    from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir
+    from pipeline.errors import PipelineError
+    from pipeline.render import conv_quant_tables, render
+    from pipeline.stages import build_dir_for
+    from pipeline.verify import images_to_input, run_tflm
+
+    try:
+        check_emulator_dir(emulator_dir())
+    except PipelineError as e:
+        pytest.skip(f"no emulated Pico: {e}")
+    data = _models.int8_tflite()
+    info = inspect_tflite(data)
+    tables = conv_quant_tables(data)
+    wide = [t["index"] for t in ({**t, "index": i} for i, t in enumerate(tables)) if t["wx"]]
+    assert len(tables) >= 3 and len(wide) >= 2
+    x = images_to_input(_models.images(4), info)
+    y, _ = run_tflm(data, x, 64 * 1024)
+    gen = tmp_path / "gen"
+    render(data, RenderConfig(arena_bytes=32 * 1024), gen, golden_inputs=x, golden_outputs=y,
+           golden_labels=[0, 1, 2, 3], class_names=_models.CLASSES, host_arena_bytes=0, provenance={})
+    header = gen / "op_resolver.h"
+    text = header.read_text()
+
+    def bump_first(text: str, array: str) -> str:
+        pattern = re.compile(rf"({array}\[\d+\] = {{ )(-?\d+)")
+        assert pattern.search(text), array
+        return pattern.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + 1}", text, count=1)
+
+    text = bump_first(text, f"kPicotflmMult{wide[0]}")
+    text = bump_first(text, f"kPicotflmWide{wide[-1]}")
+    header.write_text(text)
+    res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
+    with EmulatedPico(res.elf) as pico, BoardClient(pico.port, timeout=10.0) as board:
+        got = board.handshake(info.sha256[:16])
+        assert got["quant_tables_matched"] == len(tables) - 1 and got["quant_tables_missed"] == 1
+        assert got["threshold_tables"] == len(tables) - 1 and got["threshold_tables_rejected"] == 0
+        assert got["wide_tables"] == len(wide) - 1
+        g = board.request("golden", timeout=60)
+        assert g["exact"] == g["count"] == 4 and g["max_diff"] == 0

@@ -26,7 +26,7 @@ def _exact_lead(p) -> int:
 
 
 class Opts(ctypes.Structure):
-    _fields_ = [("chan", ctypes.POINTER(ctypes.c_int32)), ("chan_known", ctypes.c_int), ("reverse", ctypes.c_int),
+    _fields_ = [("chan", ctypes.POINTER(ctypes.c_int32)), ("chan_known", ctypes.c_int),
                 ("group_lo", ctypes.c_int32), ("group_hi", ctypes.c_int32), ("leftovers", ctypes.c_int)]
 
 
@@ -39,7 +39,7 @@ def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
     buf = np.full(max(lead + in_bytes, out_bytes) + 64, 77, dtype=np.int8)
     buf[lead:lead + in_bytes] = x.reshape(-1)
     chan = (ctypes.c_int32 * (3 * p.out_c))()
-    oy, band = 0, 0
+    oy = 0
     while oy < p.out_h:
         end = lib.pk_inplace_band_end(ctypes.byref(p), oy, ctypes.c_int64(lead))
         if end <= oy:
@@ -50,15 +50,15 @@ def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
         ptr = ctypes.c_void_p
         groups = lib.pk_conv_groups(ctypes.byref(view))
         if cores == 1:
-            parts = [Opts(chan, int(oy > 0), band & 1, 0, -1, 1)]
+            parts = [Opts(chan, int(oy > 0), 0, -1, 1)]
         else:
-            parts = [Opts(chan, int(oy > 0), 0, 0, groups // 2, 0), Opts(chan, int(oy > 0), 0, groups // 2, groups, 1)]
+            parts = [Opts(chan, int(oy > 0), 0, groups // 2, 0), Opts(chan, int(oy > 0), groups // 2, groups, 1)]
             if core1_first:
                 parts.reverse()
         for o in parts:
             lib.pk_conv_s8_ex(ctypes.byref(view), ptr(buf.ctypes.data + lead + in_off.value), w.ctypes.data_as(ptr),
                               bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off.value), ctypes.byref(o))
-        oy, band = end, band + 1
+        oy = end
     return buf[:out_bytes].copy()
 
 

@@ -17,7 +17,7 @@ class Params(ctypes.Structure):
         "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
         "pad_h", "pad_w", "input_offset", "output_offset", "act_min", "act_max")] + [
         ("mult", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32)),
-        ("lo_at", ctypes.POINTER(ctypes.c_int32))]
+        ("lo_at", ctypes.POINTER(ctypes.c_int32)), ("wx", ctypes.POINTER(ctypes.c_int32))]
 
 
 @pytest.fixture(scope="module")

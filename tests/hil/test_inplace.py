@@ -34,3 +34,17 @@ def test_host_thresholds_are_verified_and_used(board):
     assert info["threshold_tables"] == info["quant_tables_matched"] and info["threshold_tables_rejected"] == 0
     g = board.request("golden", timeout=60)
     assert g["exact"] == g["count"] > 0
+
+
+def test_host_expanded_weights_are_used(board, host_model):
+    """Every CONV_2D whose weights the host wrote out expanded (render.wide_weights) uses them: the
+    firmware compared them with the model's weights at Prepare; the outputs stay bit-exact."""
+    from pipeline.render import conv_quant_tables
+
+    info = board.handshake()
+    if info["kernels"] != "picotflm":
+        pytest.skip("stock kernels: no expanded weights")
+    wide = [t for t in conv_quant_tables(host_model[0]) if t["wx"]]
+    assert len(wide) > 0 and info["wide_tables"] == len(wide)
+    g = board.request("golden", timeout=60)
+    assert g["exact"] == g["count"] > 0

@@ -34,7 +34,9 @@ struct ConvData {
   int16_t pad_h, pad_w;
   int8_t input_zero_point, output_zero_point, act_min, act_max;
   int16_t filter_buffer_index;  // the int4 unpack buffer TFLM's Prepare requested, or -1
-  int16_t padded_idx;           // depthwise: the padded copy of the input (DepthwisePrepare), or -1
+  // DEPTHWISE_CONV_2D: the scratch index of the padded copy of its input (DepthwisePrepare);
+  // CONV_2D: the index of the host table whose expanded weights equal the op's (ConvPrepare). Or -1.
+  int16_t aux;
 };
 static_assert(sizeof(ConvData) == 16, "ConvData is one 16-byte arena slot");
 
@@ -109,6 +111,7 @@ pk_conv_params Params(const TfLiteEvalTensor* input, const TfLiteEvalTensor* fil
   p.k_w = filter->dims->data[2];
   p.stride_h = stride_h;
   p.stride_w = stride_w;
+  p.wx = nullptr;
   return p;
 }
 
@@ -170,7 +173,7 @@ struct PartJob {
 };
 
 // The whole op's channels, nothing kept: what pk_conv_s8 does.
-constexpr pk_conv_opts kAllChannels = {nullptr, 0, 0, 0, -1, 1};
+constexpr pk_conv_opts kAllChannels = {nullptr, 0, 0, -1, 1};
 
 void RunPart(const PartJob& j) {
   pk_conv_params view;
@@ -191,8 +194,7 @@ int g_inplace_ops = 0;  // op runs computed in place since boot
 // (pk_inplace_band_end), each band the one-core kernel on a view of the op (pk_part_view): the same
 // arithmetic as the whole. In the board image the two cores share each band by channel groups
 // (core 0 the first half of the groups, core 1 the rest and the leftover channels): both write only
-// the band's rows, which no later read needs, and the next band starts when both are done. Each core
-// keeps its groups' weight layout in its own buffer from band to band.
+// the band's rows, which no later read needs, and the next band starts when both are done.
 // noinline: its frame (the channel cache, the view) must not add to every conv's stack.
 __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w,
                                               const int32_t* bias, int8_t* out, bool depthwise) {
@@ -203,17 +205,17 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
   int32_t* const chan_cache = p->out_c <= 8 ? chan : nullptr;
   const int32_t groups = depthwise ? 0 : pk_conv_groups(p);
   const bool both = PICOTFLM_CORES == 2 && groups >= 2;
-  for (int32_t oy = 0, bands = 0; oy < p->out_h; bands++) {
+  for (int32_t oy = 0; oy < p->out_h;) {
     const int32_t end = pk_inplace_band_end(p, oy, lead);
     if (end <= oy) return false;
     const pk_part band = {oy, end};
     if (!both) {
-      RunPart(PartJob{p, in, w, bias, out, band, depthwise, {chan_cache, oy > 0, bands & 1, 0, -1, 1}});
+      RunPart(PartJob{p, in, w, bias, out, band, depthwise, {chan_cache, oy > 0, 0, -1, 1}});
     } else {
 #if PICOTFLM_CORES == 2
-      const PartJob core1 = {p, in, w, bias, out, band, false, {chan_cache, oy > 0, 0, groups / 2, groups, 1}};
+      const PartJob core1 = {p, in, w, bias, out, band, false, {chan_cache, oy > 0, groups / 2, groups, 1}};
       pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
-      RunPart(PartJob{p, in, w, bias, out, band, false, {chan_cache, oy > 0, 0, 0, groups / 2, 0}});
+      RunPart(PartJob{p, in, w, bias, out, band, false, {chan_cache, oy > 0, 0, groups / 2, 0}});
       pk_core1_wait();
 #endif
     }
@@ -254,6 +256,7 @@ bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const i
 
 int g_matched = 0;
 int g_missed = 0;
+int g_wide = 0;  // convolutions using a table's expanded weights (WideTable)
 QuantCacheSlot* g_cache = nullptr;
 int g_cache_hits = 0;
 
@@ -414,7 +417,7 @@ TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
   const bool int8_range = temp->input_zero_point >= -128 && temp->input_zero_point <= 127 &&
                           temp->output_zero_point >= -128 && temp->output_zero_point <= 127 && act_min >= -128 &&
                           act_max <= 127 && temp->filter_buffer_index >= -1 && temp->filter_buffer_index <= 32767;
-  d->padded_idx = -1;
+  d->aux = -1;
   if (status == kTfLiteOk && fast && table != nullptr && int8_range) {
     d->table = table;
     d->pad_h = static_cast<int16_t>(temp->padding.height);
@@ -434,7 +437,7 @@ TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
     } else {
       full->head = ConvData();
       full->head.table = nullptr;
-      full->head.padded_idx = -1;
+      full->head.aux = -1;
       full->head.filter_buffer_index = -1;
       full->conv = *temp;
       node->user_data = full;  // the Init ConvData (16 bytes) stays unused
@@ -444,22 +447,54 @@ TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
   return status;
 }
 
+// Weight e of an int8 or packed int4 (two a byte, the first in the low nibble) filter.
+int32_t Weight(const TfLiteTensor* filter, int e) {
+  if (filter->type == kTfLiteInt8) return filter->data.int8[e];
+  const uint8_t b = static_cast<uint8_t>(filter->data.int8[e / 2]);
+  const int32_t v = (e & 1) ? b >> 4 : b & 0x0F;
+  return v > 7 ? v - 16 : v;
+}
+
+// The index of the host table whose expanded weights (QuantTable::wx) equal this conv's filter, or
+// -1. Compared in full at every Prepare: a table is used only by an op whose weights it holds.
+int WideTable(const TfLiteTensor* filter) {
+  if (filter->dims->size != 4 || (filter->type != kTfLiteInt8 && filter->type != kTfLiteInt4)) return -1;
+  const int oc = filter->dims->data[0];
+  const int k = filter->dims->data[1] * filter->dims->data[2] * filter->dims->data[3];
+  for (int i = 0; i < g_table_count && i <= 32767; i++) {
+    const QuantTable& t = g_tables[i];
+    if (t.wx == nullptr || t.channels != oc) continue;
+    bool same = true;
+    for (int g = 0; g < oc / 4 && same; g++)
+      for (int j = 0; j < 4 && same; j++)
+        for (int x = 0; x < k && same; x++) same = t.wx[(g * k + x) * 4 + j] == Weight(filter, (4 * g + j) * k + x);
+    if (same) return i;
+  }
+  return -1;
+}
+
 TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
   const auto& params = *static_cast<const TfLiteConvParams*>(node->builtin_data);
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
   TfLiteTensor* input = micro->AllocateTempInputTensor(node, tflite::kConvInputTensor);
   TfLiteTensor* filter = micro->AllocateTempInputTensor(node, tflite::kConvWeightsTensor);
-  TfLiteTensor* bias = node->inputs->size == 3 ? micro->AllocateTempInputTensor(node, tflite::kConvBiasTensor) : nullptr;
+  TfLiteTensor* bias =
+      node->inputs->size == 3 ? micro->AllocateTempInputTensor(node, tflite::kConvBiasTensor) : nullptr;
   TF_LITE_ENSURE(context, input != nullptr && filter != nullptr);
   // What ConvEval's fast path needs (it checks each again and refuses the rest with an error).
   const bool fast = input->type == kTfLiteInt8 && (filter->type == kTfLiteInt8 || filter->type == kTfLiteInt4) &&
                     (bias == nullptr || bias->type == kTfLiteInt32) && params.dilation_height_factor == 1 &&
                     params.dilation_width_factor == 1 && input->dims->size == 4 && filter->dims->size == 4 &&
                     input->dims->data[3] == filter->dims->data[3];
+  const int wide = fast ? WideTable(filter) : -1;
   if (bias != nullptr) micro->DeallocateTempTfLiteTensor(bias);
   micro->DeallocateTempTfLiteTensor(filter);
   micro->DeallocateTempTfLiteTensor(input);
-  return PrepareConvData(context, node, tflite::ConvPrepare, fast, static_cast<ConvData*>(node->user_data));
+  TF_LITE_ENSURE_STATUS(
+      PrepareConvData(context, node, tflite::ConvPrepare, fast, static_cast<ConvData*>(node->user_data)));
+  static_cast<ConvData*>(node->user_data)->aux = static_cast<int16_t>(wide);
+  if (wide >= 0) g_wide++;
+  return kTfLiteOk;
 }
 
 TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
@@ -489,7 +524,8 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
     ConvReference(params, *data, input, filter, bias, output, in, w, b, out);
     return kTfLiteOk;
   }
-  const pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, d);
+  pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, d);
+  p.wx = d.aux >= 0 ? g_tables[d.aux].wx : nullptr;
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
   for (int n = 0; n < input->dims->data[0]; n++) {
     TF_LITE_ENSURE_MSG(context, RunConv(&p, in + n * in_size, w, b, out + n * out_size, false),
@@ -547,7 +583,7 @@ TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
     int idx = -1;
     TF_LITE_ENSURE_STATUS(context->RequestScratchBufferInArena(context, PaddedH(p) * PaddedW(p) * c, &idx));
     TF_LITE_ENSURE(context, idx >= 0 && idx <= 32767);
-    d->padded_idx = static_cast<int16_t>(idx);
+    d->aux = static_cast<int16_t>(idx);
   }
   return kTfLiteOk;
 }
@@ -583,8 +619,8 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteOk;
   }
   pk_conv_params p = Params(input, filter, output, params.stride_height, params.stride_width, d);
-  if (d.padded_idx >= 0) {
-    int8_t* padded = static_cast<int8_t*>(context->GetScratchBuffer(context, d.padded_idx));
+  if (d.aux >= 0) {
+    int8_t* padded = static_cast<int8_t*>(context->GetScratchBuffer(context, d.aux));
     const int ph = PaddedH(p), pw = PaddedW(p);
     pk_pad_s8(in, p.in_h, p.in_w, p.in_c, padded, ph, pw, p.pad_h, p.pad_w, static_cast<int8_t>(-p.input_offset));
     p.in_h = ph;
@@ -692,6 +728,7 @@ void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache) 
   g_table_count = count;
   g_matched = 0;
   g_missed = 0;
+  g_wide = 0;
   g_cache = cache;
   for (int i = 0; i < kMaxCheckedTables / 32; i++) g_lo_checked[i] = g_lo_equal[i] = 0;
   if (cache != nullptr) {
@@ -716,7 +753,10 @@ int ThresholdTablesRejected() {
 void ResetQuantTableCounts() {
   g_matched = 0;
   g_missed = 0;
+  g_wide = 0;
 }
+
+int WideTablesMatched() { return g_wide; }
 
 int QuantTablesMatched() { return g_matched; }
 

@@ -22,12 +22,16 @@ namespace picotflm {
 // With each channel's ReLU threshold (pk_lo_threshold_of) for the output offset and activation range
 // the host expects: checked once per boot against the firmware's own computation, then the kernels
 // read it instead of computing it at every invoke (nullptr: not given).
+// With a CONV_2D's weights as the asm kernel reads them (pk_conv_params::wx: int32, interleaved by
+// channel in groups of four, in flash instead of a RAM buffer re-filled at every invoke): used by the
+// op whose weights they equal, compared at its Prepare (nullptr: not given).
 struct QuantTable {
   int channels;
   const int32_t* mult;
   const int32_t* shift;
   const int32_t* lo_at;
   int32_t out_offset, act_min, act_max;
+  const int32_t* wx;
 };
 // What TFLM's PopulateConvolutionQuantizationParams computed for one convolution, kept so that the
 // next Prepare of the same op (a switching firmware sets its models up again at every switch) skips
@@ -50,6 +54,9 @@ int QuantTablesMissed();
 // Tables whose ReLU thresholds were checked equal to the firmware's own, and those found different.
 int ThresholdTablesVerified();
 int ThresholdTablesRejected();
+// Convolutions whose Prepare found a table holding their weights expanded (since the last
+// UseQuantTables or ResetQuantTableCounts).
+int WideTablesMatched();
 
 // Both cores (the board image, PICOTFLM_CORES == 2): a conv or depthwise conv of at least 4,096 MACs
 // (and 256 per output channel) computes the upper half of its output rows on core 0 and the lower

@@ -326,25 +326,6 @@ void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count
 void pk_dot4_rows(const int8_t* x, const int8_t* w0, const int32_t* args, int32_t* acc);
 void pk_span4(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
 void pk_span4w(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
-
-// A group's weights expanded to int32 and interleaved by channel for pk_span4w (one ldm per input
-// byte). 512 bytes of static RAM buys about 15 % fewer cycles in every conv with k <= 32 weights per
-// channel (MicroPizzaNet: 27, 8, 16).
-#define PK_WX_MAX 32
-#if defined(PICOTFLM_CORES) && PICOTFLM_CORES == 2
-// Both cores may run a conv at once (two parts of one op): one buffer each, picked by SIO's CPUID
-// register (0 on core 0, 1 on core 1; RP2040 datasheet 2.3.1.7). `const`: read once per use site.
-__attribute__((const, noinline)) static uint32_t pk_core_num(void) {
-    return *(volatile const uint32_t*)0xd0000000u & 1u;
-}
-static int32_t pk_wx_core[2][4 * PK_WX_MAX];
-static const int8_t* pk_wx_of_core[2];  // whose weights pk_wx holds (set when laid out)
-#define pk_wx (pk_wx_core[pk_core_num()])
-#define pk_wx_of (pk_wx_of_core[pk_core_num()])
-#else
-static int32_t pk_wx[4 * PK_WX_MAX];
-static const int8_t* pk_wx_of;
-#endif
 #endif
 
 // What one group of four output channels needs, gathered so the per-pixel loop keeps few live values.
@@ -357,7 +338,7 @@ typedef struct {
     int32_t out_off, lo, hi;
     int fast;          // every channel passes pk_fits
     int asm_span;      // fast, no left shift: pk_span4 (M0+ assembly) takes the interior spans
-    int wide;          // ... and pk_span4w, with the weights expanded into pk_wx
+    int wide;          // ... and pk_span4w, with the weights expanded by the host (p->wx)
     pk_span4_args args;
 } pk_group4;
 
@@ -477,7 +458,6 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
                           int8_t* out, const pk_conv_opts* o) {
     int32_t* const chan = o != (const pk_conv_opts*)0 ? o->chan : (int32_t*)0;
     const int chan_known = o != (const pk_conv_opts*)0 && o->chan_known;
-    const int reverse = o != (const pk_conv_opts*)0 && o->reverse;
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
     int32_t ox_lo, ox_hi;
@@ -489,7 +469,7 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         g_hi = o->group_hi < groups ? o->group_hi : groups;
     }
     for (int32_t gi = 0; gi < g_hi - g_lo; gi++) {
-        const int32_t oc = 4 * (reverse ? g_hi - 1 - gi : g_lo + gi);
+        const int32_t oc = 4 * (g_lo + gi);
         pk_group4 g;
         g.w0 = w + oc * k;
         g.k = k;
@@ -547,15 +527,8 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         g.args.w0 = g.w0;
         g.wide = 0;
 #if defined(__ARM_ARCH_6M__)
-        if (g.asm_span && k <= PK_WX_MAX) {
-            // The bands of one in-place op (chan_known) alternate the group order, so each band
-            // starts with the group the last one ended with: its weights are still laid out.
-            if (!(chan_known && pk_wx_of == g.w0)) {
-                for (int32_t i = 0; i < k; i++)
-                    for (int32_t j = 0; j < 4; j++) pk_wx[i * 4 + j] = g.w0[j * k + i];
-                pk_wx_of = g.w0;
-            }
-            g.args.w0 = (const int8_t*)(const void*)pk_wx;
+        if (g.asm_span && p->wx != (const int32_t*)0) {
+            g.args.w0 = (const int8_t*)(const void*)(p->wx + oc * k);  // group oc / 4: 4 * k words in
             g.wide = 1;
         }
 #endif

@@ -24,6 +24,10 @@ typedef struct {
     const int32_t* mult;       // per output channel: Q31 multiplier (>= 0)
     const int32_t* shift;      // per output channel: exponent (> 0 shifts left)
     const int32_t* lo_at;      // per output channel: pk_lo_threshold, computed by the host (NULL: computed here)
+    // pk_conv_s8 only: the weights of every group of four output channels expanded to int32 and
+    // interleaved by channel (group g at wx + 16 * g * k_h * k_w * in_c, wx[i * 4 + c] = weight i of
+    // its channel c), as pk_span4w reads them: written by the host, in flash (NULL: the narrow path).
+    const int32_t* wx;
 } pk_conv_params;
 
 // Output rows [oy_lo, oy_hi) of one convolution: a part that one core of the RP2040 computes while
@@ -66,14 +70,11 @@ void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, cons
 // How pk_conv_s8_ex runs one band of an in-place convolution (each band a view of the same op):
 // - chan: each output channel's setup, 3 int32 a channel (folded bias, sum of |weights|, ReLU
 //   threshold), computed and stored when chan_known == 0, read back otherwise (NULL: not kept);
-// - reverse: the groups of four channels last first, so that alternating bands start with the group
-//   whose weight layout the previous band left (reused only when chan_known);
 // - groups [group_lo, group_hi) only (group_hi < 0: all), and the channels after the last group of
 //   four only when leftovers != 0: the two cores of the board image share a band this way.
 typedef struct {
     int32_t* chan;
     int chan_known;
-    int reverse;
     int32_t group_lo, group_hi;
     int leftovers;
 } pk_conv_opts;
