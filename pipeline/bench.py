@@ -77,7 +77,10 @@ def soak(elf: Path, exchanges: int) -> dict:
 
 def kernels_compare(run_dir: Path, frames_n: int | None = None,
                     log=lambda s: print(s, file=sys.stderr)) -> list[dict]:
-    """Build the run's rendered firmware with each kernel set, measure both in the emulated Pico."""
+    """Build the run's rendered firmware with each kernel set, measure both in the emulated Pico; then
+    picotflm's kernels once more as the board image splits them between the cores (build.emulate_core1,
+    row "picotflm split": core 1's jobs run on core 0, on core 1's stack), for the outputs of the split
+    ops and core 1's stack peak, measured (not the speed of two cores: one runs both halves in turn)."""
     import numpy as np
 
     from pipeline.artifacts import RunDir
@@ -85,6 +88,7 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
     from pipeline.config import BuildConfig
     from pipeline.convert import inspect_tflite
     from pipeline.data import Dataset
+    from pipeline.device.client import BoardClient
     from pipeline.device.measure import measure
     from pipeline.emulator import EmulatedPico
     from pipeline.stages import build_dir_for
@@ -98,18 +102,27 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
     inputs = images_to_input(x, info)
     host, _ = run_tflm(data, inputs, 64 * 1024)
     rows = []
-    for kernels in ("stock", "picotflm"):
-        log(f"kernels: {run_dir.name} with {kernels} kernels: build, then {len(inputs)} test frames")
-        res = build_firmware(run.path("firmware"), build_dir_for(run.root, f"emulator-{kernels}"),
-                             BuildConfig(kernels=kernels), log=log)
+    builds = (("stock", BuildConfig(kernels="stock")), ("picotflm", BuildConfig()),
+              ("picotflm split", BuildConfig(emulate_core1=True)))
+    for label, cfg in builds:
+        kernels = cfg.kernels
+        log(f"kernels: {run_dir.name} with {label} kernels: build, then {len(inputs)} test frames")
+        res = build_firmware(run.path("firmware"), build_dir_for(run.root, "emulator-" + label.replace(" ", "-")),
+                             cfg, log=log)
         with EmulatedPico(res.elf) as pico:
             m = measure(pico.port, expect_hash=info.sha256[:16], bench_runs=5,
                         frames=[bytes(r.tobytes()) for r in inputs], macs=info.macs)
+            with BoardClient(pico.port, timeout=10.0) as board:
+                counters = board.request("info")  # after every invoke: the splits that ran
         outs = [bytes.fromhex(o) for o in m["infer_outputs"]]
         exact = sum(o == bytes(h.tobytes()) for o, h in zip(outs, host))
         bench, mem, golden = m["bench"], m["mem"], m["golden"]
+        after = m.get("mem") or {}
         rows.append({
-            "run": run_dir.name, "kernels": kernels, "board_kernels": (m.get("info") or {}).get("kernels"),
+            "run": run_dir.name, "kernels": label, "board_kernels": (m.get("info") or {}).get("kernels"),
+            "build_kernels": kernels,
+            "split_ops": counters.get("split_ops"), "core1_jobs": counters.get("core1_jobs"),
+            "core1_stack_peak": after.get("core1_stack_peak"), "core1_stack_size": after.get("core1_stack_size"),
             "quant_tables_missed": (m.get("info") or {}).get("quant_tables_missed"),
             "quant_tables_matched": (m.get("info") or {}).get("quant_tables_matched"),
             "cycles": bench.get("median_cycles"),
@@ -126,12 +139,17 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
 
 
 def kernels_markdown(rows: list[dict]) -> list[str]:
-    md = ["| run | kernels | cycles/invoke | us | cycles/MAC | arena used B | stack peak B | RAM total B | "
-          "flash B | golden exact | test split bit-exact | test top-1 acc |", "|" + "---|" * 12]
+    md = ["| run | kernels | cycles/invoke | us | cycles/MAC | arena used B | stack peak B | core 1 stack peak B | "
+          "RAM total B | flash B | golden exact | test split bit-exact | test top-1 acc |", "|" + "---|" * 13]
     for r in rows:
+        core1 = f"{r['core1_stack_peak']:,}" if r.get("core1_stack_peak") else "-"
         md.append(f"| {r['run']} | {r['kernels']} | {r['cycles']:,} | {r['us']:,} | {r['cycles_per_mac']} | "
-                  f"{r['arena_used']:,} | {r['stack_peak']:,} | {r['ram_total']:,} | {r['flash']:,} | {r['golden']} | "
-                  f"{r['test_split_exact']} | {r['test_split_top1']:.4f} |")
+                  f"{r['arena_used']:,} | {r['stack_peak']:,} | {core1} | {r['ram_total']:,} | {r['flash']:,} | "
+                  f"{r['golden']} | {r['test_split_exact']} | {r['test_split_top1']:.4f} |")
+    if any(r["kernels"] == "picotflm split" for r in rows):
+        md.append("\n\"picotflm split\": the board image's kernels, each op split between the cores as on a Pico, "
+                  "core 1's share run by core 0 in turn on core 1's own stack (`build.emulate_core1`): its outputs "
+                  "and core 1's stack peak are measured; its cycles are both halves on one core, not a two-core time.")
     ops = sorted({op for r in rows for op in r["per_op_cycles"]})
     if ops:
         md += ["", "Cycles per op (`profile`):", "", "| run | kernels | " + " | ".join(ops) + " |",

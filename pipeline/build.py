@@ -151,7 +151,7 @@ def _run(cmd: list[str], *, cwd: Path, env: dict[str, str], what: str, log_file:
 def _cmake_cache(build_dir: Path) -> dict[str, str]:
     """The configure settings picotflm passes, as the build folder's CMakeCache.txt holds them."""
     keys = ("PICOTFLM_GENERATED_DIR", "PICOTFLM_IMAGE", "PICOTFLM_KERNELS", "PICOTFLM_USB_WINDOWS_RESET",
-            "CMAKE_BUILD_TYPE")
+            "PICOTFLM_EMULATE_CORE1", "CMAKE_BUILD_TYPE")
     found: dict[str, str] = {}
     try:
         text = (build_dir / "CMakeCache.txt").read_text(errors="replace")
@@ -183,6 +183,7 @@ def build_firmware(generated_dir: Path, build_dir: Path, cfg: BuildConfig, *,
     wanted = {"PICOTFLM_GENERATED_DIR": str(generated_dir), "PICOTFLM_IMAGE": cfg.image,
               "PICOTFLM_KERNELS": cfg.kernels,
               "PICOTFLM_USB_WINDOWS_RESET": "ON" if cfg.usb_windows_reset else "OFF",
+              "PICOTFLM_EMULATE_CORE1": "ON" if cfg.emulate_core1 else "OFF",
               "CMAKE_BUILD_TYPE": cfg.build_type}
     if not (build_dir / "build.ninja").is_file() or _cmake_cache(build_dir) != wanted:
         cmd = [tc.cmake, "-S", str(REPO_ROOT), "-B", str(build_dir), "-G", "Ninja",

@@ -273,11 +273,19 @@ class BuildConfig:
     # costs 732 B of static RAM (tinyusb's vendor class); without it the reset interface stays, Linux
     # and macOS picotool use it as before, and BOOTSEL + drag-and-drop works everywhere.
     usb_windows_reset: bool = False
+    # emulator image only: split the convolutions between the cores as the board image does, each of
+    # core 1's jobs run on core 0 at once on core 1's stack, so that the emulated Pico measures that
+    # stack's depth and the split ops' outputs (not their speed: one core runs both halves in turn)
+    emulate_core1: bool = False
 
     def __post_init__(self) -> None:
         _choice("build", "image", self.image, ("emulator", "board"))
         _choice("build", "kernels", self.kernels, ("picotflm", "stock"))
         _bool("build", "usb_windows_reset", self.usb_windows_reset)
+        _bool("build", "emulate_core1", self.emulate_core1)
+        if self.emulate_core1 and self.image != "emulator":
+            raise ConfigError("build.emulate_core1 = true is for the emulator image: the board image runs core 1 itself",
+                              hint="set build.image = \"emulator\", or leave build.emulate_core1 = false")
         _choice("build", "build_type", self.build_type, ("Release", "Debug", "MinSizeRel", "RelWithDebInfo"))
 
 

@@ -26,6 +26,7 @@ from pipeline.config import (STAGE_ORDER, BuildConfig, ClusterConfig, ConfigErro
     (lambda: QuantizeConfig(lr_schedule="step"), "quantize.lr_schedule", "'step'"),
     (lambda: BuildConfig(usb_windows_reset="yes"), "build.usb_windows_reset", "'yes'"),
     (lambda: BuildConfig(usb_windows_reset=1), "build.usb_windows_reset", "1"),
+    (lambda: BuildConfig(emulate_core1="on"), "build.emulate_core1", "'on'"),
 ])
 def test_invalid_values_name_field_value_and_allowed(make, field, value):
     with pytest.raises(ConfigError) as e:
@@ -118,6 +119,13 @@ def test_usb_windows_reset_is_off_by_default_and_set_from_the_command_line():
     assert r.config("build").usb_windows_reset is True
     with pytest.raises(ConfigError, match="build.usb_windows_reset: 'yes'"):
         load_recipe("int8", parse_overrides(["build.usb_windows_reset=yes"]))
+
+
+def test_emulate_core1_is_for_the_emulator_image_only():
+    assert BuildConfig(emulate_core1=True).image == "emulator"
+    with pytest.raises(ConfigError, match="build.emulate_core1 = true is for the emulator image") as e:
+        load_recipe("int8", parse_overrides(["build.image=board", "build.emulate_core1=true"]))
+    assert 'build.image = "emulator"' in e.value.hint
 
 
 @pytest.mark.parametrize("name", ["../x", "a/b", "", ".hidden", "x" * 65, "a..b"])

@@ -33,8 +33,16 @@ bi_decl(bi_program_version_string(PICOTFLM_FW_VERSION));
 bi_decl(bi_program_feature("model " PICOTFLM_MODEL_NAME " sha256 " PICOTFLM_MODEL_HASH));
 bi_decl(bi_program_feature(PICOTFLM_STR(PICOTFLM_VARIANT_COUNT) " model variant(s), one arena"));
 bi_decl(bi_program_feature("tensor arena " PICOTFLM_STR(PICOTFLM_ARENA_SIZE) " bytes"));
+// The cores that run (build.emulate_core1: the board image's splits, core 1's jobs run on core 0).
+#if defined(PICOTFLM_CORE1_ON_CORE0)
+#define PICOTFLM_RUNNING_CORES 1
+bi_decl(bi_program_feature("image " PICOTFLM_IMAGE_NAME ", 1 core for TFLM (core 1's jobs on core 0), "
+                           PICOTFLM_KERNELS_NAME " kernels"));
+#else
+#define PICOTFLM_RUNNING_CORES PICOTFLM_CORES
 bi_decl(bi_program_feature("image " PICOTFLM_IMAGE_NAME ", " PICOTFLM_STR(PICOTFLM_CORES) " core(s) for TFLM, "
                            PICOTFLM_KERNELS_NAME " kernels"));
+#endif
 
 // TFLM's log (MicroPrintf) goes here instead of the serial line, which carries only framed replies:
 // the last message is kept so a failed setup can say why ("Failed to resize buffer. Requested:
@@ -330,7 +338,10 @@ __attribute__((noinline)) void cmd_info() {
 #endif
   ptf_json_str(&j, "board", "pico");
   ptf_json_int(&j, "clock_hz", board_clock_hz());
-  ptf_json_int(&j, "cores", PICOTFLM_CORES);
+  ptf_json_int(&j, "cores", PICOTFLM_RUNNING_CORES);
+#if defined(PICOTFLM_CORE1_ON_CORE0)
+  ptf_json_int(&j, "core1_on_core0", 1);
+#endif
   ptf_json_int(&j, "arena_size", PICOTFLM_ARENA_SIZE);
   ptf_json_int(&j, "arena_limit", (long long)g_arena_limit);
   ptf_json_int(&j, "input_bytes", PICOTFLM_INPUT_BYTES);

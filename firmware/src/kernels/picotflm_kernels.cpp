@@ -760,7 +760,11 @@ int WideTablesMatched() { return g_wide; }
 
 int QuantTablesMatched() { return g_matched; }
 
+#if defined(PICOTFLM_CORE1_ON_CORE0)
+int CoresUsed() { return 1; }  // the splits ran, both halves on core 0 (build.emulate_core1)
+#else
 int CoresUsed() { return g_split_ops > 0 ? 2 : 1; }
+#endif
 int InplaceOps() { return g_inplace_ops; }
 int SplitOps() { return g_split_ops; }
 uint32_t Core1Jobs() { return pk_core1_jobs(); }

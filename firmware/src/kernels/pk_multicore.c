@@ -1,7 +1,7 @@
 // See pk_multicore.h.
 #include "pk_multicore.h"
 
-#if defined(PICOTFLM_CORES) && PICOTFLM_CORES == 2
+#if defined(PICOTFLM_CORES) && PICOTFLM_CORES == 2 && !defined(PICOTFLM_CORE1_ON_CORE0)
 
 #include "hardware/sync.h"
 #include "pico/multicore.h"
@@ -52,6 +52,62 @@ void pk_core1_wait(void) {
     (void)multicore_fifo_pop_blocking();
     __dmb();
 }
+
+uint32_t pk_core1_jobs(void) { return g_jobs; }
+
+uint32_t pk_core1_stack_size(void) { return (uint32_t)(PK_STACK1_TOP - PK_STACK1_BOTTOM); }
+
+uint32_t pk_core1_stack_peak(void) {
+    if (!g_launched) return 0;
+    uintptr_t a = PK_STACK1_BOTTOM;
+    while (a < PK_STACK1_TOP && *(volatile const uint32_t*)a == kPaint) a += 4;
+    return (uint32_t)(PK_STACK1_TOP - a);
+}
+
+#elif defined(PICOTFLM_CORE1_ON_CORE0)
+
+#include "hardware/sync.h"
+
+// The emulator image with the board image's splits (build.emulate_core1): rp2040js runs core 0 only,
+// so each job for core 1 runs on core 0 at once (core 0's own share then follows: the same outputs),
+// but on core 1's stack, the linker's .stack1 at the top of SCRATCH_X as on the board, painted the
+// same way, with interrupts off as core 1 has them. `mem` then reports how deep the code core 1 runs
+// goes, measured instead of estimated.
+extern char __StackOneBottom[], __StackOneTop[];
+#define PK_STACK1_BOTTOM ((uintptr_t)__StackOneBottom)
+#define PK_STACK1_TOP ((uintptr_t)__StackOneTop)
+
+static const uint32_t kPaint = 0xC0FFEE11u;
+static uint32_t g_jobs;
+static int g_launched;
+
+// fn(arg) with the stack pointer at `top` (8-byte aligned), then back on the caller's stack.
+__attribute__((noinline)) static void run_on_stack(void (*fn)(void*), void* arg, uintptr_t top) {
+    register void* a0 __asm__("r0") = arg;
+    __asm__ volatile(
+        "mov r4, sp\n\t"
+        "mov sp, %[top]\n\t"
+        "push {r4, r5}\n\t"
+        "blx %[fn]\n\t"
+        "pop {r4, r5}\n\t"
+        "mov sp, r4\n\t"
+        : "+r"(a0)
+        : [fn] "r"(fn), [top] "r"(top)
+        : "r1", "r2", "r3", "r4", "r5", "r12", "lr", "memory", "cc");
+}
+
+void pk_core1_start(void (*fn)(void*), void* arg) {
+    if (!g_launched) {
+        for (uintptr_t a = PK_STACK1_BOTTOM; a < PK_STACK1_TOP; a += 4) *(volatile uint32_t*)a = kPaint;
+        g_launched = 1;
+    }
+    const uint32_t irq = save_and_disable_interrupts();
+    run_on_stack(fn, arg, PK_STACK1_TOP & ~(uintptr_t)7u);
+    restore_interrupts(irq);
+    g_jobs++;
+}
+
+void pk_core1_wait(void) {}
 
 uint32_t pk_core1_jobs(void) { return g_jobs; }
 

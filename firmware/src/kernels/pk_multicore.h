@@ -3,7 +3,8 @@
 // answers in the FIFO. Core 0 starts a job, does its own share, then waits: one job at a time, so
 // every op that hands work to core 1 (picotflm's convolutions, and in the board image pico-tflmicro's
 // int8 matrix product through pk_core1_shim.h) finds it idle, whatever ran before.
-// In the emulator image (one core) nothing here is compiled in and the kernels never call it.
+// In the emulator image (one core) nothing here is compiled in and the kernels never call it; with
+// build.emulate_core1 (PICOTFLM_CORE1_ON_CORE0) a job runs on core 0 at once, on core 1's stack.
 #ifndef PICOTFLM_PK_MULTICORE_H_
 #define PICOTFLM_PK_MULTICORE_H_
 
