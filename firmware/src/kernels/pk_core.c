@@ -251,7 +251,7 @@ static int32_t weight_sum(const int8_t* w, int32_t n) {
 
 // Output channels [oc, oc + n) (n = 1 or 2: the channels left over after the groups of four) over
 // every output pixel.
-static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
+__attribute__((noinline)) static void conv_group(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
                        int8_t* out, int32_t oc, int32_t n) {
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
