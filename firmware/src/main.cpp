@@ -155,7 +155,26 @@ picotflm::PlannedMemoryPlanner g_planner;  // outside the arena: the arena keeps
 bool g_ready = false;
 size_t g_arena_limit = PICOTFLM_ARENA_SIZE;
 size_t g_arena_used = 0;
-char g_setup_error[256] = "";
+// Why the last setup failed, or "". The text is kept in the tensor arena, which nothing uses once a
+// setup has failed (fail_setup destroys the interpreter first, and the next setup starts afresh):
+// 256 bytes of static RAM fewer than a buffer of its own.
+constexpr size_t kSetupErrorMax = PICOTFLM_ARENA_SIZE < 256 ? PICOTFLM_ARENA_SIZE : 256;
+bool g_setup_failed = false;
+const char* setup_error() { return g_setup_failed ? reinterpret_cast<const char*>(g_tensor_arena) : ""; }
+
+// Ends a failed setup: the interpreter destroyed, then the reason written (printf-style). false.
+__attribute__((format(printf, 1, 2))) bool fail_setup(const char* format, ...) {
+  if (g_interpreter != nullptr) {
+    g_interpreter->~MicroInterpreter();
+    g_interpreter = nullptr;
+  }
+  va_list args;
+  va_start(args, format);
+  vsnprintf(reinterpret_cast<char*>(g_tensor_arena), kSetupErrorMax, format, args);
+  va_end(args);
+  g_setup_failed = true;
+  return false;
+}
 
 // Variants (model_data.h): the one set up now; every request but `variants`/`select`/`auto` uses it.
 // The automatic policy (`policy`, `auto`) runs variant 0 first and the next one while the top-1
@@ -190,7 +209,7 @@ const char* type_name(TfLiteType t) { return TfLiteTypeGetName(t); }
 __attribute__((noinline)) bool setup_untimed(size_t limit) {
   g_ready = false;
   g_arena_used = 0;
-  g_setup_error[0] = '\0';
+  g_setup_failed = false;
   if (g_interpreter != nullptr) {
     g_interpreter->~MicroInterpreter();
     g_interpreter = nullptr;
@@ -198,21 +217,17 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
   g_arena_limit = limit;
   if (g_ops_ok) g_tflm_log[0] = '\0';
   if (!g_ops_ok) {
-    snprintf(g_setup_error, sizeof g_setup_error, "registering the model's %d operator kinds failed: %s",
+    return fail_setup("registering the model's %d operator kinds failed: %s",
              kPicotflmOpKinds, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
-    return false;
   }
   if (limit < kArenaFloor) {
-    snprintf(g_setup_error, sizeof g_setup_error,
-             "a %u-byte arena cannot even hold TFLM's allocator and planner (%u bytes)", (unsigned)limit,
+    return fail_setup("a %u-byte arena cannot even hold TFLM's allocator and planner (%u bytes)", (unsigned)limit,
              (unsigned)kArenaFloor);
-    return false;
   }
   const tflite::Model* model = tflite::GetModel(g_picotflm_variants[g_variant].data);
   if (model->version() != PICOTFLM_SCHEMA_VERSION || model->version() != TFLITE_SCHEMA_VERSION) {
-    snprintf(g_setup_error, sizeof g_setup_error, "model schema version %lu, this TFLM supports %d",
+    return fail_setup("model schema version %lu, this TFLM supports %d",
              (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
-    return false;
   }
 #if PICOTFLM_FAST_KERNELS
   picotflm::ResetQuantTableCounts();  // count this setup's Prepare calls only
@@ -222,8 +237,7 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
   g_planner.SetPlan(g_picotflm_variants[g_variant].plan, g_picotflm_variants[g_variant].plan_entries);
   tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(g_tensor_arena, limit, &g_planner);
   if (allocator == nullptr) {
-    snprintf(g_setup_error, sizeof g_setup_error, "a %u-byte arena cannot hold TFLM's allocator", (unsigned)limit);
-    return false;
+    return fail_setup("a %u-byte arena cannot hold TFLM's allocator", (unsigned)limit);
   }
   g_interpreter = new (g_interpreter_storage)
       tflite::MicroInterpreter(model, g_resolver, allocator, nullptr, &g_profiler);
@@ -232,26 +246,22 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
       tflite::MicroInterpreter(model, g_resolver, g_tensor_arena, limit, nullptr, &g_profiler);
 #endif
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
-    snprintf(g_setup_error, sizeof g_setup_error, "AllocateTensors failed with a %u-byte arena: %s",
+    return fail_setup("AllocateTensors failed with a %u-byte arena: %s",
              (unsigned)limit, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
-    return false;
   }
   g_arena_used = g_interpreter->arena_used_bytes();
   TfLiteTensor* in = g_interpreter->input(0);
   TfLiteTensor* out = g_interpreter->output(0);
   if (in == nullptr || out == nullptr) {
-    snprintf(g_setup_error, sizeof g_setup_error, "the model has no input or output tensor");
-    return false;
+    return fail_setup("the model has no input or output tensor");
   }
   if (in->type != PICOTFLM_INPUT_TYPE || in->bytes != PICOTFLM_INPUT_BYTES) {
-    snprintf(g_setup_error, sizeof g_setup_error, "input tensor is %s, %u bytes; the rendered config says %s, %u bytes",
+    return fail_setup("input tensor is %s, %u bytes; the rendered config says %s, %u bytes",
              type_name(in->type), (unsigned)in->bytes, type_name(PICOTFLM_INPUT_TYPE), (unsigned)PICOTFLM_INPUT_BYTES);
-    return false;
   }
   if (out->type != PICOTFLM_OUTPUT_TYPE || out->bytes != PICOTFLM_OUTPUT_BYTES) {
-    snprintf(g_setup_error, sizeof g_setup_error, "output tensor is %s, %u bytes; the rendered config says %s, %u bytes",
+    return fail_setup("output tensor is %s, %u bytes; the rendered config says %s, %u bytes",
              type_name(out->type), (unsigned)out->bytes, type_name(PICOTFLM_OUTPUT_TYPE), (unsigned)PICOTFLM_OUTPUT_BYTES);
-    return false;
   }
   g_ready = true;
   return true;
@@ -348,7 +358,7 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "output_bytes", PICOTFLM_OUTPUT_BYTES);
   ptf_json_int(&j, "golden_count", PICOTFLM_GOLDEN_COUNT);
   ptf_json_str(&j, "status", g_ready ? "ready" : "error");
-  ptf_json_str(&j, "setup_error", g_setup_error);
+  ptf_json_str(&j, "setup_error", setup_error());
   send(&j);
 }
 
@@ -551,7 +561,7 @@ __attribute__((noinline)) void cmd_variants() {
   send(&j);
 }
 
-// Set up variant `v` in the arena (a switch); false with g_setup_error set when that fails.
+// Set up variant `v` in the arena (a switch); false with setup_error() saying why when that fails.
 bool switch_to(int v) {
   g_variant = v;
   return setup(g_arena_limit);
@@ -564,7 +574,7 @@ __attribute__((noinline)) void cmd_select(uint32_t v) {
              (unsigned long)v, PICOTFLM_VARIANT_COUNT, PICOTFLM_VARIANT_COUNT - 1);
     return send_error("range", msg);
   }
-  if (!switch_to((int)v)) return send_error("setup", g_setup_error[0] ? g_setup_error : "setup failed");
+  if (!switch_to((int)v)) return send_error("setup", g_setup_failed ? setup_error() : "setup failed");
   ptf_json_t j;
   begin(&j, "select");
   ptf_json_int(&j, "variant", g_variant);
@@ -617,7 +627,7 @@ __attribute__((noinline)) void cmd_auto(const ptf_request_t& r) {
   const uint8_t* o = nullptr;
   for (int level = 0;; level++) {
     if (g_variant != level || !g_ready) {
-      if (!switch_to(level)) return send_error("setup", g_setup_error[0] ? g_setup_error : "setup failed");
+      if (!switch_to(level)) return send_error("setup", g_setup_failed ? setup_error() : "setup failed");
       switch_cycles += g_last_setup_cycles;
       switch_us += g_last_setup_us;
       switches++;
@@ -693,7 +703,7 @@ __attribute__((noinline)) void handle(const ptf_request_t& r) {
     default:
       break;
   }
-  if (!g_ready) return send_error("setup", g_setup_error[0] ? g_setup_error : "setup failed");
+  if (!g_ready) return send_error("setup", g_setup_failed ? setup_error() : "setup failed");
   switch (r.cmd) {
     case PTF_CMD_MEM:
       return cmd_mem();
