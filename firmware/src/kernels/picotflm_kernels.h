@@ -42,6 +42,9 @@ struct QuantCacheSlot {
   uint32_t key[12];
   int32_t out_mult, out_shift, act_min, act_max;
   bool valid;
+  // The filter data (in flash) whose weights the table's expanded weights were found equal to:
+  // the next Prepare of that op takes the table without comparing them again.
+  const void* wide_filter;
 };
 // `cache`: `count` slots, or nullptr (a firmware with one model sets up once: no cache).
 void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache = nullptr);
