@@ -175,16 +175,21 @@ struct PartJob {
 // The whole op's channels, nothing kept: what pk_conv_s8 does.
 constexpr pk_conv_opts kAllChannels = {nullptr, 0, 0, -1, 1};
 
-void RunPart(const PartJob& j) {
+// Core 0 calls it with its share's arguments (no PartJob on its stack), core 1 with a PartJob's.
+void RunPart(const pk_conv_params* p, const pk_part& part, const int8_t* in, const int8_t* w, const int32_t* bias,
+             int8_t* out, bool depthwise, const pk_conv_opts* opts) {
   pk_conv_params view;
   int32_t in_offset, out_offset;
-  pk_part_view(j.p, &j.part, &view, &in_offset, &out_offset);
-  if (j.depthwise) pk_dwconv_s8(&view, j.in + in_offset, j.w, j.bias, j.out + out_offset);
-  else pk_conv_s8_ex(&view, j.in + in_offset, j.w, j.bias, j.out + out_offset, &j.opts);
+  pk_part_view(p, &part, &view, &in_offset, &out_offset);
+  if (depthwise) pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
+  else pk_conv_s8_ex(&view, in + in_offset, w, bias, out + out_offset, opts);
 }
 
 #if PICOTFLM_CORES == 2
-void RunPartOnCore1(void* job) { RunPart(*static_cast<const PartJob*>(job)); }
+void RunPartOnCore1(void* job) {
+  const PartJob& j = *static_cast<const PartJob*>(job);
+  RunPart(j.p, j.part, j.in, j.w, j.bias, j.out, j.depthwise, &j.opts);
+}
 #endif
 
 int g_inplace_ops = 0;  // op runs computed in place since boot
@@ -210,12 +215,14 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
     if (end <= oy) return false;
     const pk_part band = {oy, end};
     if (!both) {
-      RunPart(PartJob{p, in, w, bias, out, band, depthwise, {chan_cache, oy > 0, 0, -1, 1}});
+      const pk_conv_opts all = {chan_cache, oy > 0, 0, -1, 1};
+      RunPart(p, band, in, w, bias, out, depthwise, &all);
     } else {
 #if PICOTFLM_CORES == 2
       const PartJob core1 = {p, in, w, bias, out, band, false, {chan_cache, oy > 0, groups / 2, groups, 1}};
       pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
-      RunPart(PartJob{p, in, w, bias, out, band, false, {chan_cache, oy > 0, 0, groups / 2, 0}});
+      const pk_conv_opts first_half = {chan_cache, oy > 0, 0, groups / 2, 0};
+      RunPart(p, band, in, w, bias, out, false, &first_half);
       pk_core1_wait();
 #endif
     }
@@ -241,7 +248,7 @@ bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const i
   if (pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
     const PartJob core1 = {p, in, w, bias, out, parts[1], depthwise, kAllChannels};
     pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
-    RunPart(PartJob{p, in, w, bias, out, parts[0], depthwise, kAllChannels});
+    RunPart(p, parts[0], in, w, bias, out, depthwise, &kAllChannels);
     pk_core1_wait();
     g_split_ops++;
     return true;

@@ -332,9 +332,7 @@ void pk_span4w(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count
 typedef struct {
     const int8_t* w0;  // weights of the group's first channel; the other three follow, k apart
     int32_t k, rows, row_len, row_stride;  // in this order: pk_dot4_rows reads them as an array
-    int32_t be[4];     // bias + input offset * sum of the channel's weights
-    pk_quant q[4];
-    int32_t lo_at[4];  // pk_lo_threshold of each channel
+    pk_quant q[4];     // (each channel's folded bias and ReLU threshold: args.be, args.ch[].lo_at)
     int32_t out_off, lo, hi;
     int fast;          // every channel passes pk_fits
     int asm_span;      // fast, no left shift: pk_span4 (M0+ assembly) takes the interior spans
@@ -347,17 +345,17 @@ __attribute__((always_inline)) static inline void span4_body(const pk_group4* g,
                                                              int8_t* o, int32_t o_step, int32_t count, int fast) {
     const int32_t out_off = g->out_off, lo = g->lo, hi = g->hi;
     for (; count > 0; count--, x += x_step, o += o_step) {
-        int32_t a[4] = {g->be[0], g->be[1], g->be[2], g->be[3]};
+        int32_t a[4] = {g->args.be[0], g->args.be[1], g->args.be[2], g->args.be[3]};
 #if defined(__ARM_ARCH_6M__)
         pk_dot4_rows(x, g->w0, &g->k, a);
 #else
         dot4(x, g->rows, g->row_len, g->row_stride, g->w0, g->k, a);
 #endif
         if (fast) {
-            o[0] = a[0] <= g->lo_at[0] ? (int8_t)lo : pk_out_fast(a[0], &g->q[0], out_off, lo, hi);
-            o[1] = a[1] <= g->lo_at[1] ? (int8_t)lo : pk_out_fast(a[1], &g->q[1], out_off, lo, hi);
-            o[2] = a[2] <= g->lo_at[2] ? (int8_t)lo : pk_out_fast(a[2], &g->q[2], out_off, lo, hi);
-            o[3] = a[3] <= g->lo_at[3] ? (int8_t)lo : pk_out_fast(a[3], &g->q[3], out_off, lo, hi);
+            o[0] = a[0] <= g->args.ch[0].lo_at ? (int8_t)lo : pk_out_fast(a[0], &g->q[0], out_off, lo, hi);
+            o[1] = a[1] <= g->args.ch[1].lo_at ? (int8_t)lo : pk_out_fast(a[1], &g->q[1], out_off, lo, hi);
+            o[2] = a[2] <= g->args.ch[2].lo_at ? (int8_t)lo : pk_out_fast(a[2], &g->q[2], out_off, lo, hi);
+            o[3] = a[3] <= g->args.ch[3].lo_at ? (int8_t)lo : pk_out_fast(a[3], &g->q[3], out_off, lo, hi);
         } else {
             o[0] = pk_out_q(a[0], &g->q[0], out_off, lo, hi);
             o[1] = pk_out_q(a[1], &g->q[1], out_off, lo, hi);
@@ -424,7 +422,7 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_
         return;
     }
 #endif
-    int32_t a[4] = {g->be[0], g->be[1], g->be[2], g->be[3]};
+    int32_t a[4] = {g->args.be[0], g->args.be[1], g->args.be[2], g->args.be[3]};
 #if defined(__ARM_ARCH_6M__)
     const int32_t args[4] = {g->k, 1, g->k, 0};
     pk_dot4_rows(patch, g->w0, args, a);
@@ -432,7 +430,7 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_
     dot4(patch, 1, g->k, 0, g->w0, g->k, a);
 #endif
     for (int32_t j = 0; j < 4; j++)
-        o[j] = a[j] <= g->lo_at[j] ? (int8_t)g->lo
+        o[j] = a[j] <= g->args.ch[j].lo_at ? (int8_t)g->lo
                : g->fast           ? pk_out_fast(a[j], &g->q[j], g->out_off, g->lo, g->hi)
                                    : pk_out_q(a[j], &g->q[j], g->out_off, g->lo, g->hi);
 }
@@ -484,9 +482,9 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
             g.q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
             int32_t* cj = chan != (int32_t*)0 ? chan + 3 * (oc + j) : (int32_t*)0;
             if (cj != (int32_t*)0 && chan_known) {
-                g.be[j] = cj[0];
+                g.args.be[j] = cj[0];
                 abs_sum[j] = (uint32_t)cj[1];
-                g.lo_at[j] = cj[2];
+                g.args.ch[j].lo_at = cj[2];
                 continue;
             }
             int32_t sum = 0;
@@ -498,21 +496,21 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
                 asum += (uint32_t)(v < 0 ? -v : v);
             }
             abs_sum[j] = asum;
-            g.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
-            g.lo_at[j] = p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
+            g.args.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
+            g.args.ch[j].lo_at =
+                p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
             if (cj != (int32_t*)0) {
-                cj[0] = g.be[j];
+                cj[0] = g.args.be[j];
                 cj[1] = (int32_t)asum;
-                cj[2] = g.lo_at[j];
+                cj[2] = g.args.ch[j].lo_at;
             }
         }
         g.fast = 1;
         g.asm_span = 1;
         for (int32_t j = 0; j < 4; j++) {
-            g.fast &= pk_fits_sum(g.be[j], abs_sum[j], &g.q[j]);
+            g.fast &= pk_fits_sum(g.args.be[j], abs_sum[j], &g.q[j]);
             g.asm_span &= g.q[j].left == 0;
             pk_span_ch* ch = &g.args.ch[j];  // field by field: a struct copy may become a memcpy call
-            ch->lo_at = g.lo_at[j];
             ch->mh = g.q[j].mh;
             ch->ml = (int32_t)g.q[j].ml;
             ch->right = g.q[j].right;
@@ -521,7 +519,6 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
             ch->out_off = g.out_off;
             ch->lo = g.lo;
             ch->hi = g.hi;
-            g.args.be[j] = g.be[j];
         }
         g.asm_span &= g.fast;
         g.args.w0 = g.w0;
