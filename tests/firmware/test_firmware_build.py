@@ -136,3 +136,46 @@ def test_host_tables_are_used_only_where_they_equal_the_model(toolchain, tmp_pat
         assert got["wide_tables"] == len(wide) - 1
         g = board.request("golden", timeout=60)
         assert g["exact"] == g["count"] == 4 and g["max_diff"] == 0
+
+
+def test_a_mean_off_the_fast_path_keeps_tflm_data_and_stays_exact(toolchain, tmp_path):
+    """A MEAN over one axis only is not what picotflm's fast path computes: its Prepare keeps TFLM's
+    own op data (the 16-byte record is for the fast path only) and its Eval runs TFLM's kernel,
+    bit-exact with host TFLM on the golden inputs."""
+    from pipeline.build import build_firmware
+    from pipeline.config import ConvertConfig
+    from pipeline.convert import convert, inspect_tflite
+    from pipeline.device.client import BoardClient
+    from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir
+    from pipeline.errors import PipelineError
+    from pipeline.render import render
+    from pipeline.stages import build_dir_for
+    from pipeline.verify import images_to_input, run_tflm
+
+    try:
+        check_emulator_dir(emulator_dir())
+    except PipelineError as e:
+        pytest.skip(f"no emulated Pico: {e}")
+    keras = _models._keras()
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    i = L.Input((48, 48, 3))
+    x = L.Conv2D(8, 3, strides=4, padding="same", activation="relu")(i)
+    x = L.Lambda(lambda t: keras.backend.mean(t, axis=1))(x)  # MEAN over the rows only
+    x = L.Flatten()(x)
+    out = L.Dense(len(_models.CLASSES), activation="softmax")(x)
+    rep = _models.images(16).astype(np.float32) / 255.0
+    data = convert(keras.Model(i, out), rep, ConvertConfig(representative_samples=16))
+    info = inspect_tflite(data)
+    assert "MEAN" in info.op_sequence  # over axis 1: TFLM's Eval
+    x_in = images_to_input(_models.images(4, seed=5), info)
+    y, _ = run_tflm(data, x_in, 64 * 1024)
+    gen = tmp_path / "gen"
+    render(data, RenderConfig(arena_bytes=32 * 1024), gen, golden_inputs=x_in, golden_outputs=y,
+           golden_labels=[0, 1, 2, 3], class_names=_models.CLASSES, host_arena_bytes=0, provenance={})
+    res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
+    with EmulatedPico(res.elf) as pico, BoardClient(pico.port, timeout=10.0) as board:
+        got = board.handshake(info.sha256[:16])
+        assert got["kernels"] == "picotflm" and got["status"] == "ready"
+        g = board.request("golden", timeout=60)
+        assert g["exact"] == g["count"] == 4 and g["max_diff"] == 0
