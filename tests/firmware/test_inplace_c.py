@@ -13,6 +13,7 @@ from tests.firmware.test_kernels_c import Params, Part, _random_conv, _run, lib 
 CASES = [
     # (shape, out_c, kernel, stride, padding)
     ((48, 48, 3), 8, 3, 2, "same"),    # MicroPizzaNet's first conv
+    ((48, 48, 3), 8, 3, 4, "same"),    # stride 4: an output row frees more than one input row
     ((13, 11, 3), 5, 3, 2, "same"),    # odd sizes, a leftover channel group
     ((9, 10, 4), 6, 5, 1, "same"),     # two rows of padding above: rows read before they exist
     ((16, 16, 3), 4, 3, 1, "valid"),   # stride 1: the output row is longer than the input row it frees
