@@ -62,3 +62,21 @@ def float_tflite() -> bytes:
     from pipeline.convert import convert_float
 
     return convert_float(micropizzanet_like())
+
+
+def render_with_golden(data: bytes, out, cfg=None, *, golden: int = 4, host_arena_bytes: int | None = None):
+    """The firmware sources of ``data`` rendered into ``out``, with ``golden`` of ``images`` as the
+    golden inputs and host TFLM's outputs for them (``host_arena_bytes`` None: the host minimum).
+    Returns the model's ModelInfo."""
+    from pipeline.config import RenderConfig
+    from pipeline.convert import inspect_tflite
+    from pipeline.render import render
+    from pipeline.verify import images_to_input, minimal_arena, run_tflm
+
+    info = inspect_tflite(data)
+    x = images_to_input(images(golden), info)
+    y, _ = run_tflm(data, x, 64 * 1024)
+    arena = minimal_arena(data, info) if host_arena_bytes is None else host_arena_bytes
+    render(data, cfg or RenderConfig(), out, golden_inputs=x, golden_outputs=y, golden_labels=list(range(golden)),
+           class_names=CLASSES, host_arena_bytes=arena, provenance={"tool_version": "test"})
+    return info

@@ -75,31 +75,20 @@ def _script(path, body):
     return str(path)
 
 
-def test_usb_windows_reset_reaches_cmake_and_a_change_reconfigures(tmp_path, monkeypatch):
+@pytest.mark.parametrize("key, cfgs", [
+    ("PICOTFLM_USB_WINDOWS_RESET", [{"image": "board"}, {"image": "board"}, {"image": "board", "usb_windows_reset": True}]),
+    ("PICOTFLM_EMULATE_CORE1", [{}, {"emulate_core1": True}, {"emulate_core1": True}]),
+], ids=["usb_windows_reset", "emulate_core1"])
+def test_an_image_option_reaches_cmake_and_a_change_reconfigures(tmp_path, monkeypatch, key, cfgs):
     tc = Toolchain(sdk=tmp_path, sdk_version=(2, 2, 0), tflm=tmp_path, gcc="arm-none-eabi-gcc",
                    cmake=_script(tmp_path / "cmake", FAKE_CMAKE), ninja=_script(tmp_path / "ninja", FAKE_NINJA),
                    ccache=None)
     monkeypatch.setattr(build, "elf_memory_map", lambda elf: {})
     gen, build_dir = tmp_path / "generated", tmp_path / "build"
     gen.mkdir()
-    for windows_reset in (False, False, True):
-        cfg = BuildConfig(image="board", usb_windows_reset=windows_reset)
-        assert build_firmware(gen, build_dir, cfg, toolchain=tc).uf2.is_file()
+    for cfg in cfgs:
+        assert build_firmware(gen, build_dir, BuildConfig(**cfg), toolchain=tc).uf2.is_file()
     configures = [line.split() for line in (build_dir / "configures.txt").read_text().splitlines()]
     # configured once for the default, not again for the same settings, again when the option changes
     assert len(configures) == 2
-    assert "PICOTFLM_USB_WINDOWS_RESET=OFF" in configures[0] and "PICOTFLM_USB_WINDOWS_RESET=ON" in configures[1]
-
-
-def test_emulate_core1_reaches_cmake(tmp_path, monkeypatch):
-    tc = Toolchain(sdk=tmp_path, sdk_version=(2, 2, 0), tflm=tmp_path, gcc="arm-none-eabi-gcc",
-                   cmake=_script(tmp_path / "cmake", FAKE_CMAKE), ninja=_script(tmp_path / "ninja", FAKE_NINJA),
-                   ccache=None)
-    monkeypatch.setattr(build, "elf_memory_map", lambda elf: {})
-    gen, build_dir = tmp_path / "generated", tmp_path / "build"
-    gen.mkdir()
-    for emulate in (False, True, True):
-        assert build_firmware(gen, build_dir, BuildConfig(emulate_core1=emulate), toolchain=tc).uf2.is_file()
-    configures = [line.split() for line in (build_dir / "configures.txt").read_text().splitlines()]
-    assert len(configures) == 2
-    assert "PICOTFLM_EMULATE_CORE1=OFF" in configures[0] and "PICOTFLM_EMULATE_CORE1=ON" in configures[1]
+    assert f"{key}=OFF" in configures[0] and f"{key}=ON" in configures[1]

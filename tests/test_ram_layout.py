@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import BuildConfig, RenderConfig
+from pipeline.config import BuildConfig
 from tests import _models
 
 pytestmark = pytest.mark.firmware
@@ -38,18 +38,8 @@ def _tool(toolchain, name: str) -> str:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     """The firmware sources of one rendered int8 model."""
-    from pipeline.convert import inspect_tflite
-    from pipeline.render import render
-    from pipeline.verify import images_to_input, minimal_arena, run_tflm
-
-    data = _models.int8_tflite()
-    info = inspect_tflite(data)
-    x = images_to_input(_models.images(4), info)
-    y, _ = run_tflm(data, x, 64 * 1024)
     gen = tmp_path_factory.mktemp("gen")
-    render(data, RenderConfig(), gen, golden_inputs=x, golden_outputs=y, golden_labels=list(range(4)),
-           class_names=_models.CLASSES, host_arena_bytes=minimal_arena(data, info),
-           provenance={"tool_version": "test"})
+    _models.render_with_golden(_models.int8_tflite(), gen)
     return gen
 
 

@@ -1,31 +1,35 @@
 """Both firmware images build from rendered sources, offline, and their ELF says what they hold."""
 import struct
-from pathlib import Path
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from pipeline.config import BuildConfig, RenderConfig
 from tests import _models
+from tests.conftest import require_emulated_pico
 
 pytestmark = pytest.mark.firmware
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
-    from pipeline.convert import inspect_tflite
-    from pipeline.render import render
-    from pipeline.verify import images_to_input, minimal_arena, run_tflm
-
-    data = _models.int8_tflite()
-    info = inspect_tflite(data)
-    x = images_to_input(_models.images(6), info)
-    y, _ = run_tflm(data, x, 64 * 1024)
     out = tmp_path_factory.mktemp("gen")
-    render(data, RenderConfig(), out, golden_inputs=x, golden_outputs=y, golden_labels=list(range(6)),
-           class_names=_models.CLASSES, host_arena_bytes=minimal_arena(data, info),
-           provenance={"tool_version": "test"})
-    return out, info
+    return out, _models.render_with_golden(_models.int8_tflite(), out, golden=6)
+
+
+@contextmanager
+def _board(toolchain, tmp_path, gen):
+    """The emulator image built from the sources in ``gen``, running in the emulated Pico."""
+    from pipeline.build import build_firmware
+    from pipeline.device.client import BoardClient
+    from pipeline.emulator import EmulatedPico
+    from pipeline.stages import build_dir_for
+
+    require_emulated_pico()
+    res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
+    with EmulatedPico(res.elf) as pico, BoardClient(pico.port, timeout=10.0) as board:
+        yield board
 
 
 @pytest.mark.parametrize("image", ["emulator", "board"])
@@ -55,28 +59,13 @@ def test_image_builds_and_its_memory_map_is_read(toolchain, generated, tmp_path,
 def test_too_small_an_arena_is_reported_by_the_firmware_with_the_size_it_needed(toolchain, tmp_path):
     """The arena is rendered too small on purpose: the board answers `info` with status error and
     TFLM's own words about the bytes it was missing, and refuses to measure."""
-    from pipeline.build import build_firmware
-    from pipeline.convert import inspect_tflite
-    from pipeline.device.client import BoardClient
-    from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir
     from pipeline.errors import PipelineError
-    from pipeline.render import render
-    from pipeline.stages import build_dir_for
-    from pipeline.verify import images_to_input, run_tflm
 
-    try:
-        check_emulator_dir(emulator_dir())
-    except PipelineError as e:
-        pytest.skip(f"no emulated Pico: {e}")
-    data = _models.int8_tflite()
-    info = inspect_tflite(data)
-    x = images_to_input(_models.images(1), info)
-    y, _ = run_tflm(data, x, 64 * 1024)
+    require_emulated_pico()
     gen = tmp_path / "gen"
-    render(data, RenderConfig(arena_bytes=8000), gen, golden_inputs=x, golden_outputs=y, golden_labels=[0],
-           class_names=_models.CLASSES, host_arena_bytes=0, provenance={})
-    res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
-    with EmulatedPico(res.elf) as pico, BoardClient(pico.port, timeout=10.0) as board:
+    info = _models.render_with_golden(_models.int8_tflite(), gen, RenderConfig(arena_bytes=8000), golden=1,
+                                      host_arena_bytes=0)
+    with _board(toolchain, tmp_path, gen) as board:
         reply = board.request("info")
         assert reply["status"] == "error"
         assert "AllocateTensors failed with a 8000-byte arena" in reply["setup_error"]
@@ -94,29 +83,15 @@ def test_host_tables_are_used_only_where_they_equal_the_model(toolchain, tmp_pat
     path. Both still give the golden outputs bit for bit."""
     import re
 
-    from pipeline.build import build_firmware
-    from pipeline.convert import inspect_tflite
-    from pipeline.device.client import BoardClient
-    from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir
-    from pipeline.errors import PipelineError
-    from pipeline.render import conv_quant_tables, render
-    from pipeline.stages import build_dir_for
-    from pipeline.verify import images_to_input, run_tflm
+    from pipeline.render import conv_quant_tables
 
-    try:
-        check_emulator_dir(emulator_dir())
-    except PipelineError as e:
-        pytest.skip(f"no emulated Pico: {e}")
+    require_emulated_pico()
     data = _models.int8_tflite()
-    info = inspect_tflite(data)
     tables = conv_quant_tables(data)
-    wide = [t["index"] for t in ({**t, "index": i} for i, t in enumerate(tables)) if t["wx"]]
+    wide = [i for i, t in enumerate(tables) if t["wx"]]
     assert len(tables) >= 3 and len(wide) >= 2
-    x = images_to_input(_models.images(4), info)
-    y, _ = run_tflm(data, x, 64 * 1024)
     gen = tmp_path / "gen"
-    render(data, RenderConfig(arena_bytes=32 * 1024), gen, golden_inputs=x, golden_outputs=y,
-           golden_labels=[0, 1, 2, 3], class_names=_models.CLASSES, host_arena_bytes=0, provenance={})
+    info = _models.render_with_golden(data, gen, RenderConfig(arena_bytes=32 * 1024), host_arena_bytes=0)
     header = gen / "op_resolver.h"
     text = header.read_text()
 
@@ -128,8 +103,7 @@ def test_host_tables_are_used_only_where_they_equal_the_model(toolchain, tmp_pat
     text = bump_first(text, f"kPicotflmMult{wide[0]}")
     text = bump_first(text, f"kPicotflmWide{wide[-1]}")
     header.write_text(text)
-    res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
-    with EmulatedPico(res.elf) as pico, BoardClient(pico.port, timeout=10.0) as board:
+    with _board(toolchain, tmp_path, gen) as board:
         got = board.handshake(info.sha256[:16])
         assert got["quant_tables_matched"] == len(tables) - 1 and got["quant_tables_missed"] == 1
         assert got["threshold_tables"] == len(tables) - 1 and got["threshold_tables_rejected"] == 0
@@ -142,20 +116,10 @@ def test_a_mean_off_the_fast_path_keeps_tflm_data_and_stays_exact(toolchain, tmp
     """A MEAN over one axis only is not what picotflm's fast path computes: its Prepare keeps TFLM's
     own op data (the 16-byte record is for the fast path only) and its Eval runs TFLM's kernel,
     bit-exact with host TFLM on the golden inputs."""
-    from pipeline.build import build_firmware
     from pipeline.config import ConvertConfig
-    from pipeline.convert import convert, inspect_tflite
-    from pipeline.device.client import BoardClient
-    from pipeline.emulator import EmulatedPico, check_emulator_dir, emulator_dir
-    from pipeline.errors import PipelineError
-    from pipeline.render import render
-    from pipeline.stages import build_dir_for
-    from pipeline.verify import images_to_input, run_tflm
+    from pipeline.convert import convert
 
-    try:
-        check_emulator_dir(emulator_dir())
-    except PipelineError as e:
-        pytest.skip(f"no emulated Pico: {e}")
+    require_emulated_pico()
     keras = _models._keras()
     keras.utils.set_random_seed(3)
     L = keras.layers
@@ -166,15 +130,10 @@ def test_a_mean_off_the_fast_path_keeps_tflm_data_and_stays_exact(toolchain, tmp
     out = L.Dense(len(_models.CLASSES), activation="softmax")(x)
     rep = _models.images(16).astype(np.float32) / 255.0
     data = convert(keras.Model(i, out), rep, ConvertConfig(representative_samples=16))
-    info = inspect_tflite(data)
-    assert "MEAN" in info.op_sequence  # over axis 1: TFLM's Eval
-    x_in = images_to_input(_models.images(4, seed=5), info)
-    y, _ = run_tflm(data, x_in, 64 * 1024)
     gen = tmp_path / "gen"
-    render(data, RenderConfig(arena_bytes=32 * 1024), gen, golden_inputs=x_in, golden_outputs=y,
-           golden_labels=[0, 1, 2, 3], class_names=_models.CLASSES, host_arena_bytes=0, provenance={})
-    res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
-    with EmulatedPico(res.elf) as pico, BoardClient(pico.port, timeout=10.0) as board:
+    info = _models.render_with_golden(data, gen, RenderConfig(arena_bytes=32 * 1024), host_arena_bytes=0)
+    assert "MEAN" in info.op_sequence  # over axis 1: TFLM's Eval
+    with _board(toolchain, tmp_path, gen) as board:
         got = board.handshake(info.sha256[:16])
         assert got["kernels"] == "picotflm" and got["status"] == "ready"
         g = board.request("golden", timeout=60)

@@ -306,6 +306,17 @@ bool Reaches(const void* p, uint8_t* const* temp, const size_t* bytes, int n) {
   return false;
 }
 
+// A persistent buffer of `bytes` clear of the temporary buffer `temp` still to be copied from, or
+// nullptr (with the reason in TFLM's log) when the arena has no such room.
+void* PersistentBeside(TfLiteContext* context, size_t bytes, const void* temp, size_t temp_bytes) {
+  void* p = context->AllocatePersistentBuffer(context, bytes);
+  uint8_t* const temps[1] = {static_cast<uint8_t*>(const_cast<void*>(temp))};
+  const size_t sizes[1] = {temp_bytes};
+  if (p != nullptr && !Reaches(p, temps, sizes, 1)) return p;
+  MicroPrintf("picotflm: the arena is too small to keep the op's data");
+  return nullptr;
+}
+
 const QuantTable* MatchTable(const int32_t* mult, const int32_t* shift, int channels) {
   for (int i = 0; i < g_table_count; i++) {
     const QuantTable& t = g_tables[i];
@@ -438,11 +449,8 @@ TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
     d->act_max = static_cast<int8_t>(act_max);
     d->filter_buffer_index = static_cast<int16_t>(temp->filter_buffer_index);
   } else if (status == kTfLiteOk) {
-    auto* full = static_cast<FullConvData*>(context->AllocatePersistentBuffer(context, sizeof(FullConvData)));
-    uint8_t* const temps[1] = {reinterpret_cast<uint8_t*>(temp)};
-    const size_t sizes[1] = {sizeof(OpDataConv)};
-    if (full == nullptr || Reaches(full, temps, sizes, 1)) {
-      MicroPrintf("picotflm: the arena is too small to keep the op's data");
+    auto* full = static_cast<FullConvData*>(PersistentBeside(context, sizeof(FullConvData), temp, sizeof(*temp)));
+    if (full == nullptr) {
       status = kTfLiteError;
     } else {
       full->head = ConvData();
@@ -709,11 +717,8 @@ TfLiteStatus MeanPrepare(TfLiteContext* context, TfLiteNode* node) {
     d->output_zp = static_cast<int8_t>(temp->output_zp);
     d->full = false;
   } else if (status == kTfLiteOk) {
-    auto* full = static_cast<FullMeanData*>(context->AllocatePersistentBuffer(context, sizeof(FullMeanData)));
-    uint8_t* const temps[1] = {reinterpret_cast<uint8_t*>(temp)};
-    const size_t sizes[1] = {sizeof(tflite::OpDataReduce)};
-    if (full == nullptr || Reaches(full, temps, sizes, 1)) {
-      MicroPrintf("picotflm: the arena is too small to keep MEAN's data");
+    auto* full = static_cast<FullMeanData*>(PersistentBeside(context, sizeof(FullMeanData), temp, sizeof(*temp)));
+    if (full == nullptr) {
       status = kTfLiteError;
     } else {
       full->head = MeanData();
