@@ -117,12 +117,11 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
         outs = [bytes.fromhex(o) for o in m["infer_outputs"]]
         exact = sum(o == bytes(h.tobytes()) for o, h in zip(outs, host))
         bench, mem, golden = m["bench"], m["mem"], m["golden"]
-        after = m.get("mem") or {}
         rows.append({
             "run": run_dir.name, "kernels": label, "board_kernels": (m.get("info") or {}).get("kernels"),
             "build_kernels": kernels,
             "split_ops": counters.get("split_ops"), "core1_jobs": counters.get("core1_jobs"),
-            "core1_stack_peak": after.get("core1_stack_peak"), "core1_stack_size": after.get("core1_stack_size"),
+            "core1_stack_peak": mem.get("core1_stack_peak"), "core1_stack_size": mem.get("core1_stack_size"),
             "quant_tables_missed": (m.get("info") or {}).get("quant_tables_missed"),
             "quant_tables_matched": (m.get("info") or {}).get("quant_tables_matched"),
             "cycles": bench.get("median_cycles"),

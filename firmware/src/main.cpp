@@ -218,16 +218,16 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
   if (g_ops_ok) g_tflm_log[0] = '\0';
   if (!g_ops_ok) {
     return fail_setup("registering the model's %d operator kinds failed: %s",
-             kPicotflmOpKinds, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
+                      kPicotflmOpKinds, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
   }
   if (limit < kArenaFloor) {
     return fail_setup("a %u-byte arena cannot even hold TFLM's allocator and planner (%u bytes)", (unsigned)limit,
-             (unsigned)kArenaFloor);
+                      (unsigned)kArenaFloor);
   }
   const tflite::Model* model = tflite::GetModel(g_picotflm_variants[g_variant].data);
   if (model->version() != PICOTFLM_SCHEMA_VERSION || model->version() != TFLITE_SCHEMA_VERSION) {
     return fail_setup("model schema version %lu, this TFLM supports %d",
-             (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
+                      (unsigned long)model->version(), TFLITE_SCHEMA_VERSION);
   }
 #if PICOTFLM_FAST_KERNELS
   picotflm::ResetQuantTableCounts();  // count this setup's Prepare calls only
@@ -247,7 +247,7 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
 #endif
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     return fail_setup("AllocateTensors failed with a %u-byte arena: %s",
-             (unsigned)limit, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
+                      (unsigned)limit, g_tflm_log[0] ? g_tflm_log : "no detail from TFLM");
   }
   g_arena_used = g_interpreter->arena_used_bytes();
   TfLiteTensor* in = g_interpreter->input(0);
@@ -257,11 +257,11 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
   }
   if (in->type != PICOTFLM_INPUT_TYPE || in->bytes != PICOTFLM_INPUT_BYTES) {
     return fail_setup("input tensor is %s, %u bytes; the rendered config says %s, %u bytes",
-             type_name(in->type), (unsigned)in->bytes, type_name(PICOTFLM_INPUT_TYPE), (unsigned)PICOTFLM_INPUT_BYTES);
+                      type_name(in->type), (unsigned)in->bytes, type_name(PICOTFLM_INPUT_TYPE), (unsigned)PICOTFLM_INPUT_BYTES);
   }
   if (out->type != PICOTFLM_OUTPUT_TYPE || out->bytes != PICOTFLM_OUTPUT_BYTES) {
     return fail_setup("output tensor is %s, %u bytes; the rendered config says %s, %u bytes",
-             type_name(out->type), (unsigned)out->bytes, type_name(PICOTFLM_OUTPUT_TYPE), (unsigned)PICOTFLM_OUTPUT_BYTES);
+                      type_name(out->type), (unsigned)out->bytes, type_name(PICOTFLM_OUTPUT_TYPE), (unsigned)PICOTFLM_OUTPUT_BYTES);
   }
   g_ready = true;
   return true;
