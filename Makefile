@@ -46,7 +46,7 @@ emulate: install
 
 # The board image of the default recipe, with the arena `make arena` applied to the recipe when it
 # did (confirmed on the emulated Pico: the same model, kernels and memory plan), else the rendered one.
-BOARD_ARENA = $(shell test -f $(RUNS)/$(RECIPE)/arena.json && $(PY) -c 'import sys; from pipeline.arena import applied_arena_bytes as a; print(a(sys.argv[1]) or "")' $(RUNS)/$(RECIPE)/arena.json)
+BOARD_ARENA = $(shell test -f $(RUNS)/$(RECIPE)/arena.json && $(PY) -c 'import sys; from pipeline.analysis.arena import applied_arena_bytes as a; print(a(sys.argv[1]) or "")' $(RUNS)/$(RECIPE)/arena.json)
 BOARD_SET = --set build.image=board $(if $(BOARD_ARENA),--set render.arena_bytes=$(BOARD_ARENA),)
 
 # Both images of the default recipe: the emulator image and the board image (USB CDC, dual core).
@@ -73,11 +73,11 @@ arena: install
 compare: install
 	$(CLI) compare $(RECIPES) --runs-dir $(RUNS) --out $(RUNS)/compare
 
-# Every benchmark: recipes, kernels, soak (pipeline.bench), then quantization switching
-# (pipeline.switchbench) and the boundary-pruning tau sweep (seedbench). Each prints its figures.
+# Every benchmark: recipes, kernels, soak (pipeline.bench.recipes), then quantization switching
+# (pipeline.bench.switching) and the boundary-pruning tau sweep (seedbench). Each prints its figures.
 bench: install
-	$(PY) -m pipeline.bench --runs-dir $(RUNS)
-	$(PY) -m pipeline.switchbench --runs-dir $(RUNS)
+	$(PY) -m pipeline.bench.recipes --runs-dir $(RUNS)
+	$(PY) -m pipeline.bench.switching --runs-dir $(RUNS)
 	$(MAKE) --no-print-directory seedbench
 
 # Quantization switching in one firmware: int4 and int8 MicroPizzaNet (run first; cached when done)
@@ -91,7 +91,7 @@ switch: install
 # trained run of the default recipe): time, peak memory, non-zero ratio, accuracy; runs/seedbench/.
 seedbench: install
 	$(CLI) train $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
-	$(PY) -m pipeline.seedbench --runs-dir $(RUNS) --cnn-run $(RECIPE) --out $(RUNS)/seedbench
+	$(PY) -m pipeline.bench.seeds --runs-dir $(RUNS) --cnn-run $(RECIPE) --out $(RUNS)/seedbench
 
 test: install
 	$(PY) -m pytest -q --emulator
@@ -108,7 +108,7 @@ fuzz:
 FAULT_EXCHANGES ?= 10000
 faultsoak: install
 	$(CLI) run $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
-	$(PY) -m pipeline.device.faultlink --run $(RUNS)/$(RECIPE) --exchanges $(FAULT_EXCHANGES) $(PROGRESS)
+	$(PY) -m pipeline.board.faultlink --run $(RUNS)/$(RECIPE) --exchanges $(FAULT_EXCHANGES) $(PROGRESS)
 
 clean:
 	rm -rf $(RUNS) build .pytest_cache

@@ -33,7 +33,7 @@ def status(text: str) -> None:
 
 
 def _options(args: argparse.Namespace, rerun: tuple[str, ...] = ()):
-    from pipeline.runner import RunOptions
+    from pipeline.flow.runner import RunOptions
 
     return RunOptions(progress=not getattr(args, "no_progress", False), force=getattr(args, "force", False),
                       port=getattr(args, "port", None), rerun=rerun)
@@ -71,7 +71,7 @@ def _is_shipped(name: str) -> bool:
 
 
 def _run_dir(args: argparse.Namespace, recipe):
-    from pipeline.artifacts import RunDir
+    from pipeline.flow.rundir import RunDir
 
     return RunDir.of(args.name or recipe.name, args.runs_dir)
 
@@ -79,7 +79,7 @@ def _run_dir(args: argparse.Namespace, recipe):
 # ------------------------------------------------------------------------------- subcommands
 def cmd_data(args: argparse.Namespace) -> int:
     """Make the dataset of a recipe (or a folder), print its summary, write sample PNGs per class."""
-    from pipeline.data import make_dataset, write_samples
+    from pipeline.stages.data import make_dataset, write_samples
 
     recipe = _recipe(args, {"data": {"source": args.source}} if args.source else None)
     cfg = recipe.config("data")
@@ -116,7 +116,7 @@ def _print_train(summary) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run a recipe's data, model and train stages; print test accuracy and confusion matrix."""
-    from pipeline.runner import run_recipe
+    from pipeline.flow.runner import run_recipe
 
     recipe = _recipe(args)
     summary = run_recipe(recipe, _run_dir(args, recipe), _options(args), log=status, until="train")
@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run every stage of a recipe (skipping those that are up to date) and write the report."""
-    from pipeline.runner import run_recipe
+    from pipeline.flow.runner import run_recipe
 
     recipe = _recipe(args)
     summary = run_recipe(recipe, _run_dir(args, recipe), _options(args), log=status)
@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_until(args: argparse.Namespace, stage: str, rerun: tuple[str, ...] = ()):
-    from pipeline.runner import run_recipe
+    from pipeline.flow.runner import run_recipe
 
     recipe = _recipe(args)
     if stage not in recipe.stages:
@@ -179,7 +179,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     summary = _run_until(args, "measure", rerun=("measure",))
     entry = summary.manifest.get("stages", {}).get("measure", {})
     if entry.get("status") == "done":
-        from pipeline.runner import _measure_headline
+        from pipeline.flow.runner import _measure_headline
 
         say(f"measured on {entry['metrics'].get('where')}")
         say(_measure_headline(entry["metrics"]))
@@ -189,7 +189,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Run a firmware image (or a run's firmware.elf) in the emulated Pico until Ctrl-C."""
-    from pipeline.emulator import serve
+    from pipeline.board.emulator import serve
 
     image = Path(args.firmware)
     if not image.exists() and (Path(args.runs_dir) / args.firmware / "firmware.elf").is_file():
@@ -200,8 +200,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 def cmd_flash(args: argparse.Namespace) -> int:
     """Flash a run's board image (picotool, or UF2 copy to the RPI-RP2 drive), then measure it."""
-    from pipeline.artifacts import RunDir
-    from pipeline.flash import flash
+    from pipeline.flow.rundir import RunDir
+    from pipeline.board.flash import flash
 
     run = RunDir.existing(args.run, args.runs_dir)
     man = run.read_manifest()
@@ -222,12 +222,12 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_arena(args: argparse.Namespace) -> int:
     """Find the smallest arena that works on the board; recommend one with a margin; --apply it."""
-    from pipeline.arena import apply_arena, check_arena_request, check_margin, tune
-    from pipeline.artifacts import atomic_write_json
-    from pipeline.convert import inspect_tflite
-    from pipeline.layout import layout_markdown
-    from pipeline.report import write_report
-    from pipeline.stages import board_port
+    from pipeline.analysis.arena import apply_arena, check_arena_request, check_margin, tune
+    from pipeline.flow.rundir import atomic_write_json
+    from pipeline.tflite.reader import inspect_tflite
+    from pipeline.codegen.layout import layout_markdown
+    from pipeline.analysis.report import write_report
+    from pipeline.flow.steps import board_port
 
     check_margin(args.margin_percent, args.margin_bytes)
     check_arena_request("--max-bytes", args.max_bytes)
@@ -296,7 +296,7 @@ def cmd_arena(args: argparse.Namespace) -> int:
 def cmd_feasibility(args: argparse.Namespace) -> int:
     """Fits / does not fit across target boards: a run's measured figures, or an estimate from
     --params and --bits; the compression factor still needed and the shipped recipe that gets there."""
-    from pipeline import feasibility
+    from pipeline.analysis import feasibility
 
     selected = feasibility.boards([n for n in (args.boards or "").split(",") if n.strip()])
     custom = feasibility.custom_board(args.ram, args.flash)
@@ -307,8 +307,8 @@ def cmd_feasibility(args: argparse.Namespace) -> int:
     if args.run and args.params is not None:
         raise PipelineError("give a RUN or --params/--bits, not both", hint="see `picotflm feasibility --help`")
     if args.run:
-        from pipeline.artifacts import RunDir
-        from pipeline.report import write_report
+        from pipeline.flow.rundir import RunDir
+        from pipeline.analysis.report import write_report
 
         run = RunDir.existing(args.run, args.runs_dir)
         table = feasibility.run_table(run.read_manifest(), selected)
@@ -334,7 +334,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Optuna over prune / cluster / bit-width settings, each trial a real run up to host TFLM; the
     Pareto fronts (flash and RAM vs accuracy) and the best recipe as TOML."""
     from pipeline.config import check_run_name
-    from pipeline.search import Budget, closest_text, search
+    from pipeline.analysis.search import Budget, closest_text, search
 
     budget = Budget(args.max_flash, args.max_ram, args.min_accuracy)
     check_run_name(args.name)
@@ -357,7 +357,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """One comparison table (Markdown + JSON) and plots across runs."""
-    from pipeline.report import write_comparison
+    from pipeline.analysis.report import write_comparison
 
     md, js, pngs = write_comparison(args.runs, args.runs_dir, Path(args.out))
     say(md.read_text(encoding="utf-8"))
@@ -367,7 +367,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_switch_sim(args: argparse.Namespace) -> int:
     """The quantization switching policy simulated on host TFLM over runs of one model; threshold sweep."""
-    from pipeline.switch import DEFAULT_THRESHOLDS, SwitchConfig, parse_thresholds, simulate
+    from pipeline.analysis.switch import DEFAULT_THRESHOLDS, SwitchConfig, parse_thresholds, simulate
 
     thresholds = parse_thresholds(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
     cfg = SwitchConfig(thresholds=thresholds, metric=args.metric, switch_cost_us=args.switch_cost_us)
@@ -381,8 +381,8 @@ def cmd_switch_sim(args: argparse.Namespace) -> int:
 def cmd_switch(args: argparse.Namespace) -> int:
     """One firmware with every variant (smallest first), its switch cost, per-variant figures and the
     automatic policy measured on the board or the emulated Pico."""
-    from pipeline.switch import DEFAULT_THRESHOLDS, parse_thresholds
-    from pipeline.switchfw import build_switching, load_switch_spec, measure_switching
+    from pipeline.analysis.switch import DEFAULT_THRESHOLDS, parse_thresholds
+    from pipeline.analysis.switchfw import build_switching, load_switch_spec, measure_switching
 
     spec = load_switch_spec(args.runs, threshold=args.threshold, metric=args.metric, frames=args.frames,
                             name=args.name)
@@ -394,7 +394,7 @@ def cmd_switch(args: argparse.Namespace) -> int:
            f"{b['flash_bytes']:,} B, static RAM {b['static_ram_bytes']:,} B, arena {b['arena_bytes']:,} B "
            f"({b['build_seconds']:.1f} s)")
     if args.flash:
-        from pipeline.flash import flash
+        from pipeline.board.flash import flash
 
         args.port = flash(out / "firmware.uf2", drive=args.drive, log=status)
         status(f"switch: flashed {out}/firmware.uf2; the board is on {args.port}")
@@ -413,8 +413,8 @@ def cmd_switch(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write report.md and report.json of a run and print the Markdown."""
-    from pipeline.artifacts import RunDir
-    from pipeline.report import write_report
+    from pipeline.flow.rundir import RunDir
+    from pipeline.analysis.report import write_report
 
     run = RunDir.existing(args.run, args.runs_dir)
     md, js = write_report(run.root)

@@ -248,7 +248,7 @@ class RenderConfig:
     arena_margin_percent: float = 25.0
     arena_margin_bytes: int = 1024
     golden_count: int = 8
-    # A convolution writes its output over its own input where that is safe (pipeline/memplan.py;
+    # A convolution writes its output over its own input where that is safe (pipeline/codegen/memplan.py;
     # used by the picotflm kernels, which run that op on one core)
     inplace: bool = True
 
@@ -447,8 +447,8 @@ def check_stage_compatibility(name: str, stages: tuple[str, ...], configs: dict[
             )
         if q.layer_bits and "model" in configs and configs["model"].name == "micropizzanet":
             # refused here, before any training; a user's .keras model is checked by the quantize stage
-            from pipeline.models.micropizzanet import LAYER_TYPES
-            from pipeline.optimize.quantize import check_layer_bits
+            from pipeline.stages.models.micropizzanet import LAYER_TYPES
+            from pipeline.stages.optimize.quantize import check_layer_bits
 
             check_layer_bits(LAYER_TYPES, q)
     for later in ("prune", "cluster", "quantize", "convert", "verify", "render", "build", "measure"):

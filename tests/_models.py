@@ -50,7 +50,7 @@ def images(n: int, seed: int = 1) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def int8_tflite(slim: bool = True) -> bytes:
     from pipeline.config import ConvertConfig
-    from pipeline.convert import convert
+    from pipeline.stages.convert import convert
 
     model = micropizzanet_like()
     rep = images(32).astype(np.float32) / 255.0
@@ -59,7 +59,7 @@ def int8_tflite(slim: bool = True) -> bytes:
 
 @functools.lru_cache(maxsize=None)
 def float_tflite() -> bytes:
-    from pipeline.convert import convert_float
+    from pipeline.stages.convert import convert_float
 
     return convert_float(micropizzanet_like())
 
@@ -69,9 +69,9 @@ def render_with_golden(data: bytes, out, cfg=None, *, golden: int = 4, host_aren
     golden inputs and host TFLM's outputs for them (``host_arena_bytes`` None: the host minimum).
     Returns the model's ModelInfo."""
     from pipeline.config import RenderConfig
-    from pipeline.convert import inspect_tflite
-    from pipeline.render import render
-    from pipeline.verify import images_to_input, minimal_arena, run_tflm
+    from pipeline.tflite.reader import inspect_tflite
+    from pipeline.codegen.render import render
+    from pipeline.stages.verify import images_to_input, minimal_arena, run_tflm
 
     info = inspect_tflite(data)
     x = images_to_input(images(golden), info)

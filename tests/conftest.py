@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 def toolchain():
     """The ARM toolchain and Pico SDK a firmware build needs; the test is skipped without them
     (failed when PICOTFLM_REQUIRE_FIRMWARE=1)."""
-    from pipeline.build import ToolchainMissing, find_toolchain
+    from pipeline.stages.build import ToolchainMissing, find_toolchain
 
     try:
         return find_toolchain()
@@ -89,8 +89,8 @@ def small_recipe(what: str, *, golden_count: int = 4, stages: list[str] | None =
 def require_emulated_pico() -> None:
     """Skip (with the reason) unless the firmware toolchain, Node.js and rp2040js are here;
     PICOTFLM_REQUIRE_FIRMWARE=1 makes their absence a failure instead."""
-    from pipeline.build import ToolchainMissing, find_toolchain
-    from pipeline.emulator import check_emulator_dir, emulator_dir, find_node
+    from pipeline.stages.build import ToolchainMissing, find_toolchain
+    from pipeline.board.emulator import check_emulator_dir, emulator_dir, find_node
     from pipeline.errors import PipelineError
 
     try:

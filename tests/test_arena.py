@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.arena import recommend
+from pipeline.analysis.arena import recommend
 from pipeline.errors import PipelineError
 from tests.conftest import assert_cli_error
 
@@ -40,8 +40,8 @@ def test_apply_refuses_the_board_image_without_a_board(tmp_path):
     """A run holding the board image cannot be confirmed on the emulated Pico: refused, nothing built."""
     import json
 
-    from pipeline.arena import apply_arena
-    from pipeline.artifacts import RunDir
+    from pipeline.analysis.arena import apply_arena
+    from pipeline.flow.rundir import RunDir
 
     run = tmp_path / "r1"
     run.mkdir()
@@ -55,8 +55,8 @@ def test_apply_refuses_the_board_image_without_a_board(tmp_path):
 def test_apply_needs_a_built_run(tmp_path):
     import json
 
-    from pipeline.arena import apply_arena
-    from pipeline.artifacts import RunDir
+    from pipeline.analysis.arena import apply_arena
+    from pipeline.flow.rundir import RunDir
 
     run = tmp_path / "r1"
     run.mkdir()
@@ -70,7 +70,7 @@ def test_applied_arena_for_the_board_image(tmp_path, capsys):
     rendered arena (a broken file says so in one line)."""
     import json
 
-    from pipeline.arena import applied_arena_bytes
+    from pipeline.analysis.arena import applied_arena_bytes
 
     f = tmp_path / "arena.json"
     assert applied_arena_bytes(f) is None  # no file

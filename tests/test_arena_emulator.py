@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.arena import recommend
+from pipeline.analysis.arena import recommend
 from tests.conftest import SMALL_RUN_STAGES, cli, require_emulated_pico, run_small_recipe, small_recipe
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.convert import inspect_tflite
+from pipeline.tflite.reader import inspect_tflite
 from pipeline.errors import PipelineError
-from pipeline.layout import TensorLife, _plan, arena_layout, layout_markdown, tensor_lifetimes
-from pipeline.verify import arena_allocations, minimal_arena, parse_allocations
+from pipeline.codegen.layout import TensorLife, _plan, arena_layout, layout_markdown, tensor_lifetimes
+from pipeline.stages.verify import arena_allocations, minimal_arena, parse_allocations
 from tests import _models
 
 # What host TFLM printed for the int8 run of the default recipe (print_allocations, 64-bit).

@@ -10,7 +10,7 @@ import pytest
 import serial
 from serial.urlhandler import protocol_loop
 
-from pipeline.arena import bisect_minimum, explain_setup_error, find_device_minimum
+from pipeline.analysis.arena import bisect_minimum, explain_setup_error, find_device_minimum
 from pipeline.errors import PipelineError
 from tests.device.fakeboard import MODEL_HASH, FakeBoard
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipeline import artifacts
-from pipeline.artifacts import (RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with,
+from pipeline.flow import rundir as artifacts
+from pipeline.flow.rundir import (RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, atomic_write_with,
                                 save_keras_model, sha256_bytes, sha256_file, sha256_tree)
 from pipeline.config import ConfigError
 from pipeline.errors import PipelineError

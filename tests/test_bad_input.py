@@ -200,9 +200,9 @@ def prepared_run(*later: str, fake_build: bool = False) -> Callable[[Path], None
         if fake_build:  # an image recorded as built (the port is what fails, not the image)
             import json
 
-            from pipeline.artifacts import RunDir, sha256_path
+            from pipeline.flow.rundir import RunDir, sha256_path
             from pipeline.config import load_recipe
-            from pipeline.runner import STAGE_BY_NAME, stage_fingerprint
+            from pipeline.flow.runner import STAGE_BY_NAME, stage_fingerprint
 
             run = RunDir.of("r", tmp / "runs")
             for name in ("firmware.elf", "firmware.bin", "firmware.uf2"):

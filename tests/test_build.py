@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from pipeline import build
-from pipeline.build import (FLASH_BASE, UF2_FAMILY_RP2040, Toolchain, ToolchainMissing, build_firmware, find_sdk,
+from pipeline.stages import build
+from pipeline.stages.build import (FLASH_BASE, UF2_FAMILY_RP2040, Toolchain, ToolchainMissing, build_firmware, find_sdk,
                             find_tflm, uf2_blocks)
 from pipeline.config import BuildConfig
 

@@ -1,14 +1,10 @@
 import numpy as np
 import pytest
 
-from pipeline.convert import (
-    TFLM_RESOLVER_METHODS,
-    buffer_offsets,
-    check_tflm_compatible,
-    inspect_tflite,
-)
+from pipeline.tflite.reader import TFLM_RESOLVER_METHODS, check_tflm_compatible, inspect_tflite
+from pipeline.tflite.slim import buffer_offsets
 from pipeline.errors import PipelineError
-from pipeline.verify import images_to_input, outputs_identical
+from pipeline.stages.verify import images_to_input, outputs_identical
 from tests import _models
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline.config import PIZZA_CLASSES, DataConfig
-from pipeline.data import Dataset, load_folder, make_dataset, synthetic_images, to_model_input, write_samples
+from pipeline.stages.data import Dataset, load_folder, make_dataset, synthetic_images, to_model_input, write_samples
 from pipeline.errors import PipelineError
 
 

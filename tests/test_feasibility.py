@@ -1,13 +1,13 @@
-"""pipeline.feasibility and `picotflm feasibility`: budgets of the target boards, measured and estimated."""
+"""pipeline.analysis.feasibility and `picotflm feasibility`: budgets of the target boards, measured and estimated."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from pipeline import feasibility as F
+from pipeline.analysis import feasibility as F
 from pipeline.errors import PipelineError
-from pipeline.report import build_report
+from pipeline.analysis.report import build_report
 
 
 def _row(table, key):

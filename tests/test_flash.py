@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import flash as fl
+from pipeline.board import flash as fl
 from pipeline.errors import PipelineError
 
 

@@ -1,7 +1,7 @@
-"""pipeline/memplan.py: which convolution runs in place, where its buffers go, and the render of it."""
+"""pipeline/codegen/memplan.py: which convolution runs in place, where its buffers go, and the render of it."""
 import numpy as np
 
-from pipeline.memplan import inplace_plan, min_lead
+from pipeline.codegen.memplan import inplace_plan, min_lead
 from tests._models import int8_tflite
 
 
@@ -33,9 +33,9 @@ def test_min_lead_is_the_rows_inequality():
 
 def test_render_writes_the_plan_and_can_leave_it_out(tmp_path):
     from pipeline.config import RenderConfig
-    from pipeline.render import render
-    from pipeline.verify import images_to_input, run_tflm
-    from pipeline.convert import inspect_tflite
+    from pipeline.codegen.render import render
+    from pipeline.stages.verify import images_to_input, run_tflm
+    from pipeline.tflite.reader import inspect_tflite
     from tests._models import images
 
     data = int8_tflite()

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, ConvertConfig, QuantizeConfig, load_recipe
-from pipeline.convert import convert, inspect_tflite
+from pipeline.stages.convert import convert
+from pipeline.tflite.reader import inspect_tflite
 from pipeline.errors import PipelineError
-from pipeline.optimize.quantize import check_layer_bits, quantize
+from pipeline.stages.optimize.quantize import check_layer_bits, quantize
 from tests import _models
 
 _OP_OF = {"Conv2D": "CONV_2D", "DepthwiseConv2D": "DEPTHWISE_CONV_2D", "Dense": "FULLY_CONNECTED"}
@@ -52,7 +53,7 @@ def test_flatbuffer_weight_dtypes_follow_the_requested_bits_per_layer(default):
 
 
 def test_tflm_runs_the_mixed_model():
-    from pipeline.verify import images_to_input, run_tflm
+    from pipeline.stages.verify import images_to_input, run_tflm
 
     train, val = _data()
     first_conv = _weighted(_model())[0][0]
@@ -116,7 +117,7 @@ def test_the_cli_refuses_a_bad_layer_in_one_line(tmp_path):
 
 
 def test_micropizzanet_layer_table_matches_the_built_model():
-    from pipeline.models.micropizzanet import LAYER_TYPES, build_micropizzanet
+    from pipeline.stages.models.micropizzanet import LAYER_TYPES, build_micropizzanet
 
     m = build_micropizzanet()
     assert {l.name: type(l).__name__ for l in m.layers} == LAYER_TYPES

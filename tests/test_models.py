@@ -6,7 +6,7 @@ import pytest
 from pipeline.config import ModelConfig
 from pipeline.errors import PipelineError
 from pipeline.keras_setup import keras
-from pipeline.models import MODELS, build_model, count_macs, load_user_model
+from pipeline.stages.models import MODELS, build_model, count_macs, load_user_model
 
 
 @pytest.fixture(scope="module")

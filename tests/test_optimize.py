@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from pipeline.config import ClusterConfig, ConvertConfig, PruneConfig, QuantizeConfig
-from pipeline.convert import convert, inspect_tflite
+from pipeline.stages.convert import convert
+from pipeline.tflite.reader import inspect_tflite
 from pipeline.errors import PipelineError
-from pipeline.optimize.cluster import cluster, fold_batchnorm
-from pipeline.optimize.common import fine_tune, kernel_stats
-from pipeline.optimize.prune import prune
-from pipeline.optimize.quantize import quantize
+from pipeline.stages.optimize.cluster import cluster, fold_batchnorm
+from pipeline.stages.optimize.common import fine_tune, kernel_stats
+from pipeline.stages.optimize.prune import prune
+from pipeline.stages.optimize.quantize import quantize
 from tests import _models
 
 
@@ -99,7 +100,7 @@ def test_ptq_is_left_to_the_converter():
 
 @pytest.mark.slow
 def test_4bit_qat_gives_packed_int4_weights_that_tflm_runs():
-    from pipeline.verify import images_to_input, run_tflm
+    from pipeline.stages.verify import images_to_input, run_tflm
 
     train, val = _data()
     m, metrics, qat = quantize(_trained(), train, val, QuantizeConfig(method="qat", weight_bits=4, epochs=1))
@@ -115,7 +116,7 @@ def test_4bit_qat_gives_packed_int4_weights_that_tflm_runs():
     assert out.shape == (4, 6)
     # verify still measures TFLM accuracy; the TFLite reference may lack INT4 kernels and says so
     from pipeline.config import VerifyConfig
-    from pipeline.verify import verify
+    from pipeline.stages.verify import verify
 
     m = verify(data, _models.images(12), np.arange(12) % 6, VerifyConfig(reference_samples=4)).metrics
     assert 0.0 <= m["tflm_test_accuracy"] <= 1.0

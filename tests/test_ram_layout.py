@@ -46,8 +46,8 @@ def generated(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def images(toolchain, generated, tmp_path_factory):
     """Both images of that model, as built by default: {image: BuildResult}."""
-    from pipeline.build import build_firmware
-    from pipeline.stages import build_dir_for
+    from pipeline.stages.build import build_firmware
+    from pipeline.flow.steps import build_dir_for
 
     root = tmp_path_factory.mktemp("ram_layout")
     return {image: build_firmware(generated, build_dir_for(root, image), BuildConfig(image=image),
@@ -252,8 +252,8 @@ def test_objects_compiled_against_full_newlib_headers_never_reach_its_per_thread
 def test_usb_windows_reset_keeps_the_ms_os_20_descriptor(toolchain, generated, tmp_path_factory):
     """build.usb_windows_reset = true: the SDK's default, a USB 2.10 device with the Microsoft OS 2.0
     descriptor and tinyusb's vendor class (the option reaches the SDK's sources both ways)."""
-    from pipeline.build import build_firmware
-    from pipeline.stages import build_dir_for
+    from pipeline.stages.build import build_firmware
+    from pipeline.flow.steps import build_dir_for
 
     root = tmp_path_factory.mktemp("ram_layout_win")
     cfg = BuildConfig(image="board", usb_windows_reset=True)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, RenderConfig
-from pipeline.convert import inspect_tflite
+from pipeline.tflite.reader import inspect_tflite
 from pipeline.errors import PipelineError
-from pipeline.render import GENERATED_FILES, c_bytes, c_string, check_fits_rp2040, choose_arena, render
-from pipeline.verify import images_to_input, run_tflm
+from pipeline.codegen.cgen import c_bytes, c_string
+from pipeline.codegen.render import GENERATED_FILES, check_fits_rp2040, choose_arena, render
+from pipeline.stages.verify import images_to_input, run_tflm
 from tests import _models
 
 PROV = {"tool_version": "0.0.0-test", "model_file": "model.tflite", "source_sha256": "ab" * 32,
@@ -145,8 +146,8 @@ def test_generated_sources_compile_for_cortex_m0plus(tmp_path):
 def test_wide_weights_interleave_each_group_of_four_channels():
     """The expanded weights of a CONV_2D: group g, weight i, channel c at [(g * k + i) * 4 + c], for
     int8 and for packed int4 weights (low nibble first), none for fewer than four channels."""
-    from pipeline.convert import load_tflite
-    from pipeline.render import conv_quant_tables, wide_weights
+    from pipeline.tflite.reader import load_tflite
+    from pipeline.codegen.kernels import conv_quant_tables, wide_weights
 
     data = _models.int8_tflite()
     op = next(t["op"] for t in conv_quant_tables(data) if t["wx"])

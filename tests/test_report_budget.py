@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline.report import build_report, budget_plot, memory_budget, write_comparison, write_report
+from pipeline.analysis.report import build_report, budget_plot, memory_budget, write_comparison, write_report
 
 BUILD = {"image": "emulator", "flash_bytes": 202_672, "static_ram_bytes": 41_216, "arena_static_bytes": 19_504,
          "sections": {".data": 16_016, ".bss": 25_008}}
@@ -95,7 +95,7 @@ def test_compare_shows_each_runs_budget(tmp_path):
 
 
 def test_report_shows_the_flatbuffer_against_its_payload(tmp_path):
-    from pipeline.convert import payload_bytes, payload_line
+    from pipeline.tflite.reader import payload_bytes, payload_line
     from tests.test_slim import fc_model
 
     run = tmp_path / "r1"

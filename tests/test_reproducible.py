@@ -63,7 +63,7 @@ def test_same_recipe_and_seed_give_identical_bytes(tmp_path):
 def test_keras_archive_is_rewritten_with_fixed_dates(tmp_path):
     import zipfile
 
-    from pipeline.artifacts import reproducible_keras_archive
+    from pipeline.flow.rundir import reproducible_keras_archive
 
     p = tmp_path / "m.keras"
     with zipfile.ZipFile(p, "w") as z:

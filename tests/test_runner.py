@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from pipeline import runner
-from pipeline.artifacts import RunDir
+from pipeline.flow import runner
+from pipeline.flow.rundir import RunDir
 from pipeline.config import STAGE_ORDER, load_recipe, parse_overrides
 from pipeline.errors import PipelineError
-from pipeline.runner import STAGES, RunOptions, Stage, StageSkipped, run_recipe
+from pipeline.flow.runner import STAGES, RunOptions, Stage, StageSkipped, run_recipe
 
 
 def test_table_follows_stage_order():
@@ -61,13 +61,13 @@ def test_skip_when_unchanged_and_rerun_on_change(tiny_recipe_file, tmp_path):
 
 def test_rerun_with_nothing_changed_keeps_the_report_and_a_change_rewrites_it(tiny_recipe_file, tmp_path,
                                                                               monkeypatch):
-    import pipeline.report
+    import pipeline.analysis.report
 
     recipe = tiny_recipe_file(samples=8, epochs=1)
     _run(recipe, tmp_path)
     written: list[str] = []
-    real = pipeline.report.write_report
-    monkeypatch.setattr(pipeline.report, "write_report", lambda d: written.append(str(d)) or real(d))
+    real = pipeline.analysis.report.write_report
+    monkeypatch.setattr(pipeline.analysis.report, "write_report", lambda d: written.append(str(d)) or real(d))
     s2, _ = _run(recipe, tmp_path)
     assert [o.status for o in s2.outcomes] == ["up to date"] * 3 and written == []
     assert s2.report_md == tmp_path / "t" / "report.md" and s2.report_md.is_file()
@@ -84,7 +84,7 @@ def test_rerun_with_nothing_changed_keeps_the_report_and_a_change_rewrites_it(ti
 
 
 def test_file_hashes_hash_each_file_once_and_again_when_rewritten(tmp_path, monkeypatch):
-    from pipeline.artifacts import atomic_write_bytes, sha256_bytes
+    from pipeline.flow.rundir import atomic_write_bytes, sha256_bytes
 
     calls: list[str] = []
     real = runner.sha256_file
@@ -139,8 +139,8 @@ def test_failed_stage_recorded_then_raised(tiny_recipe_file, tmp_path, monkeypat
 
 
 def test_lazy_stage_function_and_previous_output():
-    st = Stage("train", "pipeline.train:evaluate")
-    from pipeline.train import evaluate
+    st = Stage("train", "pipeline.stages.train:evaluate")
+    from pipeline.stages.train import evaluate
 
     assert st.function() is evaluate
     recipe = load_recipe("int8")

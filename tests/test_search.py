@@ -1,4 +1,4 @@
-"""pipeline.search and `picotflm search`: real trials (tiny data, 1 epoch), Pareto fronts, the recipe file."""
+"""pipeline.analysis.search and `picotflm search`: real trials (tiny data, 1 epoch), Pareto fronts, the recipe file."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.config import load_recipe
 from pipeline.errors import PipelineError
-from pipeline.search import Budget, pareto, recipe_toml, run_trial, search, trial_recipe
+from pipeline.analysis.search import Budget, pareto, recipe_toml, run_trial, search, trial_recipe
 
 BASE = """
 description = "tiny base for search tests"

@@ -1,4 +1,4 @@
-"""The seed benchmark (pipeline/seedbench.py): aggregation per (model, tau), config checks, and the MLP
+"""The seed benchmark (pipeline/bench/seeds.py): aggregation per (model, tau), config checks, and the MLP
 sweep end to end on a tiny config (the CNN part is a make seedbench figure)."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from pipeline.seedbench import SeedBenchConfig, aggregate, run_bench
+from pipeline.bench.seeds import SeedBenchConfig, aggregate, run_bench
 
 
 def test_aggregate_mean_and_spread():

@@ -5,22 +5,10 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline.convert import (
-    DEFAULT_SLIM_TRICKS,
-    SLIM_TRICKS,
-    _aligned_builder,
-    _schema,
-    buffer_offsets,
-    expand_zero_points,
-    inspect_tflite,
-    load_tflite,
-    payload_bytes,
-    payload_line,
-    slim,
-    slim_with,
-)
+from pipeline.tflite.reader import inspect_tflite, load_schema, load_tflite, payload_bytes, payload_line
+from pipeline.tflite.slim import aligned_builder, DEFAULT_SLIM_TRICKS, SLIM_TRICKS, buffer_offsets, expand_zero_points, slim, slim_with
 from pipeline.errors import PipelineError
-from pipeline.verify import images_to_input, run_tflite_reference, run_tflm
+from pipeline.stages.verify import images_to_input, run_tflite_reference, run_tflm
 from tests import _models
 
 ARENA = 64 * 1024
@@ -36,7 +24,7 @@ def fc_model(per_channel: bool = False, zero_points=(0, 0)) -> bytes:
     """A hand-built int8 FULLY_CONNECTED [1,4] x [2,4] + bias [2] -> [1,2], every byte countable:
     weights 8 B, bias 8 B; scales: input 1, output 1, weights 1 (or 2 per channel); the bias has its
     own scale (input x weight scale), which the payload does not count."""
-    s = _schema()
+    s = load_schema()
     m = s.ModelT()
     m.version = 3
     oc = s.OperatorCodeT()
@@ -82,7 +70,7 @@ def fc_model(per_channel: bool = False, zero_points=(0, 0)) -> bytes:
     sg.operators = [op]
     sg.inputs, sg.outputs = np.array([0], np.int32), np.array([3], np.int32)
     m.subgraphs = [sg]
-    b = _aligned_builder(1024)
+    b = aligned_builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
 
@@ -217,7 +205,7 @@ def test_slim_refuses_a_truncated_flatbuffer():
 def _broken(edit) -> bytes:
     _, m = load_tflite(fc_model())
     edit(m)
-    b = _aligned_builder(1024)
+    b = aligned_builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
 
@@ -242,7 +230,7 @@ def test_unknown_trick_is_a_value_error_naming_it():
 
 
 def test_bench_prints_the_ratio_per_recipe(tmp_path):
-    from pipeline.bench import flatbuffer_payload_markdown
+    from pipeline.bench.recipes import flatbuffer_payload_markdown
 
     (tmp_path / "int8").mkdir()
     (tmp_path / "int8" / "model.tflite").write_bytes(fc_model())

@@ -1,4 +1,4 @@
-"""The quantization switching policy (pipeline/switch.py): escalation, accuracy and latency arithmetic on
+"""The quantization switching policy (pipeline/analysis/switch.py): escalation, accuracy and latency arithmetic on
 hand-made outputs, refusal of variants that are not one model, thresholds outside [0, 1], and the whole
 simulation on tiny runs with real host TFLM."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import PipelineError
-from pipeline.switch import SwitchConfig, Variant, check_same_model, parse_thresholds, policy, scores, simulate, sweep
+from pipeline.analysis.switch import SwitchConfig, Variant, check_same_model, parse_thresholds, policy, scores, simulate, sweep
 from tests import _models
 from tests.conftest import cli
 
@@ -88,7 +88,7 @@ def test_mismatched_variants_are_refused():
 
 
 def _tiny_run(root, name, tflite: bytes, classes=_models.CLASSES, us=1000):
-    from pipeline.data import Dataset
+    from pipeline.stages.data import Dataset
 
     d = root / name
     d.mkdir(parents=True)

@@ -1,5 +1,5 @@
-"""Several variants rendered into one firmware (pipeline/render.py: render_variants), the switch
-spec and its refusals (pipeline/switchfw.py), and the sweep's switch-cost arithmetic. The firmware
+"""Several variants rendered into one firmware (pipeline/codegen/render.py: render_variants), the switch
+spec and its refusals (pipeline/analysis/switchfw.py), and the sweep's switch-cost arithmetic. The firmware
 itself switching is tested on the emulated Pico in tests/hil/test_switch.py."""
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from pipeline.config import RenderConfig
-from pipeline.convert import inspect_tflite
+from pipeline.tflite.reader import inspect_tflite
 from pipeline.errors import PipelineError
-from pipeline.render import GENERATED_FILES, RenderVariant, conv_quant_tables, render_variants
-from pipeline.switch import SwitchConfig, sweep
-from pipeline.switchfw import load_switch_spec
-from pipeline.verify import images_to_input, run_tflm
+from pipeline.codegen.kernels import conv_quant_tables
+from pipeline.codegen.render import GENERATED_FILES, RenderVariant, render_variants
+from pipeline.analysis.switch import SwitchConfig, sweep
+from pipeline.analysis.switchfw import load_switch_spec
+from pipeline.stages.verify import images_to_input, run_tflm
 from tests import _models
 from tests.conftest import assert_cli_error, cli
 
@@ -26,7 +27,7 @@ PROV = {"tool_version": "0.0.0-test", "model_file": "a + b", "source_sha256": "x
 def _second_model() -> bytes:
     """MicroPizzaNet's structure with other weights: another variant of the same model."""
     from pipeline.config import ConvertConfig
-    from pipeline.convert import convert
+    from pipeline.stages.convert import convert
 
     rep = _models.images(32).astype(np.float32) / 255.0
     return convert(_models.micropizzanet_like(seed=1), rep, ConvertConfig(representative_samples=32))
@@ -108,7 +109,7 @@ def test_variant_sources_compile_and_agree(tmp_path):
 
 def _other_input_model() -> bytes:
     from pipeline.config import ConvertConfig
-    from pipeline.convert import convert
+    from pipeline.stages.convert import convert
 
     keras = _models._keras()
     L = keras.layers
@@ -190,7 +191,7 @@ def test_cli_switch_refuses_bad_input_in_one_line(tmp_path):
 def test_synthetic_mlp_variants_read_the_same_input_bytes():
     """The switching benchmark's MLP: its 4- and 8-bit variants quantize the input alike (one frame
     serves both in one firmware), and they are one model (same shapes) that host TFLM runs."""
-    from pipeline.switchbench import mlp_variants
+    from pipeline.bench.switching import mlp_variants
 
     spec = mlp_variants(samples=300, epochs=2, qat_epochs=1)
     assert spec["same_input_quantization"], spec["input_quantization"]

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from pipeline.config import DataConfig, ModelConfig, TrainConfig
-from pipeline.data import make_dataset
+from pipeline.stages.data import make_dataset
 from pipeline.errors import PipelineError
-from pipeline.models import build_model
-from pipeline.train import confusion_matrix, evaluate, train
+from pipeline.stages.models import build_model
+from pipeline.stages.train import confusion_matrix, evaluate, train
 
 
 @pytest.fixture(scope="module")

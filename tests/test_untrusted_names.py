@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifacts import RunDir
+from pipeline.flow.rundir import RunDir
 from pipeline.config import ConfigError, DataConfig, RenderConfig, check_class_name
 from tests.conftest import cli
 from tests.test_render import _render

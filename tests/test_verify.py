@@ -1,8 +1,8 @@
 import numpy as np
 
 from pipeline.config import VerifyConfig
-from pipeline.convert import inspect_tflite
-from pipeline.verify import _fits, minimal_arena, parse_allocations, verify
+from pipeline.tflite.reader import inspect_tflite
+from pipeline.stages.verify import _fits, minimal_arena, parse_allocations, verify
 from tests import _models
 
 

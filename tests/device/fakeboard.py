@@ -1,7 +1,7 @@
 """A fake picotflm board: the protocol of docs/protocol.md in Python, behind a pty.
 
 ``FakeBoard().port`` is the slave side of a raw pty (``/dev/pts/N``); a thread answers on the
-master side, so :class:`~pipeline.device.client.BoardClient` opens it exactly like a real port.
+master side, so :class:`~pipeline.board.client.BoardClient` opens it exactly like a real port.
 Its figures are fixed and plausible (MicroPizzaNet-like int8 on the emulated Pico). Knobs make it
 misbehave: boot silence, garbage and half frames before replies, corrupted checksums, stale
 replies with old ids, replies without ids, silence on chosen commands.
@@ -19,7 +19,7 @@ import termios
 import zlib
 from typing import Any
 
-from pipeline.device.protocol import frame_reply
+from pipeline.board.protocol import frame_reply
 
 MODEL_HASH = "3f2a9c0d4b1e5a77"
 CYCLES = 4_051_408

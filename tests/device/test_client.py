@@ -9,8 +9,8 @@ import zlib
 import pytest
 import serial
 
-from pipeline.device.client import BoardClient, BoardError, ChecksumError, open_error
-from pipeline.device.protocol import frame_reply
+from pipeline.board.client import BoardClient, BoardError, ChecksumError, open_error
+from pipeline.board.protocol import frame_reply
 from pipeline.errors import PipelineError, SerialLinkError
 from tests.device.fakeboard import MODEL_HASH, FakeBoard
 

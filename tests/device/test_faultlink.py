@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.device.client import BoardClient, BoardError
-from pipeline.device.faultlink import KINDS, FaultLink, FaultPlan, SoakConfig, format_table, soak
+from pipeline.board.client import BoardClient, BoardError
+from pipeline.board.faultlink import KINDS, FaultLink, FaultPlan, SoakConfig, format_table, soak
 from tests.conftest import require_emulated_pico, run_small_recipe, small_recipe
 from tests.device.fakeboard import FakeBoard
 

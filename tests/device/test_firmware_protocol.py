@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.device.protocol import LineReader, encode_load, encode_request, parse_reply_line
+from pipeline.board.protocol import LineReader, encode_load, encode_request, parse_reply_line
 
 SRC = Path(__file__).resolve().parents[2] / "firmware" / "src"
 

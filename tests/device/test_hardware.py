@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.device.client import BoardClient
-from pipeline.device.measure import measure
+from pipeline.board.client import BoardClient
+from pipeline.board.measure import measure
 
 pytestmark = pytest.mark.hardware
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipeline.device.client import BoardClient
-from pipeline.device.measure import measure, smallest_ok_arena, sweep_arena
+from pipeline.board.client import BoardClient
+from pipeline.board.measure import measure, smallest_ok_arena, sweep_arena
 from pipeline.errors import PipelineError, SerialLinkError
 from tests.device.fakeboard import CYCLES, MODEL_HASH, FakeBoard
 

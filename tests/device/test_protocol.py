@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from pipeline.device.protocol import (
+from pipeline.board.protocol import (
     MAX_REPLY_LINE,
     MAX_REQUEST_BYTES,
     LineReader,

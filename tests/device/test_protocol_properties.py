@@ -13,8 +13,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from pipeline.device.client import BoardClient, BoardError  # noqa: E402
-from pipeline.device.protocol import (  # noqa: E402
+from pipeline.board.client import BoardClient, BoardError  # noqa: E402
+from pipeline.board.protocol import (  # noqa: E402
     MAX_REPLY_LINE,
     MAX_REQUEST_BYTES,
     LineReader,

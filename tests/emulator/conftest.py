@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.emulator import RP2040JS_VERSION, emulator_dir
+from pipeline.board.emulator import RP2040JS_VERSION, emulator_dir
 from tests.emulator._images import uf2_image
 
 REQUIRE_ENV = "PICOTFLM_REQUIRE_FIRMWARE"

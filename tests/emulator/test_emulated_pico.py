@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from pipeline.emulator import EmulatedPico
+from pipeline.board.emulator import EmulatedPico
 from pipeline.errors import PipelineError
 from tests.emulator._images import (
     BKPT,
@@ -158,7 +158,7 @@ def test_node_goes_when_the_python_parent_dies(echo_fw, tmp_path):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(REPO)!r})
-        from pipeline.emulator import EmulatedPico
+        from pipeline.board.emulator import EmulatedPico
         pico = EmulatedPico({str(echo_fw["elf"])!r})
         print(pico.pid, flush=True)
         os.kill(os.getpid(), 9)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from pipeline.emulator import (
+from pipeline.board.emulator import (
     RP2040JS_VERSION,
     EmulatedPico,
     check_emulator_dir,
@@ -25,7 +25,7 @@ from pipeline.emulator import (
     open_raw_pty,
     serve,
 )
-from pipeline.emulator.pico import READY_MARK
+from pipeline.board.emulator.pico import READY_MARK
 from pipeline.errors import PipelineError
 from tests.emulator._images import BKPT, assert_process_gone, tiny_elf, tiny_flash, uf2_image
 
@@ -209,7 +209,7 @@ def test_emulator_goes_when_the_python_parent_dies(tmp_path, image):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(REPO)!r})
-        from pipeline.emulator import EmulatedPico
+        from pipeline.board.emulator import EmulatedPico
         pico = EmulatedPico({str(image)!r}, node=sys.executable, emulator={str(emu)!r})
         print(pico.pid, flush=True)
         os.kill(os.getpid(), 9)

@@ -21,10 +21,10 @@ def generated(tmp_path_factory):
 @contextmanager
 def _board(toolchain, tmp_path, gen):
     """The emulator image built from the sources in ``gen``, running in the emulated Pico."""
-    from pipeline.build import build_firmware
-    from pipeline.device.client import BoardClient
-    from pipeline.emulator import EmulatedPico
-    from pipeline.stages import build_dir_for
+    from pipeline.stages.build import build_firmware
+    from pipeline.board.client import BoardClient
+    from pipeline.board.emulator import EmulatedPico
+    from pipeline.flow.steps import build_dir_for
 
     require_emulated_pico()
     res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
@@ -34,8 +34,8 @@ def _board(toolchain, tmp_path, gen):
 
 @pytest.mark.parametrize("image", ["emulator", "board"])
 def test_image_builds_and_its_memory_map_is_read(toolchain, generated, tmp_path, image):
-    from pipeline.build import FLASH_BASE, build_firmware
-    from pipeline.stages import build_dir_for
+    from pipeline.stages.build import FLASH_BASE, build_firmware
+    from pipeline.flow.steps import build_dir_for
 
     gen, info = generated
     build_dir = build_dir_for(tmp_path, image)  # under build/, where ccache holds the TFLM objects
@@ -83,7 +83,7 @@ def test_host_tables_are_used_only_where_they_equal_the_model(toolchain, tmp_pat
     path. Both still give the golden outputs bit for bit."""
     import re
 
-    from pipeline.render import conv_quant_tables
+    from pipeline.codegen.kernels import conv_quant_tables
 
     require_emulated_pico()
     data = _models.int8_tflite()
@@ -117,7 +117,7 @@ def test_a_mean_off_the_fast_path_keeps_tflm_data_and_stays_exact(toolchain, tmp
     own op data (the 16-byte record is for the fast path only) and its Eval runs TFLM's kernel,
     bit-exact with host TFLM on the golden inputs."""
     from pipeline.config import ConvertConfig
-    from pipeline.convert import convert
+    from pipeline.stages.convert import convert
 
     require_emulated_pico()
     keras = _models._keras()

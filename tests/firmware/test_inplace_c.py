@@ -1,4 +1,4 @@
-"""In-place convolution (pipeline/memplan.py places the output `lead` bytes below its own input; the
+"""In-place convolution (pipeline/codegen/memplan.py places the output `lead` bytes below its own input; the
 kernels write it in bands of rows, picotflm_kernels.cpp RunConvInPlace): pk_core.c compiled for the
 host, run in one buffer exactly as the firmware does, must equal the out-of-place result bit for bit,
 and must refuse a lead one byte short of what the plan's inequality needs."""
@@ -7,7 +7,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from pipeline.memplan import min_lead
+from pipeline.codegen.memplan import min_lead
 from tests.firmware.test_kernels_c import Params, Part, _random_conv, _run, lib  # noqa: F401 (fixture)
 
 CASES = [

@@ -49,7 +49,7 @@ def quantize_multiplier(d: float) -> tuple[int, int]:
 
 
 def test_render_quantize_multiplier_edges():
-    from pipeline.render import quantize_multiplier as rq
+    from pipeline.codegen.kernels import quantize_multiplier as rq
 
     for d in (0.0, 1e-12, 0.5, 0.75, 1.0 - 2**-40, 2.0**-31, 3.3e-5, 0.0078125, 1.5):
         assert rq(d) == quantize_multiplier(d), d
@@ -96,7 +96,7 @@ def _single_layer(layer, shape, seed):
 
 def _convert(model, shape, seed):
     from pipeline.config import ConvertConfig
-    from pipeline.convert import convert
+    from pipeline.stages.convert import convert
 
     rep = np.random.default_rng(seed).random((16, *shape)).astype(np.float32)
     return convert(model, rep, ConvertConfig(representative_samples=16, slim=False))
@@ -144,7 +144,7 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0][0]}x{c[0][1]}x{c[0][2]}-k{c[2]}s{c[3]}{c[4]}")
 def test_conv_bit_exact_with_tflm(lib, case):
-    from pipeline.verify import run_tflm
+    from pipeline.stages.verify import run_tflm
 
     shape, filters, k, stride, padding, act = case
     model = _single_layer(lambda keras: keras.layers.Conv2D(filters, k, strides=stride, padding=padding,
@@ -155,7 +155,7 @@ def test_conv_bit_exact_with_tflm(lib, case):
     rng = np.random.default_rng(7)
     x = rng.integers(-128, 128, (4, *shape), dtype=np.int8)
     want, _ = run_tflm(data, x, 64 * 1024)
-    from pipeline.render import conv_quant_tables
+    from pipeline.codegen.kernels import conv_quant_tables
 
     _check(lib, "pk_conv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, filters, want,
            tables=conv_quant_tables(data))
@@ -172,7 +172,7 @@ DW_CASES = [
 
 @pytest.mark.parametrize("case", DW_CASES, ids=lambda c: f"{c[0][0]}x{c[0][1]}x{c[0][2]}-k{c[1]}s{c[2]}{c[3]}")
 def test_depthwise_bit_exact_with_tflm(lib, case):
-    from pipeline.verify import run_tflm
+    from pipeline.stages.verify import run_tflm
 
     shape, k, stride, padding, act = case
     model = _single_layer(lambda keras: keras.layers.DepthwiseConv2D(k, strides=stride, padding=padding,
@@ -182,7 +182,7 @@ def test_depthwise_bit_exact_with_tflm(lib, case):
     assert op == "DEPTHWISE_CONV_2D"
     x = np.random.default_rng(8).integers(-128, 128, (4, *shape), dtype=np.int8)
     want, _ = run_tflm(data, x, 64 * 1024)
-    from pipeline.render import conv_quant_tables
+    from pipeline.codegen.kernels import conv_quant_tables
 
     _check(lib, "pk_dwconv_s8", x, w, bias, tin, tw, tout, shape, k, stride, padding, act, shape[2], want,
            tables=conv_quant_tables(data))
@@ -199,7 +199,7 @@ def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, o
     w_scales = tw["quantization_parameters"]["scales"]
     mults, shifts = zip(*(quantize_multiplier(float(np.float64(in_scale) * np.float64(s) / np.float64(out_scale)))
                           for s in w_scales))
-    if tables is not None:  # the firmware's flash tables (pipeline.render) must be these very values
+    if tables is not None:  # the firmware's flash tables (pipeline.codegen.kernels) must be these very values
         assert len(tables) == 1 and tables[0]["mult"] == list(mults) and tables[0]["shift"] == list(shifts)
     mult = (ctypes.c_int32 * out_c)(*mults)
     shift = (ctypes.c_int32 * out_c)(*shifts)

@@ -367,7 +367,7 @@ def test_escaped_and_long_strings_up_to_exactly_the_limit(driver):
 
 
 def test_replies_over_the_limit_are_cut_and_read_as_error_range(driver):
-    from pipeline.device.protocol import check_reply_line
+    from pipeline.board.protocol import check_reply_line
 
     rng = random.Random(7)
     cases = [(GOLDEN_LIKE, 150), (GOLDEN_LIKE, 61), (GOLDEN_LIKE, 0)]
@@ -398,7 +398,7 @@ def test_replies_over_the_limit_are_cut_and_read_as_error_range(driver):
 
 def test_an_error_after_fields_went_out_ends_the_reply(driver):
     """golden's Invoke failing after some outputs were sent: the reply closes and ends as the error."""
-    from pipeline.device.protocol import check_reply_line
+    from pipeline.board.protocol import check_reply_line
 
     ops = GOLDEN_LIKE[:5] + [("fail", b"invoke", b"Invoke failed on a golden input")]
     got = script(driver, ops, "1-40")

@@ -1,11 +1,11 @@
-"""The host's ReLU thresholds (pipeline/render.py relu_threshold, written into the firmware's quant
+"""The host's ReLU thresholds (pipeline/codegen/render.py relu_threshold, written into the firmware's quant
 tables) against pk_core.c's own pk_lo_threshold, compiled for the host: equal for every channel the
 firmware could meet. The firmware checks the same again once per boot before using a table."""
 import ctypes
 
 import numpy as np
 
-from pipeline.render import INT32_MIN, activation_range, conv_quant_tables, relu_threshold
+from pipeline.codegen.kernels import INT32_MIN, activation_range, conv_quant_tables, relu_threshold
 from tests._models import int8_tflite
 from tests.firmware.test_kernels_c import lib  # noqa: F401 (fixture)
 

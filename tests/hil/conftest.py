@@ -41,7 +41,7 @@ def board_port(request, hil_run):
     if port:
         yield port
         return
-    from pipeline.emulator import EmulatedPico
+    from pipeline.board.emulator import EmulatedPico
 
     with EmulatedPico(hil_run / "firmware.elf") as pico:
         yield pico.port
@@ -49,7 +49,7 @@ def board_port(request, hil_run):
 
 @pytest.fixture
 def board(board_port):
-    from pipeline.device.client import BoardClient
+    from pipeline.board.client import BoardClient
 
     with BoardClient(board_port, timeout=10.0) as b:
         yield b
@@ -57,8 +57,8 @@ def board(board_port):
 
 @pytest.fixture(scope="session")
 def host_model(hil_run):
-    from pipeline.convert import inspect_tflite
-    from pipeline.data import Dataset
+    from pipeline.tflite.reader import inspect_tflite
+    from pipeline.stages.data import Dataset
 
     data = (hil_run / "model.tflite").read_bytes()
     return data, inspect_tflite(data), Dataset.load(hil_run / "data.npz")

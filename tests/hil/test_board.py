@@ -4,9 +4,9 @@ import zlib
 import numpy as np
 import pytest
 
-from pipeline.device.client import BoardError
-from pipeline.device.measure import measure, smallest_ok_arena, sweep_arena
-from pipeline.verify import images_to_input, run_tflm
+from pipeline.board.client import BoardError
+from pipeline.board.measure import measure, smallest_ok_arena, sweep_arena
+from pipeline.stages.verify import images_to_input, run_tflm
 
 pytestmark = pytest.mark.hardware
 
@@ -95,7 +95,7 @@ def test_measure_end_to_end(board_port, host_model):
 
 def test_arena_sweep_finds_the_smallest_working_arena(board_port, host_model):
     _, info, _ = host_model
-    from pipeline.device.client import BoardClient
+    from pipeline.board.client import BoardClient
 
     with BoardClient(board_port, timeout=10.0) as b:
         used = b.handshake(info.sha256[:16])
@@ -109,8 +109,8 @@ def test_arena_sweep_finds_the_smallest_working_arena(board_port, host_model):
 
 
 def test_device_minimum_arena_is_tight_and_restored(board_port, host_model):
-    from pipeline.arena import find_device_minimum
-    from pipeline.device.client import BoardClient
+    from pipeline.analysis.arena import find_device_minimum
+    from pipeline.board.client import BoardClient
 
     _, info, _ = host_model
     found = find_device_minimum(board_port, expect_hash=info.sha256[:16])

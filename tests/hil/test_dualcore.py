@@ -9,7 +9,7 @@ tests/firmware/test_kernels_c.py cover it, the latter also the split itself, on 
 """
 import pytest
 
-from pipeline.verify import images_to_input, run_tflm
+from pipeline.stages.verify import images_to_input, run_tflm
 
 pytestmark = pytest.mark.hardware
 

@@ -1,8 +1,8 @@
-"""The in-place memory plan on the board: picotflm's planner places the buffers pipeline/memplan.py
+"""The in-place memory plan on the board: picotflm's planner places the buffers pipeline/codegen/memplan.py
 names, the first convolution runs in place, and every output stays bit-exact."""
 import pytest
 
-from pipeline.memplan import inplace_plan
+from pipeline.codegen.memplan import inplace_plan
 
 pytestmark = pytest.mark.hardware
 
@@ -39,7 +39,7 @@ def test_host_thresholds_are_verified_and_used(board):
 def test_host_expanded_weights_are_used(board, host_model):
     """Every CONV_2D whose weights the host wrote out expanded (render.wide_weights) uses them: the
     firmware compared them with the model's weights at Prepare; the outputs stay bit-exact."""
-    from pipeline.render import conv_quant_tables
+    from pipeline.codegen.kernels import conv_quant_tables
 
     info = board.handshake()
     if info["kernels"] != "picotflm":

@@ -8,7 +8,7 @@ import pytest
 def test_picotflm_kernels_bit_exact_with_stock(request, hil_run):
     if request.config.getoption("--port"):
         pytest.skip("builds and runs both kernel sets in the emulated Pico; a real board runs one image")
-    from pipeline.bench import kernels_compare
+    from pipeline.bench.recipes import kernels_compare
 
     rows = {r["kernels"]: r for r in kernels_compare(hil_run, None, log=lambda s: None)}
     assert set(rows) == {"stock", "picotflm", "picotflm split"}

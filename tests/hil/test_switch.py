@@ -25,7 +25,7 @@ def switch_dir(request, tmp_path_factory):
         pytest.skip("the switching tests build their own firmware for the emulated Pico; on a board, flash "
                     "runs/switch-int4-int8/firmware.uf2 and run `picotflm switch int4-int8 --board --port PORT`")
     require_emulated_pico()
-    from pipeline.switchfw import build_switching
+    from pipeline.analysis.switchfw import build_switching
 
     runs = tmp_path_factory.mktemp("switch")
     run_small_recipe(runs, INT8, name="v8")
@@ -37,8 +37,8 @@ def switch_dir(request, tmp_path_factory):
 
 @pytest.fixture
 def board(switch_dir):
-    from pipeline.device.client import BoardClient
-    from pipeline.emulator import EmulatedPico
+    from pipeline.board.client import BoardClient
+    from pipeline.board.emulator import EmulatedPico
 
     _, out, _ = switch_dir
     with EmulatedPico(out / "firmware.elf") as pico, BoardClient(pico.port, timeout=20.0) as b:
@@ -47,9 +47,9 @@ def board(switch_dir):
 
 
 def _host(runs: Path, name: str, n: int):
-    from pipeline.convert import inspect_tflite
-    from pipeline.data import Dataset
-    from pipeline.verify import images_to_input, run_tflm
+    from pipeline.tflite.reader import inspect_tflite
+    from pipeline.stages.data import Dataset
+    from pipeline.stages.verify import images_to_input, run_tflm
 
     data = (runs / name / "model.tflite").read_bytes()
     info = inspect_tflite(data)
@@ -124,7 +124,7 @@ def test_policy_extremes_never_or_always_escalate(switch_dir, board, threshold, 
 
 
 def test_measured_policy_decides_like_the_host_simulation(switch_dir):
-    from pipeline.switchfw import measure_switching
+    from pipeline.analysis.switchfw import measure_switching
 
     runs, out, _ = switch_dir
     r = measure_switching(out, ["v8", "v4"], runs_dir=runs, threshold=0.6, metric="margin", frames=12,

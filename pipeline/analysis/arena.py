@@ -1,0 +1,418 @@
+"""Arena tuning: the smallest tensor arena that really works on the board, and a recommendation.
+
+``arena_used_bytes()`` after AllocateTensors can miss what Invoke needs, and the host's 64-bit
+figure is not the RP2040's. So the board itself is asked: ``arena N`` re-runs its setup with an N-byte
+limit inside the compiled buffer, then invokes every golden input; the smallest N at which
+allocation, invoke *and* the golden check all pass is the device minimum (found by bisection on
+16-byte steps, then checked again at the boundary: N passes, N - 16 fails).
+
+:func:`apply_arena` rebuilds a run with a chosen arena in a trial copy of the run, measures it and
+checks the golden outputs there; only a confirmed trial replaces the run's firmware, manifest and
+report. A trial that fails leaves the run as it was.
+"""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.errors import PipelineError, SerialLinkError
+
+ALIGN = 16
+MAX_MARGIN_PERCENT = 400
+MAX_MARGIN_BYTES = 128 * 1024
+RP2040_RAM = 264 * 1024
+TRIAL_DIR = ".arena-trial"  # under the runs directory; the trial copy of a run lives here while --apply runs
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _align_up(n: float) -> int:
+    return int(math.ceil(n / ALIGN) * ALIGN)
+
+
+def check_margin(margin_percent: float, margin_bytes: int) -> None:
+    if not (0 <= margin_percent <= MAX_MARGIN_PERCENT) or not (0 <= margin_bytes <= MAX_MARGIN_BYTES):
+        raise PipelineError(
+            f"arena margin {margin_percent} % + {margin_bytes} B is not allowed",
+            hint=f"use a margin of 0-{MAX_MARGIN_PERCENT} % and 0-{MAX_MARGIN_BYTES} bytes",
+        )
+
+
+def check_arena_request(name: str, nbytes: int | None) -> None:
+    """An arena size asked for on the command line (``--max-bytes``, ``--arena-bytes``)."""
+    if nbytes is None:
+        return
+    if not (ALIGN <= nbytes <= RP2040_RAM) or nbytes % ALIGN:
+        raise PipelineError(f"{name} {nbytes} is not allowed",
+                            hint=f"give a multiple of {ALIGN} between {ALIGN} and {RP2040_RAM} (the RP2040's 264 KB)")
+
+
+def recommend(device_min: int, margin_percent: float, margin_bytes: int) -> int:
+    check_margin(margin_percent, margin_bytes)
+    return _align_up(device_min * (1 + margin_percent / 100.0) + margin_bytes)
+
+
+# ------------------------------------------------------------------------------- the sweep
+def bisect_minimum(works: Callable[[int], bool], top: int) -> int:
+    """The smallest multiple of 16 in (0, top] for which ``works`` is true, given that ``works(top)``
+    is (and that it is monotonic: more bytes never hurt)."""
+    lo, hi = 0, top  # lo fails (or is below anything tried), hi works
+    while hi - lo > ALIGN:
+        mid = (lo + hi) // 2
+        mid -= mid % ALIGN
+        if mid <= lo:
+            break
+        if works(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+_MISSING = re.compile(r"missing:\s*(\d+)")
+_NODE = re.compile(r"Node (\S+) \(number (\d+)[a-z]*\) failed to (prepare|invoke)")
+
+
+def explain_setup_error(text: str) -> dict[str, Any]:
+    """What the firmware's setup error (TFLM's own first message) says: bytes missing, failing op."""
+    out: dict[str, Any] = {"setup_error": text}
+    m = _MISSING.search(text or "")
+    if m:
+        out["missing_bytes"] = int(m.group(1))
+    m = _NODE.search(text or "")
+    if m:
+        out["failing_op"], out["failing_op_index"], out["failing_phase"] = m.group(1), int(m.group(2)), m.group(3)
+    return out
+
+
+def _rebuild_error(limit: int, compiled: int, board_msg: str = "") -> PipelineError:
+    return PipelineError(
+        f"an arena of {limit:,} B was asked for, but the firmware was compiled with {compiled:,} B"
+        + (f" (the board says: {board_msg})" if board_msg else "") + ": the arena buffer is static, so a larger "
+        "arena needs a rebuild",
+        hint=f"rebuild with a larger arena: `picotflm build RUN --set render.arena_bytes={_align_up(limit)}`, "
+             "then run `picotflm arena` again")
+
+
+def find_device_minimum(port: str, *, expect_hash: str | None, max_bytes: int | None = None, log: Log = _quiet,
+                        step_timeout: float = 30.0, client_factory: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Bisect the arena limit on the board; return the figures of the search.
+
+    ``max_bytes``: the largest limit to try (default: the compiled size; more needs a rebuild). A
+    board that stops answering in the middle (reset, unplugged) gets its request again and, if it
+    comes back, the sweep goes on: every step sets the limit itself, so nothing from before the reset
+    is relied on, and the result is checked again at the end. A board that does not come back ends
+    the sweep with an error; nothing is written then."""
+    if client_factory is None:
+        from pipeline.board.client import BoardClient as client_factory
+
+    t0 = time.perf_counter()
+    steps: list[dict[str, Any]] = []
+    with client_factory(port, timeout=10.0) as board:
+        info = board.handshake(expect_hash, require_ready=False)
+        compiled = int(info["arena_size"])
+        top = compiled if max_bytes is None else int(max_bytes)
+        if top > compiled:
+            raise _rebuild_error(top, compiled)
+        top -= top % ALIGN
+
+        def step(limit: int) -> dict[str, Any]:
+            try:
+                r = board.request("arena", limit, timeout=step_timeout, raise_on_error=False)
+            except SerialLinkError as e:
+                done = ", ".join(f"{s['arena_limit']}:{'ok' if s['ok'] else 'fail'}" for s in steps[-4:])
+                raise PipelineError(
+                    f"the board stopped answering during the arena sweep, at a {limit:,}-byte limit "
+                    f"after {len(steps)} steps ({done or 'none'}): {e.message}; nothing was written",
+                    hint="the board reset or was unplugged: check the cable and power, then run "
+                         "`picotflm arena` again (it starts over)") from e
+            if not r.ok and r.err == "range":
+                raise _rebuild_error(limit, compiled, r.msg or "")
+            if not r.ok and r.err not in ("alloc", "setup"):
+                raise PipelineError(f"the board answered 'arena {limit}' with error {r.err}: {r.msg}",
+                                    hint="flash firmware built by this picotflm")
+            alloc = bool(r.ok and r.get("alloc_ok"))
+            s = {"arena_limit": limit, "alloc_ok": alloc, "arena_used": int(r.get("arena_used") or 0) if r.ok else 0,
+                 "invoke_ok": bool(r.ok and r.get("invoke_ok")), "golden_exact": bool(r.ok and r.get("golden_exact"))}
+            s["ok"] = s["alloc_ok"] and s["invoke_ok"] and s["golden_exact"]
+            if not r.ok:
+                s["board_error"] = r.msg
+            steps.append(s)
+            log(f"arena {limit:,} B: " + ("ok" if s["ok"] else "allocation fails" if not alloc else
+                                          "invoke fails" if not s["invoke_ok"] else "golden outputs differ"))
+            return s
+
+        try:
+            first = step(top)
+            if not first["ok"]:
+                raise _fails_at_max(board, first, top, compiled)
+            used_at_full = first["arena_used"]
+            device_min = bisect_minimum(lambda n: step(n)["ok"], top)
+            # The boundary once more: a board that reset or misbehaved mid-sweep shows up here.
+            again = step(device_min)
+            below = step(device_min - ALIGN) if device_min > ALIGN else None
+            if not again["ok"] or (below is not None and below["ok"]):
+                raise PipelineError(
+                    f"the arena sweep did not repeat: {device_min:,} B "
+                    + ("failed" if not again["ok"] else f"passed but so did {device_min - ALIGN:,} B")
+                    + " on the second try; nothing was written",
+                    hint="the board is not deterministic (reset, brown-out, another program on the port?): run again")
+        finally:
+            try:
+                board.request("arena", 0, timeout=step_timeout, raise_on_error=False)
+            except PipelineError:
+                pass  # the board is gone: the error that got us here says so
+        link = board.stats.as_dict() if hasattr(board, "stats") else {}
+    used_at_min = again["arena_used"]
+    return {
+        "compiled_arena_bytes": compiled,
+        "max_bytes_tried": top,
+        "device_min_bytes": device_min,
+        "arena_used_bytes": used_at_full,
+        "arena_used_at_min_bytes": used_at_min,
+        "scratch_gap_bytes": device_min - used_at_full,
+        "steps": len(steps),
+        "sweep_seconds": round(time.perf_counter() - t0, 2),
+        "link_retries": link.get("retries", 0),
+        "image": info.get("image"),
+        "step_log": steps,
+    }
+
+
+def _fails_at_max(board, step: dict[str, Any], top: int, compiled: int) -> PipelineError:
+    """Why the model does not run at the largest limit: TFLM's own reason from the board's setup error."""
+    why: dict[str, Any] = {}
+    if not step["alloc_ok"]:
+        try:
+            info = board.request("info", raise_on_error=False)
+            why = explain_setup_error(str(info.get("setup_error") or step.get("board_error") or ""))
+        except PipelineError:
+            why = explain_setup_error(step.get("board_error") or "")
+    what = ("allocation fails" if not step["alloc_ok"] else "invoke fails" if not step["invoke_ok"]
+            else "the golden outputs differ from host TFLM")
+    detail = []
+    if why.get("failing_op"):
+        detail.append(f"op {why['failing_op_index']} ({why['failing_op']}) fails to {why['failing_phase']}")
+    if why.get("missing_bytes") is not None:
+        detail.append(f"{why['missing_bytes']:,} B missing")
+    if why.get("setup_error") and not detail:
+        detail.append(f"the board says: {why['setup_error']}")
+    need = top + why.get("missing_bytes", 0)
+    at = "its compiled" if top == compiled else "a"
+    err = PipelineError(
+        f"the model does not run even with {at} {top:,}-byte arena: {what}" + (f" ({'; '.join(detail)})" if detail else ""),
+        hint=(f"rebuild with at least {_align_up(need):,} B: `picotflm build RUN --set render.arena_bytes="
+              f"{_align_up(need * 1.1)}`" if why.get("missing_bytes") else
+              "rebuild with a larger arena (render.arena_bytes)" if step["alloc_ok"] is False else
+              "the board computes other outputs than host TFLM: check `picotflm measure` (golden)"))
+    err.details = {**why, "arena_limit": top}  # type: ignore[attr-defined]
+    return err
+
+
+# -------------------------------------------------------------------------- apply, confirmed
+def apply_arena(run, arena_bytes: int, *, options=None, log: Log = _quiet,
+                confirm: Callable[[dict[str, Any]], str | None] | None = None) -> dict[str, Any]:
+    """Rebuild ``run`` with an ``arena_bytes`` arena and make it the run's firmware only when confirmed.
+
+    The run is copied to ``<runs>/.arena-trial/<run>``; there the recipe (as recorded in the run's
+    manifest, with ``render.arena_bytes`` set) is re-rendered, rebuilt and re-measured. Confirmed
+    means: render, build and measure all done, the board reports the new arena size, and every
+    golden output is bit-exact with host TFLM (and ``confirm``, a test hook, has no objection).
+    Then the trial's firmware, measurement and manifest replace the run's; otherwise the run is left
+    as it was and :class:`PipelineError` says why. The trial copy is removed either way."""
+    from pipeline.flow.rundir import RunDir
+    from pipeline.config import parse_recipe
+    from pipeline.flow.runner import RunOptions, run_recipe
+
+    manifest = run.read_manifest()
+    stages = manifest.get("stages") or {}
+    build = (stages.get("build") or {}).get("metrics") or {}
+    if (stages.get("build") or {}).get("status") not in ("done", "up to date") or not build:
+        raise PipelineError(f"run {run.name} has no firmware image to re-arena", hint="run `picotflm build` first")
+    if build.get("image") != "emulator" and not (options and options.port):
+        raise PipelineError("--apply confirms the new arena by measuring the rebuilt image; the board image needs "
+                            "the new firmware on a real Pico first",
+                            hint="apply on the emulator image (`picotflm arena RECIPE --apply`), then build the "
+                                 "board image with the same render.arena_bytes and `make flash`")
+    doc = manifest.get("recipe") or {}
+    body = {"description": doc.get("description", ""), "stages": doc.get("stages", []),
+            **{k: dict(v) for k, v in (doc.get("configs") or {}).items()}}
+    body.setdefault("render", {})["arena_bytes"] = int(arena_bytes)
+    recipe = parse_recipe(body, name=doc.get("name", run.name), source=doc.get("source", ""))
+    if "measure" not in recipe.stages:
+        raise PipelineError(f"recipe {recipe.name} has no 'measure' stage: a new arena cannot be confirmed",
+                            hint="add 'measure' to the recipe's stages")
+
+    trial_root = run.root.parent / TRIAL_DIR / run.name
+    if trial_root.exists():
+        shutil.rmtree(trial_root)
+    trial_root.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(run.root, trial_root, ignore=shutil.ignore_patterns("*.tmp", "*.partial"))
+    trial = RunDir(root=trial_root, name=run.name)
+    opts = options or RunOptions(progress=False)
+    opts = RunOptions(progress=opts.progress, force=False, rerun=("measure",), port=opts.port,
+                      emulator=opts.emulator, extra=dict(opts.extra))
+    before = build.get("static_ram_bytes")
+    t0 = time.perf_counter()
+    try:
+        try:
+            summary = run_recipe(recipe, trial, opts, log=log, until="measure", write_report=False)
+        except PipelineError as e:
+            raise PipelineError(f"the rebuild with a {arena_bytes:,}-byte arena failed: {e.message}; the run "
+                                f"{run.name} is unchanged",
+                                hint="use a larger margin (--margin-percent, --margin-bytes) or --arena-bytes: the "
+                                     "device minimum is in the run's arena.json" if "setup" in e.message
+                                else e.hint) from e
+        st = summary.manifest.get("stages") or {}
+        reason = _unconfirmed(st, arena_bytes)
+        if reason is None and confirm is not None:
+            reason = confirm(summary.manifest)
+        if reason is not None:
+            raise PipelineError(f"a {arena_bytes:,}-byte arena was not confirmed: {reason}; the run {run.name} is "
+                                "unchanged (its firmware and config are the previous ones)",
+                                hint="use a larger margin (--margin-percent, --margin-bytes) or a larger --arena-bytes")
+        _adopt(trial, run, st)
+    finally:
+        shutil.rmtree(trial_root, ignore_errors=True)
+        try:
+            trial_root.parent.rmdir()  # only when no other trial is under way
+        except OSError:
+            pass
+    after = st["build"]["metrics"]["static_ram_bytes"]
+    golden = st["measure"]["metrics"]["golden"]
+    return {"confirmed": True, "arena_bytes": int(arena_bytes), "static_ram_before": before,
+            "static_ram_after": after, "ram_saved_bytes": (before - after) if before is not None else None,
+            "golden": f"{golden['exact']}/{golden['count']}", "where": st["measure"]["metrics"].get("where"),
+            "flash_bytes_after": st["build"]["metrics"].get("flash_bytes"),
+            "arena_used_after": (st["measure"]["metrics"].get("mem") or {}).get("arena_used"),
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _unconfirmed(st: dict[str, Any], arena_bytes: int) -> str | None:
+    """Why a trial does not confirm ``arena_bytes`` (None: it does)."""
+    for name in ("render", "build", "measure"):
+        e = st.get(name) or {}
+        if e.get("status") not in ("done", "up to date"):
+            return f"the {name} stage is {e.get('status', 'not run')}" + (f": {e['reason']}" if e.get("reason") else "")
+    m = st["measure"]["metrics"]
+    mem, golden = m.get("mem") or {}, m.get("golden") or {}
+    if (st["render"].get("metrics") or {}).get("arena_bytes") != arena_bytes:
+        return f"the render stage chose {st['render']['metrics'].get('arena_bytes')} B, not {arena_bytes} B"
+    if mem.get("arena_size") != arena_bytes:
+        return f"the board reports a {mem.get('arena_size')}-byte arena, not {arena_bytes} B (another firmware?)"
+    status = (m.get("info") or {}).get("status")
+    if status not in (None, "ready"):
+        return f"the board's setup failed: {(m.get('info') or {}).get('setup_error') or status}"
+    if not golden or not golden.get("count") or golden.get("exact") != golden.get("count"):
+        return f"golden outputs {golden.get('exact', 0)}/{golden.get('count', 0)} bit-exact"
+    return None
+
+
+def _adopt(trial, run, stages: dict[str, Any]) -> None:
+    """Move a confirmed trial's rendered sources, image, measurement and manifest into the run.
+    The manifest goes last: until then the run's manifest describes its old files."""
+    from pipeline.flow.rundir import atomic_write_bytes
+    from pipeline.flow.runner import STAGE_BY_NAME
+
+    names: list[str] = []
+    for stage in ("render", "build", "measure"):
+        names += [n for n in STAGE_BY_NAME[stage].outputs if n not in names]
+    for name in names:
+        src, dst = trial.path(name), run.path(name)
+        if src.is_dir():
+            new, old = dst.with_name(dst.name + ".new"), dst.with_name(dst.name + ".old")
+            for p in (new, old):
+                shutil.rmtree(p, ignore_errors=True)
+            shutil.copytree(src, new)
+            if dst.exists():
+                dst.rename(old)
+            new.rename(dst)
+            shutil.rmtree(old, ignore_errors=True)
+        elif src.is_file():
+            atomic_write_bytes(dst, src.read_bytes())
+    atomic_write_bytes(run.manifest_path, trial.manifest_path.read_bytes())
+
+
+def host_figures(run) -> dict[str, Any]:
+    """What the host knows about the run's arena: the 64-bit minimum, TFLM's allocation print-out and
+    the layout read from the flatbuffer (peak live activations)."""
+    from pipeline.codegen.layout import arena_layout
+
+    verify = ((run.read_manifest().get("stages") or {}).get("verify") or {}).get("metrics") or {}
+    layout = arena_layout(run.path("model.tflite").read_bytes())
+    return {"host_min_bytes_64bit": verify.get("host_arena_min_bytes"),
+            "host_allocations": verify.get("host_arena_allocations"), "layout": layout}
+
+
+def in_place_peak(tflite: bytes, layout: dict[str, Any]) -> dict[str, Any]:
+    """The live-activation peak when picotflm's kernels run the in-place plan (pipeline/codegen/memplan.py):
+    the planned op holds its input and output in ``span`` bytes instead of their sum. Empty without a
+    plan. (The firmware reports whether it applied the plan: ``info`` plan_matched.)"""
+    from pipeline.codegen.memplan import inplace_plan
+
+    plan = inplace_plan(tflite)
+    if plan is None:
+        return {}
+    live = [o["live_bytes"] - (plan.saved if o["index"] == plan.op_index else 0) for o in layout["ops"]]
+    i = max(range(len(live)), key=lambda k: live[k])
+    return {"peak_live_in_place_bytes": live[i], "peak_in_place_op_index": layout["ops"][i]["index"],
+            "peak_in_place_op": layout["ops"][i]["op"]}
+
+
+def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float, margin_bytes: int,
+         max_bytes: int | None = None, log: Log = _quiet) -> dict[str, Any]:
+    """Sweep, compare with the host figures, recommend: the content of ``arena.json``."""
+    check_margin(margin_percent, margin_bytes)
+    found = find_device_minimum(port, expect_hash=expect_hash, max_bytes=max_bytes, log=log)
+    host = host_figures(run)
+    layout = host["layout"]
+    peak = layout["peak_live_bytes"]
+    rec = recommend(found["device_min_bytes"], margin_percent, margin_bytes)
+    in_place = in_place_peak(run.path("model.tflite").read_bytes(), layout)
+    return {
+        "where": where,
+        **{k: v for k, v in found.items() if k != "step_log"},
+        "host_min_bytes_64bit": host["host_min_bytes_64bit"],
+        "host_allocations": host["host_allocations"],
+        "peak_live_activations_bytes": peak,
+        "peak_op_index": layout["peak_op_index"],
+        "peak_op": layout["peak_op"],
+        "device_min_over_peak_live": round(found["device_min_bytes"] / peak, 4) if peak else None,
+        **in_place,
+        **({"device_min_over_peak_live_in_place": round(found["device_min_bytes"] / in_place["peak_live_in_place_bytes"], 4)}
+           if in_place else {}),
+        "margin_percent": margin_percent,
+        "margin_bytes": margin_bytes,
+        "recommended_bytes": rec,
+        "saved_vs_compiled_bytes": found["compiled_arena_bytes"] - rec,
+        "layout": layout,
+        "step_log": found["step_log"],
+    }
+
+
+def applied_arena_bytes(path: str | Path) -> int | None:
+    """The arena size ``arena --apply`` confirmed for a run (its ``arena.json``), or None when there is
+    none. For ``make firmware`` / ``make flash``, which give the board image the same arena. An
+    unreadable file is a one-line note on stderr and None: the board image keeps the rendered arena."""
+    import json
+    import sys
+
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        applied = json.loads(p.read_text()).get("applied") or {}
+        return int(applied["arena_bytes"]) if applied.get("confirmed") else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        print(f"note: {p} is unreadable ({type(e).__name__}): the board image keeps the rendered arena; "
+              "run make arena again", file=sys.stderr)
+        return None
+

@@ -1,0 +1,261 @@
+"""``make bench``: benchmarks that print measured figures (never timed tests).
+
+1. Every shipped recipe end to end in a fresh runs directory (wall time, per recipe and in all),
+   then a re-run with nothing changed.
+2. Host TFLM accuracy of the whole test split (seconds), INT4 vs int8 weight bytes and accuracy.
+3. Board figures per recipe from ``measured.json`` (emulated Pico unless ``--port``).
+4. Kernels: the int8 and int4 firmware built with pico-tflmicro's stock kernels and with picotflm's
+   (same model, same emulator): cycles per invoke and per op, cycles/MAC, RAM, flash, and every
+   output bit-exact with host TFLM on the golden inputs and on the whole test split.
+5. Serial soak: request/reply exchanges with the emulated Pico, desyncs counted, exchanges per second.
+
+Writes ``<runs>/bench/bench.md`` and ``bench.csv`` and prints the Markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+RECIPES = ["int8", "prune-int8", "boundary-int8", "cluster-int8", "pcqat-int8", "int4", "cluster-int4"]
+
+
+def _run(recipe: str, runs: Path) -> float:
+    from pipeline.flow.rundir import RunDir
+    from pipeline.config import load_recipe
+    from pipeline.flow.runner import RunOptions, run_recipe
+
+    t0 = time.perf_counter()
+    run_recipe(load_recipe(recipe), RunDir.of(recipe, runs), RunOptions(progress=False),
+               log=lambda s: print(f"  {recipe}: {s}", file=sys.stderr))
+    return time.perf_counter() - t0
+
+
+def _metrics(runs: Path, recipe: str, stage: str) -> dict:
+    doc = json.loads((runs / recipe / "manifest.json").read_text())
+    e = doc.get("stages", {}).get(stage) or {}
+    return e.get("metrics") or {} if e.get("status") in ("done", "up to date") else {}
+
+
+def _payload(runs: Path, recipe: str) -> dict:
+    """``convert.payload_bytes`` of a recipe's flashed model ({} when it has none)."""
+    from pipeline.tflite.reader import payload_bytes
+    from pipeline.errors import PipelineError
+
+    path = runs / recipe / "model.tflite"
+    try:
+        return payload_bytes(path.read_bytes()) if path.is_file() else {}
+    except PipelineError:
+        return {}
+
+
+def soak(elf: Path, exchanges: int) -> dict:
+    from pipeline.board.client import BoardClient
+    from pipeline.board.emulator import EmulatedPico
+    from pipeline.errors import PipelineError
+
+    errors = 0
+    with EmulatedPico(elf) as pico, BoardClient(pico.port, timeout=5.0) as board:
+        board.handshake()
+        t0 = time.perf_counter()
+        for i in range(exchanges):
+            try:
+                r = board.request("info" if i % 2 else "mem")
+                if not r.ok:
+                    errors += 1
+            except PipelineError:
+                errors += 1
+        seconds = time.perf_counter() - t0
+        stats = board.stats.as_dict()
+    return {"exchanges": exchanges, "errors": errors, "seconds": round(seconds, 2),
+            "exchanges_per_second": round(exchanges / seconds, 1), "link": stats}
+
+
+def kernels_compare(run_dir: Path, frames_n: int | None = None,
+                    log=lambda s: print(s, file=sys.stderr)) -> list[dict]:
+    """Build the run's rendered firmware with each kernel set, measure both in the emulated Pico; then
+    picotflm's kernels once more as the board image splits them between the cores (build.emulate_core1,
+    row "picotflm split": core 1's jobs run on core 0, on core 1's stack), for the outputs of the split
+    ops and core 1's stack peak, measured (not the speed of two cores: one runs both halves in turn)."""
+    import numpy as np
+
+    from pipeline.flow.rundir import RunDir
+    from pipeline.stages.build import build_firmware
+    from pipeline.config import BuildConfig
+    from pipeline.tflite.reader import inspect_tflite
+    from pipeline.stages.data import Dataset
+    from pipeline.board.client import BoardClient
+    from pipeline.board.measure import measure
+    from pipeline.board.emulator import EmulatedPico
+    from pipeline.flow.steps import build_dir_for
+    from pipeline.stages.verify import images_to_input, run_tflm
+
+    run = RunDir(root=Path(run_dir), name=Path(run_dir).name)
+    data = run.path("model.tflite").read_bytes()
+    info = inspect_tflite(data)
+    ds = Dataset.load(run.path("data.npz"))
+    x = ds.x_test if frames_n is None else ds.x_test[:frames_n]
+    inputs = images_to_input(x, info)
+    host, _ = run_tflm(data, inputs, 64 * 1024)
+    rows = []
+    builds = (("stock", BuildConfig(kernels="stock")), ("picotflm", BuildConfig()),
+              ("picotflm split", BuildConfig(emulate_core1=True)))
+    for label, cfg in builds:
+        kernels = cfg.kernels
+        log(f"kernels: {run_dir.name} with {label} kernels: build, then {len(inputs)} test frames")
+        res = build_firmware(run.path("firmware"), build_dir_for(run.root, "emulator-" + label.replace(" ", "-")),
+                             cfg, log=log)
+        with EmulatedPico(res.elf) as pico:
+            m = measure(pico.port, expect_hash=info.sha256[:16], bench_runs=5,
+                        frames=[bytes(r.tobytes()) for r in inputs], macs=info.macs)
+            with BoardClient(pico.port, timeout=10.0) as board:
+                counters = board.request("info")  # after every invoke: the splits that ran
+        outs = [bytes.fromhex(o) for o in m["infer_outputs"]]
+        exact = sum(o == bytes(h.tobytes()) for o, h in zip(outs, host))
+        bench, mem, golden = m["bench"], m["mem"], m["golden"]
+        rows.append({
+            "run": run_dir.name, "kernels": label, "board_kernels": (m.get("info") or {}).get("kernels"),
+            "build_kernels": kernels,
+            "split_ops": counters.get("split_ops"), "core1_jobs": counters.get("core1_jobs"),
+            "core1_stack_peak": mem.get("core1_stack_peak"), "core1_stack_size": mem.get("core1_stack_size"),
+            "quant_tables_missed": (m.get("info") or {}).get("quant_tables_missed"),
+            "quant_tables_matched": (m.get("info") or {}).get("quant_tables_matched"),
+            "cycles": bench.get("median_cycles"),
+            "us": bench.get("median_us"), "cycles_per_mac": m.get("cycles_per_mac"),
+            "per_op_cycles": {k: v.get("cycles") for k, v in (m.get("profile_by_op") or {}).items()},
+            "arena_used": mem.get("arena_used"), "stack_peak": mem.get("stack_peak"),
+            "ram_total": m.get("ram_total_bytes"), "flash": res.memory.get("flash_bytes"),
+            "static_ram": res.memory.get("static_ram_bytes"),
+            "golden": f"{golden.get('exact')}/{golden.get('count')}",
+            "test_split_exact": f"{exact}/{len(host)}", "test_split_top1": float(np.mean(
+                [int(np.frombuffer(o, np.int8).argmax()) == int(lbl) for o, lbl in zip(outs, ds.y_test)])),
+        })
+    return rows
+
+
+def kernels_markdown(rows: list[dict]) -> list[str]:
+    md = ["| run | kernels | cycles/invoke | us | cycles/MAC | arena used B | stack peak B | core 1 stack peak B | "
+          "RAM total B | flash B | golden exact | test split bit-exact | test top-1 acc |", "|" + "---|" * 13]
+    for r in rows:
+        core1 = f"{r['core1_stack_peak']:,}" if r.get("core1_stack_peak") else "-"
+        md.append(f"| {r['run']} | {r['kernels']} | {r['cycles']:,} | {r['us']:,} | {r['cycles_per_mac']} | "
+                  f"{r['arena_used']:,} | {r['stack_peak']:,} | {core1} | {r['ram_total']:,} | {r['flash']:,} | "
+                  f"{r['golden']} | {r['test_split_exact']} | {r['test_split_top1']:.4f} |")
+    if any(r["kernels"] == "picotflm split" for r in rows):
+        md.append("\n\"picotflm split\": the board image's kernels, each op split between the cores as on a Pico, "
+                  "core 1's share run by core 0 in turn on core 1's own stack (`build.emulate_core1`): its outputs "
+                  "and core 1's stack peak are measured; its cycles are both halves on one core, not a two-core time.")
+    ops = sorted({op for r in rows for op in r["per_op_cycles"]})
+    if ops:
+        md += ["", "Cycles per op (`profile`):", "", "| run | kernels | " + " | ".join(ops) + " |",
+               "|" + "---|" * (len(ops) + 2)]
+        md += [f"| {r['run']} | {r['kernels']} | " + " | ".join(f"{r['per_op_cycles'].get(op, 0):,}" for op in ops)
+               + " |" for r in rows]
+    by = {(r["run"], r["kernels"]): r for r in rows}
+    for run in dict.fromkeys(r["run"] for r in rows):
+        a, b = by.get((run, "stock")), by.get((run, "picotflm"))
+        if a and b and b["cycles"]:
+            md.append(f"\n- {run}: picotflm kernels **{a['cycles'] / b['cycles']:.2f}x** faster than stock "
+                      f"({a['cycles']:,} -> {b['cycles']:,} cycles)")
+    return md
+
+
+def flatbuffer_payload_markdown(runs: Path, recipes: list[str]) -> list[str]:
+    """One line per recipe: "flatbuffer B vs payload B = ratio x" of its flashed (slimmed) model."""
+    from pipeline.tflite.reader import SLIM_GOAL_RATIO, payload_line
+
+    md = []
+    for r in recipes:
+        p = _payload(runs, r)
+        md.append(f"- {r}: {payload_line(p)} (goal <= {SLIM_GOAL_RATIO}x; payload = constant data + scales + "
+                  f"zero points, `convert.payload_bytes`)" if p else f"- {r}: flatbuffer vs payload: no model.tflite")
+    return [""] + md if md else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench.recipes", description=__doc__.splitlines()[0])
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--recipes", nargs="*", default=RECIPES)
+    p.add_argument("--soak", type=int, default=10_000, help="exchanges in the serial soak (0: skip)")
+    p.add_argument("--kernel-frames", type=int, default=None,
+                   help="test frames per firmware in the kernel comparison (default: the whole test split; 0: skip)")
+    args = p.parse_args(argv)
+    out = Path(args.runs_dir) / "bench"
+    runs = out / f"runs-{time.strftime('%Y%m%d-%H%M%S')}"
+    runs.mkdir(parents=True, exist_ok=True)
+
+    print(f"bench: all recipes into a fresh {runs} ...", file=sys.stderr)
+    t_all = time.perf_counter()
+    times = {r: _run(r, runs) for r in args.recipes}
+    total = time.perf_counter() - t_all
+    t0 = time.perf_counter()
+    for r in args.recipes:
+        _run(r, runs)
+    rerun = time.perf_counter() - t0
+
+    rows = []
+    for r in args.recipes:
+        conv, ver, meas = _metrics(runs, r, "convert"), _metrics(runs, r, "verify"), _metrics(runs, r, "measure")
+        bench = meas.get("bench") or {}
+        mem = meas.get("mem") or {}
+        golden = meas.get("golden") or {}
+        pay = _payload(runs, r)
+        rows.append({
+            "recipe": r, "seconds": round(times[r], 1), "tflite_bytes": conv.get("tflite_bytes"),
+            "weight_bytes": conv.get("weight_bytes"), "payload_bytes": pay.get("payload_bytes"),
+            "flatbuffer_vs_payload": pay.get("ratio"), "weights": "/".join(conv.get("weight_dtypes") or []),
+            "tflm_test_accuracy": round(ver["tflm_test_accuracy"], 4) if ver.get("tflm_test_accuracy") is not None else None,
+            "tflm_test_split_seconds": round(ver.get("host_test_split_seconds", 0), 3),
+            "board_median_us": bench.get("median_us"), "board_median_cycles": bench.get("median_cycles"),
+            "cycles_per_mac": meas.get("cycles_per_mac"), "board_arena_used": mem.get("arena_used"),
+            "board_ram_total": meas.get("ram_total_bytes"),
+            "golden_exact": f"{golden.get('exact')}/{golden.get('count')}" if golden else None,
+            "measured_on": meas.get("source_label") or meas.get("where"),
+        })
+    md = ["# picotflm benchmarks", "", f"Machine: {sys.platform}, Python {sys.version.split()[0]}. "
+          f"Fresh runs directory `{runs}`.", "",
+          f"- all {len(args.recipes)} recipes end to end: **{total:.1f} s** (stage cache shared between recipes)",
+          f"- re-run with nothing changed: **{rerun:.1f} s**", ""]
+    cols = list(rows[0])
+    md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    md += ["| " + " | ".join("" if v is None else str(v) for v in row.values()) + " |" for row in rows]
+    by = {row["recipe"]: row for row in rows}
+    if "int8" in by and "int4" in by and by["int8"]["weight_bytes"] and by["int4"]["weight_bytes"]:
+        ratio = by["int4"]["weight_bytes"] / by["int8"]["weight_bytes"]
+        loss = 100 * ((by["int8"]["tflm_test_accuracy"] or 0) - (by["int4"]["tflm_test_accuracy"] or 0))
+        md += ["", f"- INT4 weight bytes / int8 weight bytes: **{ratio:.3f}**; accuracy change int8 -> int4: "
+               f"**{-loss:+.2f} points** (host TFLM, test split)"]
+    md += flatbuffer_payload_markdown(runs, [r for r in ("int8", "int4") if r in by])
+    if args.kernel_frames != 0:
+        krows = [row for r in ("int8", "int4") if (runs / r / "firmware").is_dir()
+                 for row in kernels_compare(runs / r, args.kernel_frames)]
+        if krows:
+            md += ["", "## Kernels: pico-tflmicro stock vs picotflm (emulated Pico, core 0, 125 MHz)", ""]
+            md += kernels_markdown(krows)
+    elf = runs / "int8" / "firmware.elf"
+    if args.soak and elf.is_file():
+        print(f"bench: serial soak, {args.soak} exchanges ...", file=sys.stderr)
+        s = soak(elf, args.soak)
+        md += ["", f"- serial soak with the emulated Pico: **{s['exchanges']:,} exchanges, {s['errors']} errors**, "
+               f"{s['exchanges_per_second']} exchanges/s ({s['seconds']} s); link: {s['link']}"]
+    elif args.soak:
+        md += ["", "- serial soak: not run (no firmware.elf: the firmware stages did not run here)"]
+    text = "\n".join(md) + "\n"
+    from pipeline.flow.rundir import atomic_write_text
+
+    atomic_write_text(out / "bench.md", text)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out / "bench.csv", buf.getvalue())
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

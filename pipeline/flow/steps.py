@@ -1,0 +1,358 @@
+"""Stage functions after training: each reads its inputs from the run directory, calls the plain
+stage function of its module, writes its artifacts atomically and returns its metrics.
+
+These adapters are the only place that knows artifact names; the modules they call know nothing
+about run directories (a notebook or a test calls them directly).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PipelineError
+from pipeline.flow.runner import StageContext, StageSkipped, previous_output
+
+EMULATED_LABEL = "emulated Pico (rp2040js: core 0 only, 125 MHz, no flash wait states or XIP cache misses)"
+
+
+def _splits(ctx: StageContext):
+    from pipeline.stages.data import to_model_input
+
+    ds = ctx.load_dataset()
+    train = (to_model_input(ds.x_train), ds.y_train)
+    val = (to_model_input(ds.x_val), ds.y_val)
+    return ds, train, val
+
+
+def _batch(ctx: StageContext) -> int:
+    return ctx.config("train").batch_size if "train" in ctx.recipe.stages else 32
+
+
+# ------------------------------------------------------------------------- compression
+def prune_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.stages.optimize.prune import prune
+
+    ds, train, val = _splits(ctx)
+    model = ctx.load_keras(ctx.input_model())
+    pruned, metrics = prune(model, train, val, cfg, batch_size=_batch(ctx))
+    ctx.save_keras(pruned, "model_pruned.keras")
+    return metrics
+
+
+def cluster_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.stages.optimize.cluster import cluster
+
+    ds, train, val = _splits(ctx)
+    model = ctx.load_keras(ctx.input_model())
+    clustered, metrics = cluster(model, train, val, cfg, batch_size=_batch(ctx))
+    ctx.save_keras(clustered, "model_clustered.keras")
+    return metrics
+
+
+def quantize_stage(ctx: StageContext, cfg) -> dict:
+    """Quantize and convert in one process: a QAT model does not survive a save/load round trip
+    (tfmot's quantize layers fail to reload), so this stage's artifact is the quantized flatbuffer."""
+    from pipeline.config import ConvertConfig
+    from pipeline.stages.convert import convert
+    from pipeline.stages.optimize.quantize import quantize
+
+    ds, train, val = _splits(ctx)
+    model = ctx.load_keras(ctx.input_model())
+    qmodel, metrics, qat = quantize(model, train, val, cfg, batch_size=_batch(ctx))
+    ccfg = ctx.config("convert") if "convert" in ctx.recipe.stages else ConvertConfig()
+    data = convert(qmodel, train[0], ConvertConfig(representative_samples=ccfg.representative_samples, slim=False),
+                   qat=qat)
+    ctx.write_bytes("model_quantized.tflite", data)
+    metrics["qat"] = qat
+    metrics["quantized_tflite_bytes"] = len(data)
+    return metrics
+
+
+def _convert_inputs(recipe) -> list[str]:
+    ins = ["data.npz"]
+    if "quantize" in recipe.stages:
+        ins.append("model_quantized.tflite")
+    ins.append(previous_output(recipe, "quantize" if "quantize" in recipe.stages else "convert", ".keras"))
+    return ins
+
+
+def convert_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.config import ConvertConfig
+    from pipeline.stages.convert import convert, convert_float
+    from pipeline.tflite.reader import check_tflm_compatible, inspect_tflite
+    from pipeline.tflite.slim import slim
+    from pipeline.stages.verify import images_to_input, minimal_arena, outputs_identical
+
+    ds = ctx.load_dataset()
+    keras_name = _convert_inputs(ctx.recipe)[-1]
+    model = ctx.load_keras(keras_name)
+    if "quantize" in ctx.recipe.stages:
+        full = ctx.path("model_quantized.tflite").read_bytes()
+        how = f"quantized by the quantize stage ({ctx.metrics_of('quantize').get('method', '?')})"
+    else:
+        from pipeline.stages.data import to_model_input
+
+        full = convert(model, to_model_input(ds.x_train), ConvertConfig(cfg.representative_samples, slim=False))
+        how = f"post-training full-integer int8, {cfg.representative_samples} calibration images"
+    info_full = inspect_tflite(full)
+    check_tflm_compatible(info_full)
+    data = full
+    slim_proof: dict[str, Any] = {"applied": False}
+    if cfg.slim:
+        data = slim(full)
+        probe = images_to_input(ds.x_test, info_full)  # the whole test split: 0.1-0.3 s on the host
+        arena = minimal_arena(full, info_full) * 2
+        same = outputs_identical(full, data, probe, arena)
+        if not same:
+            raise PipelineError("slimming changed the model's outputs under host TFLM",
+                                hint="set convert.slim = false and report this as a bug")
+        slim_proof = {"applied": True, "bytes_before": len(full), "bytes_after": len(data),
+                      "identical_outputs_on": f"{len(probe)} test images (host TFLM)"}
+    float_bytes = convert_float(model)
+    ctx.write_bytes("model_float.tflite", float_bytes)
+    ctx.write_bytes("model.tflite", data)
+    info = inspect_tflite(data)
+    return {
+        "how": how,
+        "from_keras": keras_name,
+        "tflite_bytes": len(data),
+        "float_tflite_bytes": len(float_bytes),
+        "size_vs_float_percent": round(100.0 * (len(data) - len(float_bytes)) / len(float_bytes), 1),
+        "weight_bytes": info.weight_bytes,
+        "constant_bytes": info.constant_bytes,
+        "weight_dtypes": sorted({l.weight_dtype for l in info.layers if l.weight_dtype}),
+        "ops": info.ops,
+        "macs": info.macs,
+        "input": f"{info.input.dtype} {info.input.shape} scale {info.input.scale[0]:.6g} zp {info.input.zero_point[0]}",
+        "output": f"{info.output.dtype} {info.output.shape} scale {info.output.scale[0]:.6g} zp {info.output.zero_point[0]}",
+        "slim": slim_proof,
+        "sha256": info.sha256,
+    }
+
+
+def verify_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.stages.verify import verify
+
+    ds = ctx.load_dataset()
+    data = ctx.path("model.tflite").read_bytes()
+    result = verify(data, ds.x_test, ds.y_test, cfg, class_names=list(ds.class_names))
+    m = result.metrics
+    train_m = ctx.metrics_of("train")
+    if "test_accuracy" in train_m:
+        m["keras_float_test_accuracy"] = train_m["test_accuracy"]
+        m["accuracy_change_points"] = round(100 * (m["tflm_test_accuracy"] - train_m["test_accuracy"]), 2)
+    ctx.write_json("verify.json", m)
+    return m
+
+
+# ---------------------------------------------------------------------------- firmware
+def golden_indices(labels: np.ndarray, count: int) -> list[int]:
+    """The first test sample of each class in turn, until ``count``: every class is covered."""
+    labels = np.asarray(labels).astype(int)
+    queues = [list(np.flatnonzero(labels == c)) for c in range(int(labels.max()) + 1)]
+    out: list[int] = []
+    while len(out) < min(count, len(labels)):
+        for q in queues:
+            if q and len(out) < count:
+                out.append(int(q.pop(0)))
+    return out
+
+
+def render_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline import __version__
+    from pipeline.flow.rundir import library_versions, sha256_file
+    from pipeline.tflite.reader import inspect_tflite
+    from pipeline.codegen.render import render
+    from pipeline.stages.verify import images_to_input, run_tflm
+
+    ds = ctx.load_dataset()
+    data = ctx.path("model.tflite").read_bytes()
+    info = inspect_tflite(data)
+    host_arena = int(ctx.metrics_of("verify").get("host_arena_min_bytes") or 0)
+    if not host_arena:
+        from pipeline.stages.verify import minimal_arena
+
+        host_arena = minimal_arena(data, info)
+    idx = golden_indices(ds.y_test, cfg.golden_count)
+    x = images_to_input(ds.x_test[idx], info)
+    y, _ = run_tflm(data, x, host_arena)
+    versions = library_versions()
+    try:
+        source = _convert_inputs(ctx.recipe)[-1]
+        source_sha = sha256_file(ctx.path(source))
+    except (PipelineError, OSError):
+        source_sha = "unknown"
+    out_dir = ctx.path("firmware")
+    files = render(data, cfg, out_dir, golden_inputs=x, golden_outputs=y,
+                   golden_labels=[int(ds.y_test[i]) for i in idx], class_names=list(ds.class_names),
+                   host_arena_bytes=host_arena,
+                   provenance={"tool_version": __version__, "model_file": f"runs/{ctx.run.name}/model.tflite",
+                               "source_sha256": source_sha, "tensorflow": versions.get("tensorflow") or "unknown",
+                               "tflite_micro": versions.get("tflite-micro") or "unknown"})
+    from pipeline.codegen.render import choose_arena
+
+    arena = choose_arena(cfg, host_arena)
+    ctx.write_json("golden.json", {"test_indices": idx, "outputs": [bytes(r.tobytes()).hex() for r in y]})
+    return {
+        "files": [f.name for f in files],
+        "arena_bytes": arena.bytes,
+        "arena_rule": arena.explanation,
+        "golden_count": len(idx),
+        "model_hash": info.sha256[:16],
+    }
+
+
+def _firmware_required() -> bool:
+    return os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0")
+
+
+def build_dir_for(run_root: Path, image: str) -> Path:
+    """The CMake build folder of a run: ``build/<run key>-<image>/`` in the repository, always at the
+    same depth, so ccache (base dir: the repository) reuses the TFLM objects of any earlier build,
+    wherever the run directory itself is."""
+    import hashlib
+
+    from pipeline.stages.build import REPO_ROOT
+
+    key = hashlib.sha256(str(Path(run_root).resolve()).encode()).hexdigest()[:12]
+    return REPO_ROOT / "build" / f"{Path(run_root).name[:24]}-{key}-{image}"
+
+
+GENERATED_COPY = "picotflm_generated"  # in a shared build folder: the generated sources being built
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (a lock file) while the block runs; none where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sync_tree(src: Path, dst: Path) -> list[str]:
+    """Make ``dst`` hold the files of ``src``: write only the files whose bytes differ (so Ninja
+    rebuilds only what changed) and remove the ones ``src`` does not have; return what was written."""
+    from pipeline.flow.rundir import atomic_write_bytes
+
+    src, dst = Path(src), Path(dst)
+    want = {p.relative_to(src): p for p in src.rglob("*") if p.is_file()}
+    written = []
+    for rel, p in sorted(want.items()):
+        data = p.read_bytes()
+        q = dst / rel
+        if not q.is_file() or q.read_bytes() != data:
+            atomic_write_bytes(q, data)
+            written.append(str(rel))
+    if dst.is_dir():
+        for q in dst.rglob("*"):
+            if q.is_file() and q.relative_to(dst) not in want:
+                q.unlink()
+    return written
+
+
+def build_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.flow.rundir import atomic_write_bytes
+    from pipeline.stages.build import ToolchainMissing, build_firmware, find_toolchain
+
+    try:
+        tc = find_toolchain()
+    except ToolchainMissing as e:
+        if _firmware_required():
+            raise
+        raise StageSkipped(f"not built: {e}") from None
+    # One build folder per runs directory and image, shared by its runs: a fresh folder costs a CMake
+    # configure and hundreds of ccache look-ups (12-24 s on 2 busy cores), another model in a
+    # configured folder 0.5-0.7 s. The run's sources are copied in (changed files only) under a lock.
+    build_dir = build_dir_for(ctx.run.root.parent, cfg.image)
+    with _locked(build_dir.with_name(build_dir.name + ".lock")):
+        generated = build_dir / GENERATED_COPY
+        sync_tree(ctx.path("firmware"), generated)
+        res = build_firmware(generated, build_dir, cfg, toolchain=tc, log=ctx.log)
+        for src, name in ((res.elf, "firmware.elf"), (res.bin, "firmware.bin"), (res.uf2, "firmware.uf2")):
+            atomic_write_bytes(ctx.path(name), Path(src).read_bytes())
+    mem = res.memory
+    return {
+        "image": cfg.image,
+        "sdk": f"{'.'.join(map(str, tc.sdk_version))}",
+        "seconds": round(res.seconds, 1),
+        "flash_bytes": mem.get("flash_bytes"),
+        "flash_percent_of_2MB": round(100.0 * mem.get("flash_bytes", 0) / mem["flash_size"], 2),
+        "static_ram_bytes": mem.get("static_ram_bytes"),
+        "static_ram_percent_of_264KB": round(100.0 * mem.get("static_ram_bytes", 0) / mem["sram_size"], 2),
+        "arena_static_bytes": mem.get("arena_static_bytes"),
+        "stack_bytes": mem.get("stack_bytes"),
+        "sections": mem.get("sections"),
+        "where": "read from the ELF (pyelftools)",
+    }
+
+
+@contextlib.contextmanager
+def board_port(elf: Path, port: str | None, image: str):
+    """``(port, where)``: the real board on ``port``, else the emulated Pico running ``elf``."""
+    if port:
+        yield port, "real board on " + port
+        return
+    if image != "emulator":
+        raise StageSkipped("not measured: the board image needs a real Pico (give --port)")
+    from pipeline.board.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
+
+    try:
+        find_node()
+        check_emulator_dir(emulator_dir())
+    except PipelineError as e:
+        if _firmware_required():
+            raise
+        raise StageSkipped(f"not measured: {e}") from None
+    with EmulatedPico(elf) as pico:
+        yield pico.port, EMULATED_LABEL
+
+
+def measure_stage(ctx: StageContext, cfg) -> dict:
+    """Read back what the board says: a real board with --port, else the emulated Pico."""
+    from pipeline.board.measure import measure
+    from pipeline.tflite.reader import inspect_tflite
+    from pipeline.stages.verify import images_to_input
+
+    ds = ctx.load_dataset()
+    data = ctx.path("model.tflite").read_bytes()
+    info = inspect_tflite(data)
+    expect = info.sha256[:16]
+    frames = [bytes(r.tobytes()) for r in images_to_input(ds.x_test[: cfg.infer_frames], info)]
+    kwargs = dict(expect_hash=expect, bench_runs=cfg.bench_runs, frames=frames, macs=info.macs)
+    image = ctx.config("build").image if "build" in ctx.recipe.stages else "emulator"
+    t0 = time.perf_counter()
+    with board_port(ctx.path("firmware.elf"), ctx.options.port, image) as (port, where):
+        result = measure(port, **kwargs)
+    result["measure_wall_seconds"] = round(time.perf_counter() - t0, 2)
+    result["where"] = where
+    # The board's answers to the test frames, next to host TFLM's for the same frames.
+    if frames:
+        from pipeline.stages.verify import run_tflm
+
+        host, _ = run_tflm(data, images_to_input(ds.x_test[: cfg.infer_frames], info),
+                           int(ctx.metrics_of("verify").get("host_arena_min_bytes") or 64 * 1024))
+        board = [bytes.fromhex(o) for o in result.get("infer_outputs", [])]
+        if board:
+            same = [b == bytes(h.tobytes()) for b, h in zip(board, host)]
+            result["infer_vs_host_tflm"] = {
+                "frames": len(board),
+                "bit_exact": int(sum(same)),
+                "top1_agree": int(sum(int(np.frombuffer(b, np.int8).argmax()) == int(h.argmax())
+                                      for b, h in zip(board, host))),
+            }
+    ctx.write_json("measured.json", result)
+    return result
