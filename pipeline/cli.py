@@ -41,33 +41,16 @@ def _options(args: argparse.Namespace, rerun: tuple[str, ...] = ()):
 
 def _recipe(args: argparse.Namespace, extra: dict | None = None):
     """The recipe named on the command line; for the firmware commands the argument may also be an
-    existing run, whose recorded recipe is used."""
-    from pipeline.config import load_recipe, parse_overrides, parse_recipe
+    existing run, whose recorded recipe is used (and whose name becomes the run's name)."""
+    from pipeline.flow.recipe import parse_overrides, recipe_or_run
 
     overrides = parse_overrides(getattr(args, "set", None))
     for stage, values in (extra or {}).items():
         overrides.setdefault(stage, {}).update(values)
-    name = getattr(args, "recipe", None)
-    runs_dir = Path(getattr(args, "runs_dir", "runs"))
-    manifest = runs_dir / name / "manifest.json" if name and "/" not in name and not name.endswith(".toml") else None
-    if manifest is not None and manifest.is_file() and not (Path(name).exists() or _is_shipped(name)):
-        import json
-
-        doc = json.loads(manifest.read_text(encoding="utf-8")).get("recipe") or {}
-        body = {"description": doc.get("description", ""), "stages": doc.get("stages", []), **doc.get("configs", {})}
-        for stage, values in overrides.items():
-            body.setdefault(stage, {}).update(values)
-        recipe = parse_recipe(body, name=doc.get("name", name), source=doc.get("source", ""))
-        if getattr(args, "name", None) is None:
-            args.name = name
-        return recipe
-    return load_recipe(name, overrides)
-
-
-def _is_shipped(name: str) -> bool:
-    from pipeline.config import RECIPES_DIR
-
-    return (RECIPES_DIR / f"{name}.toml").is_file()
+    recipe, run_name = recipe_or_run(getattr(args, "recipe", None), Path(getattr(args, "runs_dir", "runs")), overrides)
+    if run_name is not None and getattr(args, "name", None) is None:
+        args.name = run_name
+    return recipe
 
 
 def _run_dir(args: argparse.Namespace, recipe):
@@ -179,10 +162,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
     summary = _run_until(args, "measure", rerun=("measure",))
     entry = summary.manifest.get("stages", {}).get("measure", {})
     if entry.get("status") == "done":
-        from pipeline.flow.runner import _measure_headline
+        from pipeline.flow.table import measure_headline
 
         say(f"measured on {entry['metrics'].get('where')}")
-        say(_measure_headline(entry["metrics"]))
+        say(measure_headline(entry["metrics"]))
     say(summary.line())
     return 0
 
@@ -227,7 +210,7 @@ def cmd_arena(args: argparse.Namespace) -> int:
     from pipeline.tflite.reader import inspect_tflite
     from pipeline.codegen.layout import layout_markdown
     from pipeline.analysis.report import write_report
-    from pipeline.flow.steps import board_port
+    from pipeline.board.connect import board_port
 
     check_margin(args.margin_percent, args.margin_bytes)
     check_arena_request("--max-bytes", args.max_bytes)

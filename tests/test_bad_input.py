@@ -201,8 +201,9 @@ def prepared_run(*later: str, fake_build: bool = False) -> Callable[[Path], None
             import json
 
             from pipeline.flow.rundir import RunDir, sha256_path
-            from pipeline.config import load_recipe
-            from pipeline.flow.runner import STAGE_BY_NAME, stage_fingerprint
+            from pipeline.flow.recipe import load_recipe
+            from pipeline.flow.table import STAGE_BY_NAME
+            from pipeline.flow.runner import stage_fingerprint
 
             run = RunDir.of("r", tmp / "runs")
             for name in ("firmware.elf", "firmware.bin", "firmware.uf2"):

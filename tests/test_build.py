@@ -5,8 +5,9 @@ import textwrap
 import pytest
 
 from pipeline.stages import build
-from pipeline.stages.build import (FLASH_BASE, UF2_FAMILY_RP2040, Toolchain, ToolchainMissing, build_firmware, find_sdk,
-                            find_tflm, uf2_blocks)
+from pipeline.board.targets import RP2040
+from pipeline.board.uf2 import uf2_blocks
+from pipeline.stages.build import Toolchain, ToolchainMissing, build_firmware, find_sdk, find_tflm
 from pipeline.config import BuildConfig
 
 # Stand-ins for cmake and ninja: cmake records its -D settings and writes them to CMakeCache.txt as
@@ -39,8 +40,8 @@ def test_uf2_blocks_follow_the_format():
         blk = uf2[512 * n: 512 * (n + 1)]
         m0, m1, flags, addr, size, no, total, fam = struct.unpack("<IIIIIIII", blk[:32])
         assert (m0, m1, struct.unpack("<I", blk[-4:])[0]) == (0x0A324655, 0x9E5D5157, 0x0AB16F30)
-        assert flags == 0x2000 and fam == UF2_FAMILY_RP2040
-        assert addr == FLASH_BASE + 256 * n and size == 256 and no == n and total == 3
+        assert flags == 0x2000 and fam == RP2040.uf2_family
+        assert addr == RP2040.flash_base + 256 * n and size == 256 and no == n and total == 3
         back += blk[32: 32 + 256]
     assert back[: len(data)] == data and set(back[len(data):]) == {0}
 

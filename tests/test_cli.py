@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pipeline.config import STAGE_ORDER
-from pipeline.flow.runner import STAGE_BY_NAME
+from pipeline.flow.table import STAGE_ORDER
+from pipeline.flow.table import STAGE_BY_NAME
 from tests.conftest import cli
 
 

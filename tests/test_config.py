@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import (STAGE_ORDER, BuildConfig, ClusterConfig, ConfigError, DataConfig, PruneConfig,
-                             QuantizeConfig, TrainConfig, check_run_name, load_recipe, make_config, parse_override,
-                             parse_overrides, parse_recipe)
+from pipeline.flow.table import STAGE_ORDER
+from pipeline.config import BuildConfig, ClusterConfig, ConfigError, DataConfig, PruneConfig, QuantizeConfig, TrainConfig, check_run_name
+from pipeline.flow.recipe import load_recipe, make_config, parse_override, parse_overrides, parse_recipe
 
 
 @pytest.mark.parametrize("make, field, value", [

@@ -12,15 +12,17 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.board import flash as fl
+from pipeline.board import uf2
+from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError
 
 
-def uf2_bytes(nblocks: int = 2, family: int = fl.RP2040_FAMILY) -> bytes:
+def uf2_bytes(nblocks: int = 2, family: int = RP2040.uf2_family) -> bytes:
     out = b""
     for i in range(nblocks):
-        head = struct.pack("<8I", fl.UF2_MAGIC_START0, fl.UF2_MAGIC_START1, fl.UF2_FLAG_FAMILY,
+        head = struct.pack("<8I", uf2.MAGIC_START0, uf2.MAGIC_START1, uf2.FLAG_FAMILY,
                            0x10000000 + 256 * i, 256, i, nblocks, family)
-        out += head + bytes([i]) * 256 + bytes(476 - 256) + struct.pack("<I", fl.UF2_MAGIC_END)
+        out += head + bytes([i]) * 256 + bytes(476 - 256) + struct.pack("<I", uf2.MAGIC_END)
     return out
 
 

@@ -5,7 +5,8 @@ import functools
 import numpy as np
 import pytest
 
-from pipeline.config import ConfigError, ConvertConfig, QuantizeConfig, load_recipe
+from pipeline.config import ConfigError, ConvertConfig, QuantizeConfig
+from pipeline.flow.recipe import load_recipe
 from pipeline.stages.convert import convert
 from pipeline.tflite.reader import inspect_tflite
 from pipeline.errors import PipelineError

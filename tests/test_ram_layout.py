@@ -47,7 +47,7 @@ def generated(tmp_path_factory) -> Path:
 def images(toolchain, generated, tmp_path_factory):
     """Both images of that model, as built by default: {image: BuildResult}."""
     from pipeline.stages.build import build_firmware
-    from pipeline.flow.steps import build_dir_for
+    from pipeline.stages.build import build_dir_for
 
     root = tmp_path_factory.mktemp("ram_layout")
     return {image: build_firmware(generated, build_dir_for(root, image), BuildConfig(image=image),
@@ -253,7 +253,7 @@ def test_usb_windows_reset_keeps_the_ms_os_20_descriptor(toolchain, generated, t
     """build.usb_windows_reset = true: the SDK's default, a USB 2.10 device with the Microsoft OS 2.0
     descriptor and tinyusb's vendor class (the option reaches the SDK's sources both ways)."""
     from pipeline.stages.build import build_firmware
-    from pipeline.flow.steps import build_dir_for
+    from pipeline.stages.build import build_dir_for
 
     root = tmp_path_factory.mktemp("ram_layout_win")
     cfg = BuildConfig(image="board", usb_windows_reset=True)

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from pipeline.config import load_recipe
+from pipeline.flow.recipe import load_recipe
 from pipeline.errors import PipelineError
 from pipeline.analysis.search import Budget, pareto, recipe_toml, run_trial, search, trial_recipe
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.flow.steps import sync_tree
+from pipeline.stages.build import sync_tree
 
 
 def test_sync_tree_writes_only_changed_files_and_removes_stale_ones(tmp_path):

@@ -19,12 +19,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError, SerialLinkError
 
 ALIGN = 16
 MAX_MARGIN_PERCENT = 400
 MAX_MARGIN_BYTES = 128 * 1024
-RP2040_RAM = 264 * 1024
+RP2040_RAM = RP2040.ram_bytes
 TRIAL_DIR = ".arena-trial"  # under the runs directory; the trial copy of a run lives here while --apply runs
 
 Log = Callable[[str], None]
@@ -229,7 +230,7 @@ def apply_arena(run, arena_bytes: int, *, options=None, log: Log = _quiet,
     Then the trial's firmware, measurement and manifest replace the run's; otherwise the run is left
     as it was and :class:`PipelineError` says why. The trial copy is removed either way."""
     from pipeline.flow.rundir import RunDir
-    from pipeline.config import parse_recipe
+    from pipeline.flow.recipe import recipe_of_run
     from pipeline.flow.runner import RunOptions, run_recipe
 
     manifest = run.read_manifest()
@@ -242,11 +243,8 @@ def apply_arena(run, arena_bytes: int, *, options=None, log: Log = _quiet,
                             "the new firmware on a real Pico first",
                             hint="apply on the emulator image (`picotflm arena RECIPE --apply`), then build the "
                                  "board image with the same render.arena_bytes and `make flash`")
-    doc = manifest.get("recipe") or {}
-    body = {"description": doc.get("description", ""), "stages": doc.get("stages", []),
-            **{k: dict(v) for k, v in (doc.get("configs") or {}).items()}}
-    body.setdefault("render", {})["arena_bytes"] = int(arena_bytes)
-    recipe = parse_recipe(body, name=doc.get("name", run.name), source=doc.get("source", ""))
+    recipe = recipe_of_run(manifest, {"render": {"arena_bytes": int(arena_bytes)}},
+                           name=(manifest.get("recipe") or {}).get("name", run.name))
     if "measure" not in recipe.stages:
         raise PipelineError(f"recipe {recipe.name} has no 'measure' stage: a new arena cannot be confirmed",
                             hint="add 'measure' to the recipe's stages")
@@ -320,7 +318,7 @@ def _adopt(trial, run, stages: dict[str, Any]) -> None:
     """Move a confirmed trial's rendered sources, image, measurement and manifest into the run.
     The manifest goes last: until then the run's manifest describes its old files."""
     from pipeline.flow.rundir import atomic_write_bytes
-    from pipeline.flow.runner import STAGE_BY_NAME
+    from pipeline.flow.table import STAGE_BY_NAME
 
     names: list[str] = []
     for stage in ("render", "build", "measure"):

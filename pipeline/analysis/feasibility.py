@@ -23,11 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.board.targets import KB, TARGETS, Target
 from pipeline.errors import PipelineError
 
-KB = 1024
-MB = 1024 * KB
-GB = 1024 * MB
 
 # Fixed bytes of a flatbuffer beyond its weights (tensor and operator tables, quantization scales and
 # zero points, biases). MicroPizzaNet (18 layers, 1,590 parameters) measured 6,720 B at int8 (5,130 B
@@ -35,28 +33,8 @@ GB = 1024 * MB
 DEFAULT_OVERHEAD_BYTES = 8 * KB
 
 
-@dataclass(frozen=True)
-class Board:
-    key: str
-    name: str
-    ram_bytes: int
-    flash_bytes: int
-    ram_note: str
-    flash_note: str
-    mcu: bool = True  # TFLM firmware; False: Linux, TFLite loads the model file into RAM
-
-
-BOARDS: dict[str, Board] = {b.key: b for b in (
-    Board("rp2040", "RP2040 (Raspberry Pi Pico)", 264 * KB, 2 * MB, "264 KB SRAM", "2 MB QSPI flash"),
-    Board("rp2350", "RP2350 (Raspberry Pi Pico 2)", 520 * KB, 4 * MB, "520 KB SRAM", "4 MB QSPI flash"),
-    Board("esp32s3", "ESP32-S3 without PSRAM (ESP32-S3-WROOM-1-N8)", 512 * KB, 8 * MB, "512 KB SRAM",
-          "8 MB flash (typical module)"),
-    Board("esp32s3-psram", "ESP32-S3 with 8 MB PSRAM (ESP32-S3-WROOM-1-N8R8)", 512 * KB + 8 * MB, 8 * MB,
-          "512 KB SRAM + 8 MB PSRAM", "8 MB flash"),
-    Board("stm32f411", "STM32F411CE (Cortex-M4F, 100 MHz)", 128 * KB, 512 * KB, "128 KB SRAM", "512 KB flash"),
-    Board("rpi4", "Raspberry Pi 4 Model B 4 GB (Linux, TFLite)", 4 * GB, 32 * GB, "4 GB RAM (the OS uses some)",
-          "32 GB SD card (assumed)", mcu=False),
-)}
+Board = Target  # a row of the target registry
+BOARDS: dict[str, Target] = TARGETS
 
 # What the shipped recipes do to the bytes TFLM holds: weight bits. Pruning and clustering: no change
 # (measured: prune-int8, cluster-int8 and int8 are all 1,264 B of weights).

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.flow.rundir import atomic_write_bytes, RunDir, atomic_write_json, atomic_write_text
 from pipeline.analysis import feasibility
+from pipeline.board.targets import RP2040
 from pipeline.codegen.layout import layout_markdown
 
 STATUS_TEXT = {"done": "done", "up to date": "done (up to date)", "skipped": "skipped", "failed": "failed"}
@@ -441,8 +442,8 @@ def _plots(figs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------------ memory budget
-RAM_BUDGET = 264 * 1024  # RP2040 SRAM
-FLASH_BUDGET = 2 * 1024 * 1024  # the Pico's QSPI flash
+RAM_BUDGET = RP2040.ram_bytes
+FLASH_BUDGET = RP2040.flash_bytes
 NOT_MEASURED = "not measured"
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.flow.rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_json
-from pipeline.config import Recipe, config_to_dict, make_config, parse_recipe
+from pipeline.flow.recipe import Recipe, make_config, recipe_of_run
+from pipeline.config import config_to_dict
 from pipeline.errors import PipelineError
 
 Log = Callable[[str], None]
@@ -264,13 +265,10 @@ def search(base: Recipe, budget: Budget, *, trials: int, runs_dir: Path, name: s
 
 def _recipe_of(run_name: str, trials_dir: Path, base: Recipe) -> Recipe:
     """The trial's recipe from its manifest, with the base recipe's firmware stages after verify."""
-    doc = json.loads((trials_dir / run_name / "manifest.json").read_text(encoding="utf-8"))["recipe"]
-    stages = list(doc["stages"]) + [s for s in FIRMWARE_STAGES if s in base.stages]
-    body = {"description": doc.get("description", ""), "stages": stages, **doc.get("configs", {})}
-    for s in FIRMWARE_STAGES:
-        if s in base.stages:
-            body[s] = config_to_dict(base.configs[s])
-    return parse_recipe(body, name=run_name)
+    manifest = json.loads((trials_dir / run_name / "manifest.json").read_text(encoding="utf-8"))
+    firmware = [s for s in FIRMWARE_STAGES if s in base.stages]
+    return recipe_of_run(manifest, {s: config_to_dict(base.configs[s]) for s in firmware}, name=run_name,
+                         stages=list(manifest["recipe"]["stages"]) + firmware)
 
 
 def pareto(rows: list[dict[str, Any]], cost: str) -> list[dict[str, Any]]:

@@ -146,7 +146,8 @@ def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarr
     from pipeline.config import BuildConfig, RenderConfig
     from pipeline.tflite.reader import inspect_tflite
     from pipeline.codegen.render import RenderVariant, choose_arena, render_variants
-    from pipeline.flow.steps import GENERATED_COPY, _locked, build_dir_for, golden_indices, sync_tree
+    from pipeline.stages.data import golden_indices
+    from pipeline.stages.build import GENERATED_COPY, build_dir_for, locked, sync_tree
     from pipeline.stages.verify import minimal_arena, run_tflm
 
     out = Path(out_dir)
@@ -177,7 +178,7 @@ def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarr
     if kernels != "picotflm":
         build_dir = build_dir.with_name(build_dir.name + f"-{kernels}")
     t0 = time.perf_counter()
-    with _locked(build_dir.with_name(build_dir.name + ".lock")):
+    with locked(build_dir.with_name(build_dir.name + ".lock")):
         sync_tree(gen, build_dir / GENERATED_COPY)
         res = build_firmware(build_dir / GENERATED_COPY, build_dir, bcfg, toolchain=tc, log=log)
         for src, name in ((res.elf, "firmware.elf"), (res.bin, "firmware.bin"), (res.uf2, "firmware.uf2")):
@@ -230,7 +231,7 @@ def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, by
     from pipeline.flow.rundir import atomic_write_json, atomic_write_text
     from pipeline.tflite.reader import inspect_tflite
     from pipeline.board.client import BoardClient
-    from pipeline.flow.steps import board_port
+    from pipeline.board.connect import board_port
     from pipeline.flow.runner import StageSkipped
     from pipeline.stages.verify import run_tflm
 

@@ -26,7 +26,7 @@ RECIPES = ["int8", "prune-int8", "boundary-int8", "cluster-int8", "pcqat-int8", 
 
 def _run(recipe: str, runs: Path) -> float:
     from pipeline.flow.rundir import RunDir
-    from pipeline.config import load_recipe
+    from pipeline.flow.recipe import load_recipe
     from pipeline.flow.runner import RunOptions, run_recipe
 
     t0 = time.perf_counter()
@@ -91,7 +91,7 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
     from pipeline.board.client import BoardClient
     from pipeline.board.measure import measure
     from pipeline.board.emulator import EmulatedPico
-    from pipeline.flow.steps import build_dir_for
+    from pipeline.stages.build import build_dir_for
     from pipeline.stages.verify import images_to_input, run_tflm
 
     run = RunDir(root=Path(run_dir), name=Path(run_dir).name)

@@ -109,7 +109,7 @@ class FaultLink:
     off while ``.paused`` is true (the proxy then only forwards). Use as a context manager."""
 
     def __init__(self, upstream: str, plan: FaultPlan = FaultPlan(), *, reset: Callable[[], str] | None = None):
-        from pipeline.board.emulator import open_raw_pty
+        from pipeline.board.pty import open_raw_pty
 
         self.plan = plan
         self.paused = False

@@ -10,19 +10,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import struct
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from pipeline.board.uf2 import check_uf2
 from pipeline.errors import PipelineError
 
-UF2_MAGIC_START0 = 0x0A324655  # "UF2\n"
-UF2_MAGIC_START1 = 0x9E5D5157
-UF2_MAGIC_END = 0x0AB16F30
-UF2_FLAG_FAMILY = 0x00002000
-RP2040_FAMILY = 0xE48BFF56
 PICO_VID = 0x2E8A
 PICO_STDIO_USB_PID = 0x000A  # the Pico SDK's stdio-over-USB CDC device
 DRIVE_GLOBS = ("/media/*/*", "/run/media/*/*", "/mnt", "/mnt/*", "/Volumes/*")
@@ -31,27 +26,6 @@ NO_BOOTSEL = "No accessible RP-series devices in BOOTSEL mode were found"
 BOOTSEL_HINT = "hold BOOTSEL while plugging the Pico in"
 
 Log = Callable[[str], None]
-
-
-def check_uf2(path: str | Path) -> bytes:
-    """The bytes of a UF2 image for the RP2040; :class:`PipelineError` for a missing file or another format."""
-    p = Path(path)
-    if not p.is_file():
-        raise PipelineError(f"no UF2 file at {p}",
-                            hint="build the board image first: picotflm build RECIPE --set build.image=board (or make flash)")
-    data = p.read_bytes()
-    if len(data) < 512 or len(data) % 512:
-        raise PipelineError(f"{p} is not a UF2 image ({len(data)} bytes; UF2 is made of 512-byte blocks)",
-                            hint="flash the .uf2 the build wrote, not the .elf or .bin")
-    m0, m1, flags, _addr, _size, _blockno, _nblocks, family = struct.unpack_from("<8I", data, 0)
-    (mend,) = struct.unpack_from("<I", data, 508)
-    if (m0, m1, mend) != (UF2_MAGIC_START0, UF2_MAGIC_START1, UF2_MAGIC_END):
-        raise PipelineError(f"{p} is not a UF2 image (its first block lacks the UF2 magic numbers)",
-                            hint="flash the .uf2 the build wrote, not the .elf or .bin")
-    if flags & UF2_FLAG_FAMILY and family != RP2040_FAMILY:
-        raise PipelineError(f"{p} is a UF2 image for chip family 0x{family:08x}, not the RP2040 (0x{RP2040_FAMILY:08x})",
-                            hint="build for PICO_BOARD=pico")
-    return data
 
 
 # ------------------------------------------------------------------------ the RPI-RP2 drive

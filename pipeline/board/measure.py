@@ -12,9 +12,10 @@ from typing import Any, Callable, Sequence
 
 from pipeline.board.client import BoardClient, BoardError
 from pipeline.board.protocol import PROTOCOL_VERSION, Reply
+from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError
 
-RP2040_RAM_BYTES = 270336  # 264 KB SRAM (striped banks + 2 x 4 KB scratch)
+RP2040_RAM_BYTES = RP2040.ram_bytes
 BENCH_MAX_RUNS = 1000  # the firmware's limit for `bench <n>`
 
 # Fields docs/protocol.md promises per reply; any missing one is listed in `protocol_gaps`.

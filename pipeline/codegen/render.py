@@ -18,6 +18,7 @@ from pipeline.config import RenderConfig, check_c_identifier, check_class_name
 from pipeline.tflite.reader import ModelInfo, TFLITE_TYPES, TFLM_RESOLVER_METHODS, check_tflm_compatible, inspect_tflite
 from pipeline.codegen.cgen import c_bytes, c_float, c_string
 from pipeline.codegen.kernels import FAST_KERNEL_OPS, conv_quant_tables
+from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError
 from pipeline.codegen.memplan import inplace_plan
 
@@ -26,8 +27,6 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_config.h", "op_resolver.h", "golden_data.h",
                    "golden_data.cc")
 
-RP2040_SRAM_BYTES = 264 * 1024
-RP2040_FLASH_BYTES = 2 * 1024 * 1024
 # What the firmware needs besides the arena and the model, measured on our own images and rounded
 # up: code ~130 KB of flash; static RAM ~30 KB, stack 2 KB. Used only to refuse hopeless sizes early.
 FIRMWARE_FLASH_RESERVE = 256 * 1024
@@ -72,14 +71,14 @@ def choose_arena(cfg: RenderConfig, host_arena_bytes: int) -> ArenaChoice:
 def check_fits_rp2040(model_bytes: int, arena_bytes: int, golden_bytes: int) -> None:
     """Fail before building when the model or arena cannot fit an RP2040."""
     flash = model_bytes + golden_bytes + FIRMWARE_FLASH_RESERVE
-    if flash > RP2040_FLASH_BYTES:
+    if flash > RP2040.flash_bytes:
         raise PipelineError(
             f"model {model_bytes:,} B + golden data {golden_bytes:,} B + firmware (~{FIRMWARE_FLASH_RESERVE // 1024} KB) "
             f"= {flash:,} B exceeds the RP2040's 2 MB flash",
             hint="compress the model further (prune, cluster, int4) or lower render.golden_count",
         )
     ram = arena_bytes + FIRMWARE_RAM_RESERVE
-    if ram > RP2040_SRAM_BYTES:
+    if ram > RP2040.ram_bytes:
         raise PipelineError(
             f"arena {arena_bytes:,} B + firmware RAM (~{FIRMWARE_RAM_RESERVE // 1024} KB) = {ram:,} B exceeds the "
             f"RP2040's 264 KB SRAM",

@@ -1,4 +1,4 @@
-"""Stage functions after training: each reads its inputs from the run directory, calls the plain
+"""The stage functions the table names: each reads its inputs from the run directory, calls the plain
 stage function of its module, writes its artifacts atomically and returns its metrics.
 
 These adapters are the only place that knows artifact names; the modules they call know nothing
@@ -6,8 +6,6 @@ about run directories (a notebook or a test calls them directly).
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.flow.runner import StageContext, StageSkipped, previous_output
-
-EMULATED_LABEL = "emulated Pico (rp2040js: core 0 only, 125 MHz, no flash wait states or XIP cache misses)"
+from pipeline.flow.runner import StageContext, StageSkipped
+from pipeline.flow.table import convert_inputs
 
 
 def _splits(ctx: StageContext):
@@ -31,6 +28,45 @@ def _splits(ctx: StageContext):
 
 def _batch(ctx: StageContext) -> int:
     return ctx.config("train").batch_size if "train" in ctx.recipe.stages else 32
+
+
+# ----------------------------------------------------------------------- data, model, train
+def data_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.stages.data import make_dataset
+
+    t0 = time.perf_counter()
+    ds = make_dataset(cfg, warn=ctx.warn, progress=ctx.progress)
+    ds.save(ctx.path("data.npz"))
+    return {**ds.summary(), "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def model_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.stages.models import build_model, count_macs, is_model_path
+
+    ds = ctx.load_dataset()
+    model = build_model(cfg, ds.num_classes, ds.image_shape)
+    ctx.save_keras(model, "model_untrained.keras")
+    from_file = is_model_path(cfg.name)
+    return {
+        "model": model.name,
+        "from": f"file {cfg.name}" if from_file else f"registry ({cfg.name})",
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "layers": len(model.layers),
+        "input_shape": list(model.input_shape[1:]),
+        "classes": ds.num_classes,
+    }
+
+
+def train_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.stages.train import train
+
+    ds = ctx.load_dataset()
+    model = ctx.load_keras("model_untrained.keras")
+    model, result = train(model, ds, cfg, progress=ctx.progress)
+    ctx.save_keras(model, "model.keras")
+    ctx.write_json("train_history.json", {"history": result.history, "best_epoch": result.best_epoch})
+    return result.metrics(ds.class_names)
 
 
 # ------------------------------------------------------------------------- compression
@@ -73,14 +109,6 @@ def quantize_stage(ctx: StageContext, cfg) -> dict:
     return metrics
 
 
-def _convert_inputs(recipe) -> list[str]:
-    ins = ["data.npz"]
-    if "quantize" in recipe.stages:
-        ins.append("model_quantized.tflite")
-    ins.append(previous_output(recipe, "quantize" if "quantize" in recipe.stages else "convert", ".keras"))
-    return ins
-
-
 def convert_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.config import ConvertConfig
     from pipeline.stages.convert import convert, convert_float
@@ -89,7 +117,7 @@ def convert_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.stages.verify import images_to_input, minimal_arena, outputs_identical
 
     ds = ctx.load_dataset()
-    keras_name = _convert_inputs(ctx.recipe)[-1]
+    keras_name = convert_inputs(ctx.recipe)[-1]
     model = ctx.load_keras(keras_name)
     if "quantize" in ctx.recipe.stages:
         full = ctx.path("model_quantized.tflite").read_bytes()
@@ -151,18 +179,6 @@ def verify_stage(ctx: StageContext, cfg) -> dict:
 
 
 # ---------------------------------------------------------------------------- firmware
-def golden_indices(labels: np.ndarray, count: int) -> list[int]:
-    """The first test sample of each class in turn, until ``count``: every class is covered."""
-    labels = np.asarray(labels).astype(int)
-    queues = [list(np.flatnonzero(labels == c)) for c in range(int(labels.max()) + 1)]
-    out: list[int] = []
-    while len(out) < min(count, len(labels)):
-        for q in queues:
-            if q and len(out) < count:
-                out.append(int(q.pop(0)))
-    return out
-
-
 def render_stage(ctx: StageContext, cfg) -> dict:
     from pipeline import __version__
     from pipeline.flow.rundir import library_versions, sha256_file
@@ -178,12 +194,14 @@ def render_stage(ctx: StageContext, cfg) -> dict:
         from pipeline.stages.verify import minimal_arena
 
         host_arena = minimal_arena(data, info)
+    from pipeline.stages.data import golden_indices
+
     idx = golden_indices(ds.y_test, cfg.golden_count)
     x = images_to_input(ds.x_test[idx], info)
     y, _ = run_tflm(data, x, host_arena)
     versions = library_versions()
     try:
-        source = _convert_inputs(ctx.recipe)[-1]
+        source = convert_inputs(ctx.recipe)[-1]
         source_sha = sha256_file(ctx.path(source))
     except (PipelineError, OSError):
         source_sha = "unknown"
@@ -207,78 +225,23 @@ def render_stage(ctx: StageContext, cfg) -> dict:
     }
 
 
-def _firmware_required() -> bool:
-    return os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0")
-
-
-def build_dir_for(run_root: Path, image: str) -> Path:
-    """The CMake build folder of a run: ``build/<run key>-<image>/`` in the repository, always at the
-    same depth, so ccache (base dir: the repository) reuses the TFLM objects of any earlier build,
-    wherever the run directory itself is."""
-    import hashlib
-
-    from pipeline.stages.build import REPO_ROOT
-
-    key = hashlib.sha256(str(Path(run_root).resolve()).encode()).hexdigest()[:12]
-    return REPO_ROOT / "build" / f"{Path(run_root).name[:24]}-{key}-{image}"
-
-
-GENERATED_COPY = "picotflm_generated"  # in a shared build folder: the generated sources being built
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``path`` (a lock file) while the block runs; none where fcntl is missing."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def sync_tree(src: Path, dst: Path) -> list[str]:
-    """Make ``dst`` hold the files of ``src``: write only the files whose bytes differ (so Ninja
-    rebuilds only what changed) and remove the ones ``src`` does not have; return what was written."""
-    from pipeline.flow.rundir import atomic_write_bytes
-
-    src, dst = Path(src), Path(dst)
-    want = {p.relative_to(src): p for p in src.rglob("*") if p.is_file()}
-    written = []
-    for rel, p in sorted(want.items()):
-        data = p.read_bytes()
-        q = dst / rel
-        if not q.is_file() or q.read_bytes() != data:
-            atomic_write_bytes(q, data)
-            written.append(str(rel))
-    if dst.is_dir():
-        for q in dst.rglob("*"):
-            if q.is_file() and q.relative_to(dst) not in want:
-                q.unlink()
-    return written
-
-
 def build_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.flow.rundir import atomic_write_bytes
-    from pipeline.stages.build import ToolchainMissing, build_firmware, find_toolchain
+    from pipeline.board.connect import firmware_required
+    from pipeline.stages.build import (GENERATED_COPY, ToolchainMissing, build_dir_for, build_firmware,
+                                       find_toolchain, locked, sync_tree)
 
     try:
         tc = find_toolchain()
     except ToolchainMissing as e:
-        if _firmware_required():
+        if firmware_required():
             raise
         raise StageSkipped(f"not built: {e}") from None
     # One build folder per runs directory and image, shared by its runs: a fresh folder costs a CMake
     # configure and hundreds of ccache look-ups (12-24 s on 2 busy cores), another model in a
     # configured folder 0.5-0.7 s. The run's sources are copied in (changed files only) under a lock.
     build_dir = build_dir_for(ctx.run.root.parent, cfg.image)
-    with _locked(build_dir.with_name(build_dir.name + ".lock")):
+    with locked(build_dir.with_name(build_dir.name + ".lock")):
         generated = build_dir / GENERATED_COPY
         sync_tree(ctx.path("firmware"), generated)
         res = build_firmware(generated, build_dir, cfg, toolchain=tc, log=ctx.log)
@@ -300,29 +263,9 @@ def build_stage(ctx: StageContext, cfg) -> dict:
     }
 
 
-@contextlib.contextmanager
-def board_port(elf: Path, port: str | None, image: str):
-    """``(port, where)``: the real board on ``port``, else the emulated Pico running ``elf``."""
-    if port:
-        yield port, "real board on " + port
-        return
-    if image != "emulator":
-        raise StageSkipped("not measured: the board image needs a real Pico (give --port)")
-    from pipeline.board.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
-
-    try:
-        find_node()
-        check_emulator_dir(emulator_dir())
-    except PipelineError as e:
-        if _firmware_required():
-            raise
-        raise StageSkipped(f"not measured: {e}") from None
-    with EmulatedPico(elf) as pico:
-        yield pico.port, EMULATED_LABEL
-
-
 def measure_stage(ctx: StageContext, cfg) -> dict:
     """Read back what the board says: a real board with --port, else the emulated Pico."""
+    from pipeline.board.connect import BoardUnavailable, board_port
     from pipeline.board.measure import measure
     from pipeline.tflite.reader import inspect_tflite
     from pipeline.stages.verify import images_to_input
@@ -335,8 +278,11 @@ def measure_stage(ctx: StageContext, cfg) -> dict:
     kwargs = dict(expect_hash=expect, bench_runs=cfg.bench_runs, frames=frames, macs=info.macs)
     image = ctx.config("build").image if "build" in ctx.recipe.stages else "emulator"
     t0 = time.perf_counter()
-    with board_port(ctx.path("firmware.elf"), ctx.options.port, image) as (port, where):
-        result = measure(port, **kwargs)
+    try:
+        with board_port(ctx.path("firmware.elf"), ctx.options.port, image) as (port, where):
+            result = measure(port, **kwargs)
+    except BoardUnavailable as e:
+        raise StageSkipped(e.message) from None
     result["measure_wall_seconds"] = round(time.perf_counter() - t0, 2)
     result["where"] = where
     # The board's answers to the test frames, next to host TFLM's for the same frames.

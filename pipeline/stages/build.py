@@ -6,10 +6,10 @@ and ``PICO_TFLMICRO_PATH``, else where the official Pico tooling installs them
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
-import struct
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.config import BuildConfig
+from pipeline.board.targets import RP2040
+from pipeline.board.uf2 import write_uf2
 from pipeline.errors import PipelineError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIN_SDK_VERSION = (2, 0, 0)
-FLASH_BASE = 0x10000000
-FLASH_SIZE = 2 * 1024 * 1024
-SRAM_BASE = 0x20000000
-SRAM_SIZE = 264 * 1024
-UF2_FAMILY_RP2040 = 0xE48BFF56
 TROUBLESHOOTING = "see README, Troubleshooting: firmware"
 
 
@@ -206,26 +203,6 @@ def build_firmware(generated_dir: Path, build_dir: Path, cfg: BuildConfig, *,
                        memory=elf_memory_map(elf))
 
 
-# -------------------------------------------------------------------------------------- UF2
-def uf2_blocks(data: bytes, base: int = FLASH_BASE, family: int = UF2_FAMILY_RP2040) -> bytes:
-    """A flash image as UF2 (256-byte payloads, family ID present), as the RP2040 bootrom takes it."""
-    chunks = [data[i: i + 256] for i in range(0, len(data), 256)] or [b""]
-    out = bytearray()
-    for n, chunk in enumerate(chunks):
-        payload = chunk.ljust(476, b"\x00")
-        out += struct.pack("<IIIIIIII", 0x0A324655, 0x9E5D5157, 0x00002000, base + 256 * n, 256, n, len(chunks), family)
-        out += payload
-        out += struct.pack("<I", 0x0AB16F30)
-    return bytes(out)
-
-
-def write_uf2(bin_data: bytes, path: Path) -> Path:
-    from pipeline.flow.rundir import atomic_write_bytes
-
-    atomic_write_bytes(path, uf2_blocks(bin_data))
-    return path
-
-
 # ------------------------------------------------------------------------------- ELF sizes
 def elf_memory_map(elf_path: Path) -> dict[str, Any]:
     """Flash and static RAM use of the firmware ELF, from its sections and linker symbols."""
@@ -243,9 +220,9 @@ def elf_memory_map(elf_path: Path) -> dict[str, Any]:
             addr, size = s["sh_addr"], s["sh_size"]
             nobits = s["sh_type"] == "SHT_NOBITS"
             sections[s.name] = {"addr": addr, "size": size}
-            if FLASH_BASE <= addr < FLASH_BASE + FLASH_SIZE:
+            if RP2040.flash_base <= addr < RP2040.flash_base + RP2040.flash_bytes:
                 flash += size
-            elif SRAM_BASE <= addr < SRAM_BASE + SRAM_SIZE + 8 * 1024:
+            elif RP2040.sram_base <= addr < RP2040.sram_base + RP2040.ram_bytes + 8 * 1024:
                 if not nobits:
                     flash += size  # initialised RAM data is stored in flash too
                 if s.name not in (".heap", ".stack_dummy", ".stack1_dummy"):
@@ -264,13 +241,13 @@ def elf_memory_map(elf_path: Path) -> dict[str, Any]:
                         arena = (sym.name, sym["st_size"])
     out: dict[str, Any] = {
         "flash_bytes": flash,
-        "flash_size": FLASH_SIZE,
+        "flash_size": RP2040.flash_bytes,
         "static_ram_bytes": ram_static,
-        "sram_size": SRAM_SIZE,
+        "sram_size": RP2040.ram_bytes,
         "sections": {k: v["size"] for k, v in sections.items()},
     }
     if "__flash_binary_end" in symbols:
-        out["flash_binary_bytes"] = symbols["__flash_binary_end"] - FLASH_BASE
+        out["flash_binary_bytes"] = symbols["__flash_binary_end"] - RP2040.flash_base
     if arena:
         out["arena_symbol"] = arena[0]
         out["arena_static_bytes"] = arena[1]
@@ -279,3 +256,55 @@ def elf_memory_map(elf_path: Path) -> dict[str, Any]:
     if "__end__" in symbols and "__HeapLimit" in symbols:
         out["heap_region_bytes"] = symbols["__HeapLimit"] - symbols["__end__"]
     return out
+
+
+# ---------------------------------------------------------------- build folders shared by runs
+def build_dir_for(run_root: Path, image: str) -> Path:
+    """The CMake build folder of a run: ``build/<run key>-<image>/`` in the repository, always at the
+    same depth, so ccache (base dir: the repository) reuses the TFLM objects of any earlier build,
+    wherever the run directory itself is."""
+    import hashlib
+
+    key = hashlib.sha256(str(Path(run_root).resolve()).encode()).hexdigest()[:12]
+    return REPO_ROOT / "build" / f"{Path(run_root).name[:24]}-{key}-{image}"
+
+
+GENERATED_COPY = "picotflm_generated"  # in a shared build folder: the generated sources being built
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock on ``path`` (a lock file) while the block runs; none where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def sync_tree(src: Path, dst: Path) -> list[str]:
+    """Make ``dst`` hold the files of ``src``: write only the files whose bytes differ (so Ninja
+    rebuilds only what changed) and remove the ones ``src`` does not have; return what was written."""
+    from pipeline.flow.rundir import atomic_write_bytes
+
+    src, dst = Path(src), Path(dst)
+    want = {p.relative_to(src): p for p in src.rglob("*") if p.is_file()}
+    written = []
+    for rel, p in sorted(want.items()):
+        data = p.read_bytes()
+        q = dst / rel
+        if not q.is_file() or q.read_bytes() != data:
+            atomic_write_bytes(q, data)
+            written.append(str(rel))
+    if dst.is_dir():
+        for q in dst.rglob("*"):
+            if q.is_file() and q.relative_to(dst) not in want:
+                q.unlink()
+    return written

@@ -474,3 +474,15 @@ def _png(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def golden_indices(labels: np.ndarray, count: int) -> list[int]:
+    """The first test sample of each class in turn, until ``count``: every class is covered."""
+    labels = np.asarray(labels).astype(int)
+    queues = [list(np.flatnonzero(labels == c)) for c in range(int(labels.max()) + 1)]
+    out: list[int] = []
+    while len(out) < min(count, len(labels)):
+        for q in queues:
+            if q and len(out) < count:
+                out.append(int(q.pop(0)))
+    return out

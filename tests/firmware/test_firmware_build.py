@@ -24,7 +24,7 @@ def _board(toolchain, tmp_path, gen):
     from pipeline.stages.build import build_firmware
     from pipeline.board.client import BoardClient
     from pipeline.board.emulator import EmulatedPico
-    from pipeline.flow.steps import build_dir_for
+    from pipeline.stages.build import build_dir_for
 
     require_emulated_pico()
     res = build_firmware(gen, build_dir_for(tmp_path, "emulator"), BuildConfig(), toolchain=toolchain)
@@ -34,8 +34,9 @@ def _board(toolchain, tmp_path, gen):
 
 @pytest.mark.parametrize("image", ["emulator", "board"])
 def test_image_builds_and_its_memory_map_is_read(toolchain, generated, tmp_path, image):
-    from pipeline.stages.build import FLASH_BASE, build_firmware
-    from pipeline.flow.steps import build_dir_for
+    from pipeline.board.targets import RP2040
+    from pipeline.stages.build import build_firmware
+    from pipeline.stages.build import build_dir_for
 
     gen, info = generated
     build_dir = build_dir_for(tmp_path, image)  # under build/, where ccache holds the TFLM objects
@@ -51,7 +52,7 @@ def test_image_builds_and_its_memory_map_is_read(toolchain, generated, tmp_path,
     binary = res.bin.read_bytes()
     assert info.sha256[:16].encode() in binary  # bi_decl program info names the model's hash
     uf2 = res.uf2.read_bytes()
-    assert len(uf2) % 512 == 0 and struct.unpack("<I", uf2[12:16])[0] == FLASH_BASE
+    assert len(uf2) % 512 == 0 and struct.unpack("<I", uf2[12:16])[0] == RP2040.flash_base
     # stdio: USB CDC on the board image (its interface string), UART only in the emulator image
     assert (b"Board CDC" in binary) == (image == "board")
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from pipeline.board.targets import RP2040
+from pipeline.board.uf2 import is_uf2
 from pipeline.errors import PipelineError
 
-FLASH_BASE = 0x10000000
-SRAM_BASE = 0x20000000
-SRAM_SIZE = 264 * 1024
-UF2_MAGIC0 = 0x0A324655
-UF2_MAGIC1 = 0x9E5D5157
 EM_ARM = 40
 
 FORMATS = ("elf", "uf2", "bin")
@@ -23,8 +20,8 @@ def looks_like_flash_bin(data: bytes, size: int | None = None) -> bool:
     if len(data) < 0x108:
         return False
     sp, pc = struct.unpack_from("<II", data, 0x100)
-    return (SRAM_BASE < sp <= SRAM_BASE + SRAM_SIZE and pc & 1 == 1
-            and FLASH_BASE < pc < FLASH_BASE + (size or len(data)))
+    return (RP2040.sram_base < sp <= RP2040.sram_base + RP2040.ram_bytes and pc & 1 == 1
+            and RP2040.flash_base < pc < RP2040.flash_base + (size or len(data)))
 
 
 def detect_format(data: bytes, name: str = "", size: int | None = None) -> str:
@@ -41,7 +38,7 @@ def detect_format(data: bytes, name: str = "", size: int | None = None) -> str:
             raise PipelineError(f"{name or 'image'} is an ELF for machine {machine}, not Arm",
                                 hint="build the firmware for the RP2040 (PICO_BOARD=pico)")
         return "elf"
-    if len(data) >= 512 and struct.unpack_from("<II", data, 0) == (UF2_MAGIC0, UF2_MAGIC1):
+    if is_uf2(data):
         return "uf2"
     if name.lower().endswith(".bin") or looks_like_flash_bin(data, size):
         return "bin"

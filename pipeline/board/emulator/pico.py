@@ -20,11 +20,11 @@ import subprocess
 import termios
 import threading
 import time
-import tty
 from pathlib import Path
 from typing import Callable
 
 from pipeline.board.emulator.image import check_image
+from pipeline.board.pty import open_raw_pty
 from pipeline.errors import PipelineError
 
 EMULATOR_DIR_ENV = "PICOTFLM_EMULATOR_DIR"
@@ -69,25 +69,6 @@ def check_emulator_dir(directory: Path) -> Path:
         raise PipelineError(f"rp2040js {version} is installed in {directory}, {RP2040JS_VERSION} is required",
                             hint=f"run `npm ci` in {directory} (or `make`)")
     return run
-
-
-def open_raw_pty() -> tuple[int, int, str]:
-    """A pty pair ``(master_fd, slave_fd, slave_path)`` whose slave is raw: no echo (else bytes written
-    to the master before a reader opens the port come straight back), no line editing, no CR/LF
-    translation, 8 bits."""
-    master, slave = os.openpty()
-    try:
-        tty.setraw(slave, termios.TCSANOW)
-        attrs = termios.tcgetattr(slave)
-        attrs[0] &= ~(termios.IXON | termios.IXOFF | termios.ICRNL | termios.INLCR | termios.IGNCR)
-        attrs[1] &= ~termios.OPOST
-        attrs[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        return master, slave, os.ttyname(slave)
-    except BaseException:
-        os.close(master)
-        os.close(slave)
-        raise
 
 
 _PR_SET_PDEATHSIG = 1

@@ -1,0 +1,48 @@
+"""The one way to a board: a serial port of a real Pico, or the emulated Pico running a firmware image.
+
+Only this package opens a port or starts the emulator; the stages, the analysis and the benchmarks
+ask for a board here and get a port name back (and a label saying where figures were measured).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+
+EMULATED_LABEL = "emulated Pico (rp2040js: core 0 only, 125 MHz, no flash wait states or XIP cache misses)"
+
+
+class BoardUnavailable(PipelineError):
+    """No board to measure on here (the board image without --port, no Node.js or emulator)."""
+
+
+def firmware_required() -> bool:
+    """PICOTFLM_REQUIRE_FIRMWARE=1: a missing toolchain or emulator is an error, never a skip."""
+    return os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def board_port(elf: Path, port: str | None, image: str):
+    """``(port, where)``: the real board on ``port``, else the emulated Pico running ``elf``.
+    :class:`BoardUnavailable` when there is neither (the caller may skip, or report it)."""
+    if port:
+        yield port, "real board on " + port
+        return
+    if image != "emulator":
+        raise BoardUnavailable("not measured: the board image needs a real Pico (give --port)",
+                               hint="flash it (`picotflm flash RUN`) or give the port of a Pico running it")
+    from pipeline.board.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
+
+    try:
+        find_node()
+        check_emulator_dir(emulator_dir())
+    except PipelineError as e:
+        if firmware_required():
+            raise
+        raise BoardUnavailable(f"not measured: {e.message}", hint=e.hint) from None
+    with EmulatedPico(elf) as pico:
+        yield pico.port, EMULATED_LABEL
+
+
