@@ -73,12 +73,11 @@ arena: install
 compare: install
 	$(CLI) compare $(RECIPES) --runs-dir $(RUNS) --out $(RUNS)/compare
 
-# Every benchmark: recipes, kernels, soak (pipeline.bench.recipes), then quantization switching
-# (pipeline.bench.switching) and the boundary-pruning tau sweep (seedbench). Each prints its figures.
+# Every benchmark from one entry point (python -m pipeline.bench): recipes, kernels and soak, switching,
+# boundary pruning's tau sweep. Each prints its figures; docs/results.md and the README's results table
+# are written from them.
 bench: install
-	$(PY) -m pipeline.bench.recipes --runs-dir $(RUNS)
-	$(PY) -m pipeline.bench.switching --runs-dir $(RUNS)
-	$(MAKE) --no-print-directory seedbench
+	$(PY) -m pipeline.bench --runs-dir $(RUNS)
 
 # Quantization switching in one firmware: int4 and int8 MicroPizzaNet (run first; cached when done)
 # rendered together, built, and measured on the emulated Pico.
@@ -91,7 +90,7 @@ switch: install
 # trained run of the default recipe): time, peak memory, non-zero ratio, accuracy; runs/seedbench/.
 seedbench: install
 	$(CLI) train $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
-	$(PY) -m pipeline.bench.seeds --runs-dir $(RUNS) --cnn-run $(RECIPE) --out $(RUNS)/seedbench
+	$(PY) -m pipeline.bench --only seeds --runs-dir $(RUNS) --results none
 
 test: install
 	$(PY) -m pytest -q --emulator

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,15 +158,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     """Read back RAM, latency and golden agreement from the board (--port) or the emulated Pico."""
-    summary = _run_until(args, "measure", rerun=("measure",))
+    _print_measured(_run_until(args, "measure", rerun=("measure",)))
+    return 0
+
+
+def _print_measured(summary) -> None:
+    from pipeline.flow.table import measure_headline
+
     entry = summary.manifest.get("stages", {}).get("measure", {})
     if entry.get("status") == "done":
-        from pipeline.flow.table import measure_headline
-
         say(f"measured on {entry['metrics'].get('where')}")
         say(measure_headline(entry["metrics"]))
     say(summary.line())
-    return 0
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
@@ -197,20 +199,17 @@ def cmd_flash(args: argparse.Namespace) -> int:
     say(f"flashed {run.path('firmware.uf2')}; the board is on {port}")
     if args.no_measure:
         return 0
-    args.port = port
-    args.recipe = args.run
-    args.name = run.name
-    return cmd_measure(args)
+    from pipeline.flow.runner import measure_run
+
+    _print_measured(measure_run(run, port, _options(args), log=status))
+    return 0
 
 
 def cmd_arena(args: argparse.Namespace) -> int:
     """Find the smallest arena that works on the board; recommend one with a margin; --apply it."""
-    from pipeline.analysis.arena import apply_arena, check_arena_request, check_margin, tune
-    from pipeline.flow.rundir import atomic_write_json
-    from pipeline.tflite.reader import inspect_tflite
-    from pipeline.codegen.layout import layout_markdown
+    from pipeline.analysis.arena import apply_tuned, check_arena_request, check_margin, tune_run
     from pipeline.analysis.report import write_report
-    from pipeline.board.connect import board_port
+    from pipeline.codegen.layout import layout_markdown
 
     check_margin(args.margin_percent, args.margin_bytes)
     check_arena_request("--max-bytes", args.max_bytes)
@@ -226,16 +225,10 @@ def cmd_arena(args: argparse.Namespace) -> int:
     if args.apply and image != "emulator" and not args.port:
         raise PipelineError(f"run {run.name} holds the {image} image: --apply confirms on the emulated Pico",
                             hint="run `picotflm arena RECIPE --apply` on the emulator image")
-    data = run.path("model.tflite").read_bytes()
-    t0 = time.perf_counter()
-    with board_port(run.path("firmware.elf"), args.port, image) as (port, where):
-        result = tune(run, port, where, expect_hash=inspect_tflite(data).sha256[:16],
-                      margin_percent=args.margin_percent, margin_bytes=args.margin_bytes,
+    result = tune_run(run, image, port=args.port, margin_percent=args.margin_percent, margin_bytes=args.margin_bytes,
                       max_bytes=args.max_bytes, log=status)
-    result["wall_seconds_with_board_start"] = round(time.perf_counter() - t0, 2)
-    atomic_write_json(run.path("arena.json"), result)
     r = result
-    say(f"arena on {where}:")
+    say(f"arena on {r['where']}:")
     host_min = r["host_min_bytes_64bit"]
     say(f"  host minimum (64-bit TFLM)                 " + (f"{host_min:>8,} B" if host_min else "not measured"))
     say(f"  arena_used_bytes() on the board            {r['arena_used_bytes']:>8,} B")
@@ -258,14 +251,7 @@ def cmd_arena(args: argparse.Namespace) -> int:
     if args.apply:
         size = args.arena_bytes or r["recommended_bytes"]
         status(f"applying a {size:,}-byte arena: re-render, rebuild and re-measure in a trial copy of run {run.name}")
-        try:
-            applied = apply_arena(run, size, options=_options(args), log=status)
-        except PipelineError as e:
-            r["applied"] = {"confirmed": False, "arena_bytes": size, "reason": e.message}
-            atomic_write_json(run.path("arena.json"), r)
-            raise
-        r["applied"] = applied
-        atomic_write_json(run.path("arena.json"), r)
+        applied = apply_tuned(run, r, size, options=_options(args), log=status)
         say(f"applied and confirmed on {applied['where']}: arena {size:,} B, golden {applied['golden']} bit-exact, "
             f"arena_used_bytes() {applied['arena_used_after']:,} B; static RAM {applied['static_ram_before']:,} -> "
             f"{applied['static_ram_after']:,} B (saved {applied['ram_saved_bytes']:,} B) in {applied['seconds']:.1f} s")

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.board import flash as fl
-from pipeline.board import uf2
+from pipeline.board import uf2 as uf2_format
 from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError
 
@@ -20,9 +20,9 @@ from pipeline.errors import PipelineError
 def uf2_bytes(nblocks: int = 2, family: int = RP2040.uf2_family) -> bytes:
     out = b""
     for i in range(nblocks):
-        head = struct.pack("<8I", uf2.MAGIC_START0, uf2.MAGIC_START1, uf2.FLAG_FAMILY,
+        head = struct.pack("<8I", uf2_format.MAGIC_START0, uf2_format.MAGIC_START1, uf2_format.FLAG_FAMILY,
                            0x10000000 + 256 * i, 256, i, nblocks, family)
-        out += head + bytes([i]) * 256 + bytes(476 - 256) + struct.pack("<I", uf2.MAGIC_END)
+        out += head + bytes([i]) * 256 + bytes(476 - 256) + struct.pack("<I", uf2_format.MAGIC_END)
     return out
 
 

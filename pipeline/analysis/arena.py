@@ -414,3 +414,40 @@ def applied_arena_bytes(path: str | Path) -> int | None:
               "run make arena again", file=sys.stderr)
         return None
 
+
+def tune_run(run, image: str, *, port: str | None, margin_percent: float, margin_bytes: int,
+             max_bytes: int | None = None, log: Log = _quiet) -> dict[str, Any]:
+    """Tune the arena of ``run``'s firmware on the board (``port``) or the emulated Pico; write and
+    return ``arena.json``'s content."""
+    import time
+
+    from pipeline.board.connect import board_port
+    from pipeline.flow.rundir import atomic_write_json
+    from pipeline.tflite.reader import inspect_tflite
+
+    data = run.path("model.tflite").read_bytes()
+    t0 = time.perf_counter()
+    with board_port(run.path("firmware.elf"), port, image) as (port_name, where):
+        result = tune(run, port_name, where, expect_hash=inspect_tflite(data).sha256[:16],
+                      margin_percent=margin_percent, margin_bytes=margin_bytes, max_bytes=max_bytes, log=log)
+    result["wall_seconds_with_board_start"] = round(time.perf_counter() - t0, 2)
+    atomic_write_json(run.path("arena.json"), result)
+    return result
+
+
+def apply_tuned(run, result: dict[str, Any], arena_bytes: int | None = None, *, options=None,
+                log: Log = _quiet) -> dict[str, Any]:
+    """Apply ``arena_bytes`` (default: the recommendation in ``result``) to ``run`` with
+    :func:`apply_arena` and record the outcome in ``arena.json``, confirmed or not (a failure is
+    recorded, then raised)."""
+    from pipeline.flow.rundir import atomic_write_json
+
+    size = arena_bytes or result["recommended_bytes"]
+    try:
+        result["applied"] = apply_arena(run, size, options=options, log=log)
+    except PipelineError as e:
+        result["applied"] = {"confirmed": False, "arena_bytes": size, "reason": e.message}
+        raise
+    finally:
+        atomic_write_json(run.path("arena.json"), result)
+    return result["applied"]

@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 RECIPES = ["int8", "prune-int8", "boundary-int8", "cluster-int8", "pcqat-int8", "int4", "cluster-int4"]
 
@@ -184,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kernel-frames", type=int, default=None,
                    help="test frames per firmware in the kernel comparison (default: the whole test split; 0: skip)")
     args = p.parse_args(argv)
+    print(bench_recipes(Path(args.runs_dir), args.recipes, soak=args.soak, kernel_frames=args.kernel_frames)["text"])
+    return 0
+
+
+def bench_recipes(runs_dir: Path, recipes: list[str], *, soak: int = 10_000, kernel_frames: int | None = None) -> dict:
+    """Run the recipe benchmark; write ``<runs_dir>/bench/bench.md`` and ``bench.csv``; return
+    ``{"text", "rows", "runs"}`` (the Markdown, one row per recipe, the fresh runs directory)."""
+    args = SimpleNamespace(runs_dir=runs_dir, recipes=list(recipes), soak=soak, kernel_frames=kernel_frames)
     out = Path(args.runs_dir) / "bench"
     runs = out / f"runs-{time.strftime('%Y%m%d-%H%M%S')}"
     runs.mkdir(parents=True, exist_ok=True)
@@ -253,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(out / "bench.csv", buf.getvalue())
-    print(text)
-    return 0
+    return {"text": text, "rows": rows, "runs": runs}
 
 
 if __name__ == "__main__":

@@ -328,6 +328,21 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
     return summary
 
 
+
+def measure_run(run: RunDir, port: str | None, options: RunOptions | None = None, log: Log = _quiet) -> RunSummary:
+    """Measure ``run`` again (its recorded recipe, up to the measure stage): the board on ``port``, or
+    the emulated Pico. The other stages are up to date and are not run again."""
+    import dataclasses
+
+    from pipeline.flow.recipe import recipe_of_run
+
+    recipe = recipe_of_run(run.read_manifest())
+    if "measure" not in recipe.stages:
+        raise PipelineError(f"run {run.name}'s recipe has no 'measure' stage", hint="add 'measure' to the recipe's 'stages'")
+    options = dataclasses.replace(options or RunOptions(), port=port, rerun=("measure",))
+    return run_recipe(recipe, run, options, log=log, until="measure")
+
+
 REPORT_FILES = ("report.md", "report.json")
 
 

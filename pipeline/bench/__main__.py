@@ -1,0 +1,125 @@
+"""``make bench``: every benchmark from one entry point, and the results file the docs link.
+
+    python -m pipeline.bench [--runs-dir runs] [--only recipes,switching,seeds] [--results docs/results.md]
+
+1. recipes (:mod:`pipeline.bench.recipes`): every shipped recipe end to end in a fresh runs directory,
+   host TFLM accuracy, board figures, stock vs picotflm kernels, a serial soak;
+2. switching (:mod:`pipeline.bench.switching`): variants in one firmware, measured switching;
+3. seeds (:mod:`pipeline.bench.seeds`): boundary pruning's tau swept over seeds.
+
+Each prints its figures. Then ``docs/results.md`` is written from what they measured (with the commit
+and command), and the results table of ``README.md`` (between ``<!-- results:begin -->`` and
+``<!-- results:end -->``) is rewritten from the same rows, so no figure in the docs is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.flow.rundir import atomic_write_text
+from pipeline.flow.table import REPO_ROOT
+
+PARTS = ("recipes", "switching", "seeds")
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+README_COLUMNS = (("recipe", "recipe"), ("tflite_bytes", ".tflite B"), ("weights", "weights"),
+                  ("tflm_test_accuracy", "host TFLM accuracy"), ("board_median_us", "invoke us"),
+                  ("cycles_per_mac", "cycles/MAC"), ("board_arena_used", "arena used B"),
+                  ("board_ram_total", "RAM total B"), ("golden_exact", "golden exact"))
+
+
+def commit() -> str:
+    """The commit the figures come from (``-dirty`` when the work tree has changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + ("-dirty" if dirty else "")
+
+
+def readme_table(rows: list[dict], source: str) -> list[str]:
+    """The README's results table: one row per recipe."""
+    out = [source, "", "| " + " | ".join(h for _, h in README_COLUMNS) + " |",
+           "|" + "---|" * len(README_COLUMNS)]
+    for r in rows:
+        out.append("| " + " | ".join("" if r.get(k) is None else (f"{r[k]:,}" if isinstance(r[k], int) else str(r[k]))
+                                     for k, _ in README_COLUMNS) + " |")
+    return out
+
+
+def replace_block(text: str, block: list[str]) -> str:
+    """``text`` with the lines between the results markers replaced by ``block``."""
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        raise PipelineError(f"the README has no results block ({BEGIN} ... {END})",
+                            hint="put the two markers where the results table belongs")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return head + BEGIN + "\n" + "\n".join(block) + "\n" + END + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--runs-dir", default="runs", help="where the benchmark's runs go (default: runs)")
+    p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts (default: {','.join(PARTS)})")
+    p.add_argument("--results", default=str(REPO_ROOT / "docs" / "results.md"),
+                   help="the results file to write (default: docs/results.md); 'none' writes none")
+    p.add_argument("--readme", default=str(REPO_ROOT / "README.md"),
+                   help="the README whose results table is rewritten (default: README.md); 'none' leaves it")
+    args = p.parse_args(argv)
+    parts = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        print(f"picotflm: error: unknown bench part(s) {', '.join(unknown) or '(none)'} (hint: choose from "
+              f"{', '.join(PARTS)})", file=sys.stderr)
+        return 2
+    runs_dir = Path(args.runs_dir)
+    t0 = time.perf_counter()
+    source = f"Measured at commit `{commit()}` by `make bench` on {time.strftime('%Y-%m-%d')}."
+    sections = ["# Results", "", f"Written by `make bench` (`python -m pipeline.bench`); do not edit. {source}", ""]
+    rows: list[dict] = []
+    try:
+        if "recipes" in parts:
+            from pipeline.bench.recipes import RECIPES, bench_recipes
+
+            r = bench_recipes(runs_dir, RECIPES)
+            print(r["text"])
+            rows = r["rows"]
+            sections += ["## Recipes, kernels and the serial link", "", *r["text"].splitlines()[1:], ""]
+            cnn_runs = r["runs"]
+        else:
+            cnn_runs = runs_dir
+        if "switching" in parts:
+            from pipeline.bench import switching
+
+            if switching.main(["--runs-dir", str(runs_dir)]) != 0:
+                return 2
+            sections += ["## Switching", "", (runs_dir / "bench" / "switchbench.md").read_text(encoding="utf-8"), ""]
+        if "seeds" in parts:
+            from pipeline.bench import seeds
+
+            out = runs_dir / "seedbench"
+            if seeds.main(["--runs-dir", str(cnn_runs), "--cnn-run", "int8", "--out", str(out)]) != 0:
+                return 2
+            sections += ["## Boundary pruning: tau over seeds", "", (out / "seedbench.md").read_text(encoding="utf-8"), ""]
+    except PipelineError as e:
+        print(f"picotflm: error: {e}", file=sys.stderr)
+        return 2
+    if args.results != "none":
+        atomic_write_text(Path(args.results), "\n".join(sections).rstrip() + "\n")
+        print(f"bench: wrote {args.results}", file=sys.stderr)
+    if rows and args.readme != "none":
+        readme = Path(args.readme)
+        atomic_write_text(readme, replace_block(readme.read_text(encoding="utf-8"), readme_table(rows, source)))
+        print(f"bench: rewrote the results table of {readme}", file=sys.stderr)
+    print(f"bench: {', '.join(parts)} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
