@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.board.targets import KB, TARGETS, Target
 from pipeline.errors import PipelineError
+from pipeline.flow.rundir import stage_metrics
 
 
 # Fixed bytes of a flatbuffer beyond its weights (tensor and operator tables, quantization scales and
@@ -105,15 +106,10 @@ def estimate_needs(params: int, bits: int, activation_bytes: int | None = None,
                                           else " (activations unknown, not counted)"))
 
 
-def _metrics(manifest: dict[str, Any], stage: str) -> dict[str, Any]:
-    e = (manifest.get("stages") or {}).get(stage) or {}
-    return (e.get("metrics") or {}) if e.get("status") in ("done", "up to date") else {}
-
-
 def run_needs(manifest: dict[str, Any], board: Board) -> Need | None:
     """Measured needs of a run on ``board``; None when the run has no converted model."""
-    conv, verify = _metrics(manifest, "convert"), _metrics(manifest, "verify")
-    build, meas = _metrics(manifest, "build"), _metrics(manifest, "measure")
+    conv, verify = stage_metrics(manifest, "convert"), stage_metrics(manifest, "verify")
+    build, meas = stage_metrics(manifest, "build"), stage_metrics(manifest, "measure")
     model = conv.get("tflite_bytes") or verify.get("model_bytes")
     if not model:
         return None

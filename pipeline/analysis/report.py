@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pipeline.flow.rundir import atomic_write_bytes, RunDir, atomic_write_json, atomic_write_text
+from pipeline.flow.rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stage_metrics
 from pipeline.analysis import feasibility
 from pipeline.board.targets import RP2040
 from pipeline.codegen.layout import layout_markdown
@@ -162,7 +162,7 @@ def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = No
         md += ["", f"![memory budget]({budget_png})"]
     if layout:
         md += ["", "## Tensor arena layout", ""]
-        md += layout_markdown(layout, _m(manifest, "verify").get("host_arena_allocations"))
+        md += layout_markdown(layout, stage_metrics(manifest, "verify").get("host_arena_allocations"))
     if arena:
         md += ["", "## Arena tuning (`picotflm arena`)", ""] + arena_markdown(arena)
     feas = feasibility.run_table(manifest)  # the boards' budgets, as `picotflm feasibility RUN` prints them
@@ -258,18 +258,13 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
 
 
 # ------------------------------------------------------------------- key figures and comparison
-def _m(manifest: dict[str, Any], stage: str) -> dict[str, Any]:
-    e = (manifest.get("stages") or {}).get(stage) or {}
-    return (e.get("metrics") or {}) if e.get("status") in ("done", "up to date") else {}
-
-
 def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
     """The figures a firmware engineer compares, each with where it was measured (None: not measured)."""
-    train, conv, ver = _m(manifest, "train"), _m(manifest, "convert"), _m(manifest, "verify")
-    build, meas = _m(manifest, "build"), _m(manifest, "measure")
+    train, conv, ver = stage_metrics(manifest, "train"), stage_metrics(manifest, "convert"), stage_metrics(manifest, "verify")
+    build, meas = stage_metrics(manifest, "build"), stage_metrics(manifest, "measure")
     last_keras = None
     for st in ("prune", "cluster", "quantize"):
-        acc = _m(manifest, st).get("keras_val_accuracy")
+        acc = stage_metrics(manifest, st).get("keras_val_accuracy")
         if acc is not None:
             last_keras = acc
     mem, bench, golden = meas.get("mem") or {}, meas.get("bench") or {}, meas.get("golden") or {}
@@ -450,7 +445,7 @@ NOT_MEASURED = "not measured"
 def memory_budget(manifest: dict[str, Any]) -> dict[str, Any]:
     """RAM (static without the arena buffer, arena, stack peak, heap) against 264 KB and flash against
     2 MB, each part with where it was measured; ``None`` where this run did not measure it."""
-    build, meas = _m(manifest, "build"), _m(manifest, "measure")
+    build, meas = stage_metrics(manifest, "build"), stage_metrics(manifest, "measure")
     mem = meas.get("mem") or {}
     where_board = meas.get("where") or "board"
     static = arena = None

@@ -13,7 +13,6 @@ Writes ``<runs>/bench/bench.md`` and ``bench.csv`` and prints the Markdown.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -37,9 +36,9 @@ def _run(recipe: str, runs: Path) -> float:
 
 
 def _metrics(runs: Path, recipe: str, stage: str) -> dict:
-    doc = json.loads((runs / recipe / "manifest.json").read_text())
-    e = doc.get("stages", {}).get(stage) or {}
-    return e.get("metrics") or {} if e.get("status") in ("done", "up to date") else {}
+    from pipeline.flow.rundir import stage_metrics
+
+    return stage_metrics(json.loads((runs / recipe / "manifest.json").read_text()), stage)
 
 
 def _payload(runs: Path, recipe: str) -> dict:
@@ -56,11 +55,11 @@ def _payload(runs: Path, recipe: str) -> dict:
 
 def soak(elf: Path, exchanges: int) -> dict:
     from pipeline.board.client import BoardClient
-    from pipeline.board.emulator import EmulatedPico
+    from pipeline.board.connect import board_port
     from pipeline.errors import PipelineError
 
     errors = 0
-    with EmulatedPico(elf) as pico, BoardClient(pico.port, timeout=5.0) as board:
+    with board_port(elf, None, "emulator") as (port, _), BoardClient(port, timeout=5.0) as board:
         board.handshake()
         t0 = time.perf_counter()
         for i in range(exchanges):
@@ -91,7 +90,7 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
     from pipeline.stages.data import Dataset
     from pipeline.board.client import BoardClient
     from pipeline.board.measure import measure
-    from pipeline.board.emulator import EmulatedPico
+    from pipeline.board.connect import board_port
     from pipeline.stages.build import build_dir_for
     from pipeline.stages.verify import images_to_input, run_tflm
 
@@ -110,10 +109,10 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
         log(f"kernels: {run_dir.name} with {label} kernels: build, then {len(inputs)} test frames")
         res = build_firmware(run.path("firmware"), build_dir_for(run.root, "emulator-" + label.replace(" ", "-")),
                              cfg, log=log)
-        with EmulatedPico(res.elf) as pico:
-            m = measure(pico.port, expect_hash=info.sha256[:16], bench_runs=5,
+        with board_port(res.elf, None, "emulator") as (port, _):
+            m = measure(port, expect_hash=info.sha256[:16], bench_runs=5,
                         frames=[bytes(r.tobytes()) for r in inputs], macs=info.macs)
-            with BoardClient(pico.port, timeout=10.0) as board:
+            with BoardClient(port, timeout=10.0) as board:
                 counters = board.request("info")  # after every invoke: the splits that ran
         outs = [bytes.fromhex(o) for o in m["infer_outputs"]]
         exact = sum(o == bytes(h.tobytes()) for o, h in zip(outs, host))
@@ -175,18 +174,6 @@ def flatbuffer_payload_markdown(runs: Path, recipes: list[str]) -> list[str]:
         md.append(f"- {r}: {payload_line(p)} (goal <= {SLIM_GOAL_RATIO}x; payload = constant data + scales + "
                   f"zero points, `convert.payload_bytes`)" if p else f"- {r}: flatbuffer vs payload: no model.tflite")
     return [""] + md if md else []
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.recipes", description=__doc__.splitlines()[0])
-    p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--recipes", nargs="*", default=RECIPES)
-    p.add_argument("--soak", type=int, default=10_000, help="exchanges in the serial soak (0: skip)")
-    p.add_argument("--kernel-frames", type=int, default=None,
-                   help="test frames per firmware in the kernel comparison (default: the whole test split; 0: skip)")
-    args = p.parse_args(argv)
-    print(bench_recipes(Path(args.runs_dir), args.recipes, soak=args.soak, kernel_frames=args.kernel_frames)["text"])
-    return 0
 
 
 def bench_recipes(runs_dir: Path, recipes: list[str], *, soak: int = 10_000, kernel_frames: int | None = None) -> dict:
@@ -263,7 +250,3 @@ def bench_recipes(runs_dir: Path, recipes: list[str], *, soak: int = 10_000, ker
     w.writerows(rows)
     atomic_write_text(out / "bench.csv", buf.getvalue())
     return {"text": text, "rows": rows, "runs": runs}
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -268,7 +268,7 @@ def run_bench(cfg: SeedBenchConfig, runs_dir: str | Path = "runs", out_dir: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.seeds", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench --only seeds", description=__doc__.splitlines()[0])
     p.add_argument("--taus", default=",".join(f"{t:g}" for t in TAUS), help="comma-separated taus (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=3, help="runs per tau, seeds 0..N-1 (default 3)")
     p.add_argument("--models", default="mlp,cnn", help="mlp, cnn or both (default: mlp,cnn)")
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                               models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
                               fine_tune_epochs=args.epochs, cnn_run=args.cnn_run)
     except ValueError as e:
-        print(f"picotflm: error: {e} (hint: see `python -m pipeline.bench.seeds --help`)", file=sys.stderr)
+        print(f"picotflm: error: {e} (hint: see `python -m pipeline.bench --help`)", file=sys.stderr)
         return 2
     try:
         r = run_bench(cfg, args.runs_dir, args.out, log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -292,7 +292,3 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(r["markdown"]))
     print(f"seedbench: {len(r['rows'])} trials in {r['seconds']:.1f} s; {', '.join(r['files'])}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

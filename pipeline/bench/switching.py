@@ -157,7 +157,7 @@ def csv_rows(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.switching", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench --only switching", description=__doc__.splitlines()[0])
     p.add_argument("--runs-dir", default="runs")
     p.add_argument("--frames", type=int, default=60, help="test frames per variant and for the policy")
     p.add_argument("--threshold", type=float, default=0.5, help="the board's policy threshold")
@@ -188,7 +188,3 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(md))
     print(f"switchbench: {out / 'switchbench.md'}, {out / 'switchbench.csv'}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

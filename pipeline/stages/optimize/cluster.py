@@ -1,7 +1,7 @@
 """Weight clustering with tfmot (k-means), optionally after folding BatchNorm into the kernels.
 
 Converting folds BatchNorm into conv weights, which multiplies the distinct values of a clustered
-kernel (16 clusters -> 44-63 values in the flatbuffer, FINDINGS). Folding first keeps the clusters
+kernel (16 clusters become 44-63 values in the flatbuffer). Folding first keeps the clusters
 all the way into the int8 flatbuffer. Proof afterwards: unique values per clustered kernel <= clusters.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 from pipeline.stages.optimize.common import (evaluate_accuracy, fine_tune, fresh_copy, keras, kernel_of, kernel_stats,
                                       require_kernel_layers, tfmot)
 
-# tfmot clusters Conv2D and Dense kernels; DepthwiseConv2D is never clustered (FINDINGS).
+# tfmot clusters Conv2D and Dense kernels; DepthwiseConv2D is never clustered.
 CLUSTERABLE = ("Conv2D", "Dense")
 FINE_TUNE_LR = 3e-4
 _INIT = {
@@ -97,7 +97,7 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         return layer
 
     wrapped = k.models.clone_model(base, clone_function=wrap)
-    if wrapped is None:  # tfmot returns None for Keras 3 models (FINDINGS)
+    if wrapped is None:  # tfmot returns None for Keras 3 models
         raise PipelineError("tfmot could not cluster this model", hint="build it with tf_keras (Keras 2)")
     fine_tune(wrapped, train, val, epochs=cfg.epochs, learning_rate=FINE_TUNE_LR, batch_size=batch_size, seed=seed)
     clustered = t.clustering.keras.strip_clustering(wrapped)

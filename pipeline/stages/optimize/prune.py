@@ -14,7 +14,7 @@ from pipeline.errors import PipelineError
 from pipeline.stages.optimize.common import (evaluate_accuracy, fine_tune, fresh_copy, keras, kernel_of, kernel_stats,
                                       require_kernel_layers, tfmot)
 
-# tfmot prunes Conv2D and Dense; its registry maps DepthwiseConv2D to no weights (FINDINGS).
+# tfmot prunes Conv2D and Dense; its registry maps DepthwiseConv2D to no weights.
 TFMOT_PRUNABLE = ("Conv2D", "Dense")
 BOUNDARY_PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 FINE_TUNE_LR = 5e-4

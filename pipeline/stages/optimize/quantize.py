@@ -1,7 +1,7 @@
 """Quantization: post-training (nothing to do here, the convert stage calibrates) or
 quantization-aware training, with its cluster-/prune-preserving forms and real 4-bit weights.
 
-QAT models are converted in the same process (a CQAT model saved as .h5 does not reload, FINDINGS):
+QAT models are converted in the same process (a CQAT model saved as .h5 does not reload under quantize_scope):
 ``quantize`` returns the trained model and the runner hands it straight to ``convert(qat=True)``.
 
 Mixed precision (``quantize.layer_bits``): every layer takes the weight bits of its name, or

@@ -1,0 +1,41 @@
+"""The one benchmark entry point: the README's results block rewritten from measured rows, bad parts refused."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.bench.__main__ import BEGIN, END, main, readme_table, replace_block
+from pipeline.errors import PipelineError
+
+ROWS = [{"recipe": "int8", "tflite_bytes": 4256, "weights": "INT8", "tflm_test_accuracy": 0.9222, "board_median_us": 12412,
+         "cycles_per_mac": 8.76, "board_arena_used": 8308, "board_ram_total": 14900, "golden_exact": "8/8"},
+        {"recipe": "int4", "tflite_bytes": 3680, "weights": "INT4", "tflm_test_accuracy": None, "board_median_us": None,
+         "cycles_per_mac": None, "board_arena_used": None, "board_ram_total": None, "golden_exact": None}]
+
+
+def test_readme_block_is_replaced_and_the_rest_kept():
+    text = f"# Guide\n\nbefore\n{BEGIN}\nold table\n| a |\n{END}\nafter\n"
+    out = replace_block(text, readme_table(ROWS, "Measured at commit `abc1234` by `make bench`."))
+    assert out.startswith("# Guide\n\nbefore\n" + BEGIN + "\nMeasured at commit `abc1234`")
+    assert out.endswith(END + "\nafter\n") and "old table" not in out
+    assert "| int8 | 4,256 | INT8 | 0.9222 | 12,412 | 8.76 | 8,308 | 14,900 | 8/8 |" in out
+    assert "| int4 | 3,680 | INT4 |  |  |  |  |  |  |" in out  # not measured: empty, never invented
+
+
+@pytest.mark.parametrize("text", ["no markers here\n", f"{END}\n{BEGIN}\n"])
+def test_readme_without_a_results_block_is_refused(text):
+    with pytest.raises(PipelineError, match="no results block"):
+        replace_block(text, ["x"])
+
+
+def test_unknown_part_is_one_line_and_exit_2(capsys):
+    assert main(["--only", "recipes,speed"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown bench part(s) speed" in err[0] and "recipes, switching, seeds" in err[0]
+
+
+def test_entry_point_runs_as_a_module():
+    r = subprocess.run([sys.executable, "-m", "pipeline.bench", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--only" in r.stdout and "docs/results.md" in r.stdout
