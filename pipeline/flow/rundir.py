@@ -227,6 +227,12 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def stage_metrics(manifest: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The metrics a stage recorded in a run's manifest: {} unless it is done (or up to date)."""
+    e = (manifest.get("stages") or {}).get(stage) or {}
+    return dict(e.get("metrics") or {}) if e.get("status") in ("done", "up to date") else {}
+
+
 # -------------------------------------------------------------------------------- run dir
 @dataclass
 class RunDir:
