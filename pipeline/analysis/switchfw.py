@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pipeline.errors import PipelineError
+from pipeline.flow.recipe import RECIPES_DIR
 from pipeline.analysis.switch import (
     DEFAULT_THRESHOLDS,
     HOST_ARENA_BYTES,
@@ -41,7 +42,7 @@ def _dequantize(raw: np.ndarray, info) -> np.ndarray:
     return raw.astype(np.float64)
 
 
-SPEC_DIR = Path(__file__).parent / "recipes" / "switch"
+SPEC_DIR = RECIPES_DIR / "switch"
 SPEC_KEYS = {"variants", "threshold", "metric", "frames", "name"}
 
 
@@ -61,7 +62,7 @@ def load_switch_spec(items: Sequence[str], *, threshold: float | None = None, me
         if not path.is_file():
             raise PipelineError(f"switching needs two or more runs, or a switch spec; {items[0]!r} is neither",
                                 hint="e.g. `picotflm switch int4 int8`, or `picotflm switch int4-int8` "
-                                     f"(specs in {SPEC_DIR.relative_to(Path(__file__).parent.parent)})")
+                                     f"(specs in {SPEC_DIR.relative_to(RECIPES_DIR.parent.parent)})")
         import tomllib
 
         try:

@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline import REPO_ROOT
 from pipeline.errors import PipelineError
 from pipeline.flow.rundir import atomic_write_text
-from pipeline.flow.table import REPO_ROOT
 
 PARTS = ("recipes", "switching", "seeds")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

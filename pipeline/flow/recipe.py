@@ -11,10 +11,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pipeline import PACKAGE_DIR
 from pipeline.config import ConfigError, config_to_dict
 from pipeline.flow.table import STAGE_BY_NAME, STAGE_ORDER, STAGES
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES_DIR = PACKAGE_DIR / "recipes"
 DEFAULT_RECIPE = "int8"
 
 

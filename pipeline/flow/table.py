@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from pipeline import PACKAGE_DIR as PACKAGE
+from pipeline import REPO_ROOT
 from pipeline.config import (BuildConfig, ClusterConfig, ConvertConfig, DataConfig, MeasureConfig, ModelConfig,
                              PruneConfig, QuantizeConfig, RenderConfig, TrainConfig, VerifyConfig)
 from pipeline.errors import PipelineError
 
 # A recipe (pipeline.flow.recipe.Recipe, which reads this table) is only passed through here: typed Any.
 Recipe = Any
-PACKAGE = Path(__file__).resolve().parent.parent
-REPO_ROOT = PACKAGE.parent
 
 
 @dataclass(frozen=True)

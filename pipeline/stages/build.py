@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.config import BuildConfig
+from pipeline import REPO_ROOT
 from pipeline.board.targets import RP2040
 from pipeline.board.uf2 import write_uf2
 from pipeline.errors import PipelineError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MIN_SDK_VERSION = (2, 0, 0)
 TROUBLESHOOTING = "see README, Troubleshooting: firmware"
 

@@ -25,6 +25,7 @@ from typing import Callable
 
 from pipeline.board.emulator.image import check_image
 from pipeline.board.pty import open_raw_pty
+from pipeline import REPO_ROOT
 from pipeline.errors import PipelineError
 
 EMULATOR_DIR_ENV = "PICOTFLM_EMULATOR_DIR"
@@ -39,7 +40,7 @@ def emulator_dir() -> Path:
     env = os.environ.get(EMULATOR_DIR_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "tools" / "emulator"
+    return REPO_ROOT / "tools" / "emulator"
 
 
 def find_node(node: str = "node") -> str:
