@@ -18,7 +18,7 @@ from __future__ import annotations
 from pipeline.keras_setup import keras
 
 # layer name -> Keras class, known without building the model (recipe checks of quantize.layer_bits);
-# tests/test_mixed_precision.py checks it against the built model
+# tests/stages/test_mixed_precision.py checks it against the built model
 LAYER_TYPES: dict[str, str] = {
     "input": "InputLayer",
     "conv0": "Conv2D", "bn0": "BatchNormalization", "relu0": "ReLU",

@@ -1,4 +1,4 @@
-"""The arena sweep against scripted fake boards: the pty fake board of tests/device and the same
+"""The arena sweep against scripted fake boards: the pty fake board of tests/board and the same
 board scripted behind pyserial's ``loop://`` (no thread, no pty: each request answered as it is written).
 
 Bad input and bad boards: a limit above the compiled arena (a rebuild is needed), a model that fails
@@ -12,7 +12,7 @@ from serial.urlhandler import protocol_loop
 
 from pipeline.analysis.arena import bisect_minimum, explain_setup_error, find_device_minimum
 from pipeline.errors import PipelineError
-from tests.device.fakeboard import MODEL_HASH, FakeBoard
+from tests.board.fakeboard import MODEL_HASH, FakeBoard
 
 
 class ScriptedBoard(FakeBoard):

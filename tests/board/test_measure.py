@@ -9,7 +9,7 @@ import pytest
 from pipeline.board.client import BoardClient
 from pipeline.board.measure import measure, smallest_ok_arena, sweep_arena
 from pipeline.errors import PipelineError, SerialLinkError
-from tests.device.fakeboard import CYCLES, MODEL_HASH, FakeBoard
+from tests.board.fakeboard import CYCLES, MODEL_HASH, FakeBoard
 
 FAST = dict(handshake_attempts=10, handshake_interval=0.2)
 

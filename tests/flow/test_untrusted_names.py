@@ -13,7 +13,7 @@ import pytest
 from pipeline.flow.rundir import RunDir
 from pipeline.config import ConfigError, DataConfig, RenderConfig, check_class_name
 from tests.conftest import cli
-from tests.test_render import _render
+from tests.codegen.test_render import _render
 
 HOSTILE_CLASSES = [
     'say "cheese"',  # quotes

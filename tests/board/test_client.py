@@ -12,7 +12,7 @@ import serial
 from pipeline.board.client import BoardClient, BoardError, ChecksumError, open_error
 from pipeline.board.protocol import frame_reply
 from pipeline.errors import PipelineError, SerialLinkError
-from tests.device.fakeboard import MODEL_HASH, FakeBoard
+from tests.board.fakeboard import MODEL_HASH, FakeBoard
 
 FAST = dict(attempts=10, interval=0.2)
 

@@ -96,7 +96,7 @@ def test_compare_shows_each_runs_budget(tmp_path):
 
 def test_report_shows_the_flatbuffer_against_its_payload(tmp_path):
     from pipeline.tflite.reader import payload_bytes, payload_line
-    from tests.test_slim import fc_model
+    from tests.tflite.test_slim import fc_model
 
     run = tmp_path / "r1"
     run.mkdir()

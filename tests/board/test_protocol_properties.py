@@ -27,7 +27,7 @@ from pipeline.board.protocol import (  # noqa: E402
 )
 from pipeline.errors import PipelineError, SerialLinkError  # noqa: E402
 
-# Example counts, quoted in the README's Reliability section.
+# Example counts, quoted in docs/results.md (Reliability).
 EXAMPLES = 500
 CLIENT_EXAMPLES = 150
 FAST = settings(max_examples=EXAMPLES, deadline=None, database=None,

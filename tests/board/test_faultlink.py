@@ -11,7 +11,7 @@ import pytest
 from pipeline.board.client import BoardClient, BoardError
 from pipeline.board.faultlink import KINDS, FaultLink, FaultPlan, SoakConfig, format_table, soak
 from tests.conftest import require_emulated_pico, run_small_recipe, small_recipe
-from tests.device.fakeboard import FakeBoard
+from tests.board.fakeboard import FakeBoard
 
 FAST = dict(attempts=5, interval=0.2)
 
