@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.board.pty import close_quietly, wake
 from pipeline.errors import PipelineError
 
 KINDS = ("drop", "dup", "flip", "delay", "reset")
@@ -146,18 +147,10 @@ class FaultLink:
         self._stop.set()
         self._wake()
         self._thread.join(5.0)
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w, self._up):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_quietly(self._master, self._slave, self._wake_r, self._wake_w, self._up)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        wake(self._wake_w)
 
     def counts(self) -> dict[str, int]:
         with self._lock:

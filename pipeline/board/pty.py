@@ -24,3 +24,21 @@ def open_raw_pty() -> tuple[int, int, str]:
         os.close(master)
         os.close(slave)
         raise
+
+
+def close_quietly(*fds: int | None) -> None:
+    """Close each file descriptor that is not None, ignoring ones already closed."""
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def wake(fd: int) -> None:
+    """Write one byte to a self-pipe so a select loop waiting on its other end wakes up."""
+    try:
+        os.write(fd, b"x")
+    except OSError:
+        pass

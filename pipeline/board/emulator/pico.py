@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.board.emulator.image import check_image
-from pipeline.board.pty import open_raw_pty
+from pipeline.board.pty import close_quietly, open_raw_pty, wake
 from pipeline import REPO_ROOT
 from pipeline.errors import PipelineError
 
@@ -243,17 +243,10 @@ class EmulatedPico:
         return proc.returncode
 
     def _close_fds(self) -> None:
-        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(self._master, self._slave, self._wake_r, self._wake_w)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        wake(self._wake_w)
 
     def _died(self, rc: int, what: str) -> PipelineError:
         tail = self.stderr_tail()
