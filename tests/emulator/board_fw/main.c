@@ -9,6 +9,8 @@
 //   rom              -> "<n> rom P3=ok L3=ok ..." every served ROM function called and checked
 //   speed <k>        -> "<n> speed <k> one=<us> two=<us> equal=<0|1>" (the same work on one core, then split)
 //   time             -> "<n> time <time_us_64()>"
+//   replug           -> "<n> replug", then the device disconnects from USB and connects again (the host
+//                       enumerates it anew); the next line is answered as usual
 //   unserved         -> calls ROM address 0x3000 (not served: the emulator stops)
 //   bootsel          -> reset_usb_boot(0, 0) (the emulator stops as the board would leave for BOOTSEL)
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include "pico/bootrom.h"
 #include "pico/multicore.h"
 #include "pico/stdlib.h"
+#include "tusb.h"
 
 #define LINE_MAX 256
 
@@ -319,6 +322,13 @@ int main(void) {
                    (unsigned long long)(t2 - t1), one == two);
         } else if (strcmp(line, "time") == 0) {
             printf("%u time %llu\n", count, (unsigned long long)time_us_64());
+        } else if (strcmp(line, "replug") == 0) {
+            printf("%u replug\n", count);
+            stdio_flush();
+            sleep_ms(20);
+            tud_disconnect();
+            sleep_ms(100);
+            tud_connect();
         } else if (strcmp(line, "unserved") == 0) {
             printf("%u calling 0x3000\n", count);
             stdio_flush();

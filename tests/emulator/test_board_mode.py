@@ -1,0 +1,427 @@
+"""Board mode of the emulated Pico: tools/emulator/board.mjs runs the image a user flashes onto a Pico
+(boot2, USB CDC stdio, both cores, the SDK's ROM mem/bit ops) on rp2040js with a ROM stand-in of our
+own. Hand-assembled images and the ROM stand-in need Node only; tests/emulator/board_fw needs the Pico
+SDK with tinyusb and arm-none-eabi-gcc (marker ``firmware``; skipped when absent,
+PICOTFLM_REQUIRE_FIRMWARE=1 fails instead)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.emulator._images import uf2_image
+from tests.emulator.conftest import find_sdk, missing
+
+pytestmark = pytest.mark.firmware  # every test needs Node.js with rp2040js; board_fw also the Pico SDK
+
+BOARD_FW_SRC = Path(__file__).parent / "board_fw"
+READY = "boot from vector table"
+
+
+# ------------------------------------------------------------------ driving board.mjs
+class Board:
+    """``node board.mjs IMAGE`` with pipes: lines from the device's USB CDC serial, stderr collected."""
+
+    def __init__(self, node_emulator: Path, image: Path, *args: str):
+        self.proc = subprocess.Popen(["node", str(node_emulator / "board.mjs"), *args, str(image)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._out = bytearray()
+        self._err = bytearray()
+        self._cv = threading.Condition()
+        for stream, buf in ((self.proc.stdout, self._out), (self.proc.stderr, self._err)):
+            threading.Thread(target=self._pump, args=(stream, buf), daemon=True).start()
+
+    def _pump(self, stream, buf):
+        while True:
+            chunk = os.read(stream.fileno(), 65536)
+            with self._cv:
+                if not chunk:
+                    self._cv.notify_all()
+                    return
+                buf += chunk
+                self._cv.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        with self._cv:
+            return self._err.decode(errors="replace")
+
+    def wait_stderr(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while text not in self._err.decode(errors="replace"):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and text not in self._err.decode(errors="replace")):
+                    pytest.fail(f"no {text!r} on stderr:\n{self._err.decode(errors='replace')}")
+                self._cv.wait(min(left, 0.2))
+            return self._err.decode(errors="replace")
+
+    def readline(self, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while b"\n" not in self._out:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no line from the device in {timeout} s; stderr:\n{self.stderr}")
+                if self.proc.poll() is not None:
+                    pytest.fail(f"board.mjs exited ({self.proc.returncode}); stderr:\n{self.stderr}")
+                self._cv.wait(min(left, 0.2))
+            line, _, rest = bytes(self._out).partition(b"\n")
+            self._out[:] = rest
+            return line.decode()
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, line: str, timeout: float = 60.0) -> str:
+        self.send(line)
+        return self.readline(timeout)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            pytest.fail(f"board.mjs did not stop; stderr:\n{self.stderr}")
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Closes stdin (the parent going away): board.mjs stops once the device is idle."""
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def fields(reply: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in reply.split() if "=" in kv)
+
+
+# ------------------------------------------------------------------ hand-assembled images (Node only)
+def boot2_crc(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+# A boot2 of our own: VTOR = 0x10000100, MSP and PC from that vector table (what the SDK's boot2 does
+# last): ldr r0,=0x10000100; ldr r1,=VTOR; str r0,[r1]; ldmia r0,{r0,r1}; msr msp,r0; bx r1.
+BOOT2_CODE = struct.pack("<6H", 0x4803, 0x4904, 0x6008, 0xC803, 0xF380, 0x8808) + struct.pack("<2H", 0x4708, 0) + \
+    struct.pack("<II", 0x10000100, 0xE000ED08)
+
+
+def board_image(code: bytes, boot2_ok: bool = True) -> bytes:
+    boot2 = BOOT2_CODE.ljust(252, b"\0")
+    crc = boot2_crc(boot2) ^ (0 if boot2_ok else 1)
+    img = bytearray(boot2 + struct.pack("<I", crc))
+    img += struct.pack("<II", 0x20042000, 0x10000109)  # vector table: SP, reset at 0x108
+    img += code
+    return bytes(img)
+
+
+# ldr r0,[pc,#4]; blx r0; b .; (pad); .word 0x3001  -- a call to a ROM address that is not served
+CALL_ROM_0x3000 = struct.pack("<4H", 0x4801, 0x4780, 0xE7FE, 0) + struct.pack("<I", 0x3001)
+BKPT = struct.pack("<2H", 0xBE00, 0xE7FE)
+
+
+def run_board(node_emulator, image, stdin=b"", *args, timeout=60):
+    return subprocess.run(["node", str(node_emulator / "board.mjs"), *args, str(image)], input=stdin,
+                          capture_output=True, timeout=timeout)
+
+
+def test_image_without_valid_boot2_is_refused(tmp_path, node_emulator):
+    image = tmp_path / "noboot2.bin"
+    image.write_bytes(board_image(BKPT, boot2_ok=False))
+    r = run_board(node_emulator, image)
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "no valid boot2" in err and "run.mjs" in err
+
+
+def test_bad_arguments_exit_1(tmp_path, node_emulator):
+    assert run_board(node_emulator, tmp_path / "missing.uf2").returncode == 1
+    r = subprocess.run(["node", str(node_emulator / "board.mjs")], capture_output=True, timeout=30)
+    assert r.returncode == 1 and b"usage" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["bin", "uf2"])
+def test_boot2_runs_and_an_unserved_rom_call_stops_with_exit_3(tmp_path, node_emulator, fmt):
+    flash = board_image(CALL_ROM_0x3000)
+    image = tmp_path / f"rom.{fmt}"
+    image.write_bytes(flash if fmt == "bin" else uf2_image(flash))
+    r = run_board(node_emulator, image, b"", "--cycles")
+    err = r.stderr.decode()
+    assert r.returncode == 3, err
+    assert READY in err
+    assert "call to ROM address 0x00003000, which the ROM stand-in does not serve" in err
+    assert "core 0: PC 0x00003000" in err and "LR 0x1000010d" in err  # called from our code after boot2
+    assert re.search(r"\d+ cycles \(", err)  # --cycles at exit, as run.mjs
+
+
+def test_breakpoint_after_boot2_stops_with_exit_3(tmp_path, node_emulator):
+    image = tmp_path / "bkpt.bin"
+    image.write_bytes(board_image(BKPT))
+    r = run_board(node_emulator, image)
+    err = r.stderr.decode()
+    assert r.returncode == 3, err
+    assert "breakpoint (BKPT/UDF 0x0) on core 0" in err and "PC 0x10000108" in err
+
+
+ROM_CHECK = r"""
+import { RP2040 } from 'rp2040js';
+import { buildRom, RomServices, FUNCS, code } from './rom.mjs';
+const mcu = new RP2040();
+mcu.logger = { debug() {}, info() {}, warn() {}, error(c, m) { throw new Error(m); } };
+const rom = buildRom();
+mcu.bootrom.set(new Uint32Array(rom.bytes.buffer));
+let stopped = null;
+const ctx = {
+  flash: mcu.flash, stop(msg, c) { stopped = [msg, c]; },
+  mem: {
+    read8: (a) => mcu.readUint8(a),
+    fill(p, v, n) { for (let i = 0; i < n; i++) mcu.writeUint8(p + i, v); },
+    copy(d, s, n) { for (let i = 0; i < n; i++) mcu.writeUint8(d + i, mcu.readUint8(s + i)); },
+  },
+};
+const svc = new RomServices(mcu, rom, ctx, {});
+const core = mcu.core;
+const h16 = (a) => mcu.readUint16(a);
+const lookupFn = h16(0x18) & ~1;
+function call(addr, ...args) {
+  args.forEach((v, i) => { core.registers[i] = v >>> 0; });
+  core.registers[14] = 0x20001001;
+  svc.serve(core, addr);
+  if (core.PC !== 0x20001000) throw new Error('did not return to LR');
+  return core.registers[0] >>> 0;
+}
+const fn = (c) => call(lookupFn, h16(0x14), code(c)) & ~1;
+const out = { magic: [mcu.readUint8(0x10), mcu.readUint8(0x11), mcu.readUint8(0x12)], version: mcu.readUint8(0x13),
+              codes: FUNCS.map((f) => f.code), missing: call(lookupFn, h16(0x14), code('SF')),
+              cr: '', values: {} };
+for (let a = call(lookupFn, h16(0x16), code('CR')); mcu.readUint8(a); a++) out.cr += String.fromCharCode(mcu.readUint8(a));
+const vals = [0, 1, 0x80000000, 0xffffffff, 0x12345678, 0x00f00100];
+for (const c of ['P3', 'L3', 'T3', 'R3']) out.values[c] = vals.map((v) => call(fn(c), v));
+const S = 0x20000100;
+const init = () => { for (let i = 0; i < 64; i++) mcu.writeUint8(S + i, i); };
+init();
+out.values.MS = [call(fn('MS'), S + 3, 0x1ab, 5) === S + 3, [...Array(10)].map((_, i) => mcu.readUint8(S + i))];
+init();
+out.values.S4 = [call(fn('S4'), S + 16, 0x7c, 8) === S + 16, [...Array(4)].map((_, i) => mcu.readUint32(S + 12 + 4 * i))];
+init();
+out.values.MC = [call(fn('MC'), S + 41, S + 1, 6) === S + 41, [...Array(8)].map((_, i) => mcu.readUint8(S + 40 + i))];
+init();
+out.values.C4 = [call(fn('C4'), S + 48, S, 8) === S + 48, [...Array(8)].map((_, i) => mcu.readUint8(S + 48 + i))];
+for (const c of ['IF', 'EX', 'FC', 'CX']) { call(fn(c)); out.values[c] = 'returned'; }
+mcu.flash.fill(0x00, 0x100000, 0x101010);
+call(fn('RE'), 0x100000, 4096, 1 << 16, 0xd8);
+out.values.RE = [mcu.flash[0x100000], mcu.flash[0x100fff], mcu.flash[0x101000]];
+for (let i = 0; i < 256; i++) mcu.writeUint8(S + i, (i * 3) & 0xff);
+mcu.flash[0x100001] = 0x0f;
+call(fn('RP'), 0x100000, S, 256);
+out.values.RP = [mcu.flash[0x100000], mcu.flash[0x100001], mcu.flash[0x1000ff], mcu.flash[0x100100]];
+call(fn('UB'), 0, 0);
+out.values.UB = stopped;
+try { svc.serve(core, 0x3000); out.unserved = 'served?'; } catch (e) { out.unserved = e.message; }
+console.log(JSON.stringify(out));
+"""
+
+
+def test_rom_stand_in_serves_each_function(node_emulator):
+    """Each served ROM function, reached through the header and the lookup function as the SDK does."""
+    r = subprocess.run(["node", "--input-type=module", "-e", ROM_CHECK], cwd=node_emulator, capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout)
+    assert out["magic"] == [ord("M"), ord("u"), 1] and out["version"] == 3
+    assert set(out["codes"]) >= {"P3", "L3", "T3", "R3", "MS", "MC", "S4", "C4", "IF", "EX", "FC"}
+    assert out["missing"] == 0  # the soft-float table is not served: lookup gives NULL
+    assert "not the Raspberry Pi bootrom" in out["cr"]
+    vals = [0, 1, 0x80000000, 0xFFFFFFFF, 0x12345678, 0x00F00100]
+    v = out["values"]
+    assert v["P3"] == [bin(x).count("1") for x in vals]
+    assert v["L3"] == [32 - x.bit_length() for x in vals]
+    assert v["T3"] == [(x & -x).bit_length() - 1 if x else 32 for x in vals]
+    assert v["R3"] == [int(f"{x:032b}"[::-1], 2) for x in vals]
+    assert v["MS"] == [True, [0, 1, 2, 0xAB, 0xAB, 0xAB, 0xAB, 0xAB, 8, 9]]
+    assert v["S4"] == [True, [0x0F0E0D0C, 0x7C7C7C7C, 0x7C7C7C7C, 0x1B1A1918]]
+    assert v["MC"] == [True, [40, 1, 2, 3, 4, 5, 6, 47]]
+    assert v["C4"] == [True, [0, 1, 2, 3, 4, 5, 6, 7]]
+    assert all(v[c] == "returned" for c in ("IF", "EX", "FC", "CX"))
+    assert v["RE"] == [0xFF, 0xFF, 0x00]
+    assert v["RP"] == [0x00, 0x03, 0xFD, 0xFF]  # programming ANDs into erased flash
+    assert v["UB"][1] == 0 and "BOOTSEL" in v["UB"][0]
+    assert out["unserved"] == "call to ROM address 0x00003000, which the ROM stand-in does not serve"
+
+
+# ------------------------------------------------------------------ board_fw (Pico SDK + tinyusb)
+@pytest.fixture(scope="module")
+def board_fw(tmp_path_factory, node_emulator) -> dict[str, Path]:
+    sdk = find_sdk()
+    if sdk is None:
+        missing("Pico SDK not found (set PICO_SDK_PATH or install it at ~/.pico-sdk/sdk/2.2.0)")
+    if not (sdk / "lib" / "tinyusb" / "src" / "tusb.h").is_file():
+        missing(f"tinyusb missing in {sdk}/lib/tinyusb (stdio_usb needs it; see FINDINGS, USB CDC)")
+    for tool in ("cmake", "ninja", "arm-none-eabi-gcc"):
+        if shutil.which(tool) is None:
+            missing(f"{tool} not installed")
+    build = tmp_path_factory.mktemp("board_fw_build")
+    env = dict(os.environ, PICO_SDK_PATH=str(sdk), CCACHE_NOHASHDIR="1")
+    configure = ["cmake", "-G", "Ninja", "-S", str(BOARD_FW_SRC), "-B", str(build),
+                 "-DCMAKE_BUILD_TYPE=Release", "-Dpicotool_FOUND=0", f"-DPICO_SDK_PATH={sdk}"]
+    if shutil.which("ccache"):
+        configure += ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
+    for cmd in (configure, ["cmake", "--build", str(build)]):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"board_fw build failed: {' '.join(cmd)}\n{(r.stdout + r.stderr)[-4000:]}")
+    elf, binf = build / "board_fw.elf", build / "board_fw.bin"
+    uf2 = build / "board_fw.uf2"
+    uf2.write_bytes(uf2_image(binf.read_bytes()))
+    return {"elf": elf, "bin": binf, "uf2": uf2}
+
+
+@pytest.fixture(scope="module")
+def board(board_fw, node_emulator):
+    """One board.mjs running board_fw's UF2 for the request/reply tests, in file order."""
+    b = Board(node_emulator, board_fw["uf2"], "--cycles", "--verbose")
+    b.wait_stderr(READY)
+    yield b
+    b.kill()
+
+
+def test_usb_cdc_echo(board):
+    assert board.request("hello board") == "1 hello board"
+    long = "x" * 150 + "-" + "y" * 90  # more than one 64-byte USB packet each way
+    assert board.request(long) == f"2 {long}"
+    err = board.stderr
+    assert "usb: CDC ready" in err
+    assert "USB CDC on stdin/stdout" in err
+
+
+def test_core1_launch_and_fifo_exchange(board):
+    reply = board.request("core1 100")
+    assert reply.startswith("3 core1 328350 ")  # sum of i*i for i < 100, computed on core 1
+    f = fields(reply)
+    assert f["cpuid"] == "1" and f["launches"] == "1"
+
+
+def test_reset_core1_and_relaunch(board):
+    reply = board.request("reset1 50")
+    # multicore_reset_core1 returned (core 1 pushed its 0), nothing else was left in the FIFO, and the
+    # relaunched core 1 computed sum(i*i, i < 50)
+    assert reply == "4 reset1 clean=1 40425 launches=2"
+    assert board.request("core1 10").startswith("5 core1 285 cpuid=1")
+
+
+def test_multicore_lockout_pauses_core1(board):
+    f = fields(board.request("lockout"))
+    assert f == {"paused": "1", "resumed": "1", "running": "1", "done": "2"}
+
+
+def test_each_core_has_its_own_systick(board):
+    f = fields(board.request("systick"))
+    assert f["rvr0"] == "12499" and f["rvr1"] == "124999"
+    assert 198 <= int(f["c0"]) <= 201  # 20 ms at 100 us on core 0
+    assert 18 <= int(f["c1"]) <= 20  # about 20 ms at 1 ms on core 1
+
+
+def test_hardware_divider_per_core(board):
+    f = fields(board.request("div"))
+    assert f["same"] == "1" and f["c0"] == f["c1"]
+
+
+def test_rom_functions_from_the_firmware(board):
+    reply = board.request("rom")
+    f = fields(reply)
+    for c in ("P3", "L3", "T3", "R3", "MS", "S4", "MC", "C4", "sdk", "IF", "EX", "FC", "CX", "RE", "RP"):
+        assert f.get(c) == "ok", (c, reply)
+    assert f["lookupZZ"] == "00000000" and f["version"] == "3"
+    assert "ROM stand-in" in reply
+
+
+def test_two_cores_halve_the_time(board):
+    reply = board.request("speed 400000")
+    f = fields(reply)
+    assert f["equal"] == "1"
+    one, two = int(f["one"]), int(f["two"])
+    assert 400000 * 10 / 125 <= one <= 400000 * 20 / 125  # 10-20 cycles per iteration at 125 MHz
+    assert 1.9 <= one / two <= 2.05, reply
+
+
+def test_emulated_time_advances(board):
+    t1 = int(board.request("time").split()[-1])
+    t2 = int(board.request("time").split()[-1])
+    assert 0 < t1 < t2
+
+
+def test_stdin_eof_stops_with_exit_0_and_cycles(board):
+    n = int(board.request("last").split()[0])
+    assert n >= 1
+    assert board.close() == 0
+    err = board.stderr
+    m = re.search(r"(\d+) cycles \([\d.]+ ms emulated\).*core 1 launches (\d+), resets (\d+)", err)
+    assert m, err
+    assert int(m.group(2)) == 2 and int(m.group(3)) == 1
+    assert "ROM calls:" in err and "P3" in err
+
+
+@pytest.mark.parametrize("fmt", ["elf", "bin"])
+def test_each_image_format_boots(board_fw, node_emulator, fmt):
+    b = Board(node_emulator, board_fw[fmt])
+    try:
+        b.wait_stderr(READY)
+        assert b.request("ping") == "1 ping"
+        assert b.close() == 0
+    finally:
+        b.kill()
+
+
+def test_usb_reconnect_enumerates_again(board_fw, node_emulator):
+    b = Board(node_emulator, board_fw["uf2"], "--cycles", "--verbose")
+    try:
+        assert b.request("replug") == "1 replug"
+        assert b.request("after") == "2 after"  # sent while the device may still be away: held, then delivered
+        assert b.close() == 0
+        err = b.stderr
+        assert "usb: the device disconnected" in err
+        assert "USB enumerations 2" in err
+    finally:
+        b.kill()
+
+
+def test_firmware_call_to_unserved_rom_address_exits_3(board_fw, node_emulator):
+    b = Board(node_emulator, board_fw["uf2"])
+    try:
+        assert b.request("unserved") == "1 calling 0x3000"
+        assert b.wait() == 3
+        assert "call to ROM address 0x00003000, which the ROM stand-in does not serve" in b.stderr
+    finally:
+        b.kill()
+
+
+def test_reset_usb_boot_stops_with_exit_0(board_fw, node_emulator):
+    b = Board(node_emulator, board_fw["uf2"])
+    try:
+        assert b.request("bootsel") == "1 bootsel"
+        assert b.wait() == 0
+        assert "reset_usb_boot" in b.stderr
+    finally:
+        b.kill()
