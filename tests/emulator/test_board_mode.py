@@ -407,6 +407,27 @@ def test_usb_reconnect_enumerates_again(board_fw, node_emulator):
         b.kill()
 
 
+def test_chip_reset_boots_again_and_enumerates_anew(board_fw, node_emulator):
+    b = Board(node_emulator, board_fw["uf2"], "--cycles")
+    try:
+        assert b.request("why") == "1 why watchdog=0 enable=0"
+        assert b.request("core1 10").startswith("2 core1 285 ")
+        assert b.request("reboot") == "3 reboot"  # watchdog_reboot(0, 0, 10)
+        # (a line sent before the reset would be lost with the device's buffers, as on a board)
+        b.wait_stderr("chip reset (watchdog)")
+        assert b.request("why") == "1 why watchdog=1 enable=0"  # a new boot: line numbers restart
+        assert b.request("core1 10").startswith("2 core1 285 ")  # core 1 launched again
+        assert b.request("sysreset") == "3 sysreset"  # AIRCR.SYSRESETREQ
+        b.wait_stderr("chip reset (AIRCR.SYSRESETREQ)")
+        assert b.request("why") == "1 why watchdog=0 enable=0"
+        assert b.close() == 0
+        err = b.stderr
+        assert "chip reset (watchdog)" in err and "chip reset (AIRCR.SYSRESETREQ)" in err
+        assert "USB enumerations 3; chip resets 2" in err
+    finally:
+        b.kill()
+
+
 def test_firmware_call_to_unserved_rom_address_exits_3(board_fw, node_emulator):
     b = Board(node_emulator, board_fw["uf2"])
     try:

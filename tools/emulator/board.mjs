@@ -98,78 +98,179 @@ try {
   throw e;
 }
 
-const mcu = new RP2040();
-mcu.logger = logger;
 const rom = buildRom();
-// The ROM goes in before anything else (loadBootrom would reset the chip and erase flash).
-mcu.bootrom.set(new Uint32Array(rom.bytes.buffer));
-// The ROM is read-only on the chip; rp2040js would let a stray store change it.
-const writeUint32 = mcu.writeUint32.bind(mcu);
-mcu.writeUint32 = (address, value) => {
-  if (address >>> 0 < rom.bytes.length) return;
-  writeUint32(address, value);
-};
-
+const flashImage = new Uint8Array(16 * 1024 * 1024).fill(0xff);
 let boot2;
-try {
-  boot2 = layFlash(mcu, image);
-} catch (e) {
-  if (e instanceof ImageError) fail(1, `cannot boot ${opts.image}: ${e.message}`);
-  throw e;
+{
+  // Lay the image out once, on a scratch chip: the flash contents carry over chip resets.
+  const scratch = new RP2040();
+  scratch.logger = logger;
+  try {
+    boot2 = layFlash(scratch, image);
+  } catch (e) {
+    if (e instanceof ImageError) fail(1, `cannot boot ${opts.image}: ${e.message}`);
+    throw e;
+  }
+  flashImage.set(scratch.flash);
 }
 if (!boot2.crcOk) {
   fail(1, `cannot boot ${opts.image}: no valid boot2 in the first 256 bytes of flash (CRC 0x${hex(boot2.crc)}, ` +
     `stored 0x${hex(boot2.stored)}): a Pico's ROM would not boot it. An image built for the emulator ` +
     '(no boot2 needed) runs under run.mjs');
 }
-const vt = mcu.flashView;
-const vtSp = vt.getUint32(0x100, true);
-const vtPc = vt.getUint32(0x104, true);
+const vtView = new DataView(flashImage.buffer);
+const vtSp = vtView.getUint32(0x100, true);
+const vtPc = vtView.getUint32(0x104, true);
 
 let stopped = false;
 let exitCode = 0;
 let stopRequest = null; // { msg, code } from a served ROM function
-const ctx = {
-  flash: mcu.flash,
-  stop(msg, code) {
-    stopRequest = { msg, code };
-  },
-  mem: {
-    read8: (a) => mcu.readUint8(a >>> 0),
-    fill(ptr, v, n) {
-      const off = ptr - SRAM_BASE;
-      if (off >= 0 && off + n <= mcu.sram.length) mcu.sram.fill(v, off, off + n);
-      else for (let i = 0; i < n; i++) mcu.writeUint8(ptr + i, v);
+let resetRequest = null; // why the chip resets (watchdog, SYSRESETREQ), acted on between quanta
+
+// Totals over chip resets (each reset builds a new chip: counters restart there).
+const totals = { cycles: 0, nanos: 0, busy: [0, 0], launches: 0, core1Resets: 0, enumerations: 0, chipResets: 0 };
+let mcu = null;
+let romServices = null;
+let cdc = null;
+let txChunks = [];
+let txCount = 0;
+let timerReads = 0;
+
+const WATCHDOG_BOOT_MAGIC = 0xb007c0d3;
+const PPB_AIRCR = 0xd0c;
+
+/**
+ * Builds the chip: the ROM stand-in, flash (and SRAM, kept over a reset as on the chip), both cores, the
+ * USB host, and starts core 0 as the ROM would: at a watchdog_reboot() target if the watchdog scratch
+ * registers hold one, else the flash boot (boot2 copied to the top of SRAM and called with LR = 0, so it
+ * goes on into the vector table at 0x10000100, its stack just below its copy; the ROM's own flash checks
+ * and SSI set-up are skipped).
+ */
+function buildChip(previous = null, why = null) {
+  const m = new RP2040();
+  m.logger = logger;
+  // The ROM goes in before anything else (loadBootrom would reset the chip and erase flash).
+  m.bootrom.set(new Uint32Array(rom.bytes.buffer));
+  // The ROM is read-only on the chip; rp2040js would let a stray store change it.
+  const writeUint32 = m.writeUint32.bind(m);
+  m.writeUint32 = (address, value) => {
+    if (address >>> 0 < rom.bytes.length) return;
+    writeUint32(address, value);
+  };
+  m.flash.set(previous ? previous.flash : flashImage);
+  let scratchRegs = null;
+  if (previous) {
+    m.sram.set(previous.sram);
+    const wd = m.peripherals[0x40058];
+    const old = previous.peripherals[0x40058];
+    wd.scratchData.set(old.scratchData);
+    wd.reason = why === 'watchdog' ? old.reason : 0; // REASON is 0 after a reset that is not the watchdog's
+    scratchRegs = wd.scratchData;
+  }
+  const ctx = {
+    flash: m.flash,
+    stop(msg, code) {
+      stopRequest = { msg, code };
     },
-    copy(dst, src, n) {
-      const d = dst - SRAM_BASE;
-      if (d >= 0 && d + n <= mcu.sram.length) {
-        const s = src - SRAM_BASE;
-        if (s >= 0 && s + n <= mcu.sram.length) return void mcu.sram.copyWithin(d, s, s + n);
-        const f = (src & 0x00ffffff) >>> 0;
-        if (src >>> 28 === 1 && src < 0x14000000 && f + n <= mcu.flash.length) {
-          return void mcu.sram.set(mcu.flash.subarray(f, f + n), d);
+    mem: {
+      read8: (a) => m.readUint8(a >>> 0),
+      fill(ptr, v, n) {
+        const off = ptr - SRAM_BASE;
+        if (off >= 0 && off + n <= m.sram.length) m.sram.fill(v, off, off + n);
+        else for (let i = 0; i < n; i++) m.writeUint8(ptr + i, v);
+      },
+      copy(dst, src, n) {
+        const d = dst - SRAM_BASE;
+        if (d >= 0 && d + n <= m.sram.length) {
+          const s = src - SRAM_BASE;
+          if (s >= 0 && s + n <= m.sram.length) return void m.sram.copyWithin(d, s, s + n);
+          const f = (src & 0x00ffffff) >>> 0;
+          if (src >>> 28 === 1 && src < 0x14000000 && f + n <= m.flash.length) {
+            return void m.sram.set(m.flash.subarray(f, f + n), d);
+          }
         }
-      }
-      for (let i = 0; i < n; i++) mcu.writeUint8(dst + i, mcu.readUint8(src + i));
+        for (let i = 0; i < n; i++) m.writeUint8(dst + i, m.readUint8(src + i));
+      },
     },
-  },
-};
-const romServices = new RomServices(mcu, rom, ctx, {
-  [CORE1_EXIT]: (core) => dual.core1Exit(core),
-  [RESET]: (core) => dual.romReset(core),
-});
-dual = new DualCore(mcu, rom, romServices, note);
+  };
+  romServices = new RomServices(m, rom, ctx, {
+    [CORE1_EXIT]: (core) => dual.core1Exit(core),
+    [RESET]: (core) => dual.romReset(core),
+  });
+  dual = new DualCore(m, rom, romServices, note);
 
-// The ROM's flash boot, reduced to what the firmware can see: boot2 copied to the top of SRAM and called
-// with LR = 0 (so it goes on into the vector table at 0x10000100), its stack just below its copy.
-const core0 = mcu.core;
-mcu.sram.set(mcu.flash.subarray(0, BOOT2_SIZE), BOOT2_RAM - SRAM_BASE);
-core0.VTOR = 0;
-core0.SP = BOOT2_RAM;
-core0.registers[14] = 0;
-core0.PC = BOOT2_RAM;
+  // Chip resets the firmware can ask for: the watchdog (watchdog_reboot, watchdog timeout) and
+  // AIRCR.SYSRESETREQ from either core.
+  const watchdog = m.peripherals[0x40058];
+  watchdog.onWatchdogTrigger = () => {
+    resetRequest ??= 'watchdog';
+    // The chip resets here; rp2040js's watchdog would otherwise fire again at once, forever.
+    watchdog.enable = false;
+    watchdog.alarm.enable = false;
+    watchdog.timer.enable = false;
+  };
+  const ppbWrite = m.ppb.writeUint32.bind(m.ppb);
+  m.ppb.writeUint32 = (offset, value) => {
+    if (offset === PPB_AIRCR && value >>> 16 === 0x05fa && value & 4) {
+      resetRequest ??= 'AIRCR.SYSRESETREQ';
+      return;
+    }
+    ppbWrite(offset, value);
+  };
 
+  const core0 = m.core;
+  if (scratchRegs && scratchRegs[4] === WATCHDOG_BOOT_MAGIC && scratchRegs[5] === ((scratchRegs[7] ^ -WATCHDOG_BOOT_MAGIC) >>> 0)) {
+    // watchdog_reboot(pc, sp, ...): the ROM starts that PC with that SP instead of booting flash.
+    scratchRegs[4] = 0;
+    core0.SP = scratchRegs[6];
+    core0.PC = scratchRegs[7] & ~1;
+    core0.registers[14] = 0;
+  } else {
+    m.sram.set(m.flash.subarray(0, BOOT2_SIZE), BOOT2_RAM - SRAM_BASE);
+    core0.VTOR = 0;
+    core0.SP = BOOT2_RAM;
+    core0.registers[14] = 0;
+    core0.PC = BOOT2_RAM;
+  }
+
+  const queued = cdc ? cdc.txQueue : [];
+  cdc = new CdcHost(m.usbCtrl, {
+    note,
+    verbose: opts.verbose,
+    onData(buf) {
+      txChunks.push(Buffer.from(buf));
+      txCount += buf.length;
+    },
+  });
+  cdc.txQueue.push(...queued); // bytes the host had not delivered yet wait for the new connection
+
+  // A firmware waiting for a request over USB polls: stdio_usb's getchar spins on busy_wait_us(1), which
+  // reads the TIMER. Count TIMER reads to tell that from computing (which reads the clock rarely).
+  const timerPeripheral = m.peripherals[0x40054];
+  const timerRead = timerPeripheral.readUint32.bind(timerPeripheral);
+  timerPeripheral.readUint32 = (offset) => {
+    timerReads++;
+    return timerRead(offset);
+  };
+  mcu = m;
+}
+
+/** A chip reset: the counters of the old chip go into the totals, and a new chip boots from the ROM. */
+function resetChip(why) {
+  const old = mcu;
+  totals.cycles += dual.now;
+  totals.nanos += old.clock.nanos;
+  totals.busy[0] += dual.st[0].busy;
+  totals.busy[1] += dual.st[1].busy;
+  totals.launches += dual.st[1].launches;
+  totals.core1Resets += dual.core1Resets - 1;
+  totals.enumerations += cdc.enumerations;
+  totals.chipResets++;
+  note(`chip reset (${why}) after ${dual.now} cycles: booting again, the USB device will enumerate anew`);
+  buildChip(old, why);
+}
+
+buildChip();
 note(
   `${image.format.toUpperCase()} ${opts.image}: ${image.summary}; board mode (boot2 CRC ok, ROM stand-in, ` +
     `2 cores, USB CDC on stdin/stdout); boot from vector table 0x10000100 (SP 0x${hex(vtSp)}, ` +
@@ -177,17 +278,6 @@ note(
 );
 
 // ----------------------------------------------------------------------------------------- USB CDC
-let txChunks = [];
-let txCount = 0;
-const cdc = new CdcHost(mcu.usbCtrl, {
-  note,
-  verbose: opts.verbose,
-  onData(buf) {
-    txChunks.push(Buffer.from(buf));
-    txCount += buf.length;
-  },
-});
-
 function flushTx() {
   if (txChunks.length === 0) return;
   const buf = Buffer.concat(txChunks);
@@ -198,16 +288,6 @@ function flushTx() {
     shutdown(0);
   }
 }
-
-// A firmware waiting for a request over USB polls: stdio_usb's getchar spins on busy_wait_us(1), which
-// reads the TIMER. Count TIMER reads to tell that from computing (which reads the clock rarely).
-let timerReads = 0;
-const timerPeripheral = mcu.peripherals[0x40054];
-const timerRead = timerPeripheral.readUint32.bind(timerPeripheral);
-timerPeripheral.readUint32 = (offset) => {
-  timerReads++;
-  return timerRead(offset);
-};
 
 // ------------------------------------------------------------------------------------- the run loop
 // Slices of at most SLICE_MS wall time, each made of lockstep quanta (cores.mjs); between slices the
@@ -284,6 +364,13 @@ function runSlice() {
         core, c.PC - c.breakRewind);
         return;
       }
+      if (resetRequest !== null) {
+        const why = resetRequest;
+        resetRequest = null;
+        flushTx();
+        resetChip(why);
+        break;
+      }
       if (stopRequest !== null) {
         flushTx();
         note(stopRequest.msg);
@@ -355,12 +442,14 @@ function shutdown(code) {
   }
   if (opts.cycles) {
     const wall = (performance.now() - t0) / 1000;
-    const cyc = dual.now;
-    const [b0, b1] = [dual.st[0].busy, dual.st[1].busy];
-    note(`${cyc} cycles (${(mcu.clock.nanos / 1e6).toFixed(3)} ms emulated) in ${wall.toFixed(3)} s wall, ` +
+    const cyc = totals.cycles + dual.now;
+    const b0 = totals.busy[0] + dual.st[0].busy;
+    const b1 = totals.busy[1] + dual.st[1].busy;
+    note(`${cyc} cycles (${((totals.nanos + mcu.clock.nanos) / 1e6).toFixed(3)} ms emulated) in ${wall.toFixed(3)} s wall, ` +
       `${(cyc / wall / 1e6).toFixed(1)} M cycles/s; busy cycles core 0 ${b0}, core 1 ${b1} ` +
-      `(${((b0 + b1) / wall / 1e6).toFixed(1)} M executed cycles/s); core 1 launches ${dual.st[1].launches}, ` +
-      `resets ${dual.core1Resets - 1}; USB enumerations ${cdc.enumerations}`);
+      `(${((b0 + b1) / wall / 1e6).toFixed(1)} M executed cycles/s); core 1 launches ` +
+      `${totals.launches + dual.st[1].launches}, resets ${totals.core1Resets + dual.core1Resets - 1}; ` +
+      `USB enumerations ${totals.enumerations + cdc.enumerations}; chip resets ${totals.chipResets}`);
   }
   if (opts.verbose) {
     note(`ROM calls: ${[...romServices.calls].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`);

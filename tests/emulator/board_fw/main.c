@@ -11,6 +11,10 @@
 //   time             -> "<n> time <time_us_64()>"
 //   replug           -> "<n> replug", then the device disconnects from USB and connects again (the host
 //                       enumerates it anew); the next line is answered as usual
+//   reboot           -> "<n> reboot", then watchdog_reboot(0, 0, 10): the chip resets, boots again and
+//                       enumerates anew (line numbers start from 1 again)
+//   sysreset         -> "<n> sysreset", then AIRCR.SYSRESETREQ: the same
+//   why              -> "<n> why watchdog=<watchdog_caused_reboot()> enable=<watchdog_enable_caused_reboot()>"
 //   unserved         -> calls ROM address 0x3000 (not served: the emulator stops)
 //   bootsel          -> reset_usb_boot(0, 0) (the emulator stops as the board would leave for BOOTSEL)
 #include <stdio.h>
@@ -18,6 +22,8 @@
 #include <string.h>
 
 #include "hardware/exception.h"
+#include "hardware/structs/scb.h"
+#include "hardware/watchdog.h"
 #include "hardware/flash.h"
 #include "hardware/structs/systick.h"
 #include "hardware/sync.h"
@@ -329,6 +335,20 @@ int main(void) {
             tud_disconnect();
             sleep_ms(100);
             tud_connect();
+        } else if (strcmp(line, "reboot") == 0) {
+            printf("%u reboot\n", count);
+            stdio_flush();
+            sleep_ms(20);
+            watchdog_reboot(0, 0, 10);
+            for (;;) tight_loop_contents();
+        } else if (strcmp(line, "sysreset") == 0) {
+            printf("%u sysreset\n", count);
+            stdio_flush();
+            sleep_ms(20);
+            scb_hw->aircr = 0x05fa0004;
+            for (;;) tight_loop_contents();
+        } else if (strcmp(line, "why") == 0) {
+            printf("%u why watchdog=%d enable=%d\n", count, watchdog_caused_reboot(), watchdog_enable_caused_reboot());
         } else if (strcmp(line, "unserved") == 0) {
             printf("%u calling 0x3000\n", count);
             stdio_flush();
