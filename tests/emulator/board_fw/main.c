@@ -8,6 +8,9 @@
 //   div              -> "<n> div same=<0|1> c0=<sum> c1=<sum>" (both cores use the hardware divider at once)
 //   rom              -> "<n> rom P3=ok L3=ok ..." every served ROM function called and checked
 //   speed <k>        -> "<n> speed <k> one=<us> two=<us> equal=<0|1>" (the same work on one core, then split)
+//   alarm1           -> "<n> alarm1 fired=<n> core=<core the TIMER IRQ ran on>" (a hardware alarm claimed
+//                       and enabled on core 1: its interrupt reaches core 1's NVIC only)
+//   spin <k>         -> "<n> spin <k> total=<2k: both cores added k under one hardware spinlock>"
 //   time             -> "<n> time <time_us_64()>"
 //   replug           -> "<n> replug", then the device disconnects from USB and connects again (the host
 //                       enumerates it anew); the next line is answered as usual
@@ -27,6 +30,7 @@
 #include "hardware/flash.h"
 #include "hardware/structs/systick.h"
 #include "hardware/sync.h"
+#include "hardware/timer.h"
 #include "pico/bootrom.h"
 #include "pico/multicore.h"
 #include "pico/stdlib.h"
@@ -34,7 +38,28 @@
 
 #define LINE_MAX 256
 
-enum { CMD_SQUARES = 1, CMD_CPUID, CMD_LOCKOUT, CMD_SYSTICK, CMD_DIV, CMD_WORK };
+enum { CMD_SQUARES = 1, CMD_CPUID, CMD_LOCKOUT, CMD_SYSTICK, CMD_DIV, CMD_WORK, CMD_ALARM, CMD_SPIN };
+
+static volatile uint32_t alarm_fired;
+static volatile uint32_t alarm_core = 0xff;
+static volatile uint32_t shared_counter;
+static spin_lock_t *counter_lock;
+
+static void alarm_callback(uint alarm_num) {
+    (void)alarm_num;
+    alarm_fired++;
+    alarm_core = get_core_num();
+}
+
+static void __attribute__((noinline)) add_locked(uint32_t k) {
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t save = spin_lock_blocking(counter_lock);
+        uint32_t v = shared_counter;
+        __asm volatile("nop; nop; nop; nop; nop; nop; nop; nop");  // widen the window a switch could split
+        shared_counter = v + 1;
+        spin_unlock(counter_lock, save);
+    }
+}
 
 static volatile uint32_t lockout_counter;
 static volatile bool lockout_stop;
@@ -95,6 +120,20 @@ static void core1_main(void) {
                 break;
             case CMD_DIV:
                 r = div_work();
+                break;
+            case CMD_ALARM: {
+                int a = hardware_alarm_claim_unused(true);
+                hardware_alarm_set_callback((uint)a, alarm_callback);  // enables the IRQ on this core (1)
+                hardware_alarm_set_target((uint)a, make_timeout_time_us(arg));
+                busy_wait_us(arg + 2000);
+                hardware_alarm_set_callback((uint)a, NULL);
+                hardware_alarm_unclaim((uint)a);
+                r = 4;
+                break;
+            }
+            case CMD_SPIN:
+                add_locked(arg);
+                r = 5;
                 break;
             case CMD_WORK: {
                 uint32_t n = arg;
@@ -326,6 +365,20 @@ int main(void) {
             uint64_t t2 = time_us_64();
             printf("%u speed %lu one=%llu two=%llu equal=%d\n", count, (unsigned long)k, (unsigned long long)(t1 - t0),
                    (unsigned long long)(t2 - t1), one == two);
+        } else if (strcmp(line, "alarm1") == 0) {
+            alarm_fired = 0;
+            alarm_core = 0xff;
+            ask(CMD_ALARM, 1000);
+            printf("%u alarm1 fired=%lu core=%lu\n", count, (unsigned long)alarm_fired, (unsigned long)alarm_core);
+        } else if (strncmp(line, "spin ", 5) == 0) {
+            uint32_t k = strtoul(line + 5, NULL, 10);
+            if (!counter_lock) counter_lock = spin_lock_init(spin_lock_claim_unused(true));
+            shared_counter = 0;
+            multicore_fifo_push_blocking(CMD_SPIN);
+            multicore_fifo_push_blocking(k);
+            add_locked(k);
+            multicore_fifo_pop_blocking();
+            printf("%u spin %lu total=%lu\n", count, (unsigned long)k, (unsigned long)shared_counter);
         } else if (strcmp(line, "time") == 0) {
             printf("%u time %llu\n", count, (unsigned long long)time_us_64());
         } else if (strcmp(line, "replug") == 0) {
