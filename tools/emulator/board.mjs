@@ -371,7 +371,7 @@ function runSlice() {
         resetChip(why);
         break;
       }
-      if (stopRequest !== null) {
+      if (r === 'stop' || stopRequest !== null) {
         flushTx();
         note(stopRequest.msg);
         shutdown(stopRequest.code);

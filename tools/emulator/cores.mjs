@@ -21,7 +21,7 @@
 // alarms, USB). A core in WFI/WFE skips to the end of the quantum; when both wait, the clock jumps to
 // the next alarm. There is no bus contention and no XIP cache model: a two-core speed-up measured here is
 // an upper bound.
-import { CORE1_EXIT, RESET, RomError, hex } from './rom.mjs';
+import { CORE1_EXIT, RESET, RomError } from './rom.mjs';
 
 export const QUANTUM = 64; // cycles per core per lockstep step
 const SIO_CPUID = 0x000;
@@ -454,7 +454,7 @@ export class DualCore {
 
   /**
    * Runs one lockstep quantum of both cores and advances the clock. Returns 'ok', 'break' (a BKPT/UDF:
-   * see breakHit), or 'sleep' (both cores wait and no alarm is scheduled: only outside input can wake
+   * see breakHit), 'stop' (a ROM function that does not return was called), or 'sleep' (both cores wait and no alarm is scheduled: only outside input can wake
    * them). Throws RomError for a call into the ROM that is not served.
    */
   step() {
@@ -492,6 +492,7 @@ export class DualCore {
         const pc = c.registers[15];
         if (pc < ROM_END) {
           s.busy += this.romServices.serve(c, pc);
+          if (this.romServices.stopped) return 'stop';
           if (s.state !== 'run') break; // core 1 went back to the ROM's wait loop
           continue;
         }
@@ -507,4 +508,3 @@ export class DualCore {
   }
 }
 
-export { hex };

@@ -190,7 +190,7 @@ export const FUNCS = [
     code: 'UB', name: 'reset_usb_boot',
     serve: (c) => {
       c.stop('the firmware called reset_usb_boot: a Pico would now reboot into BOOTSEL mode', 0);
-      return { cycles: CALL };
+      return { cycles: CALL, noReturn: true };
     },
   },
 ];
@@ -220,6 +220,7 @@ export class RomServices {
     this.hooks = hooks;
     this.byCode = new Map(FUNCS.map((f) => [f.code, f]));
     this.calls = new Map(); // name -> count
+    this.stopped = false; // a function that does not return (reset_usb_boot) was called
   }
 
   serve(core, pc) {
@@ -244,6 +245,10 @@ export class RomServices {
     const out = f.serve(this.ctx, [r[0] >>> 0, r[1] >>> 0, r[2] >>> 0, r[3] >>> 0]);
     if (out.r0 !== undefined) r[0] = out.r0 >>> 0;
     core.cycles += out.cycles;
+    if (out.noReturn) {
+      this.stopped = true; // the caller stops the run: the core stays at the entry
+      return out.cycles;
+    }
     core.BXWritePC(r[14]);
     return out.cycles;
   }
