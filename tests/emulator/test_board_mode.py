@@ -214,7 +214,7 @@ function call(addr, ...args) {
 }
 const fn = (c) => call(lookupFn, h16(0x14), code(c)) & ~1;
 const out = { magic: [mcu.readUint8(0x10), mcu.readUint8(0x11), mcu.readUint8(0x12)], version: mcu.readUint8(0x13),
-              codes: FUNCS.map((f) => f.code), missing: call(lookupFn, h16(0x14), code('SF')),
+              codes: FUNCS.map((f) => f.code), missing: call(lookupFn, h16(0x14), code('ZZ')),
               cr: '', values: {} };
 for (let a = call(lookupFn, h16(0x16), code('CR')); mcu.readUint8(a); a++) out.cr += String.fromCharCode(mcu.readUint8(a));
 const vals = [0, 1, 0x80000000, 0xffffffff, 0x12345678, 0x00f00100];
@@ -240,6 +240,15 @@ out.values.RP = [mcu.flash[0x100000], mcu.flash[0x100001], mcu.flash[0x1000ff], 
 call(fn('UB'), 0, 0);
 out.values.UB = stopped;
 try { svc.serve(core, 0x3000); out.unserved = 'served?'; } catch (e) { out.unserved = e.message; }
+out.soft = {};
+for (const t of ['SF', 'SD']) {
+  const table = call(lookupFn, h16(0x16), code(t));
+  const fadd = mcu.readUint32(table) & ~1;
+  let msg = 'served?';
+  try { svc.serve(core, fadd); } catch (e) { msg = e.message; }
+  out.soft[t] = { words: mcu.readUint8(table - 2), aligned: table % 4 === 0, fadd: msg,
+                  distinct: new Set([...Array(32)].map((_, i) => mcu.readUint32(table + 4 * i))).size };
+}
 console.log(JSON.stringify(out));
 """
 
@@ -252,7 +261,7 @@ def test_rom_stand_in_serves_each_function(node_emulator):
     out = json.loads(r.stdout)
     assert out["magic"] == [ord("M"), ord("u"), 1] and out["version"] == 3
     assert set(out["codes"]) >= {"P3", "L3", "T3", "R3", "MS", "MC", "S4", "C4", "IF", "EX", "FC"}
-    assert out["missing"] == 0  # the soft-float table is not served: lookup gives NULL
+    assert out["missing"] == 0  # a code the table does not have: NULL
     assert "not the Raspberry Pi bootrom" in out["cr"]
     vals = [0, 1, 0x80000000, 0xFFFFFFFF, 0x12345678, 0x00F00100]
     v = out["values"]
@@ -269,11 +278,17 @@ def test_rom_stand_in_serves_each_function(node_emulator):
     assert v["RP"] == [0x00, 0x03, 0xFD, 0xFF]  # programming ANDs into erased flash
     assert v["UB"][1] == 0 and "BOOTSEL" in v["UB"][0]
     assert out["unserved"] == "call to ROM address 0x00003000, which the ROM stand-in does not serve"
+    # The soft float/double tables exist (the SDK copies them at start-up) but each function stops the run
+    # with its name when called.
+    for t, kind, name in (("SF", "float", "fadd"), ("SD", "double", "dadd")):
+        soft = out["soft"][t]
+        assert soft["words"] == 32 and soft["aligned"] and soft["distinct"] == 32
+        assert f"soft-{kind} function {name} (table {t}" in soft["fadd"]
+        assert f"pico_set_{kind}_implementation(<target> compiler)" in soft["fadd"]
 
 
 # ------------------------------------------------------------------ board_fw (Pico SDK + tinyusb)
-@pytest.fixture(scope="module")
-def board_fw(tmp_path_factory, node_emulator) -> dict[str, Path]:
+def build_board_fw(tmp_path_factory, *options: str) -> dict[str, Path]:
     sdk = find_sdk()
     if sdk is None:
         missing("Pico SDK not found (set PICO_SDK_PATH or install it at ~/.pico-sdk/sdk/2.2.0)")
@@ -285,7 +300,7 @@ def board_fw(tmp_path_factory, node_emulator) -> dict[str, Path]:
     build = tmp_path_factory.mktemp("board_fw_build")
     env = dict(os.environ, PICO_SDK_PATH=str(sdk), CCACHE_NOHASHDIR="1")
     configure = ["cmake", "-G", "Ninja", "-S", str(BOARD_FW_SRC), "-B", str(build),
-                 "-DCMAKE_BUILD_TYPE=Release", "-Dpicotool_FOUND=0", f"-DPICO_SDK_PATH={sdk}"]
+                 "-DCMAKE_BUILD_TYPE=Release", "-Dpicotool_FOUND=0", f"-DPICO_SDK_PATH={sdk}", *options]
     if shutil.which("ccache"):
         configure += ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
     for cmd in (configure, ["cmake", "--build", str(build)]):
@@ -296,6 +311,12 @@ def board_fw(tmp_path_factory, node_emulator) -> dict[str, Path]:
     uf2 = build / "board_fw.uf2"
     uf2.write_bytes(uf2_image(binf.read_bytes()))
     return {"elf": elf, "bin": binf, "uf2": uf2}
+
+
+@pytest.fixture(scope="module")
+def board_fw(tmp_path_factory, node_emulator) -> dict[str, Path]:
+    """board_fw with float and double from the compiler's library."""
+    return build_board_fw(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -375,6 +396,10 @@ def test_hardware_spinlock_is_shared_between_the_cores(board):
     # both cores add 5000 to one counter under one spinlock; the lockstep quanta split their critical
     # sections, so a lock that did not exclude the other core would lose updates
     assert board.request("spin 5000").endswith(" spin 5000 total=10000")
+
+
+def test_float_from_the_compilers_library(board):
+    assert board.request("float").endswith(" float 3375")
 
 
 def test_emulated_time_advances(board):
@@ -466,6 +491,20 @@ def test_firmware_call_to_unserved_rom_address_exits_3(board_fw, node_emulator):
         assert b.request("unserved") == "1 calling 0x3000"
         assert b.wait() == 3
         assert "call to ROM address 0x00003000, which the ROM stand-in does not serve" in b.stderr
+    finally:
+        b.kill()
+
+
+def test_rom_float_image_boots_and_stops_at_its_first_float_operation(tmp_path_factory, node_emulator):
+    """The SDK's default float (the ROM's table): the image boots and works until it multiplies floats."""
+    fw = build_board_fw(tmp_path_factory, "-DBOARD_FW_ROM_FLOAT=ON")
+    b = Board(node_emulator, fw["uf2"])
+    try:
+        assert b.request("hello") == "1 hello"
+        b.send("float")
+        assert b.wait() == 3
+        assert ("the ROM's soft-float function fmul (table SF" in b.stderr and
+                "build the image with pico_set_float_implementation(<target> compiler)" in b.stderr)
     finally:
         b.kill()
 

@@ -12,9 +12,14 @@
 //   the emulated flash needs no set-up), RE flash_range_erase, RP flash_range_program (on the emulated
 //   flash: erase sets 0xff, program ANDs like NOR flash),
 //   UB reset_usb_boot (the emulator stops: the board would leave for BOOTSEL).
-// Data: CR (a copyright string of this stand-in), GR (git revision word: 0).
-// Not served: the soft float/double tables SF/SD (build with pico_set_float_implementation(t compiler)
-// and pico_set_double_implementation(t compiler)), and everything else.
+// Data: CR (a copyright string of this stand-in), GR (git revision word: 0), and the soft float/double
+// tables SF and SD, whose 32 entries each are served entries that stop the run with a message naming
+// the function: the ROM's float library is not reproduced (its transcendental functions are
+// approximations no other code would match bit for bit). An image whose float/double come from the
+// ROM (the SDK's default on RP2040) boots and runs until its first float/double operation; build it
+// with pico_set_float_implementation(<target> compiler) and pico_set_double_implementation(<target>
+// compiler) to run it here, as picotflm's board image is.
+// Not served: everything else.
 //
 // Cycle costs charged for a served call are estimates (a call/return plus a per-byte cost for memory
 // functions), not the real ROM's timings.
@@ -31,6 +36,17 @@ const FUNC_TABLE_AT = 0x100;
 const DATA_TABLE_AT = 0x180;
 const GIT_REVISION_AT = 0x1c0;
 const ENTRIES_AT = 0x200; // one served entry every 4 bytes from here
+const SF_TABLE_AT = 0x600; // the byte 2 before each soft-float table holds its size in words
+const SD_TABLE_AT = 0x700;
+const ENTRIES_END = 0x5fc;
+
+// The ROM soft-float table's functions by offset / 4 (pico/bootrom/sf_table.h's order).
+export const SF_NAMES = ['fadd', 'fsub', 'fmul', 'fdiv', 'fcmp_fast', 'fcmp_fast_flags', 'fsqrt', 'float2int',
+  'float2fix', 'float2uint', 'float2ufix', 'int2float', 'fix2float', 'uint2float', 'ufix2float', 'fcos', 'fsin',
+  'ftan', 'fsincos', 'fexp', 'fln', 'fcmp_basic', 'fatan2', 'int642float', 'fix642float', 'uint642float',
+  'ufix642float', 'float2int64', 'float2fix64', 'float2uint64', 'float2ufix64', 'float2double'];
+export const SD_NAMES = SF_NAMES.map((n) => n.replace(/^f(?!ix|loat)/, 'd').replace('float', 'double')
+  .replace('double2double', 'double2float'));
 const TRAP = 0xbeff; // bkpt #0xff
 
 export class RomError extends Error {}
@@ -94,7 +110,16 @@ export function buildRom(funcs = FUNCS.map((f) => f.code)) {
     v.setUint16(d + 2, a, true);
     d += 4;
   }
+  for (const [c, at, names] of [['SF', SF_TABLE_AT, SF_NAMES], ['SD', SD_TABLE_AT, SD_NAMES]]) {
+    v.setUint16(d, code(c), true);
+    v.setUint16(d + 2, at, true);
+    d += 4;
+    bytes[at - 2] = names.length;
+    names.forEach((n, i) => v.setUint32(at + 4 * i, entry(`${c}:${n}`) | 1, true));
+  }
   v.setUint32(d, 0, true);
+  if (d + 4 > GIT_REVISION_AT) throw new RomError('ROM data table overflows');
+  if (next > ENTRIES_END) throw new RomError('too many ROM entries');
   // The entries themselves stay BKPT #0xff halfwords: the emulator serves them before they execute.
   return { bytes, entries, addrOf: (name) => addrs.get(name) };
 }
@@ -237,6 +262,11 @@ export class RomServices {
       return CALL + 20;
     }
     const f = this.byCode.get(name);
+    if (name.startsWith('SF:') || name.startsWith('SD:')) {
+      const which = name.startsWith('SF:') ? 'float' : 'double';
+      throw new RomError(`the ROM's soft-${which} function ${name.slice(3)} (table ${name.slice(0, 2)}, at 0x${hex(pc)}) ` +
+        `is not served by the ROM stand-in: build the image with pico_set_${which}_implementation(<target> compiler)`);
+    }
     if (f === undefined) {
       const hook = this.hooks[name];
       if (!hook) throw new RomError(`the ROM's ${name} entry (0x${hex(pc)}) was reached`);

@@ -11,6 +11,7 @@
 //   alarm1           -> "<n> alarm1 fired=<n> core=<core the TIMER IRQ ran on>" (a hardware alarm claimed
 //                       and enabled on core 1: its interrupt reaches core 1's NVIC only)
 //   spin <k>         -> "<n> spin <k> total=<2k: both cores added k under one hardware spinlock>"
+//   float            -> "<n> float <1000 * 1.5f * 2.25f>" (with the ROM's float: the emulator stops)
 //   time             -> "<n> time <time_us_64()>"
 //   replug           -> "<n> replug", then the device disconnects from USB and connects again (the host
 //                       enumerates it anew); the next line is answered as usual
@@ -379,6 +380,10 @@ int main(void) {
             add_locked(k);
             multicore_fifo_pop_blocking();
             printf("%u spin %lu total=%lu\n", count, (unsigned long)k, (unsigned long)shared_counter);
+        } else if (strcmp(line, "float") == 0) {
+            volatile float fa = 1.5f, fb = 2.25f;
+            float prod = fa * fb;
+            printf("%u float %d\n", count, (int)(prod * 1000.0f));
         } else if (strcmp(line, "time") == 0) {
             printf("%u time %llu\n", count, (unsigned long long)time_us_64());
         } else if (strcmp(line, "replug") == 0) {
