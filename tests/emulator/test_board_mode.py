@@ -357,6 +357,12 @@ def test_multicore_lockout_pauses_core1(board):
     assert f == {"paused": "1", "resumed": "1", "running": "1", "done": "2"}
 
 
+def test_multicore_lockout_pauses_core0(board):
+    # core 1 locks core 0 out: the request reaches core 0 through SIO_IRQ_PROC0
+    f = fields(board.request("lockout0"))
+    assert f == {"paused": "1", "resumed": "1", "running": "1", "done": "6"}
+
+
 def test_each_core_has_its_own_systick(board):
     f = fields(board.request("systick"))
     assert f["rvr0"] == "12499" and f["rvr1"] == "124999"

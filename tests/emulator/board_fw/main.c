@@ -4,6 +4,8 @@
 //   core1 <k>        -> "<n> core1 <sum of i*i, i<k> cpuid=<core 1's CPUID> launches=<n>"
 //   reset1 <k>       -> multicore_reset_core1(), relaunch, then as core1: "<n> reset1 zero=<1: core 1 pushed 0> ..."
 //   lockout          -> "<n> lockout paused=<0|1> resumed=<0|1>"  (core 1 frozen by multicore_lockout)
+//   lockout0         -> "<n> lockout0 paused=<0|1> resumed=<0|1>" (the other way round: core 1 freezes core 0,
+//                       whose SIO_IRQ_PROC0 handler takes the request)
 //   systick          -> "<n> systick c0=<ticks> c1=<ticks> rvr0=<> rvr1=<>" (each core its own SysTick)
 //   div              -> "<n> div same=<0|1> c0=<sum> c1=<sum>" (both cores use the hardware divider at once)
 //   rom              -> "<n> rom P3=ok L3=ok ..." every served ROM function called and checked
@@ -39,7 +41,11 @@
 
 #define LINE_MAX 256
 
-enum { CMD_SQUARES = 1, CMD_CPUID, CMD_LOCKOUT, CMD_SYSTICK, CMD_DIV, CMD_WORK, CMD_ALARM, CMD_SPIN };
+enum { CMD_SQUARES = 1, CMD_CPUID, CMD_LOCKOUT, CMD_SYSTICK, CMD_DIV, CMD_WORK, CMD_ALARM, CMD_SPIN, CMD_LOCKOUT0 };
+
+static volatile uint32_t victim_counter;
+static volatile uint32_t victim_seen[3];
+static volatile bool victim_done, victim_released;
 
 static volatile uint32_t alarm_fired;
 static volatile uint32_t alarm_core = 0xff;
@@ -132,6 +138,19 @@ static void core1_main(void) {
                 r = 4;
                 break;
             }
+            case CMD_LOCKOUT0:
+                busy_wait_us(200);
+                multicore_lockout_start_blocking();  // core 0 stops in its SIO_IRQ_PROC0 handler
+                victim_seen[0] = victim_counter;
+                busy_wait_us(500);
+                victim_seen[1] = victim_counter;
+                multicore_lockout_end_blocking();
+                busy_wait_us(500);
+                victim_seen[2] = victim_counter;
+                victim_done = true;
+                while (!victim_released) tight_loop_contents();  // our reply must not reach its handler
+                r = 6;
+                break;
             case CMD_SPIN:
                 add_locked(arg);
                 r = 5;
@@ -334,6 +353,18 @@ int main(void) {
             uint32_t done = multicore_fifo_pop_blocking();
             printf("%u lockout paused=%d resumed=%d running=%d done=%lu\n", count, c1 == c2, c3 > c2, c1 > 0,
                    (unsigned long)done);
+        } else if (strcmp(line, "lockout0") == 0) {
+            victim_counter = 0;
+            victim_done = victim_released = false;
+            multicore_lockout_victim_init();
+            multicore_fifo_push_blocking(CMD_LOCKOUT0);
+            multicore_fifo_push_blocking(0);
+            while (!victim_done) victim_counter++;
+            multicore_lockout_victim_deinit();
+            victim_released = true;
+            uint32_t done = multicore_fifo_pop_blocking();
+            printf("%u lockout0 paused=%d resumed=%d running=%d done=%lu\n", count, victim_seen[0] == victim_seen[1],
+                   victim_seen[2] > victim_seen[1], victim_seen[0] > 0, (unsigned long)done);
         } else if (strcmp(line, "systick") == 0) {
             systicks[0] = systicks[1] = 0;
             systick_hw->rvr = 12500 - 1;  // 100 us at 125 MHz
