@@ -440,7 +440,10 @@ def test_usb_reconnect_enumerates_again(board_fw, node_emulator):
     b = Board(node_emulator, board_fw["uf2"], "--cycles", "--verbose")
     try:
         assert b.request("replug") == "1 replug"
-        assert b.request("after") == "2 after"  # sent while the device may still be away: held, then delivered
+        # A line sent before the device goes away may be lost with its buffers, as on a board: wait until
+        # it has disconnected, then send while it may still be enumerating (held by the host, then delivered).
+        b.wait_stderr("usb: the device disconnected")
+        assert b.request("after") == "2 after"
         assert b.close() == 0
         err = b.stderr
         assert "usb: the device disconnected" in err
