@@ -287,6 +287,77 @@ def test_rom_stand_in_serves_each_function(node_emulator):
         assert f"pico_set_{kind}_implementation(<target> compiler)" in soft["fadd"]
 
 
+CORES_CHECK = r"""
+import { RP2040 } from 'rp2040js';
+import { buildRom, RomServices, CORE1_EXIT } from './rom.mjs';
+import { DualCore } from './cores.mjs';
+const mcu = new RP2040();
+mcu.logger = { debug() {}, info() {}, warn() {}, error(c, m) { throw new Error(m); } };
+const rom = buildRom();
+mcu.bootrom.set(new Uint32Array(rom.bytes.buffer));
+let dual;
+const svc = new RomServices(mcu, rom, {}, { [CORE1_EXIT]: (c) => dual.core1Exit(c) });
+dual = new DualCore(mcu, rom, svc);
+const SIO = 0xd0000000, ST = SIO + 0x50, WR = SIO + 0x54, RD = SIO + 0x58, PSM_OFF = 0x40010004;
+const rd = (a) => mcu.readUint32(a) >>> 0, wr = (a, v) => mcu.writeUint32(a, v);
+const out = {};
+out.cpuid0 = rd(SIO);
+out.powerUp = [rd(ST) & 1, rd(RD), rd(ST) & 1];          // core 1 pushed 0 from the ROM at power-up
+mcu.setInterrupt(5, true);                                // a line asserted before core 1 runs
+out.echo = [];
+for (const w of [7, 0, 0, 1, 0x10000100, 0x20041000, 0x10000201]) {  // a stray word first: sequence restarts
+  wr(WR, w); dual.romCore1Wait(); out.echo.push(rd(RD));
+}
+const c1 = dual.cores[1];
+out.launched = [dual.st[1].state, c1.PC, c1.SP, c1.VTOR, c1.registers[14] & ~1, rom.addrOf(CORE1_EXIT),
+                (c1.pendingInterrupts >>> 5) & 1];
+dual.switchTo(1);
+out.cpuid1 = rd(SIO);
+wr(SIO + 0x60, 100); wr(SIO + 0x64, 7);                   // core 1: 100 / 7
+wr(0xe000e014, 1234);                                     // core 1's SysTick reload
+dual.switchTo(0);
+wr(SIO + 0x60, 1000); wr(SIO + 0x64, 3);                  // core 0: 1000 / 3
+out.div0 = rd(SIO + 0x70);
+out.rvr0 = rd(0xe000e014);
+dual.switchTo(1);
+out.div1 = rd(SIO + 0x70);
+out.rvr1 = rd(0xe000e014);
+dual.switchTo(0);
+for (let i = 0; i < 9; i++) wr(WR, 100 + i);              // 8 fit in core 1's FIFO, the 9th overflows
+out.full = rd(ST);                                        // WOF set, RDY clear
+wr(ST, 0xff);
+out.cleared = rd(ST);
+rd(RD); out.underflow = rd(ST) & 8;                       // a read of an empty FIFO: ROE
+wr(ST, 0xff);
+c1.waiting = true; dual.sev(); out.sevWakes = !c1.waiting;
+wr(PSM_OFF, 1 << 16); out.held = dual.st[1].state;
+wr(PSM_OFF, 0); out.reset = [dual.st[1].state, dual.st[1].rx.length, rd(ST) & 1, rd(RD), dual.cores[1] !== c1];
+console.log(JSON.stringify(out));
+"""
+
+
+def test_core1_rom_handshake_fifo_and_per_core_state(node_emulator):
+    """cores.mjs without firmware: the ROM's core-1 launch protocol, the FIFOs' flags, per-core CPUID,
+    divider and SysTick, SEV, and PSM reset of core 1."""
+    r = subprocess.run(["node", "--input-type=module", "-e", CORES_CHECK], cwd=node_emulator, capture_output=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout)
+    assert out["cpuid0"] == 0 and out["cpuid1"] == 1
+    assert out["powerUp"] == [1, 0, 0]
+    assert out["echo"] == [7, 0, 0, 1, 0x10000100, 0x20041000, 0x10000201]  # every word echoed
+    state, pc, sp, vtor, lr, exit_entry, pending5 = out["launched"]
+    assert (state, pc, sp, vtor) == ("run", 0x10000200, 0x20041000, 0x10000100)
+    assert lr == exit_entry and pending5 == 1
+    assert (out["div0"], out["div1"]) == (333, 14)
+    assert (out["rvr0"], out["rvr1"]) == (0, 1234)
+    assert out["full"] & 0b0110 == 0b0100  # WOF, not RDY
+    assert out["cleared"] & 0b1100 == 0 and out["underflow"] == 8
+    assert out["sevWakes"]
+    assert out["held"] == "off"
+    assert out["reset"] == ["rom", 0, 1, 0, True]  # a fresh core 1 drained its FIFO and pushed 0
+
+
 # ------------------------------------------------------------------ board_fw (Pico SDK + tinyusb)
 def build_board_fw(tmp_path_factory, *options: str) -> dict[str, Path]:
     sdk = find_sdk()

@@ -402,6 +402,8 @@ export class DualCore {
         c.PC = entry & ~1;
         s.state = 'run';
         s.launches++;
+        // Lines already asserted reach the new core's NVIC (pending; taken once it enables them).
+        for (let irq = 0; irq < 32; irq++) if (this.irqLevels & (1 << irq)) c.setInterrupt(irq, true);
       }
     }
   }
@@ -422,7 +424,10 @@ export class DualCore {
   // ---------------------------------------------------------------------------- interrupts and events
   hookInterrupts() {
     const mcu = this.mcu;
+    this.irqLevels = 0; // peripheral interrupt lines asserted now
     mcu.setInterrupt = (irq, value) => {
+      if (value) this.irqLevels |= 1 << irq;
+      else this.irqLevels &= ~(1 << irq);
       this.cores[0].setInterrupt(irq, value);
       const c1 = this.cores[1];
       if (c1 && this.st[1].state === 'run') c1.setInterrupt(irq, value);
