@@ -157,3 +157,36 @@ export function uf2Segments(bytes) {
   }
   return segments;
 }
+
+// ------------------------------------------------------------------------- board mode (board.mjs)
+export const BOOT2_SIZE = 256;
+export const BOOT2_RAM = SRAM_BASE + SRAM_SIZE - BOOT2_SIZE; // 0x20041f00, where the ROM copies boot2
+
+/** CRC-32 as the RP2040 ROM checks boot2 (polynomial 0x04c11db7, MSB first, init 0xffffffff, no final xor). */
+export function boot2Crc(bytes) {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b << 24;
+    for (let i = 0; i < 8; i++) crc = crc & 0x80000000 ? (crc << 1) ^ 0x04c11db7 : crc << 1;
+  }
+  return crc >>> 0;
+}
+
+/**
+ * Lays an image into flash as a Pico holds it (boot2 in its first 256 bytes, the vector table after it),
+ * without touching any core. Returns { crcOk, crc, stored } for the boot2 found at the start of flash.
+ * RAM-only segments are refused: the ROM's flash boot never loads them.
+ */
+export function layFlash(mcu, image) {
+  for (const { addr, data } of image.segments) {
+    if (!inFlash(addr, data.length)) {
+      throw new ImageError(`data at 0x${addr.toString(16)} (${data.length} bytes) is not in flash: ` +
+        'a flashed Pico only holds what is in flash');
+    }
+    mcu.flash.set(data, addr - FLASH_BASE);
+  }
+  const boot2 = mcu.flash.subarray(0, BOOT2_SIZE);
+  const crc = boot2Crc(boot2.subarray(0, BOOT2_SIZE - 4));
+  const stored = view(boot2).getUint32(BOOT2_SIZE - 4, true);
+  return { crcOk: crc === stored, crc, stored };
+}
