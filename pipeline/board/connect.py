@@ -11,7 +11,13 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 
-EMULATED_LABEL = "emulated Pico (rp2040js: core 0 only, 125 MHz, no flash wait states or XIP cache misses)"
+# Where a figure was measured, as reports print it: each says what the emulation leaves out.
+EMULATED_LABELS = {
+    "board": "emulated Pico, board image (rp2040js: two cores in lockstep, no bus contention, 125 MHz, "
+             "no flash wait states or XIP cache misses, USB CDC)",
+    "emulator": "emulated Pico, emulator image (rp2040js: core 0 only, 125 MHz, no flash wait states or XIP "
+                "cache misses, UART)",
+}
 
 
 class BoardUnavailable(PipelineError):
@@ -25,24 +31,22 @@ def firmware_required() -> bool:
 
 @contextlib.contextmanager
 def board_port(elf: Path, port: str | None, image: str):
-    """``(port, where)``: the real board on ``port``, else the emulated Pico running ``elf``.
+    """``(port, where)``: the real board on ``port``, else the emulated Pico running ``elf`` (an image of
+    kind ``image``: ``board``, the image a user flashes, or ``emulator``).
     :class:`BoardUnavailable` when there is neither (the caller may skip, or report it)."""
     if port:
         yield port, "real board on " + port
         return
-    if image != "emulator":
-        raise BoardUnavailable("not measured: the board image needs a real Pico (give --port)",
-                               hint="flash it (`picotflm flash RUN`) or give the port of a Pico running it")
+    if image not in EMULATED_LABELS:
+        raise BoardUnavailable(f"not measured: unknown image kind {image!r}", hint="rebuild the run's firmware")
     from pipeline.board.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
 
     try:
         find_node()
-        check_emulator_dir(emulator_dir())
+        check_emulator_dir(emulator_dir(), image)
     except PipelineError as e:
         if firmware_required():
             raise
         raise BoardUnavailable(f"not measured: {e.message}", hint=e.hint) from None
-    with EmulatedPico(elf) as pico:
-        yield pico.port, EMULATED_LABEL
-
-
+    with EmulatedPico(elf, kind=image) as pico:
+        yield pico.port, EMULATED_LABELS[image]

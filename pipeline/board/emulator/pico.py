@@ -1,8 +1,10 @@
 """The emulated Pico behind a pseudo-terminal.
 
-``node tools/emulator/run.mjs IMAGE`` runs the firmware in rp2040js with UART0 on its stdin/stdout;
-:class:`EmulatedPico` starts it and bridges those pipes to the master side of a pty, so that the
-slave side (``.port``, e.g. ``/dev/pts/7``) is opened by pyserial exactly like ``/dev/ttyACM0``.
+Two runners in ``tools/emulator``, both with the firmware's serial bytes on their stdin/stdout:
+``board.mjs`` runs the image a user flashes (boot2, USB CDC, both cores, the project's ROM
+stand-in) and ``run.mjs`` the single-core emulator image (UART0, no ROM calls). :class:`EmulatedPico`
+starts one and bridges those pipes to the master side of a pty, so that the slave side (``.port``,
+e.g. ``/dev/pts/7``) is opened by pyserial exactly like ``/dev/ttyACM0``.
 """
 from __future__ import annotations
 
@@ -24,13 +26,15 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.board.emulator.image import check_image
+from pipeline.board.uf2 import is_uf2
 from pipeline.board.pty import close_quietly, open_raw_pty, wake
 from pipeline import REPO_ROOT
 from pipeline.errors import PipelineError
 
 EMULATOR_DIR_ENV = "PICOTFLM_EMULATOR_DIR"
 RP2040JS_VERSION = "1.4.1"
-READY_MARK = "boot from vector table"  # run.mjs writes this to stderr once the image is loaded
+READY_MARK = "boot from vector table"  # both runners write this to stderr once the image is loaded
+RUNNERS = {"board": "board.mjs", "emulator": "run.mjs"}  # image kind -> runner script
 STDERR_TAIL = 40
 OUT_BUFFER_CAP = 256 * 1024  # bytes from the firmware held for a reader that does not read; more is dropped
 
@@ -52,9 +56,10 @@ def find_node(node: str = "node") -> str:
     return path
 
 
-def check_emulator_dir(directory: Path) -> Path:
-    """The ``run.mjs`` to start; :class:`PipelineError` when it or its rp2040js is missing."""
-    run = directory / "run.mjs"
+def check_emulator_dir(directory: Path, image: str = "emulator") -> Path:
+    """The runner script for an ``image`` kind (``board`` or ``emulator``) to start;
+    :class:`PipelineError` when it or its rp2040js is missing."""
+    run = directory / RUNNERS[image]
     if not run.is_file():
         raise PipelineError(f"emulator script not found: {run}",
                             hint=f"run from a checkout of the repository or set {EMULATOR_DIR_ENV}")
@@ -70,6 +75,18 @@ def check_emulator_dir(directory: Path) -> Path:
         raise PipelineError(f"rp2040js {version} is installed in {directory}, {RP2040JS_VERSION} is required",
                             hint=f"run `npm ci` in {directory} (or `make`)")
     return run
+
+
+BOARD_MARK = b"image board"  # the board image's binary info (`picotool info`): "image board, ..."
+
+
+def image_kind(path: str | Path) -> str:
+    """``board`` for the image a user flashes (its binary info says so), else ``emulator``."""
+    data = Path(path).read_bytes()
+    if is_uf2(data):  # the payloads, without the block headers a string may straddle
+        data = b"".join(data[i + 32: i + 32 + struct.unpack_from("<I", data, i + 16)[0]]
+                        for i in range(0, len(data) - 511, 512))
+    return "board" if BOARD_MARK in data else "emulator"
 
 
 _PR_SET_PDEATHSIG = 1
@@ -128,11 +145,14 @@ class EmulatedPico:
 
     def __init__(self, image_path: str | Path, *, node: str = "node", emulator: str | Path | None = None,
                  on_stderr: Callable[[str], None] | None = None, link: str | Path | None = None,
-                 cycles: bool = False, start_timeout: float = 30.0):
+                 cycles: bool = False, start_timeout: float = 30.0, kind: str | None = None):
         self.image = Path(image_path)
         self.format = check_image(self.image)
+        self.kind = kind or image_kind(self.image)
+        if self.kind not in RUNNERS:
+            raise ValueError(f"kind must be one of {', '.join(RUNNERS)}, not {self.kind!r}")
         node_path = find_node(node)
-        run = check_emulator_dir(Path(emulator) if emulator is not None else emulator_dir())
+        run = check_emulator_dir(Path(emulator) if emulator is not None else emulator_dir(), self.kind)
         self._on_stderr = on_stderr
         self._tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL)
         self._ready = threading.Event()
