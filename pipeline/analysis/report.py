@@ -447,23 +447,26 @@ def memory_budget(manifest: dict[str, Any]) -> dict[str, Any]:
     2 MB, each part with where it was measured; ``None`` where this run did not measure it."""
     build, meas = stage_metrics(manifest, "build"), stage_metrics(manifest, "measure")
     mem = meas.get("mem") or {}
-    where_board = meas.get("where") or "board"
+    where = meas.get("where") or ""
+    where_board = "emulated Pico" if where.startswith("emulated") else ("Pico" if where else "board")
     static = arena = None
     static_where = arena_where = None
-    if build.get("static_ram_bytes") is not None and build.get("arena_static_bytes") is not None:
-        static, static_where = build["static_ram_bytes"] - build["arena_static_bytes"], "ELF sections minus the arena symbol"
-        arena, arena_where = build["arena_static_bytes"], "ELF symbol size"
-    elif None not in (mem.get("data_bytes"), mem.get("bss_bytes"), mem.get("arena_size")):
+    # The board's own figures first (what it reports is what runs); the ELF where nothing was measured.
+    if None not in (mem.get("data_bytes"), mem.get("bss_bytes"), mem.get("arena_size")):
         static = mem["data_bytes"] + mem["bss_bytes"] - mem["arena_size"]
         static_where = f"{where_board} (linker symbols)"
         arena, arena_where = mem["arena_size"], f"{where_board} (compiled size)"
+    elif build.get("static_ram_bytes") is not None and build.get("arena_static_bytes") is not None:
+        static, static_where = build["static_ram_bytes"] - build["arena_static_bytes"], "ELF sections minus the arena symbol"
+        arena, arena_where = build["arena_static_bytes"], "ELF symbol size"
     parts = [
         {"part": "static RAM (.data + .bss without the arena buffer)", "bytes": static, "where": static_where},
         {"part": "tensor arena (compiled buffer)", "bytes": arena, "where": arena_where},
-        {"part": "stack peak", "bytes": mem.get("stack_peak"), "where": f"{where_board} (painted stack)"
-         if mem.get("stack_peak") is not None else None},
-        {"part": "heap", "bytes": mem.get("heap_used"), "where": f"{where_board} (sbrk)"
-         if mem.get("heap_used") is not None else None},
+        {"part": "stack peak, core 0", "bytes": mem.get("stack_peak"),
+         "where": f"{where_board} (painted stack)" if mem.get("stack_peak") is not None else None},
+        core1_stack_part(mem, where_board),
+        {"part": "heap", "bytes": mem.get("heap_used"),
+         "where": f"{where_board} (sbrk)" if mem.get("heap_used") is not None else None},
     ]
     known = [p["bytes"] for p in parts]
     total = sum(known) if None not in known else None
@@ -479,6 +482,16 @@ def memory_budget(manifest: dict[str, Any]) -> dict[str, Any]:
         "flash_where": "ELF sections" if build.get("flash_bytes") is not None else None,
         "image": build.get("image"),
     }
+
+
+def core1_stack_part(mem: dict[str, Any], where_board: str) -> dict[str, Any]:
+    """Core 1's stack: its painted peak where the firmware uses core 1; 0 B on an image that never
+    starts core 1 (it reports no such figure); not measured without a board."""
+    if mem.get("core1_stack_peak") is not None:
+        return {"part": "stack peak, core 1", "bytes": mem["core1_stack_peak"], "where": f"{where_board} (painted stack)"}
+    if mem.get("stack_peak") is not None:
+        return {"part": "stack peak, core 1", "bytes": 0, "where": f"{where_board} (core 1 not started)"}
+    return {"part": "stack peak, core 1", "bytes": None, "where": None}
 
 
 def _pct(n: int | None, of: int) -> str:
@@ -508,8 +521,8 @@ def budget_markdown(b: dict[str, Any]) -> list[str]:
     return _table(["part", "bytes", "of budget", "where"], rows)
 
 
-BUDGET_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
-BUDGET_LABELS = ("static RAM w/o arena", "tensor arena", "stack peak", "heap")
+BUDGET_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#c44e52")
+BUDGET_LABELS = ("static RAM w/o arena", "tensor arena", "stack peak, core 0", "stack peak, core 1", "heap")
 
 
 def budget_plot(budgets: list[tuple[str, dict[str, Any]]], path: Path) -> Path | None:
@@ -600,6 +613,7 @@ def compare_budget_markdown(budgets: list[tuple[str, dict[str, Any]]]) -> list[s
         ram = b["ram_budget_bytes"]
         rows.append([name] + [cell(p["bytes"], ram) for p in b["ram_parts"]]
                     + [cell(b["ram_total_bytes"], ram), cell(b["flash_bytes"], b["flash_budget_bytes"])])
-    return _table(["run", "static RAM w/o arena B", "arena B", "stack peak B", "heap B", "RAM total B of 264 KB",
-                   "flash B of 2 MB"], rows) + ["", "Static RAM and arena: ELF; stack peak and heap: the board "
-                                                "(`mem`). RAM total only when every part was measured."]
+    return _table(["run", "static RAM w/o arena B", "arena B", "stack peak core 0 B", "stack peak core 1 B", "heap B",
+                   "RAM total B of 264 KB", "flash B of 2 MB"], rows) + [
+        "", "Every RAM part from the board's own `mem` where it was measured (else static RAM and arena from the "
+            "ELF); RAM total only when every part was measured; flash from the ELF."]

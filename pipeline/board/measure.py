@@ -151,6 +151,8 @@ def measure(port: str, *, expect_hash: str | None, bench_runs: int = 10, frames:
     ram_size = _num(M, "ram_size") or RP2040_RAM_BYTES
     ram_total = _num(M, "ram_total")
     parts = [_num(M, k) for k in ("data_bytes", "bss_bytes", "heap_used", "stack_peak")]
+    if _num(M, "core1_stack_peak") is not None:  # the board image: core 1's stack is part of the total
+        parts.append(_num(M, "core1_stack_peak"))
     result.update({
         "ram_total_bytes": ram_total,
         "ram_size_bytes": ram_size,

@@ -24,15 +24,27 @@ def manifest(run: str = "r1", build: bool = True, measure: bool = True) -> dict:
     return {"run": run, "recipe": {"name": "int8", "stages": list(stages)}, "stages": stages}
 
 
-def test_budget_adds_up_from_elf_and_board():
+def test_budget_is_the_boards_own_and_adds_up_to_its_total():
     b = memory_budget(manifest())
     parts = {p["part"].split(" (")[0]: p for p in b["ram_parts"]}
-    assert parts["static RAM"]["bytes"] == 41_216 - 19_504 and "ELF" in parts["static RAM"]["where"]
+    assert parts["static RAM"]["bytes"] == 16_016 + 25_008 - 19_504 and "linker symbols" in parts["static RAM"]["where"]
     assert parts["tensor arena"]["bytes"] == 19_504
-    assert parts["stack peak"]["bytes"] == 1_312 and "emulated Pico" in parts["stack peak"]["where"]
+    assert parts["stack peak, core 0"]["bytes"] == 1_312 and "emulated Pico" in parts["stack peak, core 0"]["where"]
+    assert parts["stack peak, core 1"]["bytes"] == 0 and "not started" in parts["stack peak, core 1"]["where"]
     assert parts["heap"]["bytes"] == 0  # measured zero is not "not measured"
-    assert b["ram_total_bytes"] == 42_528 and b["ram_free_bytes"] == 270_336 - 42_528
+    assert b["ram_total_bytes"] == MEASURE["mem"]["ram_total"] == 42_336  # one total: the board's, its parts add up
+    assert b["ram_free_bytes"] == 270_336 - 42_336
     assert b["flash_bytes"] == 202_672 and b["arena_used_bytes"] == 13_780
+
+
+def test_board_image_counts_core_1s_stack_in_the_one_total():
+    m = manifest()
+    mem = {**MEASURE["mem"], "core1_stack_peak": 1_008, "ram_total": 42_336 + 1_008}
+    m["stages"]["measure"]["metrics"] = {**MEASURE, "where": "emulated Pico, board image", "mem": mem}
+    b = memory_budget(m)
+    parts = {p["part"]: p["bytes"] for p in b["ram_parts"]}
+    assert parts["stack peak, core 1"] == 1_008
+    assert b["ram_total_bytes"] == sum(parts.values()) == mem["ram_total"]
 
 
 def test_unmeasured_parts_say_so_and_no_total_is_guessed():
@@ -41,8 +53,8 @@ def test_unmeasured_parts_say_so_and_no_total_is_guessed():
     md, doc = build_report(manifest(measure=False))
     sec = md[md.index("## Memory budget"):]
     sec = sec[:sec.index("\n## ", 5)]
-    assert "| stack peak | not measured |" in sec and "| heap | not measured |" in sec
-    assert "| **RAM total** of 264 KB (270,336 B) | not measured (stack peak, heap: not measured)" in sec
+    assert "| stack peak, core 0 | not measured |" in sec and "| heap | not measured |" in sec
+    assert "| **RAM total** of 264 KB (270,336 B) | not measured (stack peak, core 0, stack peak, core 1, heap: not measured)" in sec
     assert "21,712 B" in sec and "202,672 B" in sec  # what the ELF says is still shown
     assert doc["memory_budget"]["ram_total_bytes"] is None
 
@@ -66,7 +78,7 @@ def test_report_has_the_budget_table_and_chart(tmp_path):
     (run / "manifest.json").write_text(json.dumps(manifest()))
     md_path, js_path = write_report(run)
     md = md_path.read_text()
-    assert "| **RAM total** of 264 KB (270,336 B) | **42,528 B** | 15.7 % | sum of the above |" in md
+    assert "| **RAM total** of 264 KB (270,336 B) | **42,336 B** | 15.7 % | sum of the above |" in md
     assert "| **flash used** of 2 MB (2,097,152 B) | **202,672 B** | 9.7 % | ELF sections |" in md
     assert "![memory budget](budget.png)" in md
     png = (run / "budget.png").read_bytes()
@@ -88,8 +100,9 @@ def test_compare_shows_each_runs_budget(tmp_path):
     md, js, pngs = write_comparison(["a", "b"], tmp_path, tmp_path / "cmp")
     text = md.read_text()
     assert "## Memory budget (RP2040: 264 KB RAM, 2 MB flash)" in text
-    assert "| a | 21,712 (8.0 %) | 19,504 (7.2 %) | 1,312 (0.5 %) | 0 (0.0 %) | 42,528 (15.7 %) | 202,672 (9.7 %) |" in text
-    assert "| b | 21,712 (8.0 %) | 19,504 (7.2 %) | not measured | not measured | not measured | 202,672 (9.7 %) |" in text
+    assert "| a | 21,520 (8.0 %) | 19,504 (7.2 %) | 1,312 (0.5 %) | 0 (0.0 %) | 0 (0.0 %) | 42,336 (15.7 %) | 202,672 (9.7 %) |" in text
+    assert ("| b | 21,712 (8.0 %) | 19,504 (7.2 %) | not measured | not measured | not measured | not measured "
+            "| 202,672 (9.7 %) |") in text
     assert tmp_path / "cmp" / "budget.png" in pngs
     assert json.loads(js.read_text())["memory_budget"]["b"]["ram_total_bytes"] is None
 
