@@ -1,5 +1,5 @@
 """In-place convolution (pipeline/memplan.py places the output `lead` bytes below its own input; the
-kernels write it in bands of rows, picotflm_kernels.cpp RunConvInPlace): pk_core.c compiled for the
+kernels write it in bands of rows, conv_run.cpp RunConvInPlace): pk_core.c compiled for the
 host, run in one buffer exactly as the firmware does, must equal the out-of-place result bit for bit,
 and must refuse a lead one byte short of what the plan's inequality needs."""
 import ctypes

@@ -31,7 +31,7 @@ typedef struct {
 } pk_conv_params;
 
 // Output rows [oy_lo, oy_hi) of one convolution: a part that one core of the RP2040 computes while
-// the other computes the rest (picotflm_kernels.cpp).
+// the other computes the rest (conv_run.cpp).
 typedef struct {
     int32_t oy_lo, oy_hi;
 } pk_part;
@@ -57,7 +57,7 @@ int32_t pk_inplace_band_end(const pk_conv_params* p, int32_t oy_lo, int64_t lead
 
 // The largest accumulator a channel requantizes to `lo` (its ReLU threshold), INT32_MIN when none is
 // confirmed: what the kernels compute per channel when p->lo_at is NULL. The firmware checks a host
-// table against it once per boot (picotflm_kernels.cpp) before the kernels use the table.
+// table against it once per boot (quant_tables.cpp) before the kernels use the table.
 int32_t pk_lo_threshold_of(int32_t mult, int32_t shift, int32_t out_offset, int32_t lo, int32_t hi);
 
 // CMSIS-NN's arm_nn_requantize (not the single-rounding variant): (val * 2^left * mult + 2^30) >> 31,
