@@ -22,8 +22,8 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
   const int64_t lead = static_cast<int64_t>(reinterpret_cast<uintptr_t>(in)) -
                        static_cast<int64_t>(reinterpret_cast<uintptr_t>(out));
   if (lead <= 0) return false;  // the output above the input: rows written first would be read later
-  int32_t chan[3 * 8];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
-  int32_t* const chan_cache = p->out_c <= 8 ? chan : nullptr;
+  pk_chan_setup chan[8];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
+  pk_chan_setup* const chan_cache = p->out_c <= 8 ? chan : nullptr;
   const int32_t groups = depthwise ? 0 : pk_conv_groups(p);
   const bool both = PICOTFLM_CORES == 2 && groups >= 2;
   for (int32_t oy = 0; oy < p->out_h;) {

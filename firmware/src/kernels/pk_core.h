@@ -67,13 +67,20 @@ int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
 // Convolution, int8 activations and int8 weights, per-channel quantization, dilation 1, one group.
 void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
+// One output channel's setup in pk_conv_s8_ex, kept between the bands of an in-place convolution.
+typedef struct {
+    int32_t bias;      // the bias with the input offset folded in: bias + input_offset * sum of weights
+    uint32_t abs_sum;  // sum of |weights| (whether the fast requantization fits)
+    int32_t lo_at;     // the ReLU threshold (pk_lo_threshold)
+} pk_chan_setup;
+
 // How pk_conv_s8_ex runs one band of an in-place convolution (each band a view of the same op):
-// - chan: each output channel's setup, 3 int32 a channel (folded bias, sum of |weights|, ReLU
-//   threshold), computed and stored when chan_known == 0, read back otherwise (NULL: not kept);
+// - chan: each output channel's setup, computed and stored when chan_known == 0, read back otherwise
+//   (NULL: not kept);
 // - groups [group_lo, group_hi) only (group_hi < 0: all), and the channels after the last group of
 //   four only when leftovers != 0: the two cores of the board image share a band this way.
 typedef struct {
-    int32_t* chan;
+    pk_chan_setup* chan;
     int chan_known;
     int32_t group_lo, group_hi;
     int leftovers;
