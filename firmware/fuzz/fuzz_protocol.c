@@ -1,7 +1,7 @@
 // libFuzzer harness for the firmware's serial protocol (firmware/src/protocol.c, crc32.c): the same
 // C source the firmware compiles, fed arbitrary bytes on the host under ASan and UBSan.
 //
-// The input is a byte stream from the host, handled as main.cpp handles it: bytes go one by one into
+// The input is a byte stream from the host, handled as the firmware (main.cpp, src/app) handles it: bytes go one by one into
 // the line assembler; every complete line is parsed (against the MicroPizzaNet input size and two
 // tiny ones) and answered through the firmware's 64-byte chunk buffer. What the firmware then does
 // with a request is mirrored where it touches memory: `load` copies into an input tensor of exactly
@@ -21,7 +21,7 @@
 #include "crc32.h"
 #include "protocol.h"
 
-#define CHUNK 64  // as kReplyChunk in main.cpp
+#define CHUNK 64  // as kReplyChunk in src/app/reply.cpp
 #define FRAME_MAX (1 + PTF_PAYLOAD_MAX + PTF_TAIL_MAX + 11)
 
 static void fail(const char* what) {
@@ -123,7 +123,7 @@ static void check_name(const ptf_request_t* r) {
   }
 }
 
-// The reply main.cpp would send, through `out`.
+// The reply the firmware (src/app/commands.cpp) would send, through `out`.
 static void reply(const ptf_out_t* out, const ptf_request_t* r, uint8_t* tensor, uint32_t input_bytes) {
   if (r->cmd == PTF_CMD_ERROR) {
     ptf_error_reply(out, r, r->err, r->msg);
@@ -135,12 +135,12 @@ static void reply(const ptf_out_t* out, const ptf_request_t* r, uint8_t* tensor,
     case PTF_CMD_BENCH:
       if (r->n < 1 || r->n > PTF_BENCH_MAX) fail("bench runs out of range");
       break;
-    case PTF_CMD_LOAD:  // main.cpp: memcpy(input->data.raw + r.n, r.data, r.data_len)
+    case PTF_CMD_LOAD:  // src/app/commands.cpp: memcpy(input->data.raw + r.n, r.data, r.data_len)
       if (r->data_len < 1 || r->data_len > PTF_LOAD_MAX) fail("load length out of range");
       memcpy(tensor + r->n, r->data, r->data_len);
       ptf_json_hex(&j, "data", r->data, r->data_len);
       break;
-    case PTF_CMD_INFER:  // main.cpp: ptf_crc32(0, input->data.raw, r.n)
+    case PTF_CMD_INFER:  // src/app/commands.cpp: ptf_crc32(0, input->data.raw, r.n)
       if (r->n != input_bytes) fail("infer length is not the tensor size");
       ptf_json_int(&j, "match", ptf_crc32(0, tensor, r->n) == r->crc);
       break;

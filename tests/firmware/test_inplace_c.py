@@ -1,5 +1,5 @@
 """In-place convolution (pipeline/codegen/memplan.py places the output `lead` bytes below its own input; the
-kernels write it in bands of rows, picotflm_kernels.cpp RunConvInPlace): pk_core.c compiled for the
+kernels write it in bands of rows, conv_run.cpp RunConvInPlace): pk_core.c compiled for the
 host, run in one buffer exactly as the firmware does, must equal the out-of-place result bit for bit,
 and must refuse a lead one byte short of what the plan's inequality needs."""
 import ctypes
@@ -26,8 +26,13 @@ def _exact_lead(p) -> int:
     return max((oy + 1) * out_row - max(0, oy * p.stride_h - p.pad_h) * in_row for oy in range(p.out_h))
 
 
+class ChanSetup(ctypes.Structure):
+    """pk_chan_setup: one output channel's setup, kept between the bands."""
+    _fields_ = [("bias", ctypes.c_int32), ("abs_sum", ctypes.c_uint32), ("lo_at", ctypes.c_int32)]
+
+
 class Opts(ctypes.Structure):
-    _fields_ = [("chan", ctypes.POINTER(ctypes.c_int32)), ("chan_known", ctypes.c_int),
+    _fields_ = [("chan", ctypes.POINTER(ChanSetup)), ("chan_known", ctypes.c_int),
                 ("group_lo", ctypes.c_int32), ("group_hi", ctypes.c_int32), ("leftovers", ctypes.c_int)]
 
 
@@ -39,7 +44,7 @@ def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
     in_bytes, out_bytes = x.size, p.out_h * p.out_w * p.out_c
     buf = np.full(max(lead + in_bytes, out_bytes) + 64, 77, dtype=np.int8)
     buf[lead:lead + in_bytes] = x.reshape(-1)
-    chan = (ctypes.c_int32 * (3 * p.out_c))()
+    chan = (ChanSetup * p.out_c)()
     oy = 0
     while oy < p.out_h:
         end = lib.pk_inplace_band_end(ctypes.byref(p), oy, ctypes.c_int64(lead))

@@ -6,6 +6,12 @@
 // computed with 32-bit operations where the stock code calls a 64-bit multiply routine.
 // Cases the fast paths do not cover (dilation, grouped convolution, depth multiplier > 1, int16)
 // run TFLM's reference kernels.
+//
+// One file per concern: conv.cpp, depthwise.cpp and mean.cpp (the ops), conv_data.cpp (what a conv
+// keeps in the arena), conv_run.cpp (one core, both cores, or in place), quant_tables.cpp (the host's
+// per-channel tables and their ReLU thresholds), quant_cache.cpp (TFLM's Prepare results remembered),
+// persistent.cpp, planner.cpp (PlannedMemoryPlanner), registry.cpp (FindKernel); the arithmetic in
+// pk_core.c and pk_dot_m0.S, core 1 in pk_multicore.c.
 #ifndef PICOTFLM_KERNELS_H_
 #define PICOTFLM_KERNELS_H_
 

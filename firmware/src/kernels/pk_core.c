@@ -454,7 +454,7 @@ PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* 
 
 PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
                           int8_t* out, const pk_conv_opts* o) {
-    int32_t* const chan = o != (const pk_conv_opts*)0 ? o->chan : (int32_t*)0;
+    pk_chan_setup* const chan = o != (const pk_conv_opts*)0 ? o->chan : (pk_chan_setup*)0;
     const int chan_known = o != (const pk_conv_opts*)0 && o->chan_known;
     const int32_t c = p->in_c, oc_n = p->out_c;
     const int32_t k = p->k_h * p->k_w * c;
@@ -480,11 +480,11 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         uint32_t abs_sum[4];
         for (int32_t j = 0; j < 4; j++) {
             g.q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
-            int32_t* cj = chan != (int32_t*)0 ? chan + 3 * (oc + j) : (int32_t*)0;
-            if (cj != (int32_t*)0 && chan_known) {
-                g.args.be[j] = cj[0];
-                abs_sum[j] = (uint32_t)cj[1];
-                g.args.ch[j].lo_at = cj[2];
+            pk_chan_setup* cj = chan != (pk_chan_setup*)0 ? chan + (oc + j) : (pk_chan_setup*)0;
+            if (cj != (pk_chan_setup*)0 && chan_known) {
+                g.args.be[j] = cj->bias;
+                abs_sum[j] = cj->abs_sum;
+                g.args.ch[j].lo_at = cj->lo_at;
                 continue;
             }
             int32_t sum = 0;
@@ -499,10 +499,10 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
             g.args.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
             g.args.ch[j].lo_at =
                 p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
-            if (cj != (int32_t*)0) {
-                cj[0] = g.args.be[j];
-                cj[1] = (int32_t)asum;
-                cj[2] = g.args.ch[j].lo_at;
+            if (cj != (pk_chan_setup*)0) {
+                cj->bias = g.args.be[j];
+                cj->abs_sum = asum;
+                cj->lo_at = g.args.ch[j].lo_at;
             }
         }
         g.fast = 1;

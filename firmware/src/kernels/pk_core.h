@@ -31,7 +31,7 @@ typedef struct {
 } pk_conv_params;
 
 // Output rows [oy_lo, oy_hi) of one convolution: a part that one core of the RP2040 computes while
-// the other computes the rest (picotflm_kernels.cpp).
+// the other computes the rest (conv_run.cpp).
 typedef struct {
     int32_t oy_lo, oy_hi;
 } pk_part;
@@ -57,7 +57,7 @@ int32_t pk_inplace_band_end(const pk_conv_params* p, int32_t oy_lo, int64_t lead
 
 // The largest accumulator a channel requantizes to `lo` (its ReLU threshold), INT32_MIN when none is
 // confirmed: what the kernels compute per channel when p->lo_at is NULL. The firmware checks a host
-// table against it once per boot (picotflm_kernels.cpp) before the kernels use the table.
+// table against it once per boot (quant_tables.cpp) before the kernels use the table.
 int32_t pk_lo_threshold_of(int32_t mult, int32_t shift, int32_t out_offset, int32_t lo, int32_t hi);
 
 // CMSIS-NN's arm_nn_requantize (not the single-rounding variant): (val * 2^left * mult + 2^30) >> 31,
@@ -67,13 +67,20 @@ int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);
 // Convolution, int8 activations and int8 weights, per-channel quantization, dilation 1, one group.
 void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
+// One output channel's setup in pk_conv_s8_ex, kept between the bands of an in-place convolution.
+typedef struct {
+    int32_t bias;      // the bias with the input offset folded in: bias + input_offset * sum of weights
+    uint32_t abs_sum;  // sum of |weights| (whether the fast requantization fits)
+    int32_t lo_at;     // the ReLU threshold (pk_lo_threshold)
+} pk_chan_setup;
+
 // How pk_conv_s8_ex runs one band of an in-place convolution (each band a view of the same op):
-// - chan: each output channel's setup, 3 int32 a channel (folded bias, sum of |weights|, ReLU
-//   threshold), computed and stored when chan_known == 0, read back otherwise (NULL: not kept);
+// - chan: each output channel's setup, computed and stored when chan_known == 0, read back otherwise
+//   (NULL: not kept);
 // - groups [group_lo, group_hi) only (group_hi < 0: all), and the channels after the last group of
 //   four only when leftovers != 0: the two cores of the board image share a band this way.
 typedef struct {
-    int32_t* chan;
+    pk_chan_setup* chan;
     int chan_known;
     int32_t group_lo, group_hi;
     int leftovers;

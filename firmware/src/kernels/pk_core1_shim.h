@@ -1,5 +1,5 @@
-// Forced (-include) into pico-tflmicro's arm_nn_mat_mult_nt_t_s8.c for the board image (see
-// firmware/CMakeLists.txt). That file hands half of every int8 matrix product to core 1 by resetting
+// Included (mat_mult_shim.h) into a two-core image's copy of pico-tflmicro's arm_nn_mat_mult_nt_t_s8.c
+// (firmware/CMakeLists.txt). That file hands half of every int8 matrix product to core 1 by resetting
 // core 1, launching its worker there and waiting for the worker's FIFO word: that would kill the
 // worker picotflm's kernels keep on core 1 (pk_multicore.c), and the two would read each other's
 // FIFO words. Here the same worker runs as a job of pk_multicore, core 1's one owner: "launch" starts

@@ -1,5 +1,5 @@
-// Forced (-include) into pico-tflmicro's arm_nn_mat_mult_nt_t_s8.c for the emulator image only (see
-// firmware/CMakeLists.txt). That file #defines TF_LITE_PICO_MULTICORE itself and hands half of every
+// Included (mat_mult_shim.h) into a one-core image's copy of pico-tflmicro's arm_nn_mat_mult_nt_t_s8.c
+// (firmware/CMakeLists.txt). That file #defines TF_LITE_PICO_MULTICORE itself and hands half of every
 // int8 matrix product to core 1, which rp2040js does not emulate. Here "reset core 1, launch the
 // worker on core 1, wait for its result in the FIFO" becomes "call the worker on core 0 now, keep its
 // result": the same rows are computed with the same code, one half after the other, bit for bit.

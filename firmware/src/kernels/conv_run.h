@@ -1,0 +1,87 @@
+// Running one image of a conv or depthwise conv once its Eval has the kernels' parameters: on one
+// core, split between the two cores (board image), or in place in bands of rows when the memory plan
+// put the output over its own input. RunConv and its parts are inline: each Eval runs them directly.
+#ifndef PICOTFLM_CONV_RUN_H_
+#define PICOTFLM_CONV_RUN_H_
+
+#include <stdint.h>
+
+#include "pk_core.h"
+#include "pk_multicore.h"
+
+namespace picotflm {
+
+// A conv or depthwise conv of at least this many MACs is split between the two cores (pk_split):
+// about 4,000 cycles of work per core, against a few hundred for the FIFO handshake.
+constexpr int32_t kSplitMinMacs = 4096;
+
+extern int g_split_ops;  // ops run on both cores since boot
+
+// Rows [part.oy_lo, part.oy_hi) of a conv or depthwise conv, run as a convolution of its own
+// (pk_part_view), with the one-core kernels: the half of an op on one core, or a band of an op
+// computed in place (then `opts` says which channel groups, and keeps the channels' setup).
+struct PartJob {
+  const pk_conv_params* p;
+  const int8_t* in;
+  const int8_t* w;
+  const int32_t* bias;
+  int8_t* out;
+  pk_part part;
+  bool depthwise;
+  pk_conv_opts opts;
+};
+
+// The whole op's channels, nothing kept: what pk_conv_s8 does.
+constexpr pk_conv_opts kAllChannels = {nullptr, 0, 0, -1, 1};
+
+// Core 0 calls it with its share's arguments (no PartJob on its stack), core 1 with a PartJob's.
+inline void RunPart(const pk_conv_params* p, const pk_part& part, const int8_t* in, const int8_t* w,
+                    const int32_t* bias, int8_t* out, bool depthwise, const pk_conv_opts* opts) {
+  pk_conv_params view;
+  int32_t in_offset, out_offset;
+  pk_part_view(p, &part, &view, &in_offset, &out_offset);
+  if (depthwise) pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
+  else pk_conv_s8_ex(&view, in + in_offset, w, bias, out + out_offset, opts);
+}
+
+#if PICOTFLM_CORES == 2
+inline void RunPartOnCore1(void* job) {
+  const PartJob& j = *static_cast<const PartJob*>(job);
+  RunPart(j.p, j.part, j.in, j.w, j.bias, j.out, j.depthwise, &j.opts);
+}
+#endif
+
+// In place (PlannedMemoryPlanner put the output `lead` bytes below its own input): bands of output
+// rows (conv_run.cpp). false when no row order makes it safe.
+bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
+                    bool depthwise);
+
+// One image of a conv or depthwise conv. In the board image, core 1 computes the lower half of the
+// output rows while core 0 computes the upper half (disjoint outputs, each with the whole's
+// arithmetic: bit-exact either way). Returns false when the output overlaps the input in a way no
+// row order makes safe (then nothing sensible was computed).
+inline bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
+                    bool depthwise) {
+  const uintptr_t in_lo = reinterpret_cast<uintptr_t>(in), out_lo = reinterpret_cast<uintptr_t>(out);
+  const uintptr_t in_hi = in_lo + static_cast<uintptr_t>(p->in_h) * p->in_w * p->in_c;
+  const uintptr_t out_hi = out_lo + static_cast<uintptr_t>(p->out_h) * p->out_w * p->out_c;
+  if (out_lo < in_hi && in_lo < out_hi) return RunConvInPlace(p, in, w, bias, out, depthwise);
+#if PICOTFLM_CORES == 2
+  pk_part parts[2];
+  if (pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
+    const PartJob core1 = {p, in, w, bias, out, parts[1], depthwise, kAllChannels};
+    pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+    RunPart(p, parts[0], in, w, bias, out, depthwise, &kAllChannels);
+    pk_core1_wait();
+    g_split_ops++;
+    return true;
+  }
+#endif
+  if (depthwise) pk_dwconv_s8(p, in, w, bias, out);
+  else pk_conv_s8(p, in, w, bias, out);
+  return true;
+}
+
+}  // namespace picotflm
+
+#endif  // PICOTFLM_CONV_RUN_H_
