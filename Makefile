@@ -95,7 +95,7 @@ seedbench: install
 test: install
 	$(PY) -m pytest -q --emulator
 
-# The firmware's request parser (firmware/src/protocol.c) under libFuzzer + ASan/UBSan on the host,
+# The firmware's request parser (firmware/src/link/protocol.c) under libFuzzer + ASan/UBSan on the host,
 # seeded from firmware/fuzz/corpus; prints executions, coverage and crashes (inputs in build/fuzz/).
 FUZZ_SECONDS ?= 600
 fuzz:

@@ -1,4 +1,4 @@
-// libFuzzer harness for the firmware's serial protocol (firmware/src/protocol.c, crc32.c): the same
+// libFuzzer harness for the firmware's serial protocol (firmware/src/link/protocol.c, crc32.c): the same
 // C source the firmware compiles, fed arbitrary bytes on the host under ASan and UBSan.
 //
 // The input is a byte stream from the host, handled as the firmware (main.cpp, src/app) handles it: bytes go one by one into
@@ -11,8 +11,8 @@
 // The line is also sent back as text the host never chose (an error message, a field of a reply
 // under a small limit, the message ending a reply already begun), so that cut replies are fuzzed.
 //
-//   clang -g -O1 -fsanitize=fuzzer,address,undefined -I firmware/src firmware/fuzz/fuzz_protocol.c \
-//         firmware/src/protocol.c firmware/src/crc32.c -o fuzz_protocol     (or: make fuzz)
+//   clang -g -O1 -fsanitize=fuzzer,address,undefined -I firmware/src/link firmware/fuzz/fuzz_protocol.c \
+//         firmware/src/link/protocol.c firmware/src/link/crc32.c -o fuzz_protocol     (or: make fuzz)
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Build the libFuzzer harness for firmware/src/protocol.c and run it; print one summary line.
+# Build the libFuzzer harness for firmware/src/link/protocol.c and run it; print one summary line.
 #   firmware/fuzz/run_fuzz.sh [SECONDS] [OUT_DIR]        (make fuzz FUZZ_SECONDS=600)
 # New inputs go to OUT_DIR/corpus (the seeds in firmware/fuzz/corpus are only read), crashing
 # inputs to OUT_DIR/crash-*, the fuzzer's log to OUT_DIR/fuzz.log.
@@ -8,7 +8,7 @@ set -u
 SECONDS_TO_RUN=${1:-600}
 OUT=${2:-build/fuzz}
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC="$HERE/../src"
+SRC="$HERE/../src/link"
 CLANG=${CLANG:-clang}
 mkdir -p "$OUT/corpus" || exit 1
 BIN="$OUT/fuzz_protocol"

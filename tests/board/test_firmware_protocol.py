@@ -1,5 +1,5 @@
 """The two sides of docs/protocol.md against each other: the firmware's own parser and framer
-(firmware/src/protocol.c, plain C) compiled for the host with a small harness, fed the requests
+(firmware/src/link/protocol.c, plain C) compiled for the host with a small harness, fed the requests
 this host encodes; its replies parsed by this host. Skipped without a C compiler or those sources."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.board.protocol import LineReader, encode_load, encode_request, parse_reply_line
 
-SRC = Path(__file__).resolve().parents[2] / "firmware" / "src"
+SRC = Path(__file__).resolve().parents[2] / "firmware" / "src" / "link"
 
 HARNESS = r"""
 #include <stdio.h>
@@ -56,7 +56,7 @@ def firmware_parser(tmp_path_factory) -> Path:
     if cc is None:
         pytest.skip("no C compiler on PATH")
     if not (SRC / "protocol.c").is_file() or not (SRC / "crc32.c").is_file():
-        pytest.skip("firmware/src/protocol.c not there")
+        pytest.skip("firmware/src/link/protocol.c not there")
     d = tmp_path_factory.mktemp("fwproto")
     (d / "harness.c").write_text(HARNESS)
     exe = d / "harness"

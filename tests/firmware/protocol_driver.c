@@ -1,4 +1,4 @@
-// Host test driver for firmware/src/protocol.c (tests/firmware/test_protocol_c.py). Modes, by argv:
+// Host test driver for firmware/src/link/protocol.c (tests/firmware/test_protocol_c.py). Modes, by argv:
 //   (none) [chunk]        bytes on stdin go to the line assembler and parser exactly as the firmware
 //                         feeds them; one reply per request (error replies as the firmware sends them)
 //   error <limit>         each stdin line is the message of an error reply to `info @42`
@@ -22,7 +22,7 @@
 #include "protocol.h"
 
 // ------------------------------------------------------------------------ the old writer
-// firmware/src/protocol.c before replies were streamed (commit d9924b2), names prefixed `old_`: the
+// firmware/src/link/protocol.c before replies were streamed (commit d9924b2), names prefixed `old_`: the
 // whole payload built in one buffer, then framed. The streaming writer must send the same bytes.
 typedef struct {
   char* buf;

@@ -1,4 +1,4 @@
-"""The firmware's request parser and reply framing (firmware/src/protocol.c), compiled for the host
+"""The firmware's request parser and reply framing (firmware/src/link/protocol.c), compiled for the host
 and fed good and hostile input; and compiled for the Cortex-M0+."""
 import json
 import random
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "firmware" / "src"
+SRC = Path(__file__).resolve().parents[2] / "firmware" / "src" / "link"
 HERE = Path(__file__).resolve().parent
 
 
