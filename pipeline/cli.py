@@ -185,9 +185,13 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 def cmd_flash(args: argparse.Namespace) -> int:
     """Flash a run's board image (picotool, or UF2 copy to the RPI-RP2 drive), then measure it."""
+    from pipeline.board.connect import flashed_board
     from pipeline.flow.rundir import RunDir
-    from pipeline.board.flash import flash
+    from pipeline.flow.runner import measure_run
 
+    if args.emulator and args.drive:
+        raise PipelineError("--drive names a real Pico's RPI-RP2 drive; the emulated Pico brings its own",
+                            hint="leave out --drive, or --emulator")
     run = RunDir.existing(args.run, args.runs_dir)
     man = run.read_manifest()
     image = (man.get("stages", {}).get("build", {}).get("metrics") or {}).get("image")
@@ -195,13 +199,11 @@ def cmd_flash(args: argparse.Namespace) -> int:
         raise PipelineError(f"run {run.name} holds the {image or 'no'} image, not the board image",
                             hint="build it with `picotflm build RECIPE --name NAME --set build.image=board` "
                                  "(or `make flash`)")
-    port = flash(run.path("firmware.uf2"), drive=args.drive, log=status)
-    say(f"flashed {run.path('firmware.uf2')}; the board is on {port}")
-    if args.no_measure:
-        return 0
-    from pipeline.flow.runner import measure_run
-
-    _print_measured(measure_run(run, port, _options(args), log=status))
+    measure_run(run, None, _options(args), log=status, until="build")  # flash the image of today's sources
+    with flashed_board(run.path("firmware.uf2"), emulated=args.emulator, drive=args.drive, log=status) as (port, where):
+        say(f"flashed {run.path('firmware.uf2')}; the board is on {port} ({where})")
+        if not args.no_measure:
+            _print_measured(measure_run(run, port, _options(args), log=status, port_label=where))
     return 0
 
 
@@ -440,6 +442,9 @@ def _flash_args(p: argparse.ArgumentParser) -> None:
     _report_args(p)
     p.add_argument("--drive", default=None, help="the mounted RPI-RP2 drive (default: found automatically)")
     p.add_argument("--no-measure", action="store_true", help="only flash; do not measure afterwards")
+    p.add_argument("--emulator", action="store_true",
+                   help="flash the emulated Pico instead of a real one: the UF2 goes onto its BOOTSEL drive, "
+                        "it boots the board image, and it is measured over its USB serial port")
 
 
 def _arena_args(p: argparse.ArgumentParser) -> None:

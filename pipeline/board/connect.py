@@ -30,12 +30,13 @@ def firmware_required() -> bool:
 
 
 @contextlib.contextmanager
-def board_port(elf: Path, port: str | None, image: str):
+def board_port(elf: Path, port: str | None, image: str, label: str | None = None):
     """``(port, where)``: the real board on ``port``, else the emulated Pico running ``elf`` (an image of
     kind ``image``: ``board``, the image a user flashes, or ``emulator``).
+    ``label`` says what the board on ``port`` is (default: a real board).
     :class:`BoardUnavailable` when there is neither (the caller may skip, or report it)."""
     if port:
-        yield port, "real board on " + port
+        yield port, label or "real board on " + port
         return
     if image not in EMULATED_LABELS:
         raise BoardUnavailable(f"not measured: unknown image kind {image!r}", hint="rebuild the run's firmware")
@@ -50,3 +51,28 @@ def board_port(elf: Path, port: str | None, image: str):
         raise BoardUnavailable(f"not measured: {e.message}", hint=e.hint) from None
     with EmulatedPico(elf, kind=image) as pico:
         yield pico.port, EMULATED_LABELS[image]
+
+
+@contextlib.contextmanager
+def flashed_board(uf2: Path, *, emulated: bool = False, drive: Path | None = None, log=None,
+                  port_wait_timeout: float = 10.0):
+    """Flash ``uf2`` the way a desk does and yield ``(port, where)`` of the board that comes back.
+
+    A real Pico: picotool, or a copy onto its RPI-RP2 drive (``drive``), then its USB serial port.
+    ``emulated``: the same path to an emulated Pico held in BOOTSEL: the UF2 copied onto its drive
+    folder, the board image booting from it, its port found by the Pico's USB VID:PID."""
+    from pipeline.board.flash import flash
+
+    if not emulated:
+        port = flash(uf2, drive=drive, log=log, port_wait_timeout=port_wait_timeout)
+        yield port, "real board on " + port
+        return
+    from pipeline.board.emulator import check_emulator_dir, emulator_dir, find_node
+    from pipeline.board.emulator.bootsel import EmulatedBootsel
+
+    find_node()
+    check_emulator_dir(emulator_dir(), "board")
+    with EmulatedBootsel() as bootsel:
+        port = flash(uf2, drive=bootsel.drive, picotool=None, list_ports=bootsel.list_ports, log=log,
+                     port_wait_timeout=max(port_wait_timeout, 60.0))
+        yield port, EMULATED_LABELS["board"]

@@ -43,6 +43,7 @@ class RunOptions:
     force: bool = False  # run every stage even when up to date
     rerun: tuple[str, ...] = ()  # stages to run again even when up to date (e.g. measure on a board)
     port: str | None = None  # serial port of a board (measure)
+    port_label: str | None = None  # what the board on `port` is, for reports (default: a real board)
     emulator: bool = False  # measure on the emulated Pico
     extra: dict[str, Any] = field(default_factory=dict)  # anything else a stage needs (SDK paths, ...)
 
@@ -329,18 +330,21 @@ def run_recipe(recipe: Recipe, run: RunDir, options: RunOptions | None = None, l
 
 
 
-def measure_run(run: RunDir, port: str | None, options: RunOptions | None = None, log: Log = _quiet) -> RunSummary:
-    """Measure ``run`` again (its recorded recipe, up to the measure stage): the board on ``port``, or
-    the emulated Pico. The other stages are up to date and are not run again."""
+def measure_run(run: RunDir, port: str | None, options: RunOptions | None = None, log: Log = _quiet,
+                port_label: str | None = None, until: str = "measure") -> RunSummary:
+    """Bring ``run`` up to date with its recorded recipe, up to ``until``: ``build`` before flashing
+    (so that the image flashed is the current one), ``measure`` to measure it again (the board on
+    ``port``, or the emulated Pico). Stages that are up to date are not run again."""
     import dataclasses
 
     from pipeline.flow.recipe import recipe_of_run
 
     recipe = recipe_of_run(run.read_manifest())
-    if "measure" not in recipe.stages:
-        raise PipelineError(f"run {run.name}'s recipe has no 'measure' stage", hint="add 'measure' to the recipe's 'stages'")
-    options = dataclasses.replace(options or RunOptions(), port=port, rerun=("measure",))
-    return run_recipe(recipe, run, options, log=log, until="measure")
+    if until not in recipe.stages:
+        raise PipelineError(f"run {run.name}'s recipe has no {until!r} stage", hint=f"add {until!r} to the recipe's 'stages'")
+    rerun = ("measure",) if until == "measure" else ()
+    options = dataclasses.replace(options or RunOptions(), port=port, port_label=port_label, rerun=rerun)
+    return run_recipe(recipe, run, options, log=log, until=until)
 
 
 REPORT_FILES = ("report.md", "report.json")

@@ -279,7 +279,7 @@ def measure_stage(ctx: StageContext, cfg) -> dict:
     image = ctx.config("build").image if "build" in ctx.recipe.stages else "emulator"
     t0 = time.perf_counter()
     try:
-        with board_port(ctx.path("firmware.elf"), ctx.options.port, image) as (port, where):
+        with board_port(ctx.path("firmware.elf"), ctx.options.port, image, ctx.options.port_label) as (port, where):
             result = measure(port, **kwargs)
     except BoardUnavailable as e:
         raise StageSkipped(e.message) from None
