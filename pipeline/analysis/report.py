@@ -290,6 +290,8 @@ def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
         "device_ram_total_bytes": meas.get("ram_total_bytes"),
         "device_median_us": bench.get("median_us"),
         "device_median_cycles": bench.get("median_cycles"),
+        "device_one_core_median_us": (meas.get("bench_one_core") or {}).get("median_us"),
+        "two_core_speedup": meas.get("two_core_speedup"),
         "cycles_per_mac": meas.get("cycles_per_mac"),
         "golden_exact": f"{golden.get('exact')}/{golden.get('count')}" if golden else None,
         "layers": ver.get("layers") or [],
@@ -328,11 +330,16 @@ def summary_markdown(manifest: dict[str, Any], payload: dict[str, Any] | None = 
         ["invoke time, median", v(k["device_median_us"], " us") + (f" ({fmt(k['device_median_cycles'])} cycles)"
                                                                    if k["device_median_cycles"] else ""),
          k["measured_on"] or na],
+        *([["invoke time, median, one core (`cores 1`, same image)", v(k["device_one_core_median_us"], " us")
+            + f" (two cores: {k['two_core_speedup']:.2f}x faster)", (k["measured_on"] or na)
+            + ("; lockstep cores without bus contention: an upper bound for a Pico"
+               if (k["measured_on"] or "").startswith("emulated") else "")]]
+          if k["two_core_speedup"] else []),
         ["cycles per MAC", v(k["cycles_per_mac"]), k["measured_on"] or na],
         ["flash used of 2 MB", v(k["flash_bytes"], " B"), "ELF sections"],
         ["static RAM (.data + .bss incl. arena)", v(k["static_ram_bytes"], " B"), "ELF sections"],
         ["stack peak", v(k["device_stack_peak_bytes"], " B"), k["measured_on"] or na],
-        ["RAM total (static + heap + stack peak) of 264 KB", v(k["device_ram_total_bytes"], " B"),
+        ["RAM total (static + heap + stack peaks) of 264 KB", v(k["device_ram_total_bytes"], " B"),
          k["measured_on"] or na],
         ["golden outputs bit-exact vs host TFLM", v(k["golden_exact"]), k["measured_on"] or na],
     ]

@@ -113,6 +113,14 @@ def measure(port: str, *, expect_hash: str | None, bench_runs: int = 10, frames:
         bench = board.request("bench", bench_runs, timeout=timeout + 2.0 * bench_runs * per_invoke)
         gaps["bench"] = _gaps("bench", bench)
 
+        one_core = None
+        if _num(I, "cores") == 2:  # the same image again on core 0 alone, then both cores back
+            board.request("cores", 1)
+            say(f"bench on one core: {bench_runs} invokes")
+            one_core = board.request("bench", bench_runs, timeout=timeout + 4.0 * bench_runs * per_invoke)
+            board.request("cores", 2)
+            gaps["bench one core"] = _gaps("bench", one_core)
+
         n_golden = int(_num(I, "golden_count") or 0)
         out_bytes = int(_num(I, "output_bytes") or 0)
         golden_wait = timeout + 2.0 * max(n_golden, 1) * per_invoke \
@@ -167,6 +175,11 @@ def measure(port: str, *, expect_hash: str | None, bench_runs: int = 10, frames:
 
     # Latency.
     median_us, median_cycles = _num(B, "median_us"), _num(B, "median_cycles")
+    if one_core is not None:
+        O = one_core.figures()
+        result["bench_one_core"] = O
+        if _num(O, "median_cycles") and median_cycles:
+            result["two_core_speedup"] = round(O["median_cycles"] / median_cycles, 3)
     result["latency_ms"] = round(median_us / 1000.0, 3) if median_us is not None else None
     result["inferences_per_second"] = round(1e6 / median_us, 2) if median_us else None
     if macs:

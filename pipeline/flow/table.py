@@ -107,7 +107,9 @@ def measure_headline(m: dict) -> str:
     b = m.get("bench") or {}
     mem = m.get("mem") or {}
     g = m.get("golden") or {}
-    return (f"{m.get('source', '?')}: median {b.get('median_us', '?')} us ({m.get('cycles_per_mac', 0):.1f} cycles/MAC), "
+    cores = (f" on two cores, {(m.get('bench_one_core') or {}).get('median_us', '?')} us on one "
+             f"({m['two_core_speedup']:.2f}x)" if m.get("two_core_speedup") else "")
+    return (f"{m.get('source', '?')}: median {b.get('median_us', '?')} us{cores} ({m.get('cycles_per_mac', 0):.1f} cycles/MAC), "
             f"arena used {mem.get('arena_used', '?')} B, RAM {m.get('ram_total_bytes', '?')} B, golden "
             f"{g.get('exact', '?')}/{g.get('count', '?')} exact")
 

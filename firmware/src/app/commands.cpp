@@ -13,6 +13,7 @@
 #include "board.h"
 #include "crc32.h"
 #include "golden_data.h"
+#include "kernels/pk_multicore.h"
 #include "model_config.h"
 #include "model_data.h"
 
@@ -54,6 +55,7 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_str(&j, "board", "pico");
   ptf_json_int(&j, "clock_hz", board_clock_hz());
   ptf_json_int(&j, "cores", PICOTFLM_RUNNING_CORES);
+  ptf_json_int(&j, "cores_enabled", PICOTFLM_RUNNING_CORES == 2 && pk_core1_enabled() ? 2 : 1);
 #if defined(PICOTFLM_CORE1_ON_CORE0)
   ptf_json_int(&j, "core1_on_core0", 1);
 #endif
@@ -64,6 +66,19 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "golden_count", PICOTFLM_GOLDEN_COUNT);
   ptf_json_str(&j, "status", g_ready ? "ready" : "error");
   ptf_json_str(&j, "setup_error", setup_error());
+  send(&j);
+}
+
+// `cores <n>`: 2 gives core 1 its share of every split op (the board image's default); 1 runs the
+// same image on core 0 alone, so that one image is measured both ways.
+__attribute__((noinline)) void cmd_cores(uint32_t n) {
+  if (n < 1 || n > (uint32_t)PICOTFLM_RUNNING_CORES) {
+    return send_error("range", PICOTFLM_RUNNING_CORES == 2 ? "cores takes 1 or 2" : "this image runs one core: cores takes 1");
+  }
+  pk_core1_set_enabled(n == 2);
+  ptf_json_t j;
+  begin(&j, "cores");
+  ptf_json_int(&j, "cores_enabled", (long long)n);
   send(&j);
 }
 
@@ -260,6 +275,8 @@ __attribute__((noinline)) void handle(const ptf_request_t& r) {
       return cmd_select(r.n);
     case PTF_CMD_POLICY:
       return cmd_policy(r);
+    case PTF_CMD_CORES:
+      return cmd_cores(r.n);
     default:
       break;
   }

@@ -25,7 +25,7 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
   pk_chan_setup chan[8];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
   pk_chan_setup* const chan_cache = p->out_c <= 8 ? chan : nullptr;
   const int32_t groups = depthwise ? 0 : pk_conv_groups(p);
-  const bool both = PICOTFLM_CORES == 2 && groups >= 2;
+  const bool both = PICOTFLM_CORES == 2 && groups >= 2 && pk_core1_enabled();
   for (int32_t oy = 0; oy < p->out_h;) {
     const int32_t end = pk_inplace_band_end(p, oy, lead);
     if (end <= oy) return false;

@@ -68,7 +68,7 @@ inline bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, 
   if (out_lo < in_hi && in_lo < out_hi) return RunConvInPlace(p, in, w, bias, out, depthwise);
 #if PICOTFLM_CORES == 2
   pk_part parts[2];
-  if (pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
+  if (pk_core1_enabled() && pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
     const PartJob core1 = {p, in, w, bias, out, parts[1], depthwise, kAllChannels};
     pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
     RunPart(p, parts[0], in, w, bias, out, depthwise, &kAllChannels);

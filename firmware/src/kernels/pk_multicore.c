@@ -39,6 +39,11 @@ static void core1_loop(void) {
     }
 }
 
+static int g_enabled = 1;
+
+void pk_core1_set_enabled(int on) { g_enabled = on != 0; }
+int pk_core1_enabled(void) { return g_enabled; }
+
 static void launch(void) {
     multicore_reset_core1();
     // All but its top 64 bytes (the bootrom's core 1 wait loop and the words multicore_launch_core1
@@ -49,6 +54,10 @@ static void launch(void) {
 }
 
 void pk_core1_start(void (*fn)(void*), void* arg) {
+    if (!g_enabled) {  // one core: core 1's share runs here, now; pk_core1_wait has nothing to wait for
+        fn(arg);
+        return;
+    }
     if (!g_launched) launch();
     g_fn = fn;
     g_arg = arg;
@@ -57,6 +66,7 @@ void pk_core1_start(void (*fn)(void*), void* arg) {
 }
 
 void pk_core1_wait(void) {
+    if (!g_enabled) return;
     (void)multicore_fifo_pop_blocking();
     __dmb();
 }
@@ -96,6 +106,9 @@ void pk_core1_start(void (*fn)(void*), void* arg) {
 
 void pk_core1_wait(void) {}
 
+void pk_core1_set_enabled(int on) { (void)on; }
+int pk_core1_enabled(void) { return 1; }
+
 #endif
 
 uint32_t pk_core1_jobs(void) { return g_jobs; }
@@ -113,6 +126,8 @@ uint32_t pk_core1_stack_peak(void) {
 
 void pk_core1_start(void (*fn)(void*), void* arg) { fn(arg); }
 void pk_core1_wait(void) {}
+void pk_core1_set_enabled(int on) { (void)on; }
+int pk_core1_enabled(void) { return 0; }
 uint32_t pk_core1_jobs(void) { return 0; }
 uint32_t pk_core1_stack_peak(void) { return 0; }
 uint32_t pk_core1_stack_size(void) { return 0; }

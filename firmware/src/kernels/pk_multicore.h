@@ -18,6 +18,10 @@ extern "C" {
 void pk_core1_start(void (*fn)(void*), void* arg);
 // Blocks until the job started last has returned on core 1 (its writes are visible to core 0).
 void pk_core1_wait(void);
+// Whether jobs go to core 1 (the default in a two-core image) or run on core 0 at once, in the
+// caller: `cores 1` measures the same image on one core. Always 0 in a one-core image.
+void pk_core1_set_enabled(int on);
+int pk_core1_enabled(void);
 // Jobs core 1 has run since boot (0: never launched).
 uint32_t pk_core1_jobs(void);
 // Deepest use of core 1's stack since it was launched, in bytes (painted stack; 0 before launch),

@@ -141,6 +141,14 @@ void ptf_parse(const char* line, uint32_t len, int overflow, uint32_t input_byte
     r->cmd = PTF_CMD_SELECT;  // the firmware checks the index against its variants
     return;
   }
+  if (CMD_IS("cores")) {
+    if (nargs != 1 || !parse_dec(a[0].s, a[0].n, &r->n)) {
+      set_error(r, "bad_arg", "usage: cores <1|2>");
+      return;
+    }
+    r->cmd = PTF_CMD_CORES;  // the firmware checks the count against the cores it has
+    return;
+  }
   if (CMD_IS("policy")) {
     int conf = nargs == 2 && a[0].n == 10 && memcmp(a[0].s, "confidence", 10) == 0;
     int margin = nargs == 2 && a[0].n == 6 && memcmp(a[0].s, "margin", 6) == 0;

@@ -29,6 +29,7 @@ typedef enum {
   PTF_CMD_SELECT,
   PTF_CMD_POLICY,
   PTF_CMD_AUTO,
+  PTF_CMD_CORES,
   PTF_CMD_ERROR  // a request that gets an error reply (err/msg set)
 } ptf_cmd_t;
 
@@ -37,7 +38,7 @@ typedef struct {
   char name[16];  // the command as sent, when it is safe to echo (else "?")
   int has_id;
   uint32_t id;
-  uint32_t n;    // bench: runs; arena: bytes; load: offset; infer/auto: length; select: variant;
+  uint32_t n;    // bench: runs; arena: bytes; load: offset; infer/auto: length; select: variant; cores: 1 or 2;
                  // policy: metric (0 confidence, 1 margin)
   uint32_t crc;  // infer/auto: CRC-32 of the input bytes
   uint32_t threshold;  // policy: threshold in thousandths (0..1000)
