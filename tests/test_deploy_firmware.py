@@ -95,3 +95,11 @@ def test_person_detection_deploys_and_runs(work):
     _deploy(work, example_model("person_detect", work))
     m = _board_equals_host_tflm(work, "person_detect")
     assert m["macs"] == 7_157_888 and 60_000 < m["mem"]["arena_used"] < 100_000
+
+
+def test_a_dilated_convolution_is_reported_by_verify_and_runs_as_host_tflm(work):
+    """TFLM and TFLite differ on it (said before the build); the board still equals host TFLM."""
+    (work / "dilated.tflite").write_bytes(_models.dilated_int8_tflite())
+    r = _deploy(work, work / "dilated.tflite")
+    assert "compute this model differently" in r.stdout
+    _board_equals_host_tflm(work, "dilated")
