@@ -134,6 +134,41 @@ def _run_until(args: argparse.Namespace, stage: str, rerun: tuple[str, ...] = ()
     return summary
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """A user's .tflite through inspect, host TFLM, render, build and measure: what will and won't work
+    is printed (and refused) before anything is written."""
+    from pipeline.config import check_run_name
+    from pipeline.flow.recipe import deploy_recipe, parse_overrides
+    from pipeline.flow.rundir import RunDir
+    from pipeline.flow.runner import run_recipe
+    from pipeline.flow.steps import tflite_check
+    from pipeline.flow.table import measure_headline
+    from pipeline.stages.support import support_lines
+
+    if args.name is not None:
+        check_run_name(args.name)
+    recipe = deploy_recipe(args.model, inputs=args.inputs, name=args.name, overrides=parse_overrides(args.set))
+    status(f"deploy: inspecting {args.model} (operators, types, host TFLM arena) ...")
+    pre = tflite_check(recipe)
+    for line in support_lines(pre.table):
+        say(line)
+    say(f"inputs: {len(pre.inputs.x)} ({pre.inputs.source})")
+    summary = run_recipe(recipe, RunDir.of(recipe.name, args.runs_dir), _options(args, rerun=("measure",)), log=status)
+    stages = summary.manifest.get("stages", {})
+    ver = (stages.get("verify") or {}).get("metrics") or {}
+    if ver.get("tflm_vs_tflite_warning"):
+        say(f"warning: {ver['tflm_vs_tflite_warning']}")
+    for o in summary.outcomes:
+        if o.status == "skipped":
+            say(f"{o.name}: not run: {o.reason}")
+    meas = stages.get("measure") or {}
+    if meas.get("status") == "done":
+        say(f"measured on {meas['metrics'].get('where')}")
+        say(measure_headline(meas["metrics"]))
+    say(summary.line())
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     """Render the run's model into firmware sources (runs/RUN/firmware/)."""
     summary = _run_until(args, "render")
@@ -416,6 +451,20 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="run every stage, even those that are up to date")
 
 
+def _deploy_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="the .tflite file to deploy")
+    p.add_argument("--inputs", default=None, metavar="FILE_OR_DIR",
+                   help="inputs to verify and measure with: a .npz (x, optional y labels), a .npy, or an image folder "
+                        "(one sub-folder per class gives labels); default: seeded random inputs")
+    p.add_argument("--name", default=None, help="run name: the run directory is RUNS_DIR/NAME (default: the file's name)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories go (default: runs)")
+    p.add_argument("--set", action="append", metavar="STAGE.KEY=VALUE", default=[],
+                   help="override a setting, e.g. --set build.kernels=stock or --set tflite.random_inputs=32 (repeatable)")
+    p.add_argument("--force", action="store_true", help="run every stage, even those that are up to date")
+    p.add_argument("--port", default=None, help="serial port of a real Pico (e.g. /dev/ttyACM0); "
+                                                  "default: the emulated Pico")
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/samples", help="folder for the sample PNGs (default: runs/samples)")
     p.add_argument("--samples", type=_positive_int, default=8, metavar="N", help="sample images per class (default: 8)")
@@ -563,6 +612,8 @@ COMMANDS: list[Command] = [
     Command("data", "make the dataset, print its summary and write sample images per class", _data_args, cmd_data),
     Command("train", "run the data, model and train stages of a recipe", _run_args, cmd_train),
     Command("run", "run every stage of a recipe and write the report", _run_args, cmd_run),
+    Command("deploy", "take a .tflite onto the Pico: what will and won't work, host TFLM, render, build, measure",
+            _deploy_args, cmd_deploy),
     Command("report", "write and print the report of a run", _report_args, cmd_report),
     Command("render", "render the model into firmware sources (C array, op resolver, config, golden data)",
             _run_args, cmd_render),

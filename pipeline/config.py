@@ -224,6 +224,28 @@ class ConvertConfig:
 
 
 @dataclass(frozen=True)
+class TfliteConfig:
+    """A user's ``.tflite`` as the start of a run (the flow enters at verify): the model file, and the
+    inputs to verify and measure it with (a ``.npz``/``.npy`` file or an image folder; none: seeded
+    random inputs over the input's range)."""
+
+    path: str = ""  # the .tflite file (copied into the run as model.tflite)
+    inputs: str = ""  # .npz (x / inputs, optional y / labels), .npy, or an image folder (one sub-folder per class)
+    random_inputs: int = 16  # how many seeded random inputs when `inputs` is empty
+    seed: int = 0
+    max_inputs: int = 256  # at most this many of the user's inputs are kept (the first ones)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str):  # empty here; a recipe with the stage must name it (flow.recipe)
+            raise _bad("tflite", "path", self.path, "the path of a .tflite file")
+        if not isinstance(self.inputs, str):
+            raise _bad("tflite", "inputs", self.inputs, "a .npz or .npy file, an image folder, or \"\" (seeded random)")
+        _int_range("tflite", "random_inputs", self.random_inputs, 1, 10_000)
+        _int_range("tflite", "seed", self.seed, 0)
+        _int_range("tflite", "max_inputs", self.max_inputs, 1, 100_000)
+
+
+@dataclass(frozen=True)
 class VerifyConfig:
     reference_samples: int = 64  # seeded inputs for TFLM vs TFLite agreement
     max_arena_bytes: int = 1 << 20  # upper bound of the arena bisection

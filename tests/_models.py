@@ -80,3 +80,96 @@ def render_with_golden(data: bytes, out, cfg=None, *, golden: int = 4, host_aren
     render(data, cfg or RenderConfig(), out, golden_inputs=x, golden_outputs=y, golden_labels=list(range(golden)),
            class_names=CLASSES, host_arena_bytes=arena, provenance={"tool_version": "test"})
     return info
+
+
+# ------------------------------------------------------- models nobody here trained (picotflm deploy)
+def _convert_int8(model, shape, *, float_io: bool = False, n: int = 16) -> bytes:
+    """Post-training full-integer conversion of a Keras model, int8 I/O unless ``float_io``."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+
+    def rep():
+        for _ in range(n):
+            yield [rng.random((1,) + tuple(shape), dtype=np.float32)]
+
+    c = tf.lite.TFLiteConverter.from_keras_model(model)
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = rep
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if not float_io:
+        c.inference_input_type = tf.int8
+        c.inference_output_type = tf.int8
+    return c.convert()
+
+
+@functools.lru_cache(maxsize=None)
+def pool_add_int8_tflite() -> bytes:
+    """int8, input 32x32x1, with AVERAGE_POOL_2D, RESHAPE and ADD besides CONV_2D and FULLY_CONNECTED."""
+    keras = _keras()
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    i = L.Input((32, 32, 1))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(i)
+    a = L.Conv2D(8, 1, activation="relu")(x)
+    x = L.Add()([x, a])
+    x = L.AveragePooling2D(4)(x)
+    x = L.Reshape((4 * 4 * 8,))(x)
+    out = L.Dense(3)(x)
+    return _convert_int8(keras.Model(i, out), (32, 32, 1))
+
+
+@functools.lru_cache(maxsize=None)
+def float_io_tflite() -> bytes:
+    """A float32 model (float input, weights and output): Conv2D, pooling, Dense."""
+    import tensorflow as tf
+
+    keras = _keras()
+    keras.utils.set_random_seed(4)
+    L = keras.layers
+    i = L.Input((12, 12, 2))
+    x = L.Conv2D(4, 3, activation="relu")(i)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Flatten()(x)
+    out = L.Dense(2)(x)
+    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(i, out)).convert()
+
+
+@functools.lru_cache(maxsize=None)
+def reverse_tflite() -> bytes:
+    """A float model with REVERSE_V2, an operator TFLM does not have."""
+    import tensorflow as tf
+
+    keras = _keras()
+    L = keras.layers
+    i = L.Input((8,))
+    x = L.Lambda(lambda t: tf.reverse(t, axis=[1]))(i)
+    out = L.Dense(2)(x)
+    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(i, out)).convert()
+
+
+@functools.lru_cache(maxsize=None)
+def dilated_int8_tflite() -> bytes:
+    """A Keras dilated convolution, int8: the converter writes SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND around
+    the CONV_2D, and host TFLM computes it differently from TFLite."""
+    keras = _keras()
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    i = L.Input((20, 20, 3))
+    x = L.Conv2D(4, 3, dilation_rate=2, padding="valid")(i)
+    x = L.GlobalAveragePooling2D()(x)
+    out = L.Dense(3)(x)
+    return _convert_int8(keras.Model(i, out), (20, 20, 3))
+
+
+@functools.lru_cache(maxsize=None)
+def big_activation_int8_tflite() -> bytes:
+    """int8, input 128x128x3 and a 32-channel convolution: 512 KB of activations, more than the RP2040's SRAM."""
+    keras = _keras()
+    keras.utils.set_random_seed(5)
+    L = keras.layers
+    i = L.Input((128, 128, 3))
+    x = L.Conv2D(32, 3, padding="same")(i)
+    x = L.GlobalAveragePooling2D()(x)
+    out = L.Dense(2)(x)
+    return _convert_int8(keras.Model(i, out), (128, 128, 3), n=4)

@@ -293,6 +293,20 @@ CASES = [
     Case("tflite-truncated-as-model", run_of(""), tflite_as_model("truncated"), needle="m.tflite"),
     Case("tflite-float-as-model", run_of(""), tflite_as_model("float"), needle="m.tflite"),
     Case("tflite-int8-as-model", run_of(""), tflite_as_model("int8"), needle="m.tflite"),
+    # a user's .tflite given to `picotflm deploy`
+    Case("deploy-empty", ("deploy", "{tmp}/m.tflite", *RUN), w("m.tflite", b""), needle="is empty"),
+    Case("deploy-garbage", ("deploy", "{tmp}/m.tflite", *RUN), w("m.tflite", b"\x01" * 3000),
+         needle="not a TFLite flatbuffer"),
+    Case("deploy-truncated", ("deploy", "{tmp}/m.tflite", *RUN), lambda t: (t / "m.tflite").write_bytes(
+         TFLITES["truncated"]()), needle="truncated"),
+    Case("deploy-keras-zip", ("deploy", "{tmp}/m.keras", *RUN), w("m.keras", b"PK\x03\x04" + bytes(200)),
+         needle="zip archive"),
+    Case("deploy-missing", ("deploy", "{tmp}/none.tflite", *RUN), None, needle="does not exist"),
+    Case("deploy-inputs-shape", ("deploy", "{tmp}/m.tflite", "--inputs", "{tmp}/x.npy", *RUN),
+         lambda t: ((t / "m.tflite").write_bytes(_int8()), np.save(t / "x.npy", np.zeros((2, 3), np.int8))),
+         needle="shape 2x3"),
+    Case("deploy-bad-set", ("deploy", "{tmp}/m.tflite", "--set", "tflite.random_inputs=0", *RUN),
+         lambda t: (t / "m.tflite").write_bytes(_int8()), needle="tflite.random_inputs"),
     # SDK paths and serial ports
     Case("sdk-missing", run_of("", "--name", "r"), prepared_run("build"),
          env={"PICO_SDK_PATH": "/nonexistent/pico-sdk", "PICOTFLM_REQUIRE_FIRMWARE": "1"}, needle="/nonexistent/pico-sdk"),
@@ -319,7 +333,7 @@ def _readonly(p: Path) -> None:
     p.chmod(stat.S_IRUSR | stat.S_IXUSR)
 
 
-_STATUS = re.compile(r"^(\[\d+/\d+\] [a-z]+: |data: .+ \.\.\.$)")
+_STATUS = re.compile(r"^(\[\d+/\d+\] [a-z]+: |(data|deploy): .+ \.\.\.$)")
 _TEMP = re.compile(r"(\.tmp|^\.write-probe\.|\.partial$)")
 
 

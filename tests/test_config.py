@@ -132,3 +132,26 @@ def test_emulate_core1_is_for_the_emulator_image_only():
 def test_bad_run_names(name):
     with pytest.raises(ConfigError):
         check_run_name(name)
+
+
+def test_recipes_that_start_from_a_tflite():
+    r = parse_recipe({"stages": ["tflite", "verify", "render", "build", "measure"], "tflite": {"path": "m.tflite"}}, "r")
+    assert r.config("tflite").path == "m.tflite" and "data" not in r.stages
+    with pytest.raises(ConfigError, match="tflite.path is empty"):
+        parse_recipe({"stages": ["tflite", "verify"]}, "r")
+    with pytest.raises(ConfigError, match="'tflite' starts a run of its own"):
+        parse_recipe({"stages": ["data", "model", "train", "tflite", "verify"], "tflite": {"path": "m.tflite"}}, "r")
+    with pytest.raises(ConfigError, match="the first stage 'verify' reads what no stage before it writes"):
+        parse_recipe({"stages": ["verify", "render"]}, "r")
+    with pytest.raises(ConfigError, match="'render' needs 'verify'"):
+        parse_recipe({"stages": ["tflite", "render"], "tflite": {"path": "m.tflite"}}, "r")
+
+
+def test_stage_inputs_follow_where_the_run_starts():
+    from pipeline.flow.table import STAGE_BY_NAME
+
+    tfl = parse_recipe({"stages": ["tflite", "verify", "render", "build", "measure"], "tflite": {"path": "m"}}, "r")
+    trained = load_recipe("int8")
+    for stage in ("verify", "render", "measure"):
+        assert "inputs.npz" in STAGE_BY_NAME[stage].input_names(tfl)
+        assert "data.npz" in STAGE_BY_NAME[stage].input_names(trained)

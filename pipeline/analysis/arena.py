@@ -125,9 +125,15 @@ def find_device_minimum(port: str, *, expect_hash: str | None, max_bytes: int | 
             raise _rebuild_error(top, compiled)
         top -= top % ALIGN
 
+        # Each step sets the board up again and runs every golden input: a large model's step takes as
+        # long as its invokes (person detection on the emulated Pico: ~20 s). The first step may take
+        # four times step_timeout; the others three times what it took, at least step_timeout.
+        wait = {"s": 4.0 * step_timeout}
+
         def step(limit: int) -> dict[str, Any]:
+            t_step = time.perf_counter()
             try:
-                r = board.request("arena", limit, timeout=step_timeout, raise_on_error=False)
+                r = board.request("arena", limit, timeout=wait["s"], raise_on_error=False)
             except SerialLinkError as e:
                 done = ", ".join(f"{s['arena_limit']}:{'ok' if s['ok'] else 'fail'}" for s in steps[-4:])
                 raise PipelineError(
@@ -140,6 +146,8 @@ def find_device_minimum(port: str, *, expect_hash: str | None, max_bytes: int | 
             if not r.ok and r.err not in ("alloc", "setup"):
                 raise PipelineError(f"the board answered 'arena {limit}' with error {r.err}: {r.msg}",
                                     hint="flash firmware built by this picotflm")
+            if not steps:
+                wait["s"] = max(step_timeout, 3.0 * (time.perf_counter() - t_step))
             alloc = bool(r.ok and r.get("alloc_ok"))
             s = {"arena_limit": limit, "alloc_ok": alloc, "arena_used": int(r.get("arena_used") or 0) if r.ok else 0,
                  "invoke_ok": bool(r.ok and r.get("invoke_ok")), "golden_exact": bool(r.ok and r.get("golden_exact"))}
@@ -168,7 +176,7 @@ def find_device_minimum(port: str, *, expect_hash: str | None, max_bytes: int | 
                     hint="the board is not deterministic (reset, brown-out, another program on the port?): run again")
         finally:
             try:
-                board.request("arena", 0, timeout=step_timeout, raise_on_error=False)
+                board.request("arena", 0, timeout=wait["s"], raise_on_error=False)
             except PipelineError:
                 pass  # the board is gone: the error that got us here says so
         link = board.stats.as_dict() if hasattr(board, "stats") else {}

@@ -260,7 +260,8 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
 # ------------------------------------------------------------------- key figures and comparison
 def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
     """The figures a firmware engineer compares, each with where it was measured (None: not measured)."""
-    train, conv, ver = stage_metrics(manifest, "train"), stage_metrics(manifest, "convert"), stage_metrics(manifest, "verify")
+    train, ver = stage_metrics(manifest, "train"), stage_metrics(manifest, "verify")
+    conv = stage_metrics(manifest, "convert") or stage_metrics(manifest, "tflite")  # a user's .tflite: no convert
     build, meas = stage_metrics(manifest, "build"), stage_metrics(manifest, "measure")
     last_keras = None
     for st in ("prune", "cluster", "quantize"):

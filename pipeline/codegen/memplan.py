@@ -80,6 +80,12 @@ def _same_pad(in_size: int, out_size: int, stride: int, k: int) -> int:
     return total // 2
 
 
+# A Keras dilated convolution converts to SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND with a batch
+# the flatbuffer writes as 1 but the op produces as 4 (block 2x2): rows laid out as the shape says are
+# not the rows in memory, so no in-place plan around them (measured: golden 0/8 with it, 8/8 without).
+SHAPE_CHANGERS = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")
+
+
 def inplace_plan(tflite: bytes) -> InplacePlan | None:
     """The CONV_2D whose in-place output saves the most arena bytes, or None when none qualifies.
 
@@ -99,10 +105,14 @@ def inplace_plan(tflite: bytes) -> InplacePlan | None:
     operators = sg.operators or []
     graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
     readers: dict[int, list[int]] = {}
+    reshaped: set[int] = set()  # outputs of ops whose run-time shape is not the flatbuffer's
     for i, op in enumerate(operators):
         for ti in op.inputs if op.inputs is not None else []:
             if ti >= 0:
                 readers.setdefault(int(ti), []).append(i)
+        oc = model.operatorCodes[op.opcodeIndex]
+        if op_names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))) in SHAPE_CHANGERS:
+            reshaped.update(int(t) for t in (op.outputs if op.outputs is not None else []) if t >= 0)
     # Each buffer as TFLM's planner is given it (micro_allocation_info.cpp): the aligned size, and the
     # allocation scopes of its life, where operator k is scope k + 1 and the model's inputs start at 0.
     planned: dict[int, tuple[int, int, int]] = {
@@ -128,6 +138,8 @@ def inplace_plan(tflite: bytes) -> InplacePlan | None:
         if len(xs) != 4 or len(ys) != 4 or len(ws) != 4 or xs[0] != 1 or ys[0] != 1 or ws[3] != xs[3]:
             continue
         if int(opt.dilationHFactor or 1) != 1 or int(opt.dilationWFactor or 1) != 1:
+            continue
+        if ins[0] in reshaped or outs[0] in reshaped:
             continue
         if readers.get(ins[0]) != [i] or ins[0] in graph_outputs or ins[0] not in planned or outs[0] not in planned:
             continue

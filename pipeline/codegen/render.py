@@ -87,9 +87,14 @@ def check_fits_rp2040(model_bytes: int, arena_bytes: int, golden_bytes: int) -> 
 
 
 # ---------------------------------------------------------------------------------- render
-def _tensor_ctx(t) -> dict[str, Any]:
-    if t.dtype not in TFLITE_TYPES:
-        raise PipelineError(f"tensor type {t.dtype} is not supported by the firmware", hint="use int8 input/output")
+# The output element types the firmware reads (top-1, golden differences: its Element<> template).
+FIRMWARE_OUTPUT_TYPES = ("INT8", "UINT8", "INT16", "FLOAT32")
+
+
+def _tensor_ctx(t, output: bool = False) -> dict[str, Any]:
+    if t.dtype not in TFLITE_TYPES or (output and t.dtype not in FIRMWARE_OUTPUT_TYPES):
+        raise PipelineError(f"{'output' if output else 'input'} tensor type {t.dtype} is not supported by the firmware",
+                            hint="use int8 (or float32) input and output")
     return {
         "c_type": TFLITE_TYPES[t.dtype][0],
         "nbytes": t.nbytes,
@@ -111,6 +116,13 @@ def render(tflite: bytes, cfg: RenderConfig, out_dir: Path, *, golden_inputs: np
     return render_variants([RenderVariant("", tflite, golden_outputs)], cfg, out_dir, golden_inputs=golden_inputs,
                            golden_labels=golden_labels, class_names=class_names,
                            host_arena_bytes=host_arena_bytes, provenance=provenance)
+
+
+def _golden_label(label: int | None, class_names: Sequence[str]) -> str:
+    """``3 ("mixed")`` for a labelled golden input; ``none`` for an unlabelled one (seeded or a user's)."""
+    if label is None or not 0 <= int(label) < len(class_names):
+        return "none"
+    return f"{int(label)} ({c_string(class_names[int(label)])})"
 
 
 @dataclass(frozen=True)
@@ -175,14 +187,14 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
     first = None
     for v in variants:
         info: ModelInfo = inspect_tflite(v.tflite)
-        check_tflm_compatible(info)
+        check_tflm_compatible(info, require_int8_io=False)
         label = f"variant {v.name}: " if v.name else ""
         if info.output.elements != len(class_names):
             raise PipelineError(
                 f"{label}the model has {info.output.elements} outputs but {len(class_names)} class names were given",
                 hint="the data's classes must match the model's output units",
             )
-        in_ctx, out_ctx = _tensor_ctx(info.input), _tensor_ctx(info.output)
+        in_ctx, out_ctx = _tensor_ctx(info.input), _tensor_ctx(info.output, output=True)
         if first is None:
             first = (info, in_ctx, out_ctx)
         else:
@@ -245,7 +257,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         "fast_ops": [op for op in ops if op in FAST_KERNEL_OPS],
         "quant_tables": quant_tables,
         "count": count,
-        "inputs": [{"index": i, "label": f"{int(golden_labels[i])} ({c_string(class_names[int(golden_labels[i])])})",
+        "inputs": [{"index": i, "label": _golden_label(golden_labels[i], class_names),
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],
     }
     env = _environment()

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline import PACKAGE_DIR
 from pipeline.config import ConfigError, config_to_dict
+from pipeline.errors import PipelineError
 from pipeline.flow.table import STAGE_BY_NAME, STAGE_ORDER, STAGES
 
 RECIPES_DIR = PACKAGE_DIR / "recipes"
@@ -106,9 +107,7 @@ def parse_recipe(doc: dict[str, Any], name: str, source: str = "") -> Recipe:
             f"recipe {name}: stages are out of order: {', '.join(stages)}",
             hint="the pipeline order is " + " -> ".join(STAGE_ORDER),
         )
-    for required in ("data", "model"):
-        if required not in stages:
-            raise ConfigError(f"recipe {name}: stage {required!r} is required", hint="add it to 'stages'")
+    check_sources(name, tuple(stages))
     configs: dict[str, Any] = {}
     for key, value in doc.items():
         if key not in STAGE_BY_NAME:
@@ -147,29 +146,69 @@ def check_stage_compatibility(name: str, stages: tuple[str, ...], configs: dict[
             from pipeline.stages.optimize.quantize import check_layer_bits
 
             check_layer_bits(LAYER_TYPES, q)
+    t = configs.get("tflite")
+    if t is not None and not t.path:
+        raise ConfigError(f"recipe {name}: stage 'tflite' has no model file (tflite.path is empty)",
+                          hint="set path = \"your.tflite\" under [tflite], or run `picotflm deploy MODEL.tflite`")
     for later in ("prune", "cluster", "quantize", "convert", "verify", "render", "build", "measure"):
-        if later in stages and "train" not in stages and not _is_model_file(configs["model"].name):
+        if ("model" in stages and later in stages and "train" not in stages
+                and not _is_model_file(configs["model"].name)):
             raise ConfigError(
                 f"recipe {name}: stage {later!r} needs a trained model, but there is no 'train' stage",
                 hint="add 'train' to 'stages' or set model.name to a trained .keras file",
             )
     for dep in stages:
         for needs in producers_missing(dep, stages):
-            raise ConfigError(f"recipe {name}: stage {dep!r} needs {needs!r} before it", hint=f"add {needs!r} to 'stages'")
+            raise ConfigError(f"recipe {name}: stage {dep!r} needs '{needs}' before it", hint=f"add '{needs}' to 'stages'")
+
+
+def _input_names(stage: str, stages: tuple[str, ...]) -> tuple[str, ...]:
+    """The artifacts ``stage`` reads in a recipe of ``stages`` (those a recipe-dependent input names
+    only when the recipe has what it looks for: the run itself refuses the rest)."""
+    try:
+        return STAGE_BY_NAME[stage].input_names(Recipe(name="", stages=stages))
+    except PipelineError:
+        return ()
 
 
 def producers_missing(stage: str, stages: tuple[str, ...]) -> list[str]:
-    """The stages that write an artifact ``stage`` always reads (its fixed inputs in the table) and that
-    ``stages`` lacks before it; a Keras model or the dataset may come from several stages, so only
-    fixed inputs with a single writer count."""
+    """For each artifact ``stage`` reads that no stage before it in ``stages`` writes: the stage(s) of
+    the table that write it (``"convert' or 'tflite"`` when several do)."""
     before = stages[:stages.index(stage)]
     missing = []
-    st = STAGE_BY_NAME[stage]
-    for artifact in (st.inputs if isinstance(st.inputs, tuple) else ()):
+    for artifact in _input_names(stage, stages):
         writers = [s.name for s in STAGES if artifact in s.outputs]
-        if len(writers) == 1 and writers[0] not in before and writers[0] not in missing:
-            missing.append(writers[0])
+        if writers and not any(w in before for w in writers):
+            need = "' or '".join(writers)
+            if need not in missing:
+                missing.append(need)
     return missing
+
+
+def source_stages() -> tuple[str, ...]:
+    """The stages that read nothing of the run (``data``, ``tflite``): where a recipe starts."""
+    return tuple(s.name for s in STAGES if not s.inputs)
+
+
+def check_sources(name: str, stages: tuple[str, ...]) -> None:
+    """A recipe starts with one stage that reads nothing (the table's sources: images for training,
+    or a user's ``.tflite``) and has no other."""
+    sources = source_stages()
+    if not stages:
+        raise ConfigError(f"recipe {name}: 'stages' is empty: stage {' or '.join(repr(s) for s in sources)} is required",
+                          hint="list the stages, e.g. stages = [\"data\", \"model\", \"train\"]")
+    if stages[0] not in sources:
+        needs = producers_missing(stages[0], stages)
+        if len(needs) == 1 and "'" not in needs[0]:
+            raise ConfigError(f"recipe {name}: stage {needs[0]!r} is required", hint="add it to 'stages'")
+        raise ConfigError(f"recipe {name}: the first stage {stages[0]!r} reads what no stage before it writes",
+                          hint="start the recipe with " + " or ".join(repr(s) for s in sources))
+    later = [s for s in stages[1:] if s in sources]
+    if later:
+        raise ConfigError(f"recipe {name}: stage {later[0]!r} starts a run of its own (it reads nothing of the run), "
+                          f"but comes after {stages[0]!r}",
+                          hint="a recipe starts from 'data' (images and training) or from 'tflite' (a .tflite file), "
+                               "not both")
 
 
 def _is_model_file(name: str) -> bool:
@@ -247,3 +286,32 @@ def recipe_or_run(name: str | None, runs_dir: Path, overrides: dict[str, dict[st
         doc = json.loads(manifest.read_text(encoding="utf-8"))
         return recipe_of_run(doc, overrides, name=(doc.get("recipe") or {}).get("name", name)), name
     return load_recipe(name, overrides), None
+
+
+DEPLOY_STAGES = ("tflite", "verify", "render", "build", "measure")
+
+
+def deploy_recipe(model: str, *, inputs: str | None = None, name: str | None = None,
+                  overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
+    """The recipe of ``picotflm deploy MODEL.tflite``: the flow entered at verify with the user's model
+    (and inputs). The run is named after the file unless ``name`` is given; the C symbols too; the
+    kernels are picotflm's unless they cannot take the model's convolutions (then pico-tflmicro's)."""
+    import re
+
+    from pipeline.stages.support import kernels_for, read_model_file
+
+    path = Path(model).expanduser()
+    data = read_model_file(path)
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem).strip(".-_")[:64] or "model"
+    run = name or (stem if stem[0].isalnum() else f"m{stem}")[:64]
+    symbol = re.sub(r"\W", "_", path.stem, flags=re.ASCII)[:60] or "model"
+    doc: dict[str, Any] = {
+        "description": f"a user's .tflite ({path.name}): inspected, verified on host TFLM, rendered, built and measured",
+        "stages": list(DEPLOY_STAGES),
+        "tflite": {"path": str(path.resolve()), "inputs": str(Path(inputs).expanduser().resolve()) if inputs else ""},
+        "render": {"model_name": symbol if not symbol[0].isdigit() else f"m_{symbol}"},
+        "build": {"kernels": kernels_for(data)},
+    }
+    for stage, values in (overrides or {}).items():
+        doc.setdefault(stage, {}).update(values)
+    return parse_recipe(doc, name=run)

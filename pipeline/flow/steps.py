@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.flow.runner import StageContext, StageSkipped
-from pipeline.flow.table import convert_inputs
+from pipeline.flow.table import convert_inputs, samples
 
 
 def _splits(ctx: StageContext):
@@ -163,13 +163,68 @@ def convert_stage(ctx: StageContext, cfg) -> dict:
     }
 
 
-def verify_stage(ctx: StageContext, cfg) -> dict:
-    from pipeline.stages.verify import verify
+# ------------------------------------------------------------------ a user's .tflite
+def tflite_check(recipe, cfg=None):
+    """The preflight of a recipe's ``tflite`` stage with the settings of its later stages (the kernels
+    it is built with, the render margin, the arena bound): a :class:`pipeline.stages.support.Preflight`."""
+    from pipeline.stages.support import preflight
 
-    ds = ctx.load_dataset()
+    has = recipe.stages
+    return preflight(cfg or recipe.config("tflite"),
+                     kernels=recipe.config("build").kernels if "build" in has else "picotflm",
+                     render_cfg=recipe.config("render") if "render" in has else None,
+                     max_arena_bytes=recipe.config("verify").max_arena_bytes if "verify" in has else 1 << 20)
+
+
+def tflite_stage(ctx: StageContext, cfg) -> dict:
+    """A user's ``.tflite``: refused here, before anything is written, when TFLM cannot run it on the
+    RP2040 (operators, types, flash, SRAM); else copied in as ``model.tflite`` with its inputs."""
+    pre = tflite_check(ctx.recipe, cfg)
+    data, info, inputs = pre.data, pre.info, pre.inputs
+    ctx.write_bytes("model.tflite", data)
+    inputs.save(ctx.path("inputs.npz"))
+    return {
+        "model_file": Path(cfg.path).name,
+        "tflite_bytes": len(data),
+        "weight_bytes": info.weight_bytes,
+        "weight_dtypes": sorted({l.weight_dtype for l in info.layers if l.weight_dtype}),
+        "ops": info.ops,
+        "macs": info.macs,
+        "input": f"{info.input.dtype} {'x'.join(map(str, info.input.shape))}",
+        "output": f"{info.output.dtype} {'x'.join(map(str, info.output.shape))}",
+        "sha256": info.sha256,
+        "inputs": inputs.summary(),
+        "support": pre.table,
+    }
+
+
+def _load_inputs(ctx: StageContext):
+    """The ready input tensors (and labels, if any) of ``inputs.npz``."""
+    from pipeline.stages.inputs import ModelInputs
+
+    return ModelInputs.load(ctx.path("inputs.npz"))
+
+
+def _class_names(inputs, info) -> list[str]:
+    """Names of the model's outputs: the inputs' classes when there is one per output, else indices."""
+    n = info.output.elements
+    return list(inputs.class_names) if len(inputs.class_names) == n else [str(i) for i in range(n)]
+
+
+def verify_stage(ctx: StageContext, cfg) -> dict:
+    from pipeline.stages.verify import verify, verify_inputs
+
     data = ctx.path("model.tflite").read_bytes()
-    result = verify(data, ds.x_test, ds.y_test, cfg, class_names=list(ds.class_names))
+    if samples(ctx.recipe) == "inputs.npz":
+        inputs = _load_inputs(ctx)
+        result = verify_inputs(data, inputs.x, inputs.y, cfg, class_names=list(inputs.class_names) or None)
+        result.metrics["inputs_source"] = inputs.source
+    else:
+        ds = ctx.load_dataset()
+        result = verify(data, ds.x_test, ds.y_test, cfg, class_names=list(ds.class_names))
     m = result.metrics
+    if m.get("tflm_vs_tflite_warning"):
+        ctx.warn(m["tflm_vs_tflite_warning"])
     train_m = ctx.metrics_of("train")
     if "test_accuracy" in train_m:
         m["keras_float_test_accuracy"] = train_m["test_accuracy"]
@@ -186,7 +241,6 @@ def render_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.codegen.render import render
     from pipeline.stages.verify import images_to_input, run_tflm
 
-    ds = ctx.load_dataset()
     data = ctx.path("model.tflite").read_bytes()
     info = inspect_tflite(data)
     host_arena = int(ctx.metrics_of("verify").get("host_arena_min_bytes") or 0)
@@ -196,18 +250,29 @@ def render_stage(ctx: StageContext, cfg) -> dict:
         host_arena = minimal_arena(data, info)
     from pipeline.stages.data import golden_indices
 
-    idx = golden_indices(ds.y_test, cfg.golden_count)
-    x = images_to_input(ds.x_test[idx], info)
+    if samples(ctx.recipe) == "inputs.npz":
+        inputs = _load_inputs(ctx)
+        idx = golden_indices(inputs.y, cfg.golden_count) if inputs.y is not None else \
+            list(range(min(cfg.golden_count, len(inputs.x))))
+        x = inputs.x[idx]
+        labels = [int(inputs.y[i]) for i in idx] if inputs.y is not None else [None] * len(idx)
+        class_names = _class_names(inputs, info)
+    else:
+        ds = ctx.load_dataset()
+        idx = golden_indices(ds.y_test, cfg.golden_count)
+        x = images_to_input(ds.x_test[idx], info)
+        labels = [int(ds.y_test[i]) for i in idx]
+        class_names = list(ds.class_names)
     y, _ = run_tflm(data, x, host_arena)
     versions = library_versions()
     try:
-        source = convert_inputs(ctx.recipe)[-1]
+        source = "model.tflite" if samples(ctx.recipe) == "inputs.npz" else convert_inputs(ctx.recipe)[-1]
         source_sha = sha256_file(ctx.path(source))
     except (PipelineError, OSError):
         source_sha = "unknown"
     out_dir = ctx.path("firmware")
     files = render(data, cfg, out_dir, golden_inputs=x, golden_outputs=y,
-                   golden_labels=[int(ds.y_test[i]) for i in idx], class_names=list(ds.class_names),
+                   golden_labels=labels, class_names=class_names,
                    host_arena_bytes=host_arena,
                    provenance={"tool_version": __version__, "model_file": f"runs/{ctx.run.name}/model.tflite",
                                "source_sha256": source_sha, "tensorflow": versions.get("tensorflow") or "unknown",
@@ -270,11 +335,14 @@ def measure_stage(ctx: StageContext, cfg) -> dict:
     from pipeline.tflite.reader import inspect_tflite
     from pipeline.stages.verify import images_to_input
 
-    ds = ctx.load_dataset()
     data = ctx.path("model.tflite").read_bytes()
     info = inspect_tflite(data)
     expect = info.sha256[:16]
-    frames = [bytes(r.tobytes()) for r in images_to_input(ds.x_test[: cfg.infer_frames], info)]
+    if samples(ctx.recipe) == "inputs.npz":
+        x = _load_inputs(ctx).x[: cfg.infer_frames]
+    else:
+        x = images_to_input(ctx.load_dataset().x_test[: cfg.infer_frames], info)
+    frames = [bytes(r.tobytes()) for r in x]
     kwargs = dict(expect_hash=expect, bench_runs=cfg.bench_runs, frames=frames, macs=info.macs)
     image = ctx.config("build").image if "build" in ctx.recipe.stages else "emulator"
     t0 = time.perf_counter()
@@ -289,15 +357,14 @@ def measure_stage(ctx: StageContext, cfg) -> dict:
     if frames:
         from pipeline.stages.verify import run_tflm
 
-        host, _ = run_tflm(data, images_to_input(ds.x_test[: cfg.infer_frames], info),
-                           int(ctx.metrics_of("verify").get("host_arena_min_bytes") or 64 * 1024))
+        host, _ = run_tflm(data, x, int(ctx.metrics_of("verify").get("host_arena_min_bytes") or 64 * 1024))
         board = [bytes.fromhex(o) for o in result.get("infer_outputs", [])]
         if board:
             same = [b == bytes(h.tobytes()) for b, h in zip(board, host)]
             result["infer_vs_host_tflm"] = {
                 "frames": len(board),
                 "bit_exact": int(sum(same)),
-                "top1_agree": int(sum(int(np.frombuffer(b, np.int8).argmax()) == int(h.argmax())
+                "top1_agree": int(sum(int(np.frombuffer(b, host.dtype).argmax()) == int(h.argmax())
                                       for b, h in zip(board, host))),
             }
     ctx.write_json("measured.json", result)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from pipeline import PACKAGE_DIR as PACKAGE
 from pipeline import REPO_ROOT
 from pipeline.config import (BuildConfig, ClusterConfig, ConvertConfig, DataConfig, MeasureConfig, ModelConfig,
-                             PruneConfig, QuantizeConfig, RenderConfig, TrainConfig, VerifyConfig)
+                             PruneConfig, QuantizeConfig, RenderConfig, TfliteConfig, TrainConfig, VerifyConfig)
 from pipeline.errors import PipelineError
 
 # A recipe (pipeline.flow.recipe.Recipe, which reads this table) is only passed through here: typed Any.
@@ -76,6 +76,35 @@ def convert_inputs(recipe: Recipe) -> list[str]:
         ins.append("model_quantized.tflite")
     ins.append(previous_output(recipe, "quantize" if "quantize" in recipe.stages else "convert", ".keras"))
     return ins
+
+
+def samples(recipe: Recipe) -> str:
+    """The artifact verify, render and measure take their inputs from: ready input tensors
+    (``inputs.npz``) when a stage of the recipe writes them (a run that starts from a ``.tflite``),
+    else the image dataset (``data.npz``)."""
+    writes = {out for s in recipe.stages if s in STAGE_BY_NAME for out in STAGE_BY_NAME[s].outputs}
+    return "inputs.npz" if "inputs.npz" in writes else "data.npz"
+
+
+def _tflite_external(cfg) -> list[Path]:
+    return [Path(p).expanduser() for p in (cfg.path, cfg.inputs) if p]
+
+
+def _tflite_headline(m: dict) -> str:
+    ins = m.get("inputs") or {}
+    return (f"{m.get('tflite_bytes'):,} B .tflite, {m.get('macs'):,} MACs, {m.get('input')} -> {m.get('output')}; "
+            f"{ins.get('count')} inputs ({ins.get('source')}); {(m.get('support') or {}).get('verdict')}")
+
+
+def _verify_headline(m: dict) -> str:
+    acc = m.get("tflm_test_accuracy")
+    text = (f"host TFLM test accuracy {acc:.3f}" if acc is not None
+            else f"host TFLM on {m.get('test_samples')} unlabelled inputs (no accuracy)")
+    agree = m.get("tflm_vs_tflite") or {}
+    if m.get("tflm_vs_tflite_warning"):
+        text += (f"; TFLM and TFLite DIFFER on {agree.get('inputs_differing')} of {agree.get('inputs')} inputs "
+                 f"(max abs diff {agree.get('max_abs_diff'):g})")
+    return text + f", host arena {m.get('host_arena_min_bytes'):,} B"
 
 
 def _data_external(cfg) -> list[Path]:
@@ -139,10 +168,12 @@ STAGES: tuple[Stage, ...] = (
           outputs=("model.tflite", "model_float.tflite"), external=_sources("stages/convert.py", "tflite"),
           headline=lambda m: (f"{m.get('tflite_bytes'):,} B .tflite ({m.get('weight_bytes'):,} B weights, "
                               f"{'/'.join(m.get('weight_dtypes') or [])})")),
-    Stage("verify", VerifyConfig, f"{STEPS}:verify_stage", inputs=("data.npz", "model.tflite"), outputs=("verify.json",),
-          headline=lambda m: (f"host TFLM test accuracy {m.get('tflm_test_accuracy', 0):.3f}, host arena "
-                              f"{m.get('host_arena_min_bytes'):,} B")),
-    Stage("render", RenderConfig, f"{STEPS}:render_stage", inputs=("data.npz", "model.tflite", "verify.json"),
+    # A user's .tflite enters the flow here, instead of data ... convert: it reads nothing of the run.
+    Stage("tflite", TfliteConfig, f"{STEPS}:tflite_stage", outputs=("model.tflite", "inputs.npz"),
+          external=_tflite_external, headline=_tflite_headline),
+    Stage("verify", VerifyConfig, f"{STEPS}:verify_stage", inputs=lambda r: (samples(r), "model.tflite"),
+          outputs=("verify.json",), headline=_verify_headline),
+    Stage("render", RenderConfig, f"{STEPS}:render_stage", inputs=lambda r: (samples(r), "model.tflite", "verify.json"),
           outputs=("firmware", "golden.json"), external=_sources("codegen"),
           headline=lambda m: f"arena {m.get('arena_bytes'):,} B, {m.get('golden_count')} golden inputs"),
     Stage("build", BuildConfig, f"{STEPS}:build_stage", inputs=("firmware",),
@@ -151,7 +182,7 @@ STAGES: tuple[Stage, ...] = (
           headline=lambda m: (f"{m.get('image')} image: flash {m.get('flash_bytes'):,} B, static RAM "
                               f"{m.get('static_ram_bytes'):,} B")),
     Stage("measure", MeasureConfig, f"{STEPS}:measure_stage",
-          inputs=("firmware.elf", "model.tflite", "data.npz", "verify.json"), outputs=("measured.json",),
+          inputs=lambda r: ("firmware.elf", "model.tflite", samples(r), "verify.json"), outputs=("measured.json",),
           headline=measure_headline),
 )
 STAGE_BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}

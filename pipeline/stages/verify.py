@@ -59,6 +59,13 @@ def make_interpreter(data: bytes, arena_bytes: int):
                         hint="check the model's operators and the arena size")
 
 
+def input_dtype(info: ModelInfo) -> np.dtype:
+    """The numpy type of the model's input tensor (int8, int16, float32, ...)."""
+    from pipeline.stages.inputs import NUMPY_TYPES
+
+    return np.dtype(NUMPY_TYPES.get(info.input.dtype, np.float32))
+
+
 def quantize_input(x: np.ndarray, info: ModelInfo) -> np.ndarray:
     """Float input in [0, 1] -> the model's int8 input tensor values."""
     if info.input.dtype != "INT8":
@@ -129,10 +136,10 @@ def _fits(data: bytes, arena: int, probe: np.ndarray) -> bool:
 
 def minimal_arena(data: bytes, info: ModelInfo, max_bytes: int = 1 << 20) -> int:
     """Smallest arena (multiple of 16 B) at which host TFLM allocates *and* invokes (host, 64-bit)."""
-    dtype = np.int8 if info.input.dtype == "INT8" else np.float32
-    probe = np.zeros([1] + info.input.shape[1:], dtype=dtype)
+    probe = np.zeros([1] + info.input.shape[1:], dtype=input_dtype(info))
     hi = max_bytes - max_bytes % ARENA_ALIGN
     if not _fits(data, hi, probe):
+        make_interpreter(data, hi)  # raises with TFLM's own reason when it cannot even set up
         raise PipelineError(
             f"host TFLM cannot run the model even with a {hi:,} B arena",
             hint="raise verify.max_arena_bytes, or the model is too large for a microcontroller",
@@ -154,8 +161,7 @@ def arena_allocations(data: bytes, arena_bytes: int) -> dict[str, Any]:
     """Host TFLM's allocation print-out, parsed: total/head/tail bytes and each allocation kind."""
     info = inspect_tflite(data)
     ip = make_interpreter(data, arena_bytes)
-    dtype = np.int8 if info.input.dtype == "INT8" else np.float32
-    ip.set_input(np.zeros([1] + info.input.shape[1:], dtype=dtype), 0)
+    ip.set_input(np.zeros([1] + info.input.shape[1:], dtype=input_dtype(info)), 0)
     ip.invoke()
     with capture_fd2() as log:
         ip.print_allocations()
@@ -194,29 +200,77 @@ def verify(data: bytes, test_images: np.ndarray, test_labels: np.ndarray, cfg: V
             f"the model's input shape {info.input.shape} does not match the data {expected}",
             hint="use images of the model's input size (data.image_size)",
         )
+    return verify_inputs(data, images_to_input(test_images, info), test_labels, cfg, class_names)
+
+
+def _agreement(tflm: np.ndarray, ref: np.ndarray) -> dict[str, Any]:
+    """How far host TFLM's outputs are from TFLite's: exact rate, max abs diff, how many inputs differ."""
+    wide = np.float64 if np.issubdtype(tflm.dtype, np.floating) else np.int32
+    diff = np.abs(tflm.astype(wide) - ref.astype(wide))
+    max_diff = float(diff.max()) if np.issubdtype(tflm.dtype, np.floating) else int(diff.max())
+    differ = int(np.sum(np.any(diff != 0, axis=1)))
+    return {
+        "inputs": int(len(tflm)),
+        "bit_exact_rate": float(np.mean(np.all(diff == 0, axis=1))),
+        "max_abs_diff": max_diff,
+        "inputs_differing": differ,
+        "top1_agreement": float(np.mean(tflm.argmax(1) == ref.argmax(1))),
+        "reference": "TFLite interpreter, BUILTIN_REF kernels",
+    }
+
+
+def agreement_warning(agreement: dict[str, Any], output_dtype: str) -> str | None:
+    """One plain sentence when host TFLM and TFLite compute the model differently (None when they agree
+    to within what the int8 kernels are known to round differently: 1 LSB on an integer output)."""
+    if "max_abs_diff" not in agreement:
+        return None
+    d = agreement["max_abs_diff"]
+    if d <= (1e-4 if output_dtype == "FLOAT32" else 1):
+        return None
+    return (f"host TFLM and TFLite (reference kernels) compute this model differently: outputs differ on "
+            f"{agreement['inputs_differing']} of {agreement['inputs']} inputs, max abs diff {d:g}; top-1 agrees on "
+            f"{agreement['top1_agreement']:.0%}. The board runs TFLM's kernels and is checked against host TFLM, "
+            "so it will compute what TFLM computes; look for an operator TFLM implements differently (e.g. "
+            "SPACE_TO_BATCH_ND from a dilated convolution)")
+
+
+def verify_inputs(data: bytes, x: np.ndarray, labels: np.ndarray | None, cfg: VerifyConfig,
+                  class_names: list[str] | None = None) -> VerifyResult:
+    """Verify a ``.tflite`` with host TFLM on ready input tensors ``x`` (accuracy only when ``labels``
+    are given) and against TFLite's reference kernels on some of them plus seeded random inputs."""
+    info = inspect_tflite(data)
+    if len(x) == 0:
+        raise PipelineError("there are no inputs to verify with", hint="give at least one input")
     arena_min = minimal_arena(data, info, cfg.max_arena_bytes)
     allocations = arena_allocations(data, arena_min)
 
-    x = images_to_input(test_images, info)
     t0 = time.perf_counter()
     outs, times = run_tflm(data, x, arena_min)
     tflm_seconds = time.perf_counter() - t0
-    pred = outs.argmax(axis=1)
-    labels = np.asarray(test_labels).astype(int)
-    accuracy = float(np.mean(pred == labels))
-    n_classes = int(outs.shape[1])
-    confusion = np.zeros((n_classes, n_classes), dtype=int)
-    for t, p in zip(labels, pred):
-        confusion[t, p] += 1
+    accuracy = None
+    confusion = None
+    if labels is not None:
+        labels = np.asarray(labels).astype(int)
+        pred = outs.argmax(axis=1)
+        accuracy = float(np.mean(pred == labels))
+        n_classes = max(int(outs.shape[1]), int(labels.max()) + 1)
+        confusion = np.zeros((n_classes, n_classes), dtype=int)
+        for t, p in zip(labels, pred):
+            confusion[t, p] += 1
+        confusion = confusion.tolist()
 
-    # TFLM vs TFLite reference kernels: test images plus seeded random inputs.
+    # TFLM vs TFLite reference kernels: test inputs plus seeded random inputs.
     rng = np.random.default_rng(cfg.seed)
     k = min(cfg.reference_samples, len(x))
     idx = rng.choice(len(x), size=k, replace=False)
+    n_noise = max(1, cfg.reference_samples // 4)
     if info.input.dtype == "INT8":
-        noise = rng.integers(-128, 128, size=(max(1, cfg.reference_samples // 4),) + x.shape[1:], dtype=np.int16).astype(np.int8)
+        noise = rng.integers(-128, 128, size=(n_noise,) + x.shape[1:], dtype=np.int16).astype(np.int8)
+    elif np.issubdtype(x.dtype, np.integer):
+        ii = np.iinfo(x.dtype)
+        noise = rng.integers(ii.min, int(ii.max) + 1, size=(n_noise,) + x.shape[1:], dtype=np.int64).astype(x.dtype)
     else:
-        noise = rng.random((max(1, cfg.reference_samples // 4),) + x.shape[1:]).astype(np.float32)
+        noise = rng.random((n_noise,) + x.shape[1:]).astype(x.dtype)
     ref_in = np.concatenate([x[idx], noise])
     tflm_ref_out, _ = run_tflm(data, ref_in, arena_min)
     try:
@@ -225,22 +279,16 @@ def verify(data: bytes, test_images: np.ndarray, test_labels: np.ndarray, cfg: V
         tflite_out = None
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if tflite_out is not None:
-        diff = np.abs(tflm_ref_out.astype(np.int32) - tflite_out.astype(np.int32))
-        agreement = {
-            "inputs": int(len(ref_in)),
-            "bit_exact_rate": float(np.mean(np.all(diff == 0, axis=1))),
-            "max_abs_diff": int(diff.max()),
-            "top1_agreement": float(np.mean(tflm_ref_out.argmax(1) == tflite_out.argmax(1))),
-            "reference": "TFLite interpreter, BUILTIN_REF kernels",
-        }
+        agreement = _agreement(tflm_ref_out, tflite_out)
     else:
         agreement = {"inputs": int(len(ref_in)), "reference": "TFLite interpreter, BUILTIN_REF kernels",
                      "not_measured": f"the TFLite interpreter cannot run this model: {why}"}
+    warning = agreement_warning(agreement, info.output.dtype)
     metrics = {
         "where": "host TFLM (tflite-micro Python interpreter, 64-bit)",
         "tflm_test_accuracy": accuracy,
-        "test_samples": int(len(labels)),
-        "confusion_matrix": confusion.tolist(),
+        "test_samples": int(len(x)),
+        "confusion_matrix": confusion,
         "class_names": list(class_names) if class_names else None,
         "tflm_vs_tflite": agreement,
         "host_arena_min_bytes": arena_min,
@@ -258,6 +306,10 @@ def verify(data: bytes, test_images: np.ndarray, test_labels: np.ndarray, cfg: V
                    "zero_point": info.output.zero_point},
         "layers": [vars(layer) for layer in info.layers],
     }
+    if labels is None:
+        metrics["accuracy_note"] = "not measured: the inputs have no labels"
+    if warning:
+        metrics["tflm_vs_tflite_warning"] = warning
     return VerifyResult(metrics=metrics, tflm_outputs=outs)
 
 

@@ -50,3 +50,13 @@ def test_render_writes_the_plan_and_can_leave_it_out(tmp_path):
     off = (tmp_path / "off" / "model_data.cc").read_text()
     assert "4608, 1, 2, 0," in on and "6912, 0, 1, 192," in on and "_plan, 3 }" in on
     assert "_plan[]" not in off and "nullptr, 0 }" in off
+
+
+def test_no_in_place_plan_around_space_to_batch():
+    """A dilated convolution's SPACE_TO_BATCH_ND output holds 4 batches where the flatbuffer says 1: an
+    in-place plan over it made the emulated Pico's outputs differ from host TFLM (golden 0/8)."""
+    from pipeline.codegen.memplan import inplace_plan
+    from tests import _models
+
+    assert inplace_plan(_models.dilated_int8_tflite()) is None
+    assert inplace_plan(_models.int8_tflite()) is not None  # MicroPizzaNet keeps its plan
