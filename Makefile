@@ -10,6 +10,7 @@ RECIPE ?= int8
 RECIPES ?= int8 prune-int8 boundary-int8 cluster-int8 pcqat-int8 int4 cluster-int4
 RUNS   ?= runs
 PORT   ?=
+EMULATOR ?=
 # Progress bars only draw on a terminal anyway; in CI say so explicitly for clean logs.
 PROGRESS := $(if $(CI),--no-progress,)
 
@@ -38,30 +39,30 @@ run: install
 	$(CLI) compare $(RECIPES) --runs-dir $(RUNS) --out $(RUNS)/compare > /dev/null
 	@echo "reports: $(RUNS)/<recipe>/report.md; comparison: $(RUNS)/compare/compare.md"
 
-# The default recipe through the emulated Pico, and its measured figures.
+# The arena `make arena` applied to the default recipe (confirmed on the emulated Pico), kept by the
+# targets below when they build it again; else the rendered one.
+APPLIED_ARENA = $(shell test -f $(RUNS)/$(RECIPE)/arena.json && $(PY) -c 'import sys; from pipeline.analysis.arena import applied_arena_bytes as a; print(a(sys.argv[1]) or "")' $(RUNS)/$(RECIPE)/arena.json)
+ARENA_SET = $(if $(APPLIED_ARENA),--set render.arena_bytes=$(APPLIED_ARENA),)
+
+# The default recipe's board image on the emulated Pico (both cores, USB CDC), and its measured figures.
 emulate: install
-	$(CLI) run $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
-	$(CLI) measure $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) run $(RECIPE) $(ARENA_SET) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) measure $(RECIPE) $(ARENA_SET) --runs-dir $(RUNS) $(PROGRESS)
 	@echo "report: $(RUNS)/$(RECIPE)/report.md"
 
-# The board image of the default recipe, with the arena `make arena` applied to the recipe when it
-# did (confirmed on the emulated Pico: the same model, kernels and memory plan), else the rendered one.
-BOARD_ARENA = $(shell test -f $(RUNS)/$(RECIPE)/arena.json && $(PY) -c 'import sys; from pipeline.analysis.arena import applied_arena_bytes as a; print(a(sys.argv[1]) or "")' $(RUNS)/$(RECIPE)/arena.json)
-BOARD_SET = --set build.image=board $(if $(BOARD_ARENA),--set render.arena_bytes=$(BOARD_ARENA),)
-
-# Both images of the default recipe: the emulator image and the board image (USB CDC, dual core).
+# The default recipe's board image (boot2, USB CDC, both cores): runs/$(RECIPE)/firmware.{elf,bin,uf2}.
 firmware: install
-	$(CLI) build $(RECIPE) --runs-dir $(RUNS) $(PROGRESS)
-	$(CLI) build $(RECIPE) --name $(RECIPE)-board $(BOARD_SET) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) build $(RECIPE) $(ARENA_SET) --runs-dir $(RUNS) $(PROGRESS)
 
-# A real Pico: build the board image, flash it (picotool, or the RPI-RP2 drive), measure over USB serial.
+# Flash the board image (picotool, or the RPI-RP2 drive) and measure it over USB serial; with
+# EMULATOR=1 the same path on the emulated Pico (its BOOTSEL drive, then its USB serial port).
 flash: install
-	$(CLI) build $(RECIPE) --name $(RECIPE)-board $(BOARD_SET) --runs-dir $(RUNS) $(PROGRESS)
-	$(CLI) flash $(RECIPE)-board --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) build $(RECIPE) $(ARENA_SET) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) flash $(RECIPE) $(if $(EMULATOR),--emulator,) --runs-dir $(RUNS) $(PROGRESS)
 
-# Measure again on a board already flashed: make measure PORT=/dev/ttyACM0
+# Measure again: on a Pico already flashed (make measure PORT=/dev/ttyACM0), else on the emulated Pico.
 measure: install
-	$(CLI) measure $(if $(PORT),$(RECIPE)-board --port $(PORT),$(RECIPE)) --runs-dir $(RUNS) $(PROGRESS)
+	$(CLI) measure $(RECIPE) $(ARENA_SET) $(if $(PORT),--port $(PORT),) --runs-dir $(RUNS) $(PROGRESS)
 
 # Arena tuning on the emulated Pico: the default recipe (stages that are up to date are skipped), then
 # the smallest arena that allocates, invokes and stays bit-exact, rebuilt with a margin and kept only

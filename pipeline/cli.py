@@ -8,6 +8,7 @@ line, ``picotflm: error: <message> (hint: <what to do>)``, with exit code 2 and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from dataclasses import dataclass
@@ -259,9 +260,6 @@ def cmd_arena(args: argparse.Namespace) -> int:
     if (m.get("build") or {}).get("status") not in ("done", "up to date"):
         raise PipelineError(f"run {run.name} has no firmware image", hint="see the build stage's reason above")
     image = m["build"]["metrics"]["image"]
-    if args.apply and image != "emulator" and not args.port:
-        raise PipelineError(f"run {run.name} holds the {image} image: --apply confirms on the emulated Pico",
-                            hint="run `picotflm arena RECIPE --apply` on the emulator image")
     result = tune_run(run, image, port=args.port, margin_percent=args.margin_percent, margin_bytes=args.margin_bytes,
                       max_bytes=args.max_bytes, log=status)
     r = result
@@ -392,26 +390,27 @@ def cmd_switch(args: argparse.Namespace) -> int:
 
     spec = load_switch_spec(args.runs, threshold=args.threshold, metric=args.metric, frames=args.frames,
                             name=args.name)
-    image = "board" if args.board or args.port or args.flash else "emulator"
-    # The board image gets a folder of its own (as int8-board beside int8), unless --name says otherwise.
-    out = Path(args.runs_dir) / (spec["name"] + ("-board" if image == "board" and not args.name else ""))
+    image = args.image
+    if image == "emulator" and (args.port or args.flash):
+        raise PipelineError("--port and --flash are for the board image, the one a Pico runs",
+                            hint="leave out --image emulator")
+    # The emulator image gets a folder of its own, unless --name says otherwise.
+    out = Path(args.runs_dir) / (spec["name"] + ("-emulator" if image == "emulator" and not args.name else ""))
     b = build_switching(spec["variants"], out, runs_dir=args.runs_dir, image=image, kernels=args.kernels, log=status)
     status(f"switch: built {out}/firmware.elf: {len(b['variants_smallest_first'])} variants, flash "
            f"{b['flash_bytes']:,} B, static RAM {b['static_ram_bytes']:,} B, arena {b['arena_bytes']:,} B "
            f"({b['build_seconds']:.1f} s)")
-    if args.flash:
-        from pipeline.board.flash import flash
-
-        args.port = flash(out / "firmware.uf2", drive=args.drive, log=status)
-        status(f"switch: flashed {out}/firmware.uf2; the board is on {args.port}")
-    if image == "board" and not args.port:
-        say(f"switch: the board image is built ({out}/firmware.uf2): add --flash (Pico in BOOTSEL mode) to "
-            f"flash and measure it, or --port PORT for a Pico already running it")
-        return 0
     sweep = parse_thresholds(args.thresholds) if args.thresholds else DEFAULT_THRESHOLDS
-    r = measure_switching(out, spec["variants"], runs_dir=args.runs_dir, port=args.port, image=image,
-                          threshold=spec["threshold"], metric=spec["metric"], frames=spec["frames"],
-                          sweep_thresholds=sweep, log=status)
+    port, where = args.port, None
+    with contextlib.ExitStack() as stack:
+        if args.flash:
+            from pipeline.board.connect import flashed_board
+
+            port, where = stack.enter_context(flashed_board(out / "firmware.uf2", drive=args.drive, log=status))
+            status(f"switch: flashed {out}/firmware.uf2; the board is on {port}")
+        r = measure_switching(out, spec["variants"], runs_dir=args.runs_dir, port=port, image=image,
+                              threshold=spec["threshold"], metric=spec["metric"], frames=spec["frames"],
+                              sweep_thresholds=sweep, log=status, where=where)
     say(Path(r["files"][1]).read_text(encoding="utf-8"))
     say(f"switch: measured in {r['measure_seconds']:.1f} s; {', '.join(r['files'])}")
     return 0
@@ -576,11 +575,12 @@ def _switch_fw_args(p: argparse.ArgumentParser) -> None:
                    help="thresholds of the sweep over the test split (default: 0, 0.05, ..., 1)")
     p.add_argument("--kernels", choices=("picotflm", "stock"), default="picotflm",
                    help="our M0+ kernels or pico-tflmicro's (default: picotflm)")
-    p.add_argument("--board", action="store_true", help="build the board image (USB CDC) instead of the emulator image")
-    p.add_argument("--port", default=None, help="a real Pico running this switching firmware (else the emulated Pico); "
-                                                 "implies --board")
+    p.add_argument("--image", choices=("board", "emulator"), default="board",
+                   help="the board image (default: USB CDC, both cores; a Pico or the emulated Pico) or the "
+                        "one-core emulator image")
+    p.add_argument("--port", default=None, help="a real Pico running this switching firmware (else the emulated Pico)")
     p.add_argument("--flash", action="store_true", help="flash the board image (picotool, or the RPI-RP2 drive) and "
-                                                        "measure it; implies --board")
+                                                        "measure it")
     p.add_argument("--drive", default=None, help="with --flash: the RPI-RP2 drive's mount point (default: found)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
 

@@ -279,7 +279,9 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
-    image: str = "emulator"  # emulator: no ROM calls, single core, UART0 | board: USB CDC, dual core
+    # board: the image a user flashes (boot2, USB CDC, both cores), measured on a Pico or the emulated
+    # Pico | emulator: one core, UART0, no ROM calls (runs on a bare rp2040js; no figure needs it)
+    image: str = "board"
     build_type: str = "Release"
     # picotflm: our M0+ kernels for CONV_2D, DEPTHWISE_CONV_2D and MEAN (bit-exact with the stock
     # ones) | stock: pico-tflmicro's CMSIS-NN kernels

@@ -246,11 +246,10 @@ def apply_arena(run, arena_bytes: int, *, options=None, log: Log = _quiet,
     build = (stages.get("build") or {}).get("metrics") or {}
     if (stages.get("build") or {}).get("status") not in ("done", "up to date") or not build:
         raise PipelineError(f"run {run.name} has no firmware image to re-arena", hint="run `picotflm build` first")
-    if build.get("image") != "emulator" and not (options and options.port):
-        raise PipelineError("--apply confirms the new arena by measuring the rebuilt image; the board image needs "
-                            "the new firmware on a real Pico first",
-                            hint="apply on the emulator image (`picotflm arena RECIPE --apply`), then build the "
-                                 "board image with the same render.arena_bytes and `make flash`")
+    if options and options.port:
+        raise PipelineError("--apply confirms the new arena on the emulated Pico, which runs the rebuilt image; "
+                            "a Pico on a port still runs the old one",
+                            hint="leave out --port to apply, then `picotflm flash RUN` puts the new image on the Pico")
     recipe = recipe_of_run(manifest, {"render": {"arena_bytes": int(arena_bytes)}},
                            name=(manifest.get("recipe") or {}).get("name", run.name))
     if "measure" not in recipe.stages:

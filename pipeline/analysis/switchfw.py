@@ -113,7 +113,7 @@ def load_switch_spec(items: Sequence[str], *, threshold: float | None = None, me
 
 
 def build_switching(runs: Sequence[str | Path], out_dir: str | Path, *, runs_dir: str | Path = "runs",
-                    image: str = "emulator", kernels: str = "picotflm", golden_count: int = 8,
+                    image: str = "board", kernels: str = "picotflm", golden_count: int = 8,
                     log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Render and build one firmware holding every run of ``runs`` (smallest first); returns what
     was built: the variants, the arena, the ELF's flash and static RAM."""
@@ -136,7 +136,7 @@ def build_switching(runs: Sequence[str | Path], out_dir: str | Path, *, runs_dir
 
 
 def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarray, labels: np.ndarray,
-                           class_names: Sequence[str], out_dir: str | Path, *, image: str = "emulator",
+                           class_names: Sequence[str], out_dir: str | Path, *, image: str = "board",
                            kernels: str = "picotflm", golden_count: int = 8,
                            log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """``build_switching`` for models given as ``(name, .tflite)`` pairs, smallest first, with their
@@ -205,10 +205,10 @@ def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarr
 
 
 def measure_switching(out_dir: str | Path, runs: Sequence[str | Path], *, runs_dir: str | Path = "runs",
-                      port: str | None = None, image: str = "emulator", threshold: float = 0.5,
+                      port: str | None = None, image: str = "board", threshold: float = 0.5,
                       metric: str = "confidence", frames: int = 40, bench_runs: int = 5,
                       sweep_thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                      log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                      log: Callable[[str], None] = lambda m: None, where: str | None = None) -> dict[str, Any]:
     """Measure the switching firmware in ``out_dir`` (built by ``build_switching``) on the board;
     write switch.json / switch.md / switch.png there and return the result."""
     from pipeline.tflite.reader import inspect_tflite
@@ -219,21 +219,20 @@ def measure_switching(out_dir: str | Path, runs: Sequence[str | Path], *, runs_d
     x_all = images_to_input(variants[0].x_test, inspect_tflite(variants[0].tflite))
     return measure_switching_models(out_dir, [(v.name, v.tflite) for v in variants], x_all, variants[0].y_test,
                                     port=port, image=image, threshold=threshold, metric=metric, frames=frames,
-                                    bench_runs=bench_runs, sweep_thresholds=sweep_thresholds, log=log)
+                                    bench_runs=bench_runs, sweep_thresholds=sweep_thresholds, log=log, where=where)
 
 
 def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, bytes]], inputs: np.ndarray,
-                             labels: np.ndarray, *, port: str | None = None, image: str = "emulator",
+                             labels: np.ndarray, *, port: str | None = None, image: str = "board",
                              threshold: float = 0.5, metric: str = "confidence", frames: int = 40,
                              bench_runs: int = 5, sweep_thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                             log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                             log: Callable[[str], None] = lambda m: None, where: str | None = None) -> dict[str, Any]:
     """``measure_switching`` for models given as ``(name, .tflite)`` pairs, smallest first, with their
     test inputs (model input tensor values) and labels."""
     from pipeline.flow.rundir import atomic_write_json, atomic_write_text
     from pipeline.tflite.reader import inspect_tflite
     from pipeline.board.client import BoardClient
-    from pipeline.board.connect import board_port
-    from pipeline.flow.runner import StageSkipped
+    from pipeline.board.connect import BoardUnavailable, board_port
     from pipeline.stages.verify import run_tflm
 
     SwitchConfig(thresholds=(float(threshold),), metric=metric)  # refuses a bad threshold or metric
@@ -259,7 +258,7 @@ def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, by
     per_variant: list[dict[str, Any]] = []
     device_policy: dict[str, Any] = {}
     try:
-        with board_port(elf, port, image) as (port_name, where):
+        with board_port(elf, port, image, where) as (port_name, where):
             with BoardClient(port_name, timeout=30.0) as b:
                 info = b.handshake(expect_hash=None if port else hashes[0])
                 listed = b.variants()
@@ -296,8 +295,8 @@ def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, by
                 b.set_policy(t_used, metric)
                 b.select(0)
                 autos = [b.send_frame(f, timeout=60.0, auto=True) for f in frame_bytes]
-    except StageSkipped as e:  # no emulated Pico here and no --port
-        raise PipelineError(str(e), hint="install the emulated Pico (make install) or give --port") from None
+    except BoardUnavailable as e:  # no emulated Pico here and no --port
+        raise PipelineError(e.message, hint="install the emulated Pico (make install) or give --port") from None
 
     # The host simulation of the same policy on the same frames must decide exactly as the board did.
     pred, level = policy([p[:n] for p in host_probs], t_used, metric)

@@ -38,9 +38,9 @@ def source_label(info: dict[str, Any]) -> str:
     cores = info.get("cores")
     core_text = "single core" if cores == 1 else (f"{cores} cores" if cores else "cores unknown")
     if info.get("image") == "emulator":
-        return f"emulated Pico ({core_text}, {mhz}, no flash wait states)"
+        return f"emulator image ({core_text}, {mhz}, UART)"
     if info.get("image") == "board":
-        return f"real board ({info.get('board', 'pico')}, {core_text}, {mhz})"
+        return f"board image ({info.get('board', 'pico')}, {core_text}, {mhz}, USB CDC)"
     return f"unknown image {info.get('image')!r} ({core_text}, {mhz})"
 
 
