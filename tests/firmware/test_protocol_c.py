@@ -84,6 +84,15 @@ def test_switching_commands(driver):
     assert r["code"] == 12 and r["cmd"] == "auto" and r["crc"] == 0x0BADCAFE and r["n"] == 6912
 
 
+def test_cores_command(driver):
+    r = one(driver, b"cores 1 @4")
+    assert r["ok"] and r["code"] == 13 and r["cmd"] == "cores" and r["n"] == 1 and r["id"] == 4
+    assert one(driver, b"cores 2")["n"] == 2  # the firmware checks the count against its cores
+    for bad in (b"cores", b"cores x", b"cores 1 2", b"cores -1"):
+        r = one(driver, bad)
+        assert r["ok"] is False and r["err"] == "bad_arg" and "cores <1|2>" in r["msg"], bad
+
+
 @pytest.mark.parametrize("line,err", [
     (b"variants 1", "bad_arg"), (b"select", "bad_arg"), (b"select x", "bad_arg"), (b"select -1", "bad_arg"),
     (b"select 1 2", "bad_arg"), (b"policy", "bad_arg"), (b"policy confidence", "bad_arg"),

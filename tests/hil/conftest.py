@@ -1,9 +1,9 @@
 """The board for the hardware-in-the-loop suite.
 
 ``--port PORT``: a real Pico already flashed with a run's firmware (``--hil-run``, default
-``runs/int8-board``: its model.tflite and data.npz are the host reference).
+``runs/int8``, what ``make flash`` flashes: its model.tflite and data.npz are the host reference).
 ``--emulator``: the suite builds a small run of the default recipe itself (a few images, two epochs:
-bit-exactness does not need accuracy) and runs its firmware in the emulated Pico.
+bit-exactness does not need accuracy) and runs its board image on the emulated Pico (both cores, USB CDC).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ HIL_RECIPE = small_recipe("HIL suite", golden_count=6)
 
 
 def pytest_addoption(parser):
-    parser.getgroup("picotflm").addoption("--hil-run", default="runs/int8-board",
+    parser.getgroup("picotflm").addoption("--hil-run", default="runs/int8",
                                           help="with --port: the run whose firmware the board runs")
 
 
@@ -36,15 +36,24 @@ def hil_run(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def emulated_pico(request, hil_run):
+    """The emulated Pico running the run's firmware (the board image: its binary info says so)."""
+    if request.config.getoption("--port"):
+        pytest.skip("a real board is on --port")
+    from pipeline.board.emulator import EmulatedPico
+
+    with EmulatedPico(hil_run / "firmware.elf") as pico:
+        assert pico.kind == "board"
+        yield pico
+
+
+@pytest.fixture(scope="session")
 def board_port(request, hil_run):
     port = request.config.getoption("--port")
     if port:
         yield port
         return
-    from pipeline.board.emulator import EmulatedPico
-
-    with EmulatedPico(hil_run / "firmware.elf") as pico:
-        yield pico.port
+    yield request.getfixturevalue("emulated_pico").port
 
 
 @pytest.fixture

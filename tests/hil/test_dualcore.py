@@ -1,11 +1,9 @@
-"""Both cores of a real Pico: the board image splits picotflm's convolutions over core 0 and core 1
+"""Both cores: the board image splits picotflm's convolutions over core 0 and core 1
 (firmware/src/kernels: pk_split, pk_multicore.c). The outputs must still equal host TFLM bit for bit,
-and the suite reports what both cores cost per invoke.
+with both cores and with core 0 alone (`cores 1`), and the suite reports what each costs per invoke.
 
-Real board only (``--port``, flashed with a board image: ``make flash`` or
-``picotflm build int8 --name int8-board --set build.image=board``): the emulated RP2040 runs core 0
-only, so the emulator image is built for one core and never splits (tests/hil/test_kernels.py and
-tests/firmware/test_kernels_c.py cover it, the latter also the split itself, on the host).
+On a Pico flashed with the board image (``--port``, ``make flash``) or on the emulated Pico running it
+(``--emulator``: two cores in lockstep without bus contention, so its speed-up is an upper bound).
 """
 import pytest
 
@@ -15,11 +13,8 @@ pytestmark = pytest.mark.hardware
 
 
 @pytest.fixture
-def host_model_real(request):
-    """host_model, asked for only after the check: with --emulator the HIL fixtures would build a run."""
-    if not request.config.getoption("--port"):
-        pytest.skip("the emulated RP2040 runs core 0 only: the dual-core split needs a real Pico (--port)")
-    return request.getfixturevalue("host_model")
+def host_model_real(host_model):
+    return host_model
 
 
 @pytest.fixture
@@ -46,12 +41,34 @@ def test_both_cores_agree_with_host_tflm(two_core_board, host_model_real):
     after = board.request("info")
     if reply["kernels"] == "picotflm" and "cores_used" in after:  # the firmware says the split ran
         assert after["cores_used"] == 2, after
+    # Core 0 alone (`cores 1`), the same image: the same outputs, then both cores again.
+    assert board.request("cores", 1)["cores_enabled"] == 1
+    try:
+        assert board.request("info")["cores_enabled"] == 1
+        g1 = board.request("golden", timeout=120)
+        assert g1["exact"] == g1["count"] == g["count"]
+        assert [board.send_frame(frame.tobytes())["output"] for frame in x[:6]] == [h.tobytes() for h in host[:6]]
+    finally:
+        assert board.request("cores", 2)["cores_enabled"] == 2
+
+
+def test_cores_refuses_what_the_image_lacks(two_core_board):
+    board, _ = two_core_board
+    for bad in (0, 3):
+        r = board.request("cores", bad, raise_on_error=False)
+        assert not r.ok and r["err"] == "range", r
+    assert board.request("info")["cores_enabled"] == 2
 
 
 def test_report_cycles_with_both_cores(two_core_board, host_model_real, record_property, capsys):
     board, reply = two_core_board
     _, info, _ = host_model_real
     b = board.request("bench", 10, timeout=120)
+    board.request("cores", 1)
+    try:
+        b1 = board.request("bench", 10, timeout=240)
+    finally:
+        board.request("cores", 2)
     p = board.request("profile", timeout=60)
     m = board.request("mem")
     assert 0 < b["min_cycles"] <= b["median_cycles"] <= b["max_cycles"]
@@ -63,6 +80,8 @@ def test_report_cycles_with_both_cores(two_core_board, host_model_real, record_p
         "kernels": reply["kernels"],
         "median_cycles": b["median_cycles"],
         "median_us": b["median_us"],
+        "one_core_median_cycles": b1["median_cycles"],
+        "two_core_speedup": round(b1["median_cycles"] / b["median_cycles"], 3),
         "cycles_per_mac": round(cycles_per_mac, 2),
         "ops": [(op["op"], op["cycles"]) for op in p["ops"]],
         "stack_peak": m["stack_peak"],
@@ -76,9 +95,12 @@ def test_report_cycles_with_both_cores(two_core_board, host_model_real, record_p
         record_property(key, value)
     with capsys.disabled():
         print(f"\nboth cores ({reply['kernels']} kernels): median {b['median_cycles']:,} cycles = "
-              f"{b['median_us']:,} us = {cycles_per_mac:.2f} cycles/MAC; per op "
+              f"{b['median_us']:,} us = {cycles_per_mac:.2f} cycles/MAC"
+              + f"; one core {b1['median_cycles']:,} cycles: {figures['two_core_speedup']:.2f}x; per op "
               + ", ".join(f"{op} {c:,}" for op, c in figures["ops"])
               + "".join(f"; {k} {figures[k]}" for k in ("cores_used", "split_ops", "core1_jobs",
                                                         "core1_stack_peak") if k in figures))
+    if reply["kernels"] == "picotflm":  # the split ops take both cores: faster than one, never beyond 2x
+        assert 1.2 < figures["two_core_speedup"] <= 2.05, figures
     if "core1_stack_peak" in figures and "core1_stack_size" in figures:
         assert 0 < figures["core1_stack_peak"] < figures["core1_stack_size"]

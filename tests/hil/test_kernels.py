@@ -1,7 +1,6 @@
 """picotflm's M0+ kernels against pico-tflmicro's stock kernels, in the emulated Pico: the same run's
-firmware built both ways, and a third time with the board image's split of each op between the cores
-(core 1's share run on core 0, on core 1's stack), gives bit-identical outputs on the golden inputs and
-on every test frame, and all agree with host TFLM (what `make bench` measures on MicroPizzaNet)."""
+board image built both ways gives bit-identical outputs on the golden inputs and on every test frame,
+all equal to host TFLM, with both cores splitting the work (what `make bench` measures)."""
 import pytest
 
 
@@ -11,7 +10,7 @@ def test_picotflm_kernels_bit_exact_with_stock(request, hil_run):
     from pipeline.bench.recipes import kernels_compare
 
     rows = {r["kernels"]: r for r in kernels_compare(hil_run, None, log=lambda s: None)}
-    assert set(rows) == {"stock", "picotflm", "picotflm split"}
+    assert set(rows) == {"stock", "picotflm"}
     for kernels, r in rows.items():
         assert r["board_kernels"] == r["build_kernels"], r  # the firmware says which kernels it runs
         n = int(r["test_split_exact"].split("/")[1])
@@ -21,12 +20,13 @@ def test_picotflm_kernels_bit_exact_with_stock(request, hil_run):
         assert exact == count and int(count) > 0, (kernels, r)
     # The host's per-channel tables equal what TFLM computes on the board for every convolution.
     assert rows["picotflm"]["quant_tables_missed"] == 0 and rows["picotflm"]["quant_tables_matched"] > 0
-    # The board image's splits ran (core 1's share on core 0, on core 1's stack) and gave the same
-    # outputs; the deepest use of core 1's stack is measured.
-    split = rows["picotflm split"]
-    assert split["split_ops"] > 0 and split["core1_jobs"] > 0, split
-    assert 0 < split["core1_stack_peak"] < split["core1_stack_size"], split
-    assert rows["stock"].get("core1_stack_peak") in (0, None) and rows["picotflm"].get("split_ops") == 0
+    # Both kernel sets ran on both cores: picotflm's splits and pico-tflmicro's matrix products hand
+    # work to core 1; the deepest use of core 1's stack is measured, and one core is slower.
+    pf = rows["picotflm"]
+    assert pf["split_ops"] > 0 and pf["core1_jobs"] > 0, pf
+    assert rows["stock"]["core1_jobs"] > 0, rows["stock"]
+    for r in rows.values():
+        assert 0 < r["core1_stack_peak"] < r["core1_stack_size"], r
+        assert r["one_core_cycles"] > r["cycles"] > 0 and r["two_core_speedup"] > 1.0, r
     # Same outputs, hence the same accuracy on the frames sent; only the cost differs.
-    assert rows["stock"]["test_split_top1"] == rows["picotflm"]["test_split_top1"] == split["test_split_top1"]
-    assert rows["picotflm"]["cycles"] > 0 and rows["stock"]["cycles"] > 0
+    assert rows["stock"]["test_split_top1"] == pf["test_split_top1"]
