@@ -122,9 +122,10 @@ def test_usb_windows_reset_is_off_by_default_and_set_from_the_command_line():
 
 
 def test_emulate_core1_is_for_the_emulator_image_only():
-    assert BuildConfig(emulate_core1=True).image == "emulator"
+    assert BuildConfig(image="emulator", emulate_core1=True).emulate_core1
+    assert BuildConfig().image == "board"  # the image a user flashes is the default
     with pytest.raises(ConfigError, match="build.emulate_core1 = true is for the emulator image") as e:
-        load_recipe("int8", parse_overrides(["build.image=board", "build.emulate_core1=true"]))
+        load_recipe("int8", parse_overrides(["build.emulate_core1=true"]))
     assert 'build.image = "emulator"' in e.value.hint
 
 

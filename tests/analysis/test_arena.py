@@ -36,19 +36,21 @@ def test_bad_arena_arguments_are_refused_before_any_work(tmp_path, args, needle)
     assert not (tmp_path / "int8").exists()
 
 
-def test_apply_refuses_the_board_image_without_a_board(tmp_path):
-    """A run holding the board image cannot be confirmed on the emulated Pico: refused, nothing built."""
+def test_apply_refuses_a_pico_on_a_port(tmp_path):
+    """--apply confirms on the emulated Pico, which runs the rebuilt image; a Pico on a port still runs
+    the old one: refused, nothing built."""
     import json
 
     from pipeline.analysis.arena import apply_arena
     from pipeline.flow.rundir import RunDir
+    from pipeline.flow.runner import RunOptions
 
     run = tmp_path / "r1"
     run.mkdir()
     (run / "manifest.json").write_text(json.dumps({"run": "r1", "recipe": {"name": "int8", "stages": []}, "stages": {
         "build": {"status": "done", "metrics": {"image": "board", "static_ram_bytes": 34_860}}}}))
-    with pytest.raises(PipelineError, match="board image needs the new firmware on a real Pico"):
-        apply_arena(RunDir(root=run, name="r1"), 15_440)
+    with pytest.raises(PipelineError, match="a Pico on a port still runs the old one"):
+        apply_arena(RunDir(root=run, name="r1"), 15_440, options=RunOptions(port="/dev/ttyACM0"))
     assert not (tmp_path / ".arena-trial").exists()
 
 

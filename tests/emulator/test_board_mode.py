@@ -524,19 +524,14 @@ def test_usb_reconnect_enumerates_again(board_fw, node_emulator):
 
 
 def test_through_a_pty_with_pyserial(board_fw, node_emulator, tmp_path):
-    """EmulatedPico (pipeline.emulator) bridges board.mjs to a pty as it does run.mjs: board.mjs has the same
-    process interface. The emulator folder it is given holds run.mjs as a link to board.mjs."""
-    try:
-        import serial
+    """EmulatedPico (pipeline.board.emulator) bridges board.mjs to a pty as it does run.mjs: board.mjs has
+    the same process interface (kind="board": this test image carries no picotflm binary info)."""
+    import serial
 
-        from pipeline.emulator import EmulatedPico
-    except ImportError as e:  # the Python side is elsewhere or moving: this test is about board.mjs
-        pytest.skip(f"pipeline.emulator or pyserial not importable: {e}")
-    folder = tmp_path / "emulator"
-    folder.mkdir()
-    (folder / "run.mjs").symlink_to(node_emulator / "board.mjs")
-    (folder / "node_modules").symlink_to(node_emulator / "node_modules")
-    with EmulatedPico(board_fw["uf2"], emulator=folder, cycles=True) as pico:
+    from pipeline.board.emulator import EmulatedPico
+
+    with EmulatedPico(board_fw["uf2"], emulator=node_emulator, cycles=True, kind="board") as pico:
+        assert pico.kind == "board"
         with serial.Serial(pico.port, 115200, timeout=60) as port:
             port.write(b"core1 30\n")
             assert port.readline() == b"1 core1 8555 cpuid=1 launches=1\n"

@@ -55,7 +55,7 @@ def test_memory_fits_the_rp2040(board):
     assert 0 < m["arena_used"] <= m["arena_limit"] <= m["arena_size"]
     assert m["bss_bytes"] >= m["arena_size"]  # the arena is a static buffer in .bss
     assert 0 < m["stack_peak"] <= 4096
-    assert m["ram_total"] == m["data_bytes"] + m["bss_bytes"] + m["heap_used"] + m["stack_peak"]
+    assert m["ram_total"] == m["data_bytes"] + m["bss_bytes"] + m["heap_used"] + m["stack_peak"] + m["core1_stack_peak"]
     assert m["ram_total"] < RP2040_RAM and m["ram_size"] == RP2040_RAM
 
 

@@ -78,7 +78,8 @@ def _script(path, body):
 
 @pytest.mark.parametrize("key, cfgs", [
     ("PICOTFLM_USB_WINDOWS_RESET", [{"image": "board"}, {"image": "board"}, {"image": "board", "usb_windows_reset": True}]),
-    ("PICOTFLM_EMULATE_CORE1", [{}, {"emulate_core1": True}, {"emulate_core1": True}]),
+    ("PICOTFLM_EMULATE_CORE1", [{"image": "emulator"}, {"image": "emulator", "emulate_core1": True},
+                                {"image": "emulator", "emulate_core1": True}]),
 ], ids=["usb_windows_reset", "emulate_core1"])
 def test_an_image_option_reaches_cmake_and_a_change_reconfigures(tmp_path, monkeypatch, key, cfgs):
     tc = Toolchain(sdk=tmp_path, sdk_version=(2, 2, 0), tflm=tmp_path, gcc="arm-none-eabi-gcc",
