@@ -69,16 +69,21 @@ class LayerCapture : public tflite::MicroProfilerInterface {
 
 LayerCapture g_capture;
 
+// Error `range` with a formatted message: its buffer lives in this frame, not in cmd_layer's during Invoke.
+__attribute__((noinline)) void range_error(const char* format, unsigned a, unsigned b, unsigned c = 0) {
+  char msg[96];
+  snprintf(msg, sizeof msg, format, a, b, c);
+  send_error("range", msg);
+}
+
 }  // namespace
 
 __attribute__((noinline)) void cmd_layer(const ptf_request_t& r) {
-  char msg[96];
   const tflite::SubGraph* sg = tflite::GetModel(g_picotflm_variants[g_variant].data)->subgraphs()->Get(0);
   const uint32_t ops = sg->operators() ? sg->operators()->size() : 0;
   if (r.n >= ops) {
-    snprintf(msg, sizeof msg, "op index %u is past the model's %u ops (0 to %u)", (unsigned)r.n, (unsigned)ops,
-             (unsigned)(ops ? ops - 1 : 0));
-    return send_error("range", msg);
+    return range_error("op index %u is past the model's %u ops (0 to %u)", (unsigned)r.n, (unsigned)ops,
+                       (unsigned)(ops ? ops - 1 : 0));
   }
   const tflite::Operator* op = sg->operators()->Get(r.n);
   if (op->outputs() == nullptr || op->outputs()->size() == 0 || op->outputs()->Get(0) < 0) {
@@ -92,8 +97,7 @@ __attribute__((noinline)) void cmd_layer(const ptf_request_t& r) {
     return send_error("invoke", "the op's output tensor has no data in the arena");
   }
   if (r.offset >= size && !(r.offset == 0 && size == 0)) {
-    snprintf(msg, sizeof msg, "offset %u is past the op's %u-byte output", (unsigned)r.offset, (unsigned)size);
-    return send_error("range", msg);
+    return range_error("offset %u is past the op's %u-byte output", (unsigned)r.offset, (unsigned)size);
   }
   if (ptf_crc32(0, frame_buffer(), PICOTFLM_INPUT_BYTES) != r.crc) {
     return send_error("crc", "input bytes do not match the CRC-32: send the frame's loads again");
