@@ -193,8 +193,22 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    """Read back RAM, latency and golden agreement from the board (--port) or the emulated Pico."""
-    _print_measured(_run_until(args, "measure", rerun=("measure",)))
+    """Read back RAM, latency and golden agreement from the board (--port) or the emulated Pico;
+    --layers: every op's output for one input against host TFLM."""
+    summary = _run_until(args, "measure", rerun=("measure",))
+    _print_measured(summary)
+    if getattr(args, "layers", False):
+        from pipeline.analysis.layers import compare_run, headline, layers_markdown
+
+        build = summary.manifest.get("stages", {}).get("build", {})
+        if build.get("status") not in ("done", "up to date"):
+            raise PipelineError(f"run {summary.run.name} has no firmware image to compare layer by layer",
+                                hint="see the build stage's reason above")
+        status("layers: each op's output for golden input 0, on the board and in host TFLM")
+        r = compare_run(summary.run, build["metrics"]["image"], port=args.port, log=status)
+        say("\n".join(layers_markdown(r)))
+        say(f"Wrote {summary.run.path('layers.json')}: {headline(r)} ({r['board_bytes']:,} bytes read in "
+            f"{r['board_seconds']:.1f} s)")
     return 0
 
 
@@ -480,6 +494,13 @@ def _measure_args(p: argparse.ArgumentParser) -> None:
                                                   "default: the emulated Pico")
 
 
+def _measure_cmd_args(p: argparse.ArgumentParser) -> None:
+    _measure_args(p)
+    p.add_argument("--layers", action="store_true",
+                   help="also read every op's output for one input from the board and compare each with host "
+                        "TFLM: names the first op that differs (writes layers.json and a report section)")
+
+
 def _emulate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("firmware", help="a firmware image (.elf, .uf2 or .bin) or a run name")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -620,7 +641,7 @@ COMMANDS: list[Command] = [
     Command("build", "render and build the firmware image (CMake + Ninja); print flash and RAM use",
             _run_args, cmd_build),
     Command("measure", "measure RAM, latency and golden agreement on the board (--port) or the emulated Pico",
-            _measure_args, cmd_measure),
+            _measure_cmd_args, cmd_measure),
     Command("emulate", "run a firmware image in the emulated Pico behind a serial pty", _emulate_args, cmd_emulate),
     Command("flash", "flash a run's board image to a Pico and measure it", _flash_args, cmd_flash),
     Command("arena", "find the smallest arena that works on the board and recommend one (--apply)",

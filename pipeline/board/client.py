@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, NamedTuple
 
 from pipeline.board.protocol import (
+    LAYER_CHUNK,
     LOAD_CHUNK,
     MAX_REPLY_LINE,
     MAX_ID,
@@ -484,6 +485,72 @@ class BoardClient:
                                       hint=LINK_HINT) from e
         assert last is not None
         raise last
+
+    def layer_output(self, data: bytes, op: int, *, timeout: float | None = None) -> dict[str, Any]:
+        """Op ``op``'s output (its first output tensor) for the input frame ``data``, as the board computed
+        it: ``{"op", "name", "tensor", "type", "data": bytes}``. Read with ``layer <op> <offset> <len>
+        <crc32>`` in chunks of up to 896 bytes, each an Invoke on the frame; the frame is loaded again
+        before each (TFLM overwrites the input tensor), except on a firmware with several variants, which
+        keeps the frame in a buffer of its own. A frame found corrupted (error ``crc``) or a reply lost is
+        loaded and asked again, up to ``retries`` times per chunk. An op index past the model's ops:
+        BoardError ``range`` with the board's message."""
+        data = bytes(data)
+        if isinstance(op, bool) or not isinstance(op, int) or op < 0:
+            raise PipelineError(f"op index {op!r} is not a non-negative integer", hint="ops count from 0")
+        if not data:
+            raise RequestError("an input frame must have at least one byte")
+        crc = f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+        keeps_frame = self.info is not None and int(self.info.get("variants") or 1) > 1
+        loaded = False
+        out = bytearray()
+        head: dict[str, Any] | None = None
+        size = None
+        while size is None or len(out) < size:
+            offset = len(out)
+            last: PipelineError | None = None
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.stats.retries += 1
+                    self.log(f"layer {op} at offset {offset}: {last}; loading the frame again")
+                try:
+                    if not (loaded and keeps_frame):
+                        for off in range(0, len(data), LOAD_CHUNK):
+                            chunk = data[off:off + LOAD_CHUNK]
+                            r = self._transact("load", lambda rid, o=off, c=chunk: encode_load(o, c, rid),
+                                               timeout=timeout)
+                            if r.get("offset") != off or r.get("len") != len(chunk):
+                                raise SerialLinkError(f"the board stored a load at offset {r.get('offset')}, "
+                                                      f"sent offset {off}", hint=LINK_HINT)
+                        loaded = True
+                    r = self.request("layer", op, offset, len(data), crc, timeout=timeout, retries=0,
+                                     raise_on_error=False)
+                except SerialLinkError as e:
+                    last, loaded = e, False
+                    continue
+                if not r.ok and r.err in ("crc",) + NOT_UNDERSTOOD:
+                    last, loaded = BoardError(f"the board could not use the frame ({r.err}: {r.msg})", reply=r), False
+                    continue
+                break
+            else:
+                assert last is not None
+                raise last
+            self._check(r, True)
+            try:
+                piece = bytes.fromhex(r["data"])
+                this = {"op": int(r["op"]), "name": str(r["name"]), "tensor": int(r["tensor"]),
+                        "type": str(r["type"])}
+                total = int(r["size"])
+                if this["op"] != op or int(r["offset"]) != offset or (size is not None and total != size) \
+                        or (head is not None and this != head) \
+                        or len(piece) != min(total - offset, LAYER_CHUNK) or (total and not piece):
+                    raise ValueError(f"op {this['op']} offset {r['offset']} size {total}, {len(piece)} bytes")
+            except (KeyError, TypeError, ValueError) as e:
+                raise SerialLinkError(f"the board's reply to 'layer {op} {offset}' is inconsistent: {e}",
+                                      hint=LINK_HINT) from e
+            head, size = this, total
+            out += piece
+        assert head is not None
+        return {**head, "data": bytes(out)}
 
     # ------------------------------------------------------------------ model variants
     def variants(self) -> list[dict[str, Any]]:

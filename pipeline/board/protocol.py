@@ -20,6 +20,7 @@ MAX_REQUEST_BYTES = 320  # including the newline
 MAX_REPLY_LINE = 64 * 1024  # default cap for a reply line; longer lines are cut and dropped
 MAX_ID = 999_999_999  # request ids are 1..9 decimal digits
 LOAD_CHUNK = 128  # bytes per `load` request
+LAYER_CHUNK = 896  # bytes of an op's output per `layer` reply (PTF_LAYER_CHUNK)
 
 _CRC_RE = re.compile(rb"[0-9a-fA-F]{8}")
 _ID_IN_BAD_FRAME = re.compile(rb'"id":(\d{1,9})[,}]')

@@ -426,6 +426,7 @@ int main(int argc, char** argv) {
       ptf_json_int(&j, "n", req.n);
       ptf_json_int(&j, "crc", req.crc);
       if (req.cmd == PTF_CMD_POLICY) ptf_json_int(&j, "threshold", req.threshold);
+      if (req.cmd == PTF_CMD_LAYER) ptf_json_int(&j, "offset", req.offset);
       ptf_json_hex(&j, "data", req.data, req.data_len);
       ptf_json_end(&j);
       out_flush();

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "app/build_info.h"
+#include "app/layers.h"
 #include "app/output.h"
 #include "app/profile.h"
 #include "app/reply.h"
@@ -296,6 +297,8 @@ __attribute__((noinline)) void handle(const ptf_request_t& r) {
       return cmd_infer(r);
     case PTF_CMD_AUTO:
       return cmd_auto(r);
+    case PTF_CMD_LAYER:
+      return cmd_layer(r);
     default:
       return send_error("unknown_cmd", "unknown command");
   }

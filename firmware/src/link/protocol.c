@@ -227,8 +227,31 @@ void ptf_parse(const char* line, uint32_t len, int overflow, uint32_t input_byte
     r->cmd = is_auto ? PTF_CMD_AUTO : PTF_CMD_INFER;
     return;
   }
+  if (CMD_IS("layer")) {
+    uint32_t len = 0, crc = 0;
+    int ok = nargs == 4 && parse_dec(a[0].s, a[0].n, &r->n) && parse_dec(a[1].s, a[1].n, &r->offset) &&
+             parse_dec(a[2].s, a[2].n, &len) && a[3].n == 8;
+    for (uint32_t k = 0; ok && k < 8; k++) {
+      int v = hex_val(a[3].s[k]);
+      if (v < 0) ok = 0;
+      crc = (crc << 4) | (uint32_t)v;
+    }
+    if (!ok) {
+      set_error(r, "bad_arg", "usage: layer <op index> <byte offset> <input length> <input crc32 as 8 hex digits>");
+      return;
+    }
+    if (len != input_bytes) {
+      set_error(r, "range", "layer input length must equal the input tensor's size");
+      return;
+    }
+    r->crc = crc;
+    r->cmd = PTF_CMD_LAYER;  // the firmware checks the op index and the offset against the model
+    return;
+  }
 #undef CMD_IS
-  set_error(r, "unknown_cmd", "unknown command (info, mem, bench, profile, golden, load, infer, arena, variants, select, policy, auto)");
+  set_error(r, "unknown_cmd",
+            "unknown command (info, mem, bench, profile, golden, load, infer, arena, variants, select, policy, auto, "
+            "cores, layer)");
 }
 
 // ------------------------------------------------------------------------------ replies

@@ -14,6 +14,7 @@ extern "C" {
 #define PTF_LOAD_MAX 128  // bytes of one `load`
 #define PTF_BENCH_MAX 1000
 #define PTF_THRESHOLD_MAX 1000  // policy thresholds are thousandths of [0, 1]
+#define PTF_LAYER_CHUNK 896     // bytes of an op's output one `layer` reply carries (1,792 hex digits)
 
 typedef enum {
   PTF_CMD_NONE = 0,  // empty line: no reply
@@ -30,6 +31,7 @@ typedef enum {
   PTF_CMD_POLICY,
   PTF_CMD_AUTO,
   PTF_CMD_CORES,
+  PTF_CMD_LAYER,
   PTF_CMD_ERROR  // a request that gets an error reply (err/msg set)
 } ptf_cmd_t;
 
@@ -42,6 +44,7 @@ typedef struct {
                  // policy: metric (0 confidence, 1 margin)
   uint32_t crc;  // infer/auto: CRC-32 of the input bytes
   uint32_t threshold;  // policy: threshold in thousandths (0..1000)
+  uint32_t offset;     // layer: byte offset into the op's output (n: the op index; crc: the input's CRC-32)
   uint32_t data_len;
   uint8_t data[PTF_LOAD_MAX];  // load: the bytes
   const char* err;             // error code (docs/protocol.md) when cmd == PTF_CMD_ERROR
@@ -59,7 +62,7 @@ typedef struct {
 void ptf_line_reset(ptf_line_t* line);
 int ptf_line_feed(ptf_line_t* line, int byte);
 
-// Parse one complete line. `input_bytes` bounds `load` and `infer`.
+// Parse one complete line. `input_bytes` bounds `load`, `infer`, `auto` and `layer`.
 void ptf_parse(const char* line, uint32_t len, int overflow, uint32_t input_bytes, ptf_request_t* out);
 
 // Replies are streamed (docs/protocol.md): `$`, the JSON payload as the ptf_json_* calls build it, then
