@@ -3,10 +3,11 @@ that deploy models nobody here trained. Found under PICO_TFLMICRO_PATH or the de
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
+
+from pipeline.tflite.carray import c_array_bytes
 
 EXAMPLES = {
     "hello_world_int8": "examples/hello_world/hello_world_int8_model_data.cpp",
@@ -18,14 +19,6 @@ EXAMPLES = {
 
 def pico_tflmicro() -> Path:
     return Path(os.environ.get("PICO_TFLMICRO_PATH") or Path.home() / ".pico-sdk" / "pico-tflmicro")
-
-
-def c_array_bytes(text: str) -> bytes:
-    """The bytes of the first ``unsigned char ...[] = { ... };`` in a C/C++ source."""
-    m = re.search(r"unsigned\s+char\s+\w+\s*\[\s*\]\s*=\s*\{(.*?)\};", text, re.S)
-    if m is None:
-        raise ValueError("no unsigned char array in the source")
-    return bytes(int(tok, 0) for tok in re.findall(r"0x[0-9a-fA-F]+|\d+", m.group(1)))
 
 
 def example_model(name: str, out_dir: Path) -> Path:

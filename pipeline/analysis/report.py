@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.flow.rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stage_metrics
 from pipeline.analysis import feasibility
+from pipeline.analysis.published import published_line
 from pipeline.board.targets import RP2040
 from pipeline.codegen.layout import layout_markdown
 
@@ -293,6 +294,8 @@ def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
         "device_median_cycles": bench.get("median_cycles"),
         "device_one_core_median_us": (meas.get("bench_one_core") or {}).get("median_us"),
         "two_core_speedup": meas.get("two_core_speedup"),
+        "published": published_line(conv.get("sha256"), (meas.get("bench_one_core") or {}).get("median_us"),
+                                    bench.get("median_us") if meas.get("bench_one_core") else None),
         "cycles_per_mac": meas.get("cycles_per_mac"),
         "golden_exact": f"{golden.get('exact')}/{golden.get('count')}" if golden else None,
         "layers": ver.get("layers") or [],
@@ -336,6 +339,7 @@ def summary_markdown(manifest: dict[str, Any], payload: dict[str, Any] | None = 
             + ("; lockstep cores without bus contention: an upper bound for a Pico"
                if (k["measured_on"] or "").startswith("emulated") else "")]]
           if k["two_core_speedup"] else []),
+        *([["published figures of this model", k["published"], "others, on a real Pico"]] if k["published"] else []),
         ["cycles per MAC", v(k["cycles_per_mac"]), k["measured_on"] or na],
         ["flash used of 2 MB", v(k["flash_bytes"], " B"), "ELF sections"],
         ["static RAM (.data + .bss incl. arena)", v(k["static_ram_bytes"], " B"), "ELF sections"],

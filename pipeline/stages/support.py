@@ -18,6 +18,7 @@ from pipeline.codegen.render import (FIRMWARE_FLASH_RESERVE, FIRMWARE_OUTPUT_TYP
                                      check_fits_rp2040, choose_arena)
 from pipeline.config import RenderConfig, TfliteConfig
 from pipeline.errors import PipelineError
+from pipeline.tflite.carray import C_SUFFIXES, c_array_bytes
 from pipeline.tflite.reader import (TFLITE_SCHEMA_VERSION, TFLITE_TYPES, TFLM_RESOLVER_METHODS, ModelInfo, enum_names,
                                     inspect_tflite, load_tflite)
 
@@ -43,7 +44,8 @@ _FORMATS = (  # leading bytes -> what the file is, what to do
 
 
 def read_model_file(path: str | Path) -> bytes:
-    """The bytes of a ``.tflite`` file; PipelineError (one line) for anything that is not one."""
+    """The bytes of a ``.tflite`` file (or of the model array in a C source, as TFLM's examples ship
+    models); PipelineError (one line) for anything that is not one."""
     p = Path(path).expanduser()
     if not p.exists():
         raise PipelineError(f"model file {p} does not exist", hint="give the path of a .tflite file")
@@ -57,6 +59,8 @@ def read_model_file(path: str | Path) -> bytes:
         raise PipelineError(f"cannot read model file {p}: {e.strerror or e}", hint="check the file's permissions") from None
     if not data:
         raise PipelineError(f"model file {p} is empty", hint="give a .tflite file written by TFLiteConverter")
+    if p.suffix.lower() in C_SUFFIXES:  # a TFLM example's model as a C array
+        data = c_array_bytes(data.decode("utf-8", "replace"), str(p))
     if data[4:8] != b"TFL3":
         for magic, what, hint in _FORMATS:
             if data.startswith(magic) and (magic != b"\x08" or p.suffix.lower() in (".onnx", ".pb")):
