@@ -48,6 +48,9 @@ class Reply:
     def get(self, key: str, default: Any = None) -> Any:
         return self.payload.get(key, default)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.payload
+
     def figures(self) -> dict[str, Any]:
         """The payload without the framing fields (``ok``, ``cmd``, ``id``): what the board reported."""
         return {k: v for k, v in self.payload.items() if k not in ("ok", "cmd", "id")}

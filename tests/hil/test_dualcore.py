@@ -38,7 +38,7 @@ def test_both_cores_agree_with_host_tflm(two_core_board, host_model_real):
     differ = [i for i, (frame, want) in enumerate(zip(x, host))
               if board.send_frame(frame.tobytes())["output"] != want.tobytes()]
     assert differ == [], f"frames {differ} differ from host TFLM"
-    after = board.request("info")
+    after = board.request("info").figures()
     if reply["kernels"] == "picotflm" and "cores_used" in after:  # the firmware says the split ran
         assert after["cores_used"] == 2, after
     # Core 0 alone (`cores 1`), the same image: the same outputs, then both cores again.
@@ -87,7 +87,7 @@ def test_report_cycles_with_both_cores(two_core_board, host_model_real, record_p
         "stack_peak": m["stack_peak"],
     }
     for key in ("cores_used", "split_ops", "core1_jobs", "core1_stack_peak", "core1_stack_size"):
-        for r in (m, reply):
+        for r in (m.figures(), reply.figures()):
             if key in r:
                 figures[key] = r[key]
                 break

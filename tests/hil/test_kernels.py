@@ -20,13 +20,13 @@ def test_picotflm_kernels_bit_exact_with_stock(request, hil_run):
         assert exact == count and int(count) > 0, (kernels, r)
     # The host's per-channel tables equal what TFLM computes on the board for every convolution.
     assert rows["picotflm"]["quant_tables_missed"] == 0 and rows["picotflm"]["quant_tables_matched"] > 0
-    # Both kernel sets ran on both cores: picotflm's splits and pico-tflmicro's matrix products hand
-    # work to core 1; the deepest use of core 1's stack is measured, and one core is slower.
+    # picotflm's convolutions split over both cores: core 1's stack is used, and one core is slower.
+    # (pico-tflmicro's stock kernels hand core 1 only their int8 matrix products, which this model's
+    # convolutions do not use: their two-core figure may equal the one-core one.)
     pf = rows["picotflm"]
     assert pf["split_ops"] > 0 and pf["core1_jobs"] > 0, pf
-    assert rows["stock"]["core1_jobs"] > 0, rows["stock"]
-    for r in rows.values():
-        assert 0 < r["core1_stack_peak"] < r["core1_stack_size"], r
-        assert r["one_core_cycles"] > r["cycles"] > 0 and r["two_core_speedup"] > 1.0, r
+    assert 0 < pf["core1_stack_peak"] < pf["core1_stack_size"], pf
+    assert pf["one_core_cycles"] > pf["cycles"] > 0 and pf["two_core_speedup"] > 1.2, pf
+    assert rows["stock"]["one_core_cycles"] >= rows["stock"]["cycles"] > pf["cycles"], rows["stock"]
     # Same outputs, hence the same accuracy on the frames sent; only the cost differs.
     assert rows["stock"]["test_split_top1"] == pf["test_split_top1"]
