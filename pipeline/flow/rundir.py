@@ -227,6 +227,22 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def reproducible_npz(arrays: dict[str, Any]) -> bytes:
+    """An ``.npz`` of ``arrays`` whose bytes depend only on the arrays (stored, fixed zip timestamps)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+    return buf.getvalue()
+
+
 def stage_metrics(manifest: dict[str, Any], stage: str) -> dict[str, Any]:
     """The metrics a stage recorded in a run's manifest: {} unless it is done (or up to date)."""
     e = (manifest.get("stages") or {}).get(stage) or {}

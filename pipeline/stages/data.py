@@ -31,6 +31,7 @@ import numpy as np
 
 from pipeline.config import PIZZA_CLASSES, DataConfig
 from pipeline.errors import PipelineError
+from pipeline.flow.rundir import reproducible_npz
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
@@ -93,13 +94,7 @@ class Dataset:
             "x_test": self.x_test, "y_test": self.y_test,
             "class_names": np.asarray(self.class_names, dtype=str),
         }
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-            for name, arr in arrays.items():
-                member = io.BytesIO()
-                np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
-                zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
-        return buf.getvalue()
+        return reproducible_npz(arrays)
 
     def save(self, path: str | Path) -> Path:
         from pipeline.flow.rundir import atomic_write_bytes

@@ -7,7 +7,6 @@ artifact that verify, render (golden data) and measure (test frames) read instea
 """
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from pipeline.config import TfliteConfig, check_class_name
 from pipeline.errors import PipelineError
+from pipeline.flow.rundir import reproducible_npz
 from pipeline.tflite.reader import ModelInfo
 
 NUMPY_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "INT32": np.int32, "FLOAT32": np.float32,
@@ -45,13 +45,7 @@ class ModelInputs:
         if self.y is not None:
             arrays["y"] = np.asarray(self.y, dtype=np.int64)
             arrays["class_names"] = np.asarray(self.class_names, dtype=str)
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-            for name, arr in arrays.items():
-                member = io.BytesIO()
-                np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
-                zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
-        return buf.getvalue()
+        return reproducible_npz(arrays)
 
     def save(self, path: str | Path) -> Path:
         from pipeline.flow.rundir import atomic_write_bytes
