@@ -18,85 +18,31 @@
 // Exit codes: 0 stopped (stdin closed, signal, the firmware left for BOOTSEL), 1 bad image or arguments,
 // 3 the firmware crashed (breakpoint/hard fault, PC left flash/SRAM, a call to a ROM address the
 // stand-in does not serve, emulator error).
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { format } from 'node:util';
 import { RP2040 } from 'rp2040js';
 
 import { DualCore } from './cores.mjs';
-import { BOOT2_RAM, BOOT2_SIZE, ImageError, SRAM_BASE, layFlash, loadImage } from './image.mjs';
+import { EmulatorError, fail, loadImageOrExit, makeLogger, note, parseArgs, reportWarnings } from './cli.mjs';
+import { BOOT2_RAM, BOOT2_SIZE, SRAM_BASE, layFlash } from './image.mjs';
 import { CORE1_EXIT, RESET, RomError, RomServices, buildRom, hex } from './rom.mjs';
 import { CdcHost } from './usb.mjs';
 
 const USAGE = 'usage: node board.mjs [--cycles] [--verbose] IMAGE.{uf2,elf,bin}';
 
-// ---------------------------------------------------------------------------------------- arguments
-const opts = { cycles: false, verbose: false, image: null };
-for (const a of process.argv.slice(2)) {
-  if (a === '--cycles') opts.cycles = true;
-  else if (a === '--verbose' || a === '-v') opts.verbose = true;
-  else if (a === '--help' || a === '-h') {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  } else if (a.startsWith('-')) fail(1, `unknown option ${a}\n${USAGE}`);
-  else if (opts.image === null) opts.image = a;
-  else fail(1, `one image only\n${USAGE}`);
-}
-if (opts.image === null) fail(1, USAGE);
-
-function note(msg) {
-  process.stderr.write(`emulator: ${msg}\n`);
-}
-
-function fail(code, msg) {
-  note(msg);
-  process.exit(code);
-}
-
-// ------------------------------------------------------------------------------------------- logger
-// As in run.mjs: rp2040js warns about every unimplemented register; the first few unimplemented
-// instructions are always shown, other warnings only with --verbose (capped). Errors stop the run.
+const opts = parseArgs(process.argv.slice(2), USAGE);
 // SEV is reported by rp2040js through logger.info: that is where the other core is woken.
-const WARN_CAP = 20;
-const warnCounts = new Map();
-let warnShown = 0;
 let dual = null;
-const logger = {
-  debug() {},
-  info(component, message) {
-    if (message === 'SEV' && dual !== null) dual.sev();
-  },
-  warn(component, message) {
-    const key = message.includes('not implemented') ? 'unimplemented instruction' : component;
-    const n = (warnCounts.get(key) ?? 0) + 1;
-    warnCounts.set(key, n);
-    const important = key === 'unimplemented instruction' || message.startsWith('Opcode');
-    if ((important || opts.verbose) && warnShown < WARN_CAP) {
-      warnShown++;
-      note(`warning [${component}] ${message}`);
-    }
-  },
-  error(component, message) {
-    throw new EmulatorError(`[${component}] ${message}`);
-  },
-};
-
-class EmulatorError extends Error {}
+const { logger, warnings } = makeLogger(opts.verbose, (component, message) => {
+  if (message === 'SEV' && dual !== null) dual.sev();
+});
 
 for (const level of ['log', 'info', 'debug', 'warn', 'error']) {
   console[level] = (...parts) => logger.warn('console', format(...parts));
 }
 
 // ------------------------------------------------------------------------------------- load and boot
-let image;
-try {
-  image = loadImage(opts.image, readFileSync(opts.image));
-} catch (e) {
-  if (e instanceof ImageError || e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
-    fail(1, `cannot load ${opts.image}: ${e.message}`);
-  }
-  throw e;
-}
+const image = loadImageOrExit(opts.image);
 
 const rom = buildRom();
 const flashImage = new Uint8Array(16 * 1024 * 1024).fill(0xff);
@@ -454,9 +400,7 @@ function shutdown(code) {
   if (opts.verbose) {
     note(`ROM calls: ${[...romServices.calls].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`);
   }
-  for (const [key, n] of warnCounts) {
-    if (key === 'unimplemented instruction' || opts.verbose) note(`${n} warning(s): ${key}`);
-  }
+  reportWarnings(warnings, opts.verbose);
   process.exitCode = code;
   process.stdin.destroy();
   setImmediate(() => process.exit(exitCode));

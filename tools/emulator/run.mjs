@@ -9,65 +9,18 @@
 //
 // Exit codes: 0 stopped (stdin closed or signal), 1 bad image or arguments, 3 the firmware crashed
 // (breakpoint/hard fault, PC left flash and SRAM, emulator error).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { format } from 'node:util';
 import { RP2040 } from 'rp2040js';
 
-import { bootImage, loadImage, ImageError } from './image.mjs';
+import { EmulatorError, fail, loadImageOrExit, makeLogger, note, parseArgs, reportWarnings } from './cli.mjs';
+import { ImageError, bootImage } from './image.mjs';
 
 const USAGE = 'usage: node run.mjs [--cycles] [--verbose] IMAGE.{elf,bin,uf2}';
 
-// ---------------------------------------------------------------------------------------- arguments
-const args = process.argv.slice(2);
-const opts = { cycles: false, verbose: false, image: null };
-for (const a of args) {
-  if (a === '--cycles') opts.cycles = true;
-  else if (a === '--verbose' || a === '-v') opts.verbose = true;
-  else if (a === '--help' || a === '-h') {
-    process.stdout.write(`${USAGE}\n`);
-    process.exit(0);
-  } else if (a.startsWith('-')) fail(1, `unknown option ${a}\n${USAGE}`);
-  else if (opts.image === null) opts.image = a;
-  else fail(1, `one image only\n${USAGE}`);
-}
-if (opts.image === null) fail(1, USAGE);
-
-function note(msg) {
-  process.stderr.write(`emulator: ${msg}\n`);
-}
-
-function fail(code, msg) {
-  note(msg);
-  process.exit(code);
-}
-
-// ------------------------------------------------------------------------------------------- logger
-// rp2040js logs every unimplemented instruction, invalid access and SIO read as a warning: at full
-// speed that is millions of lines. Unimplemented instructions mean wrong results, so the first few are
-// always shown; other warnings only with --verbose, capped. Errors stop the run (they throw).
-const WARN_CAP = 20;
-const warnCounts = new Map();
-let warnShown = 0;
-const logger = {
-  debug() {},
-  info() {},
-  warn(component, message) {
-    const key = message.includes('not implemented') ? 'unimplemented instruction' : component;
-    const n = (warnCounts.get(key) ?? 0) + 1;
-    warnCounts.set(key, n);
-    const important = key === 'unimplemented instruction' || message.startsWith('Opcode');
-    if ((important || opts.verbose) && warnShown < WARN_CAP) {
-      warnShown++;
-      note(`warning [${component}] ${message}`);
-    }
-  },
-  error(component, message) {
-    throw new EmulatorError(`[${component}] ${message}`);
-  },
-};
-
-class EmulatorError extends Error {}
+const opts = parseArgs(process.argv.slice(2), USAGE);
+const { logger, warnings } = makeLogger(opts.verbose);
 
 // A few rp2040js modules write to the console directly (SIO: "Read from invalid SIO address" for
 // every access to the inter-core FIFO, since only core 0 is emulated): route them through the
@@ -87,15 +40,7 @@ for (const level of ['log', 'info', 'debug', 'warn', 'error']) {
 }
 
 // ------------------------------------------------------------------------------------- load and boot
-let image;
-try {
-  image = loadImage(opts.image, readFileSync(opts.image));
-} catch (e) {
-  if (e instanceof ImageError || e.code === 'ENOENT' || e.code === 'EISDIR' || e.code === 'EACCES') {
-    fail(1, `cannot load ${opts.image}: ${e.message}`);
-  }
-  throw e;
-}
+const image = loadImageOrExit(opts.image);
 
 const mcu = new RP2040();
 mcu.logger = logger;
@@ -357,9 +302,7 @@ function shutdown(code) {
     const rows = [...pcCycles].map(([pc, c]) => `${pc.toString(16)} ${c}`).join('\n');
     writeFileSync(process.env.PICOTFLM_EMU_PROFILE, rows + '\n');
   }
-  for (const [key, n] of warnCounts) {
-    if (key === 'unimplemented instruction' || opts.verbose) note(`${n} warning(s): ${key}`);
-  }
+  reportWarnings(warnings, opts.verbose);
   process.exitCode = code;
   process.stdin.destroy();
   // Leave through the event loop so stderr is flushed, but do not wait for anything else.
