@@ -26,9 +26,10 @@ from pipeline.flow.rundir import atomic_write_text
 PARTS = ("recipes", "switching", "seeds")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 README_COLUMNS = (("recipe", "recipe"), ("tflite_bytes", ".tflite B"), ("weights", "weights"),
-                  ("tflm_test_accuracy", "host TFLM accuracy"), ("board_median_us", "invoke us"),
-                  ("cycles_per_mac", "cycles/MAC"), ("board_arena_used", "arena used B"),
-                  ("board_ram_total", "RAM total B"), ("golden_exact", "golden exact"))
+                  ("tflm_test_accuracy", "host TFLM accuracy"), ("board_median_us", "invoke us, 2 cores"),
+                  ("one_core_us", "invoke us, 1 core"), ("cycles_per_mac", "cycles/MAC, 2 cores"),
+                  ("board_arena_used", "arena used B"), ("board_ram_total", "RAM total B"),
+                  ("golden_exact", "golden exact"))
 
 
 def commit() -> str:
@@ -63,6 +64,33 @@ def replace_block(text: str, block: list[str]) -> str:
     return head + BEGIN + "\n" + "\n".join(block) + "\n" + END + tail
 
 
+def rows_markdown(rows: list[dict]) -> list[str]:
+    """Every column of the recipe rows as one Markdown table."""
+    cols = list(rows[0]) if rows else []
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
+        "| " + " | ".join("" if v is None else str(v) for v in r.values()) + " |" for r in rows]
+
+
+def results_from_runs(runs: Path, at_commit: str, results: Path, readme: Path) -> int:
+    """docs/results.md and the README's table from the recipe runs of an earlier bench in ``runs``."""
+    from pipeline.bench.recipes import RECIPES, recipe_rows
+
+    if not runs.is_dir():
+        print(f"picotflm: error: {runs} is not a bench runs directory (hint: give runs/bench/runs-<time>)",
+              file=sys.stderr)
+        return 2
+    rows = recipe_rows(runs, [r for r in RECIPES if (runs / r / "manifest.json").is_file()])
+    source = (f"Measured at commit `{at_commit}` by `make bench` (its recipe runs; written with "
+              f"`python -m pipeline.bench --from-runs`).")
+    text = ["# Results", "", f"Written by `make bench` (`python -m pipeline.bench`); do not edit. {source}", "",
+            "## Recipes on the board image (emulated Pico, two cores, then one: `cores 1`)", "", *rows_markdown(rows)]
+    atomic_write_text(results, "\n".join(text) + "\n")
+    if readme.name != "none":
+        atomic_write_text(readme, replace_block(readme.read_text(encoding="utf-8"), readme_table(rows, source)))
+    print(f"bench: wrote {results} and the results table of {readme} from {len(rows)} runs", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.splitlines()[0])
     p.add_argument("--runs-dir", default="runs", help="where the benchmark's runs go (default: runs)")
@@ -71,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="the results file to write (default: docs/results.md); 'none' writes none")
     p.add_argument("--readme", default=str(REPO_ROOT / "README.md"),
                    help="the README whose results table is rewritten (default: README.md); 'none' leaves it")
+    p.add_argument("--from-runs", metavar="DIR", default=None,
+                   help="write the results from the recipe runs a bench already made in DIR "
+                        "(runs/bench/runs-<time>), measured at --commit, instead of running them again")
+    p.add_argument("--commit", default=None, help="with --from-runs: the commit DIR's runs were measured at")
     args = p.parse_args(argv)
+    if args.from_runs:
+        return results_from_runs(Path(args.from_runs), args.commit or "unknown", Path(args.results), Path(args.readme))
     parts = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:

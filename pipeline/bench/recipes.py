@@ -182,10 +182,37 @@ def flatbuffer_payload_markdown(runs: Path, recipes: list[str]) -> list[str]:
     return [""] + md if md else []
 
 
-def bench_recipes(runs_dir: Path, recipes: list[str], *, soak: int = 10_000, kernel_frames: int | None = None) -> dict:
+def recipe_rows(runs: Path, recipes: list[str], times: dict[str, float] | None = None) -> list[dict]:
+    """One row per recipe run in ``runs``: its .tflite, host TFLM and board figures (``times``: wall s)."""
+    times = times or {}
+    rows = []
+    for r in recipes:
+        conv, ver, meas = _metrics(runs, r, "convert"), _metrics(runs, r, "verify"), _metrics(runs, r, "measure")
+        bench = meas.get("bench") or {}
+        mem = meas.get("mem") or {}
+        golden = meas.get("golden") or {}
+        pay = _payload(runs, r)
+        rows.append({
+            "recipe": r, "seconds": round(times[r], 1) if r in times else None, "tflite_bytes": conv.get("tflite_bytes"),
+            "weight_bytes": conv.get("weight_bytes"), "payload_bytes": pay.get("payload_bytes"),
+            "flatbuffer_vs_payload": pay.get("ratio"), "weights": "/".join(conv.get("weight_dtypes") or []),
+            "tflm_test_accuracy": round(ver["tflm_test_accuracy"], 4) if ver.get("tflm_test_accuracy") is not None else None,
+            "tflm_test_split_seconds": round(ver.get("host_test_split_seconds", 0), 3),
+            "board_median_us": bench.get("median_us"), "board_median_cycles": bench.get("median_cycles"),
+            "cycles_per_mac": meas.get("cycles_per_mac"), "board_arena_used": mem.get("arena_used"),
+            "board_ram_total": meas.get("ram_total_bytes"),
+            "golden_exact": f"{golden.get('exact')}/{golden.get('count')}" if golden else None,
+            "measured_on": meas.get("where") or meas.get("source_label"),
+            "one_core_us": (meas.get("bench_one_core") or {}).get("median_us"),
+            "two_core_speedup": meas.get("two_core_speedup"),
+        })
+    return rows
+
+
+def bench_recipes(runs_dir: Path, recipes: list[str], *, soak_exchanges: int = 10_000, kernel_frames: int | None = None) -> dict:
     """Run the recipe benchmark; write ``<runs_dir>/bench/bench.md`` and ``bench.csv``; return
     ``{"text", "rows", "runs"}`` (the Markdown, one row per recipe, the fresh runs directory)."""
-    args = SimpleNamespace(runs_dir=runs_dir, recipes=list(recipes), soak=soak, kernel_frames=kernel_frames)
+    args = SimpleNamespace(runs_dir=runs_dir, recipes=list(recipes), soak=soak_exchanges, kernel_frames=kernel_frames)
     out = Path(args.runs_dir) / "bench"
     runs = out / f"runs-{time.strftime('%Y%m%d-%H%M%S')}"
     runs.mkdir(parents=True, exist_ok=True)
@@ -199,25 +226,7 @@ def bench_recipes(runs_dir: Path, recipes: list[str], *, soak: int = 10_000, ker
         _run(r, runs)
     rerun = time.perf_counter() - t0
 
-    rows = []
-    for r in args.recipes:
-        conv, ver, meas = _metrics(runs, r, "convert"), _metrics(runs, r, "verify"), _metrics(runs, r, "measure")
-        bench = meas.get("bench") or {}
-        mem = meas.get("mem") or {}
-        golden = meas.get("golden") or {}
-        pay = _payload(runs, r)
-        rows.append({
-            "recipe": r, "seconds": round(times[r], 1), "tflite_bytes": conv.get("tflite_bytes"),
-            "weight_bytes": conv.get("weight_bytes"), "payload_bytes": pay.get("payload_bytes"),
-            "flatbuffer_vs_payload": pay.get("ratio"), "weights": "/".join(conv.get("weight_dtypes") or []),
-            "tflm_test_accuracy": round(ver["tflm_test_accuracy"], 4) if ver.get("tflm_test_accuracy") is not None else None,
-            "tflm_test_split_seconds": round(ver.get("host_test_split_seconds", 0), 3),
-            "board_median_us": bench.get("median_us"), "board_median_cycles": bench.get("median_cycles"),
-            "cycles_per_mac": meas.get("cycles_per_mac"), "board_arena_used": mem.get("arena_used"),
-            "board_ram_total": meas.get("ram_total_bytes"),
-            "golden_exact": f"{golden.get('exact')}/{golden.get('count')}" if golden else None,
-            "measured_on": meas.get("source_label") or meas.get("where"),
-        })
+    rows = recipe_rows(runs, args.recipes, times)
     md = ["# picotflm benchmarks", "", f"Machine: {sys.platform}, Python {sys.version.split()[0]}. "
           f"Fresh runs directory `{runs}`.", "",
           f"- all {len(args.recipes)} recipes end to end: **{total:.1f} s** (stage cache shared between recipes)",

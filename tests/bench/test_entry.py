@@ -9,10 +9,12 @@ import pytest
 from pipeline.bench.__main__ import BEGIN, END, main, readme_table, replace_block
 from pipeline.errors import PipelineError
 
-ROWS = [{"recipe": "int8", "tflite_bytes": 4256, "weights": "INT8", "tflm_test_accuracy": 0.9222, "board_median_us": 12412,
-         "cycles_per_mac": 8.76, "board_arena_used": 8308, "board_ram_total": 14900, "golden_exact": "8/8"},
+ROWS = [{"recipe": "int8", "tflite_bytes": 4256, "weights": "INT8", "tflm_test_accuracy": 0.9222, "board_median_us": 6619,
+         "one_core_us": 12242, "cycles_per_mac": 4.67, "board_arena_used": 8308, "board_ram_total": 31224,
+         "golden_exact": "8/8"},
         {"recipe": "int4", "tflite_bytes": 3680, "weights": "INT4", "tflm_test_accuracy": None, "board_median_us": None,
-         "cycles_per_mac": None, "board_arena_used": None, "board_ram_total": None, "golden_exact": None}]
+         "one_core_us": None, "cycles_per_mac": None, "board_arena_used": None, "board_ram_total": None,
+         "golden_exact": None}]
 
 
 def test_readme_block_is_replaced_and_the_rest_kept():
@@ -20,8 +22,8 @@ def test_readme_block_is_replaced_and_the_rest_kept():
     out = replace_block(text, readme_table(ROWS, "Measured at commit `abc1234` by `make bench`."))
     assert out.startswith("# Guide\n\nbefore\n" + BEGIN + "\nMeasured at commit `abc1234`")
     assert out.endswith(END + "\nafter\n") and "old table" not in out
-    assert "| int8 | 4,256 | INT8 | 0.9222 | 12,412 | 8.76 | 8,308 | 14,900 | 8/8 |" in out
-    assert "| int4 | 3,680 | INT4 |  |  |  |  |  |  |" in out  # not measured: empty, never invented
+    assert "| int8 | 4,256 | INT8 | 0.9222 | 6,619 | 12,242 | 4.67 | 8,308 | 31,224 | 8/8 |" in out
+    assert "| int4 | 3,680 | INT4 |  |  |  |  |  |  |  |" in out  # not measured: empty, never invented
 
 
 @pytest.mark.parametrize("text", ["no markers here\n", f"{END}\n{BEGIN}\n"])
@@ -39,3 +41,23 @@ def test_unknown_part_is_one_line_and_exit_2(capsys):
 def test_entry_point_runs_as_a_module():
     r = subprocess.run([sys.executable, "-m", "pipeline.bench", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--only" in r.stdout and "docs/results.md" in r.stdout
+
+
+def test_results_from_an_earlier_benchs_runs(tmp_path):
+    import json
+
+    run = tmp_path / "runs" / "int8"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"stages": {
+        "convert": {"status": "done", "metrics": {"tflite_bytes": 4256, "weight_dtypes": ["INT8"]}},
+        "verify": {"status": "done", "metrics": {"tflm_test_accuracy": 0.92222}},
+        "measure": {"status": "done", "metrics": {"bench": {"median_us": 6619}, "bench_one_core": {"median_us": 12242},
+                                                  "two_core_speedup": 1.85, "where": "emulated Pico"}}}}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{BEGIN}\nold\n{END}\n")
+    results = tmp_path / "results.md"
+    assert main(["--from-runs", str(tmp_path / "runs"), "--commit", "abc1234", "--results", str(results),
+                 "--readme", str(readme)]) == 0
+    assert "| int8 | 4,256 | INT8 | 0.9222 | 6,619 | 12,242 |" in readme.read_text()
+    assert "at commit `abc1234`" in results.read_text() and "| int8 |" in results.read_text()
+    assert main(["--from-runs", str(tmp_path / "nothing")]) == 2
