@@ -23,7 +23,7 @@ import { format } from 'node:util';
 import { RP2040 } from 'rp2040js';
 
 import { DualCore } from './cores.mjs';
-import { EmulatorError, fail, loadImageOrExit, makeLogger, note, parseArgs, reportWarnings } from './cli.mjs';
+import { EmulatorError, exitRun, fail, loadImageOrExit, makeLogger, note, parseArgs, wireStdio } from './cli.mjs';
 import { BOOT2_RAM, BOOT2_SIZE, SRAM_BASE, layFlash } from './image.mjs';
 import { CORE1_EXIT, RESET, RomError, RomServices, buildRom, hex } from './rom.mjs';
 import { CdcHost } from './usb.mjs';
@@ -69,7 +69,6 @@ const vtSp = vtView.getUint32(0x100, true);
 const vtPc = vtView.getUint32(0x104, true);
 
 let stopped = false;
-let exitCode = 0;
 let stopRequest = null; // { msg, code } from a served ROM function
 let resetRequest = null; // why the chip resets (watchdog, SYSRESETREQ), acted on between quanta
 
@@ -356,7 +355,7 @@ function runSlice() {
   const busy = dual.st[0].busy + dual.st[1].busy - busy0;
   const polling = (timerReads - reads0) * IDLE_READ_CYCLES > ran;
   idle = !moved && ran > 0 && (busy < ran / 4 || polling);
-  if (eof && !cdc.pending && (idle || sleeping)) {
+  if (stdio.eof && !cdc.pending && (idle || sleeping)) {
     shutdown(0);
     return;
   }
@@ -379,7 +378,6 @@ function wake() {
 function shutdown(code) {
   if (stopped) return;
   stopped = true;
-  exitCode = code;
   unschedule();
   try {
     flushTx();
@@ -400,30 +398,9 @@ function shutdown(code) {
   if (opts.verbose) {
     note(`ROM calls: ${[...romServices.calls].map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`);
   }
-  reportWarnings(warnings, opts.verbose);
-  process.exitCode = code;
-  process.stdin.destroy();
-  setImmediate(() => process.exit(exitCode));
+  exitRun(code, warnings, opts.verbose);
 }
 
-process.on('SIGTERM', () => shutdown(0));
-process.on('SIGINT', () => shutdown(0));
-process.on('SIGHUP', () => shutdown(0));
-process.stdout.on('error', () => shutdown(0));
-
-process.stdin.on('data', (chunk) => {
-  cdc.send(chunk);
-  wake();
-});
-// On EOF, what is still queued is delivered first; the run stops once the device has taken it all and
-// the cores idle, or after EOF_GRACE_MS.
-const EOF_GRACE_MS = 10000;
-let eof = false;
-process.stdin.on('end', () => {
-  eof = true;
-  setTimeout(() => shutdown(0), EOF_GRACE_MS).unref();
-  wake();
-});
-process.stdin.on('error', () => shutdown(0));
+const stdio = wireStdio(shutdown, (chunk) => cdc.send(chunk), wake);
 
 schedule('immediate');

@@ -68,6 +68,38 @@ export function reportWarnings(warnings, verbose) {
   }
 }
 
+// How both runners end: the warning counts said, stdin let go, and out through the event loop so that
+// stderr is flushed, without waiting for anything else.
+export function exitRun(code, warnings, verbose) {
+  reportWarnings(warnings, verbose);
+  process.exitCode = code;
+  process.stdin.destroy();
+  setImmediate(() => process.exit(code));
+}
+
+// The runners' stdio. A signal, or a reader gone (EPIPE on stdout), stops the run; stdin's bytes go to
+// `deliver`, then `wake` resumes the device. On EOF what is still queued is delivered first: the runner
+// stops once the device has taken it all and idles (it reads `stdio.eof`), or after EOF_GRACE_MS (a
+// busy firmware), so `echo info | node run.mjs fw.elf` gets its answer.
+const EOF_GRACE_MS = 10000;
+
+export function wireStdio(shutdown, deliver, wake) {
+  const stdio = { eof: false };
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(signal, () => shutdown(0));
+  process.stdout.on('error', () => shutdown(0));
+  process.stdin.on('data', (chunk) => {
+    deliver(chunk);
+    wake();
+  });
+  process.stdin.on('end', () => {
+    stdio.eof = true;
+    setTimeout(() => shutdown(0), EOF_GRACE_MS).unref();
+    wake();
+  });
+  process.stdin.on('error', () => shutdown(0));
+  return stdio;
+}
+
 // The image at `path` (ELF, UF2 or .bin), or exit 1 with one line saying why not.
 export function loadImageOrExit(path) {
   try {

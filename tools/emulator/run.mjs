@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { format } from 'node:util';
 import { RP2040 } from 'rp2040js';
 
-import { EmulatorError, fail, loadImageOrExit, makeLogger, note, parseArgs, reportWarnings } from './cli.mjs';
+import { EmulatorError, exitRun, fail, loadImageOrExit, makeLogger, note, parseArgs, wireStdio } from './cli.mjs';
 import { ImageError, bootImage } from './image.mjs';
 
 const USAGE = 'usage: node run.mjs [--cycles] [--verbose] IMAGE.{elf,bin,uf2}';
@@ -259,7 +259,7 @@ function runSlice() {
   if (stopped) return;
   const busy = txCount !== tx0 || rxFed !== fed0 || rxPending();
   idle = !busy && rxPolledEmpty - polls0 >= IDLE_POLLS;
-  if (eof && !rxPending() && uart.rxFIFO.empty && (idle || (sleeping && core.waiting))) {
+  if (stdio.eof && !rxPending() && uart.rxFIFO.empty && (idle || (sleeping && core.waiting))) {
     shutdown(0);
     return;
   }
@@ -302,31 +302,11 @@ function shutdown(code) {
     const rows = [...pcCycles].map(([pc, c]) => `${pc.toString(16)} ${c}`).join('\n');
     writeFileSync(process.env.PICOTFLM_EMU_PROFILE, rows + '\n');
   }
-  reportWarnings(warnings, opts.verbose);
-  process.exitCode = code;
-  process.stdin.destroy();
-  // Leave through the event loop so stderr is flushed, but do not wait for anything else.
-  setImmediate(() => process.exit(code));
+  exitRun(code, warnings, opts.verbose);
 }
 
-process.on('SIGTERM', () => shutdown(0));
-process.on('SIGINT', () => shutdown(0));
-process.on('SIGHUP', () => shutdown(0));
-process.stdout.on('error', () => shutdown(0)); // EPIPE: the reader went away
-
-process.stdin.on('data', (chunk) => {
+const stdio = wireStdio(shutdown, (chunk) => {
   for (const b of chunk) rxQueue.push(b);
-  wake();
-});
-// On EOF, what is still queued is delivered first (so `echo info | node run.mjs fw.elf` gets its
-// answer); the run stops once the firmware has read everything and idles, or after EOF_GRACE_MS (a busy firmware).
-const EOF_GRACE_MS = 10000;
-let eof = false;
-process.stdin.on('end', () => {
-  eof = true;
-  setTimeout(() => shutdown(0), EOF_GRACE_MS).unref();
-  wake();
-});
-process.stdin.on('error', () => shutdown(0));
+}, wake);
 
 schedule('immediate');
