@@ -66,6 +66,12 @@ def pytest_addoption(parser):
     parser.addini("picotflm_metrics", "where the metrics file goes (default: none; --metrics-file)")
 
 
+def session_run(config) -> Path | None:
+    """The run the session settled on (--run, picotflm_run or picotflm_model's run), None without one."""
+    state = config.stash.get(STATE, None)
+    return Path(state.run) if state is not None and state.run else None
+
+
 def _is_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -142,14 +148,12 @@ def pytest_sessionstart(session):
     if _is_worker(config):
         return
     state: HilState = config.stash[STATE]
-    if not (state.ports or state.emulator):
-        return
     say = _say(config)
     model = _ini_path(config, "picotflm_model")
     run = Path(config.option.run) if config.option.run else _ini_path(config, "picotflm_run")
     if run is None and model is not None:
         run = Path(config.rootpath) / "runs" / _run_name(model)
-    if model is not None:
+    if model is not None and (state.ports or state.emulator):
         from pipeline.hil.artifacts import bring_up_to_date
 
         say(f"picotflm: bringing {model.name} up to a built firmware in {run}")
@@ -331,7 +335,7 @@ def pytest_runtest_makereport(item, call):
         if rec is not None:
             report.picotflm_metrics = [m.as_dict() for m in rec.metrics]
             for m in rec.metrics:  # JUnit XML: one property per figure (written from the teardown report)
-                item.user_properties.append((f"picotflm.{m.metric}[{m.unit}]", f"{m.value:g}"))
+                item.user_properties.append((f"picotflm.{m.metric}[{m.unit}]", f"{m.value:.12g}"))
     return report
 
 
@@ -357,6 +361,9 @@ def pytest_sessionfinish(session, exitstatus):
                    "where": where, "exit_status": int(exitstatus), "build": state.build_line,
                    "python": sys.version.split()[0], "pid": os.getpid()}
     path, om = write_metrics(Path(target), metrics, session_doc)
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.ensure_newline()
     _say(config)(f"picotflm: {len(metrics)} figures written to {path} and {om}")
 
 
