@@ -47,14 +47,14 @@ class BoardSite:
                               "its other tests fail with this reason, the other boards' tests go on")
 
     def alive_check(self) -> None:
-        """Raise :class:`BoardLost` when the board was lost, or its emulator has stopped."""
-        if self.lost is None and self.process is not None and self.process.poll() is not None:
+        """Raise :class:`BoardLost` when the board was lost before, or its emulator has stopped now."""
+        if self.lost is not None:
+            raise BoardLost(f"board {self.name} was lost earlier in this session: {self.lost}")
+        if self.process is not None and self.process.poll() is not None:
             try:
                 self.process.check()
             except PipelineError as e:
-                self.lost = e.message
-        if self.lost is not None:
-            raise BoardLost(f"board {self.name} was lost earlier in this session: {self.lost}")
+                raise self.lose(e.message) from None
 
 
 class Pico:
