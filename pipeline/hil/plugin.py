@@ -43,6 +43,7 @@ class HilState:
     metrics: list = field(default_factory=list)
     build_line: str | None = None
     worker: int | None = None  # this xdist worker's index
+    port_given: bool = False  # --port was given (`auto` may have found no board yet: flashing finds it)
 
 _SESSION_STATE: HilState | None = None  # this process's session (pytest_runtest_logreport has no config)
 
@@ -107,17 +108,16 @@ def pytest_cmdline_main(config):
             ports = [p for p in ports if p != AUTO] + [p for p in found if p not in ports]
         if len(set(ports)) != len(ports):
             raise _usage(f"a port is given twice: {' '.join(ports)}", "give each board's port once")
-        xdist = config.pluginmanager.hasplugin("xdist")
+        n = getattr(config.option, "numprocesses", None)
+        if ports and n and n != len(ports):
+            raise _usage(f"-n {n} with {len(ports)} board(s)", "omit -n with --port: one worker per board")
         if len(ports) > 1:
-            if not xdist:
+            if not config.pluginmanager.hasplugin("xdist"):
                 raise _usage(f"{len(ports)} boards need pytest-xdist (one worker per board)",
                              "pip install pytest-xdist, or give one --port")
-            n = getattr(config.option, "numprocesses", None)
-            if not n:
-                config.option.numprocesses = len(ports)
-            elif n != len(ports):
-                raise _usage(f"-n {n} with {len(ports)} boards", "omit -n: one worker per board")
-        config.stash[STATE] = HilState(ports=ports, emulator=bool(config.option.emulator))
+            config.option.numprocesses = len(ports)
+        config.stash[STATE] = HilState(ports=ports, emulator=bool(config.option.emulator),
+                                       port_given=bool(config.option.port))
     return (yield)
 
 
@@ -164,7 +164,7 @@ def pytest_sessionstart(session):
             raise _usage(e.message, e.hint) from None
         say(f"picotflm: {state.build_line} ({time.monotonic() - t0:.0f} s)")
     state.run = str(run.resolve()) if run is not None else None
-    if state.ports:
+    if state.ports or state.port_given:
         _flash_and_check(config, state, say)
 
 
@@ -176,7 +176,7 @@ def _run_name(model: Path) -> str:
 
 
 def _flash_and_check(config, state: HilState, say) -> None:
-    from pipeline.board.connect import BoardUnavailable, check_board, find_picos, flashed_board
+    from pipeline.board.connect import BoardUnavailable, check_board, flashed_board
 
     expect = None
     if state.run is not None:

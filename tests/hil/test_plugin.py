@@ -86,3 +86,7 @@ def test_openmetrics_names_carry_the_unit_and_each_sample_its_labels():
     samples = [ln for ln in text.splitlines() if ln.startswith("picotflm_bench_median_microseconds{")]
     assert len(samples) == 2 and 'n="0"' in samples[0] and 'n="1"' in samples[1]  # no two samples alike
     assert 'test="t::\\"b\\""' in text and 'where="board"' in text
+
+
+def test_workers_other_than_one_per_board(project):
+    assert_one_line(run_pytest(project, "--port", "/dev/ttyACM0", "-n", "2", "--no-flash"), "-n 2 with 1 board")
