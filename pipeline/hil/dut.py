@@ -72,7 +72,7 @@ class Pico:
         self.run = run
         self._record = record
         self._test = test
-        self._invoke_s = 1.0  # wall time of one invoke, an upper bound once one was timed
+        self._invoke_s: float | None = None  # wall time of one invoke (with the link): an upper bound once timed
         self._info = Info.of(client.info.figures()) if client.info is not None else None
 
     @property
@@ -96,27 +96,39 @@ class Pico:
         return self._note(Mem.of(self._request("mem").figures()))
 
     def bench(self, runs: int = 10) -> Bench:
-        return self._note(Bench.of(self._request("bench", runs, timeout=30.0 + 3.0 * runs * self._invoke_s).figures()))
+        wait = 30.0 + 3.0 * runs * self._one_invoke_s()
+        return self._note(Bench.of(self._request("bench", runs, timeout=wait).figures()))
 
     def profile(self) -> Profile:
-        t0 = time.monotonic()
-        p = Profile.of(self._request("profile", timeout=60.0 + 3.0 * self._invoke_s).figures())
-        self._invoke_s = max(time.monotonic() - t0, 0.01)
-        return self._note(p)
+        return self._note(self._profile())
 
     def golden(self) -> Golden:
         n = self._info.golden_count if self._info else 10
-        return self._note(Golden.of(self._request("golden", timeout=60.0 + 3.0 * max(n, 1) * self._invoke_s).figures()))
+        wait = 30.0 + 3.0 * max(n, 1) * self._one_invoke_s()
+        return self._note(Golden.of(self._request("golden", timeout=wait).figures()))
 
     def infer(self, frame: Any) -> Inference:
         """Send one input frame (the model's input tensor: an array of its type, or raw bytes) and infer it."""
         info = self.run.model_info
         data = frame if isinstance(frame, (bytes, bytearray)) else np.asarray(frame).tobytes()
-        t0 = time.monotonic()
-        r = self._call(lambda: self.client.send_frame(bytes(data), timeout=30.0 + 3.0 * self._invoke_s))
-        self._invoke_s = max(min(time.monotonic() - t0, self._invoke_s), 0.01)
+        wait = 30.0 + 3.0 * self._one_invoke_s()
+        r = self._call(lambda: self.client.send_frame(bytes(data), timeout=wait))
         out = np.frombuffer(r["output"], dtype=_numpy_dtype(info.output.dtype)).copy()
         return self._note(Inference(out, int(r["top1"]), int(r["us"]), int(r["cycles"])))
+
+    def _profile(self) -> Profile:
+        t0 = time.monotonic()
+        p = Profile.of(self._request("profile", timeout=120.0 if self._invoke_s is None else
+                                     30.0 + 3.0 * self._invoke_s).figures())
+        self._invoke_s = max(time.monotonic() - t0, 0.01)
+        return p
+
+    def _one_invoke_s(self) -> float:
+        """How long one invoke takes here (timed once with `profile`, not recorded): the waits scale with it."""
+        if self._invoke_s is None:
+            self._profile()
+        assert self._invoke_s is not None
+        return self._invoke_s
 
     # ------------------------------------------------------------------ plumbing
     def _request(self, cmd: str, *args: Any, timeout: float | None = None):
