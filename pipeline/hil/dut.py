@@ -132,14 +132,23 @@ class Pico:
 
     # ------------------------------------------------------------------ plumbing
     def _request(self, cmd: str, *args: Any, timeout: float | None = None):
+        __tracebackhide__ = True  # pytest: the test's own line, then the reason
         return self._call(lambda: self.client.request(cmd, *args, timeout=timeout))
 
     def _call(self, fn: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
         self.site.alive_check()
         try:
             return fn()
         except SerialLinkError as e:
-            raise self.site.lose(e.message) from None
+            reason = e.message
+            emulator = self.site.process
+            if emulator is not None and emulator.wait(1.0) is not None:  # the emulated Pico itself is gone
+                try:
+                    emulator.check()
+                except PipelineError as died:
+                    reason = died.message
+            raise self.site.lose(reason) from None
 
     def _note(self, result: Any) -> Any:
         model = self._info.hash if self._info else self.run.model_hash
