@@ -43,6 +43,7 @@ class HilState:
     metrics: list = field(default_factory=list)
     build_line: str | None = None
     worker: int | None = None  # this xdist worker's index
+    written: str | None = None  # the line saying where the metrics went
     port_given: bool = False  # --port was given (`auto` may have found no board yet: flashing finds it)
 
 _SESSION_STATE: HilState | None = None  # this process's session (pytest_runtest_logreport has no config)
@@ -361,10 +362,13 @@ def pytest_sessionfinish(session, exitstatus):
                    "where": where, "exit_status": int(exitstatus), "build": state.build_line,
                    "python": sys.version.split()[0], "pid": os.getpid()}
     path, om = write_metrics(Path(target), metrics, session_doc)
-    tr = config.pluginmanager.get_plugin("terminalreporter")
-    if tr is not None:
-        tr.ensure_newline()
-    _say(config)(f"picotflm: {len(metrics)} figures written to {path} and {om}")
+    state.written = f"picotflm: {len(metrics)} figures written to {path} and {om}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    state: HilState | None = config.stash.get(STATE, None)
+    if state is not None and state.written:
+        terminalreporter.write_line(state.written)
 
 
 def _workers(config) -> int:
