@@ -1,6 +1,7 @@
 """Options and fixtures shared by the whole test suite.
 
-``--port`` / ``--emulator`` select the board for ``hardware`` tests (skipped without one).
+``--port`` / ``--emulator`` (picotflm's pytest plugin, :mod:`pipeline.hil.plugin`) select the board for
+``hardware`` tests (skipped without one).
 Small helpers keep the suite fast: tiny recipes (a few images per class, 1-3 epochs) and the CLI
 run as a subprocess the way a user runs it.
 """
@@ -10,11 +11,16 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The plugin loads by its entry point once picotflm is installed; from a source tree without it, from here.
+if not any(ep.name == "picotflm" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["pipeline.hil.plugin"]
 
 
 @pytest.fixture(scope="module")
@@ -29,22 +35,6 @@ def toolchain():
         if os.environ.get("PICOTFLM_REQUIRE_FIRMWARE", "") not in ("", "0"):
             pytest.fail(f"PICOTFLM_REQUIRE_FIRMWARE=1 but: {e}")
         pytest.skip(f"firmware toolchain absent: {e}")
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("picotflm")
-    group.addoption("--port", default=None, help="serial port of a Pico running picotflm firmware (hardware tests)")
-    group.addoption("--emulator", action="store_true", default=False,
-                    help="run hardware tests against the emulated Pico (rp2040js)")
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--port") or config.getoption("--emulator"):
-        return
-    skip = pytest.mark.skip(reason="needs a board: pass --port PORT or --emulator")
-    for item in items:
-        if "hardware" in item.keywords:
-            item.add_marker(skip)
 
 
 TINY_RECIPE = """

@@ -76,3 +76,43 @@ def flashed_board(uf2: Path, *, emulated: bool = False, drive: Path | None = Non
         port = flash(uf2, drive=bootsel.drive, picotool=None, list_ports=bootsel.list_ports, log=log,
                      port_wait_timeout=max(port_wait_timeout, 60.0))
         yield port, EMULATED_LABELS["board"]
+
+
+# ------------------------------------------------------------------ boards for a test session
+def find_picos(list_ports=None) -> list[str]:
+    """Every Pico on this machine's USB serial ports (by the Pico SDK's USB stdio VID:PID), sorted."""
+    from pipeline.board.flash import pico_ports
+
+    return pico_ports(list_ports)
+
+
+def check_board(port: str, expect_hash: str | None = None, *, attempts: int = 10, interval: float = 0.3) -> dict:
+    """The ``info`` of the picotflm board on ``port`` (its model hash checked against ``expect_hash``).
+    A port that is missing, busy, not ours or runs another model: :class:`BoardUnavailable`, one line."""
+    from pipeline.board.client import BoardClient
+
+    try:
+        with BoardClient(port, timeout=2.0) as b:
+            return b.handshake(expect_hash, attempts=attempts, interval=interval).figures()
+    except PipelineError as e:
+        raise BoardUnavailable(f"{port}: {e.message}", hint=e.hint) from None
+
+
+@contextlib.contextmanager
+def emulated_board(elf: Path, image: str = "board"):
+    """The emulated Pico running ``elf`` (an image of kind ``image``), its process alive while the block
+    runs: yields the :class:`~pipeline.board.emulator.EmulatedPico` (``.port``, ``.pid``, ``.check()``).
+    No Node.js or emulator here: :class:`BoardUnavailable` (the error itself with PICOTFLM_REQUIRE_FIRMWARE=1)."""
+    if image not in EMULATED_LABELS:
+        raise BoardUnavailable(f"unknown image kind {image!r}", hint="rebuild the run's firmware")
+    from pipeline.board.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
+
+    try:
+        find_node()
+        check_emulator_dir(emulator_dir(), image)
+    except PipelineError as e:
+        if firmware_required():
+            raise
+        raise BoardUnavailable(f"no emulated Pico here: {e.message}", hint=e.hint) from None
+    with EmulatedPico(elf, kind=image) as pico:
+        yield pico

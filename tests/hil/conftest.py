@@ -1,9 +1,10 @@
-"""The board for the hardware-in-the-loop suite.
+"""The board for the hardware-in-the-loop suite, through picotflm's pytest plugin as a user has it.
 
-``--port PORT``: a real Pico already flashed with a run's firmware (``--hil-run``, default
-``runs/int8``, what ``make flash`` flashes: its model.tflite and data.npz are the host reference).
+``--port PORT``: a real Pico; the plugin flashes the run (``--run``, default ``runs/int8``: what
+``make flash`` builds; its model.tflite and data.npz are the host reference) unless ``--no-flash``.
 ``--emulator``: the suite builds a small run of the default recipe itself (a few images, two epochs:
 bit-exactness does not need accuracy) and runs its board image on the emulated Pico (both cores, USB CDC).
+The fixtures below name the plugin's for the suite's tests: ``board`` is ``pico.client``.
 """
 from __future__ import annotations
 
@@ -11,23 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.hil.plugin import session_run
 from tests.conftest import require_emulated_pico, run_small_recipe, small_recipe
 
 HIL_RECIPE = small_recipe("HIL suite", golden_count=6)
 
 
-def pytest_addoption(parser):
-    parser.getgroup("picotflm").addoption("--hil-run", default="runs/int8",
-                                          help="with --port: the run whose firmware the board runs")
-
-
 @pytest.fixture(scope="session")
-def hil_run(request, tmp_path_factory) -> Path:
-    """A run directory with model.tflite, data.npz and (for the emulator) firmware.elf."""
-    if request.config.getoption("--port"):
-        run = Path(request.config.getoption("--hil-run"))
-        if not (run / "model.tflite").is_file():
-            pytest.fail(f"--hil-run {run} has no model.tflite: flash a run first (make flash)")
+def picotflm_run_dir(pytestconfig, tmp_path_factory) -> Path:
+    """The plugin's run: with --port the session's (--run); with --emulator a small run built here."""
+    if pytestconfig.getoption("--port") or pytestconfig.getoption("--run"):
+        run = session_run(pytestconfig)
+        if run is None or not (run / "model.tflite").is_file():
+            pytest.fail(f"--run {run} has no model.tflite: flash a run first (make flash)")
         return run
     require_emulated_pico()
     run = run_small_recipe(tmp_path_factory.mktemp("hil"), HIL_RECIPE, name="hil")
@@ -36,38 +33,32 @@ def hil_run(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def emulated_pico(request, hil_run):
-    """The emulated Pico running the run's firmware (the board image: its binary info says so)."""
-    if request.config.getoption("--port"):
-        pytest.skip("a real board is on --port")
-    from pipeline.board.emulator import EmulatedPico
-
-    with EmulatedPico(hil_run / "firmware.elf") as pico:
-        assert pico.kind == "board"
-        yield pico
+def hil_run(picotflm_run_dir) -> Path:
+    """A run directory with model.tflite, data.npz and (for the emulator) firmware.elf."""
+    return picotflm_run_dir
 
 
 @pytest.fixture(scope="session")
-def board_port(request, hil_run):
-    port = request.config.getoption("--port")
-    if port:
-        yield port
-        return
-    yield request.getfixturevalue("emulated_pico").port
+def emulated_pico(pico_board):
+    """The emulated Pico running the run's firmware (the board image: its binary info says so)."""
+    if pico_board.process is None:
+        pytest.skip("a real board is on --port")
+    assert pico_board.process.kind == "board"
+    return pico_board.process
+
+
+@pytest.fixture(scope="session")
+def board_port(pico_board) -> str:
+    return pico_board.port
 
 
 @pytest.fixture
-def board(board_port):
-    from pipeline.board.client import BoardClient
-
-    with BoardClient(board_port, timeout=10.0) as b:
-        yield b
+def board(pico):
+    return pico.client
 
 
 @pytest.fixture(scope="session")
-def host_model(hil_run):
-    from pipeline.tflite.reader import inspect_tflite
+def host_model(pico_run):
     from pipeline.stages.data import Dataset
 
-    data = (hil_run / "model.tflite").read_bytes()
-    return data, inspect_tflite(data), Dataset.load(hil_run / "data.npz")
+    return pico_run.model, pico_run.model_info, Dataset.load(pico_run.path / "data.npz")
