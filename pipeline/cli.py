@@ -222,6 +222,14 @@ def _print_measured(summary) -> None:
     say(summary.line())
 
 
+def cmd_setup_emulator(args: argparse.Namespace) -> int:
+    """setup-emulator: rp2040js installed where the emulated Pico's scripts are."""
+    from pipeline.board.emulator import setup_emulator
+
+    say(f"emulated Pico ready in {setup_emulator(status, npm=args.npm)}")
+    return 0
+
+
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Run a firmware image (or a run's firmware.elf) in the emulated Pico until Ctrl-C."""
     from pipeline.board.emulator import serve
@@ -279,9 +287,9 @@ def cmd_arena(args: argparse.Namespace) -> int:
     r = result
     say(f"arena on {r['where']}:")
     host_min = r["host_min_bytes_64bit"]
-    say(f"  host minimum (64-bit TFLM)                 " + (f"{host_min:>8,} B" if host_min else "not measured"))
+    say("  host minimum (64-bit TFLM)                 " + (f"{host_min:>8,} B" if host_min else "not measured"))
     say(f"  arena_used_bytes() on the board            {r['arena_used_bytes']:>8,} B")
-    say(f"  device minimum (allocates, invokes,")
+    say("  device minimum (allocates, invokes,")
     say(f"  golden outputs bit-exact)                  {r['device_min_bytes']:>8,} B")
     say(f"  scratch gap (minimum - arena_used_bytes()) {r['scratch_gap_bytes']:>+8,} B")
     say(f"  peak live activations                      {r['peak_live_activations_bytes']:>8,} B  (op "
@@ -606,6 +614,10 @@ def _switch_fw_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
 
 
+def _setup_emulator_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--npm", default="npm", help="the npm executable (default: npm)")
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run name (a folder in --runs-dir) or the path of a run directory")
     p.add_argument("--runs-dir", default="runs", help="where run directories are (default: runs)")
@@ -643,6 +655,8 @@ COMMANDS: list[Command] = [
     Command("measure", "measure RAM, latency and golden agreement on the board (--port) or the emulated Pico",
             _measure_cmd_args, cmd_measure),
     Command("emulate", "run a firmware image in the emulated Pico behind a serial pty", _emulate_args, cmd_emulate),
+    Command("setup-emulator", "install the emulated Pico (rp2040js, with npm) for an installed picotflm",
+            _setup_emulator_args, cmd_setup_emulator),
     Command("flash", "flash a run's board image to a Pico and measure it", _flash_args, cmd_flash),
     Command("arena", "find the smallest arena that works on the board and recommend one (--apply)",
             _arena_args, cmd_arena),

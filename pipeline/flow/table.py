@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pipeline import PACKAGE_DIR as PACKAGE
-from pipeline import REPO_ROOT
+from pipeline import SOURCE_ROOT
 from pipeline.config import (BuildConfig, ClusterConfig, ConvertConfig, DataConfig, MeasureConfig, ModelConfig,
                              PruneConfig, QuantizeConfig, RenderConfig, TfliteConfig, TrainConfig, VerifyConfig)
 from pipeline.errors import PipelineError
@@ -118,7 +118,7 @@ def _model_external(cfg) -> list[Path]:
 def _sources(*names: str) -> Callable[[Any], list[Path]]:
     """Files of picotflm itself whose change makes the stage run again (converter, templates, firmware)."""
     def paths(_cfg) -> list[Path]:
-        return [p for p in (PACKAGE / n if not n.startswith("/") else REPO_ROOT / n[1:] for n in names)
+        return [p for p in (PACKAGE / n if not n.startswith("/") else SOURCE_ROOT / n[1:] for n in names)
                 if p.exists() and p.name != "generated"]
     return paths
 

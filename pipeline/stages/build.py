@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.config import BuildConfig
-from pipeline import REPO_ROOT
+from pipeline import INSTALLED, REPO_ROOT, SOURCE_ROOT, cache_dir
 from pipeline.board.targets import RP2040
 from pipeline.board.uf2 import write_uf2
 from pipeline.errors import PipelineError
@@ -172,8 +172,9 @@ def build_firmware(generated_dir: Path, build_dir: Path, cfg: BuildConfig, *,
     env = dict(os.environ)
     env["PICO_SDK_PATH"] = str(tc.sdk)
     env["PICO_TFLMICRO_PATH"] = str(tc.tflm)
-    # ccache: paths under the repo become relative, so a fresh build dir (or a clean clone) hits.
-    env.setdefault("CCACHE_BASEDIR", str(REPO_ROOT))
+    project = cmake_project()
+    # ccache: paths under the project become relative, so a fresh build dir (or a clean clone) hits.
+    env.setdefault("CCACHE_BASEDIR", str(project))
     env.setdefault("CCACHE_NOHASHDIR", "1")
     log_file = build_dir / "build.log"
     t0 = time.monotonic()
@@ -183,14 +184,14 @@ def build_firmware(generated_dir: Path, build_dir: Path, cfg: BuildConfig, *,
               "PICOTFLM_EMULATE_CORE1": "ON" if cfg.emulate_core1 else "OFF",
               "CMAKE_BUILD_TYPE": cfg.build_type}
     if not (build_dir / "build.ninja").is_file() or _cmake_cache(build_dir) != wanted:
-        cmd = [tc.cmake, "-S", str(REPO_ROOT), "-B", str(build_dir), "-G", "Ninja",
+        cmd = [tc.cmake, "-S", str(project), "-B", str(build_dir), "-G", "Ninja",
                *(f"-D{k}={v}" for k, v in wanted.items()), f"-DCMAKE_MAKE_PROGRAM={tc.ninja}"]
         if tc.ccache:
             cmd += [f"-DCMAKE_C_COMPILER_LAUNCHER={tc.ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={tc.ccache}"]
         log(f"configuring the {cfg.image} image, {cfg.kernels} kernels (CMake)")
-        _run(cmd, cwd=REPO_ROOT, env=env, what="CMake configure", log_file=log_file)
+        _run(cmd, cwd=project, env=env, what="CMake configure", log_file=log_file)
     log(f"building the {cfg.image} image (Ninja" + (", ccache" if tc.ccache else ", no ccache: a cold TFLM build takes ~10 min") + ")")
-    _run([tc.ninja, "-C", str(build_dir), "picotflm"], cwd=REPO_ROOT, env=env, what="firmware build", log_file=log_file)
+    _run([tc.ninja, "-C", str(build_dir), "picotflm"], cwd=project, env=env, what="firmware build", log_file=log_file)
     elf = build_dir / "firmware" / "picotflm.elf"
     binf = elf.with_suffix(".bin")
     if not elf.is_file() or not binf.is_file():
@@ -259,14 +260,39 @@ def elf_memory_map(elf_path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- build folders shared by runs
+PROJECT_FILES = ("CMakeLists.txt", "pico_sdk_import.cmake", "firmware")  # the CMake project the build stage builds
+
+
+def project_root() -> Path:
+    """Where the CMake project and its build folders are: the checkout, or for an installed wheel a
+    folder in picotflm's cache laid out as a checkout (so ccache hits across both)."""
+    return cache_dir() / "project" if INSTALLED else REPO_ROOT
+
+
+def cmake_project() -> Path:
+    """The CMake project to build, in :func:`project_root`: an installed wheel's bundled sources are
+    first brought there (only changed files are written)."""
+    root = project_root()
+    if root != SOURCE_ROOT:
+        for name in PROJECT_FILES:
+            src = SOURCE_ROOT / name
+            if src.is_dir():
+                sync_tree(src, root / name)
+            elif not (root / name).is_file() or (root / name).read_bytes() != src.read_bytes():
+                from pipeline.flow.rundir import atomic_write_bytes
+
+                atomic_write_bytes(root / name, src.read_bytes())
+    return root
+
+
 def build_dir_for(run_root: Path, image: str) -> Path:
-    """The CMake build folder of a run: ``build/<run key>-<image>/`` in the repository, always at the
-    same depth, so ccache (base dir: the repository) reuses the TFLM objects of any earlier build,
+    """The CMake build folder of a run: ``build/<run key>-<image>/`` in :func:`project_root`, always at
+    the same depth, so ccache (base dir: the project) reuses the TFLM objects of any earlier build,
     wherever the run directory itself is."""
     import hashlib
 
     key = hashlib.sha256(str(Path(run_root).resolve()).encode()).hexdigest()[:12]
-    return REPO_ROOT / "build" / f"{Path(run_root).name[:24]}-{key}-{image}"
+    return project_root() / "build" / f"{Path(run_root).name[:24]}-{key}-{image}"
 
 
 GENERATED_COPY = "picotflm_generated"  # in a shared build folder: the generated sources being built

@@ -15,9 +15,10 @@ from pipeline.board.emulator.pico import (
     image_kind,
     open_raw_pty,
     serve,
+    setup_emulator,
 )
 
 __all__ = [
     "EmulatedPico", "serve", "open_raw_pty", "emulator_dir", "check_emulator_dir", "find_node", "image_kind",
-    "check_image", "detect_format", "looks_like_flash_bin", "RP2040JS_VERSION",
+    "setup_emulator", "check_image", "detect_format", "looks_like_flash_bin", "RP2040JS_VERSION",
 ]

@@ -28,7 +28,7 @@ from typing import Callable
 from pipeline.board.emulator.image import check_image
 from pipeline.board.uf2 import is_uf2
 from pipeline.board.pty import close_quietly, open_raw_pty, wake
-from pipeline import REPO_ROOT
+from pipeline import INSTALLED, SOURCE_ROOT, cache_dir
 from pipeline.errors import PipelineError
 
 EMULATOR_DIR_ENV = "PICOTFLM_EMULATOR_DIR"
@@ -40,11 +40,51 @@ OUT_BUFFER_CAP = 256 * 1024  # bytes from the firmware held for a reader that do
 
 
 def emulator_dir() -> Path:
-    """``tools/emulator`` of this repository (or ``$PICOTFLM_EMULATOR_DIR``)."""
+    """The emulated Pico's scripts and their rp2040js: ``$PICOTFLM_EMULATOR_DIR``, else ``tools/emulator``
+    of the checkout (``make install`` runs ``npm ci`` there), else, for an installed wheel, the copy
+    :func:`setup_emulator` makes in picotflm's cache folder."""
     env = os.environ.get(EMULATOR_DIR_ENV)
     if env:
         return Path(env)
-    return REPO_ROOT / "tools" / "emulator"
+    return cache_dir() / "emulator" if INSTALLED else SOURCE_ROOT / "tools" / "emulator"
+
+
+SETUP_HINT = ("run `picotflm setup-emulator` (an installed picotflm) or `make install` (a checkout: npm ci in "
+              "tools/emulator)")
+
+
+def _script_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".mjs", ".json") and p.is_file())
+
+
+def setup_emulator(log: Callable[[str], None] = lambda _m: None, npm: str = "npm") -> Path:
+    """Install the emulated Pico where :func:`emulator_dir` looks: the wheel's scripts copied there and
+    rp2040js installed beside them by ``npm ci`` (pinned by the lockfile; skipped when that version is
+    already there). Returns the folder. In a checkout it is ``tools/emulator`` itself."""
+    target = emulator_dir()
+    source = SOURCE_ROOT / "tools" / "emulator"
+    if target.resolve() != source.resolve():
+        target.mkdir(parents=True, exist_ok=True)
+        for f in _script_files(source):
+            shutil.copy2(f, target / f.name)
+    try:
+        check_emulator_dir(target, "board")
+        log(f"emulated Pico: rp2040js {RP2040JS_VERSION} already installed in {target}")
+        return target
+    except PipelineError:
+        pass
+    exe = shutil.which(npm)
+    if exe is None:
+        raise PipelineError("npm not found: the emulated Pico's rp2040js is installed with it",
+                            hint="install Node.js 18 or newer with npm (e.g. `apt-get install nodejs npm`)")
+    log(f"emulated Pico: npm ci in {target}")
+    done = subprocess.run([exe, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=target,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise PipelineError(f"npm ci failed in {target}: {last}", hint="check that npm can reach its registry")
+    check_emulator_dir(target, "board")
+    return target
 
 
 def find_node(node: str = "node") -> str:
@@ -62,18 +102,18 @@ def check_emulator_dir(directory: Path, image: str = "emulator") -> Path:
     run = directory / RUNNERS[image]
     if not run.is_file():
         raise PipelineError(f"emulator script not found: {run}",
-                            hint=f"run from a checkout of the repository or set {EMULATOR_DIR_ENV}")
+                            hint=f"{SETUP_HINT}, or set {EMULATOR_DIR_ENV}")
     pkg = directory / "node_modules" / "rp2040js" / "package.json"
     if not pkg.is_file():
         raise PipelineError(f"rp2040js is not installed in {directory}",
-                            hint=f"run `npm ci` in {directory} (or `make`)")
+                            hint=SETUP_HINT)
     try:
         version = json.loads(pkg.read_text()).get("version")
     except (OSError, ValueError):
         version = None
     if version != RP2040JS_VERSION:
         raise PipelineError(f"rp2040js {version} is installed in {directory}, {RP2040JS_VERSION} is required",
-                            hint=f"run `npm ci` in {directory} (or `make`)")
+                            hint=SETUP_HINT)
     return run
 
 
