@@ -1,13 +1,16 @@
-// picotflm's own TFLM kernels for the Cortex-M0+ (RP2040): CONV_2D, DEPTHWISE_CONV_2D and MEAN.
+// picotflm's own TFLM kernels for the Cortex-M0+ (RP2040): CONV_2D, DEPTHWISE_CONV_2D, MEAN,
+// FULLY_CONNECTED and SOFTMAX.
 //
 // The generated op resolver returns them in place of pico-tflmicro's (CMSIS-NN) kernels; TFLM's
 // sources are not touched. Every output is bit-exact with the stock kernels: the same integer arithmetic, the same
 // requantization (CMSIS-NN's arm_nn_requantize, TFLM's MultiplyByQuantizedMultiplier for MEAN),
 // computed with 32-bit operations where the stock code calls a 64-bit multiply routine.
+// FULLY_CONNECTED and SOFTMAX (int8) are TFLM's reference arithmetic (pk_fc_softmax.c) with one
+// 16-byte slot of op data each; their other cases run pico-tflmicro's kernels.
 // Cases the fast paths do not cover (dilation, grouped convolution, depth multiplier > 1, int16)
 // run TFLM's reference kernels.
 //
-// One file per concern: conv.cpp, depthwise.cpp and mean.cpp (the ops), conv_data.cpp (what a conv
+// One file per concern: conv.cpp, depthwise.cpp, mean.cpp, fully_connected.cpp and softmax.cpp (the ops), conv_data.cpp (what a conv
 // keeps in the arena), conv_run.cpp (one core, both cores, or in place), quant_tables.cpp (the host's
 // per-channel tables and their ReLU thresholds), quant_cache.cpp (TFLM's Prepare results remembered),
 // persistent.cpp, planner.cpp (PlannedMemoryPlanner), registry.cpp (FindKernel); the arithmetic in
@@ -90,6 +93,8 @@ const TFLMRegistration* FindKernel(tflite::BuiltinOperator op);
 TFLMRegistration Register_CONV_2D();
 TFLMRegistration Register_DEPTHWISE_CONV_2D();
 TFLMRegistration Register_MEAN();
+TFLMRegistration Register_FULLY_CONNECTED();
+TFLMRegistration Register_SOFTMAX();
 
 // TFLM's greedy planner, told where to put a few buffers: pipeline/memplan.py places a convolution's
 // output `lead` bytes below its own input (the kernels then write it in bands of rows that only

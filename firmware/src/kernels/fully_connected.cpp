@@ -1,0 +1,134 @@
+// FULLY_CONNECTED (int8 activations and weights): TFLM's own quantization arithmetic
+// (CalculateOpDataFullyConnected), our Eval (pk_fc_s8, bit-exact with TFLM's reference kernel) with
+// 16 bytes of op data instead of the stock kernel's OpData (80 with the arena's alignment).
+// pico-tflmicro's kernel runs every other FULLY_CONNECTED (int4 or int16, non-zero filter zero point).
+#include <string.h>
+
+#include "picotflm_kernels.h"
+#include "pk_fc_softmax.h"
+#include "tensorflow/lite/c/builtin_op_data.h"
+#include "tensorflow/lite/micro/kernels/fully_connected.h"
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/micro_context.h"
+
+namespace picotflm {
+namespace {
+
+// One 16-byte arena slot. Per channel: TFLM's two per-channel arrays (its persistent allocations);
+// per tensor: the one multiplier and shift; `stock`: pico-tflmicro's own op data, its kernel runs.
+struct FcData {
+  union {
+    const int32_t* mult_pc;
+    int32_t mult;
+    void* stock_data;
+  };
+  union {
+    const int32_t* shift_pc;
+    int32_t shift;
+  };
+  int8_t input_zp, output_zp, act_min, act_max;
+  uint8_t per_channel, stock;
+};
+static_assert(sizeof(FcData) <= 16, "FcData is one 16-byte arena slot");
+
+bool Int8(int32_t v) { return v >= -128 && v <= 127; }
+
+void* FcInit(TfLiteContext* context, const char* buffer, size_t length) {
+  void* d = context->AllocatePersistentBuffer(context, sizeof(FcData));
+  if (d != nullptr) memset(d, 0, sizeof(FcData));
+  return d;
+}
+
+// The stock kernel set up for this node: its Init's op data, then its Prepare.
+TfLiteStatus StockPrepare(TfLiteContext* context, TfLiteNode* node, FcData* d) {
+  const TFLMRegistration stock = tflite::Register_FULLY_CONNECTED();
+  void* data = stock.init(context, nullptr, 0);
+  TF_LITE_ENSURE(context, data != nullptr);
+  node->user_data = data;
+  const TfLiteStatus status = stock.prepare(context, node);
+  node->user_data = d;
+  d->stock = 1;
+  d->stock_data = data;
+  return status;
+}
+
+TfLiteStatus FcPrepare(TfLiteContext* context, TfLiteNode* node) {
+  auto* d = static_cast<FcData*>(node->user_data);
+  TF_LITE_ENSURE(context, d != nullptr && node->builtin_data != nullptr);
+  const auto* params = static_cast<const TfLiteFullyConnectedParams*>(node->builtin_data);
+  tflite::MicroContext* micro = tflite::GetMicroContext(context);
+  TfLiteTensor* input = micro->AllocateTempInputTensor(node, tflite::kFullyConnectedInputTensor);
+  TfLiteTensor* filter = micro->AllocateTempInputTensor(node, tflite::kFullyConnectedWeightsTensor);
+  TfLiteTensor* bias = micro->AllocateTempInputTensor(node, tflite::kFullyConnectedBiasTensor);
+  TfLiteTensor* output = micro->AllocateTempOutputTensor(node, tflite::kFullyConnectedOutputTensor);
+  TF_LITE_ENSURE(context, input != nullptr && filter != nullptr && output != nullptr);
+  const bool fast = input->type == kTfLiteInt8 && filter->type == kTfLiteInt8 && output->type == kTfLiteInt8 &&
+                    (bias == nullptr || bias->type == kTfLiteInt32) && filter->params.zero_point == 0 &&
+                    filter->dims->size == 2 && output->dims->size >= 1;
+  TfLiteStatus status = kTfLiteOk;
+  bool stock = !fast;
+  if (fast) {
+    tflite::OpDataFullyConnected data;  // on the stack: only what Eval reads is kept
+    memset(&data, 0, sizeof(data));
+    status = tflite::CalculateOpDataFullyConnected(context, params->activation, input->type, input, filter, bias,
+                                                   output, &data);
+    const bool per_channel = data.is_per_channel;
+    if (status == kTfLiteOk && Int8(data.input_zero_point) && Int8(data.output_zero_point) &&
+        Int8(data.output_activation_min) && Int8(data.output_activation_max) &&
+        (!per_channel || output->dims->size == 2)) {
+      d->per_channel = per_channel ? 1 : 0;
+      if (per_channel) {
+        d->mult_pc = data.per_channel_output_multiplier;  // TFLM's persistent arrays, as its kernel keeps them
+        d->shift_pc = data.per_channel_output_shift;
+      } else {
+        d->mult = data.output_multiplier;
+        d->shift = data.output_shift;
+      }
+      d->input_zp = static_cast<int8_t>(data.input_zero_point);
+      d->output_zp = static_cast<int8_t>(data.output_zero_point);
+      d->act_min = static_cast<int8_t>(data.output_activation_min);
+      d->act_max = static_cast<int8_t>(data.output_activation_max);
+      d->stock = 0;
+    } else if (status == kTfLiteOk) {
+      stock = true;
+    }
+  }
+  micro->DeallocateTempTfLiteTensor(input);
+  micro->DeallocateTempTfLiteTensor(filter);
+  if (bias != nullptr) micro->DeallocateTempTfLiteTensor(bias);
+  micro->DeallocateTempTfLiteTensor(output);
+  if (stock) status = StockPrepare(context, node, d);
+  return status;
+}
+
+TfLiteStatus FcEval(TfLiteContext* context, TfLiteNode* node) {
+  auto* d = static_cast<FcData*>(node->user_data);
+  if (d->stock) {
+    const TFLMRegistration stock = tflite::Register_FULLY_CONNECTED();
+    node->user_data = d->stock_data;
+    const TfLiteStatus status = stock.invoke(context, node);
+    node->user_data = d;
+    return status;
+  }
+  const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kFullyConnectedInputTensor);
+  const TfLiteEvalTensor* filter = tflite::micro::GetEvalInput(context, node, tflite::kFullyConnectedWeightsTensor);
+  const TfLiteEvalTensor* bias = tflite::micro::GetEvalInput(context, node, tflite::kFullyConnectedBiasTensor);
+  TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, tflite::kFullyConnectedOutputTensor);
+  const int out_dims = output->dims->size;
+  const int32_t out_c = output->dims->data[out_dims - 1];
+  int32_t batches = 1;
+  for (int i = 0; i < out_dims - 1; i++) batches *= output->dims->data[i];
+  const int32_t depth = filter->dims->data[filter->dims->size - 1];
+  pk_fc_s8(tflite::micro::GetTensorData<int8_t>(input), tflite::micro::GetTensorData<int8_t>(filter),
+           bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr,
+           tflite::micro::GetTensorData<int8_t>(output), batches, depth, out_c, -d->input_zp, d->output_zp,
+           d->per_channel ? d->mult_pc : &d->mult, d->per_channel ? d->shift_pc : &d->shift, d->per_channel,
+           d->act_min, d->act_max);
+  return kTfLiteOk;
+}
+
+}  // namespace
+
+TFLMRegistration Register_FULLY_CONNECTED() { return tflite::micro::RegisterOp(FcInit, FcPrepare, FcEval); }
+
+}  // namespace picotflm
