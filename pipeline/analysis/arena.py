@@ -458,3 +458,57 @@ def apply_tuned(run, result: dict[str, Any], arena_bytes: int | None = None, *, 
     finally:
         atomic_write_json(run.path("arena.json"), result)
     return result["applied"]
+
+
+def arena_figures(run) -> dict[str, Any]:
+    """A run's arena against its live activations, for the benchmark: the arena applied (``arena
+    --apply``) and the device minimum (``arena.json``), the peak of live activations under picotflm's
+    in-place plan and under TFLM's own planning (from the flatbuffer), what the minimum holds beyond
+    the in-place peak (TFLM's structures, op data, scratch and the head's fragmentation), host TFLM's
+    allocation list (64-bit, reference kernels) and the RAM total the board reported. Figures a run
+    lacks are None; a run with no ``arena.json`` is an error."""
+    import json
+
+    from pipeline.codegen.layout import arena_layout
+
+    path = run.path("arena.json")
+    if not path.is_file():
+        raise PipelineError(f"run {run.name} has no arena.json", hint=f"run `picotflm arena {run.name}` first")
+    tuned = json.loads(path.read_text())
+    data = run.path("model.tflite").read_bytes()
+    layout = arena_layout(data)
+    in_place = in_place_peak(data, layout)
+    peak = layout["peak_live_bytes"]
+    peak_in_place = in_place.get("peak_live_in_place_bytes", peak)
+    device_min = tuned.get("device_min_bytes")
+    applied = tuned.get("applied") or {}
+    measured = run.path("measured.json")
+    mem = json.loads(measured.read_text()).get("mem") or {} if measured.is_file() else {}
+    manifest = run.read_manifest()
+    build = ((manifest.get("stages") or {}).get("build") or {}).get("metrics") or {}
+    configs = (manifest.get("recipe") or {}).get("configs") or {}
+    host = tuned.get("host_allocations") or {}
+
+    def ratio(a: int | None, b: int | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    return {
+        "run": run.name,
+        "where": tuned.get("where"),
+        "kernels": (configs.get("build") or {}).get("kernels"),
+        "device_min_bytes": device_min,
+        "applied_arena_bytes": applied.get("arena_bytes") if applied.get("confirmed") else None,
+        "arena_used_bytes": tuned.get("arena_used_bytes"),
+        "peak_live_bytes": peak,
+        "peak_live_in_place_bytes": peak_in_place,
+        "in_place_op": in_place.get("peak_in_place_op"),
+        "beyond_in_place_peak_bytes": device_min - peak_in_place if device_min else None,
+        "device_min_over_peak_live": ratio(device_min, peak),
+        "device_min_over_in_place_peak": ratio(device_min, peak_in_place),
+        "host_total_bytes_64bit": host.get("total_bytes"),
+        "host_head_bytes_64bit": host.get("head_bytes"),
+        "host_tail_bytes_64bit": host.get("tail_bytes"),
+        "host_tail": host.get("kinds") or [],
+        "ram_total_bytes": mem.get("ram_total") or build.get("static_ram_bytes"),
+        "ram_total_from": "board (measure)" if mem.get("ram_total") else "image (static RAM)" if build else None,
+    }
