@@ -358,18 +358,21 @@ def host_figures(run) -> dict[str, Any]:
 
 
 def in_place_peak(tflite: bytes, layout: dict[str, Any]) -> dict[str, Any]:
-    """The live-activation peak when picotflm's kernels run the in-place plan (pipeline/codegen/memplan.py):
-    the planned op holds its input and output in ``span`` bytes instead of their sum. Empty without a
-    plan. (The firmware reports whether it applied the plan: ``info`` plan_matched.)"""
+    """The live peak when picotflm's kernels run the in-place plan (pipeline/codegen/memplan.py): the
+    most bytes the buffers alive during one operator cover, an in-place operator's input, padded copy
+    and output overlapping, the padded copies counted (they are in the arena too); and the planned
+    area the plan's layout needs. Empty without a plan. (The firmware reports whether it applied the
+    plan: ``info`` plan_matched.)"""
     from pipeline.codegen.memplan import inplace_plan
 
     plan = inplace_plan(tflite)
     if plan is None:
         return {}
-    live = [o["live_bytes"] - (plan.saved if o["index"] == plan.op_index else 0) for o in layout["ops"]]
-    i = max(range(len(live)), key=lambda k: live[k])
-    return {"peak_live_in_place_bytes": live[i], "peak_in_place_op_index": layout["ops"][i]["index"],
-            "peak_in_place_op": layout["ops"][i]["op"]}
+    ops = layout["ops"]
+    op = ops[plan.live_peak_op]["op"] if 0 <= plan.live_peak_op < len(ops) else None
+    return {"peak_live_in_place_bytes": plan.live_peak_bytes, "peak_in_place_op_index": plan.live_peak_op,
+            "peak_in_place_op": op, "planned_head_in_place_bytes": plan.head_bytes,
+            "in_place_ops": [o.op_index for o in plan.ops]}
 
 
 def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float, margin_bytes: int,
@@ -502,6 +505,8 @@ def arena_figures(run) -> dict[str, Any]:
         "peak_live_bytes": peak,
         "peak_live_in_place_bytes": peak_in_place,
         "in_place_op": in_place.get("peak_in_place_op"),
+        "in_place_ops": in_place.get("in_place_ops"),
+        "planned_head_in_place_bytes": in_place.get("planned_head_in_place_bytes"),
         "beyond_in_place_peak_bytes": device_min - peak_in_place if device_min else None,
         "device_min_over_peak_live": ratio(device_min, peak),
         "device_min_over_in_place_peak": ratio(device_min, peak_in_place),

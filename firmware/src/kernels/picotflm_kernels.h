@@ -96,13 +96,15 @@ TFLMRegistration Register_MEAN();
 TFLMRegistration Register_FULLY_CONNECTED();
 TFLMRegistration Register_SOFTMAX();
 
-// TFLM's greedy planner, told where to put a few buffers: pipeline/memplan.py places a convolution's
-// output `lead` bytes below its own input (the kernels then write it in bands of rows that only
-// overwrite input rows already read). `plan` holds {bytes, first, last, offset} per buffer: TFLM's
+// TFLM's greedy planner, told where to put buffers: pipeline/codegen/memplan.py places convolutions'
+// and depthwise convolutions' outputs `lead` bytes below their own input or its padded copy (the
+// kernels then write them in bands of rows that only overwrite input rows already read), and every
+// other buffer it can name where its layout needs it (at most kMaxPlanEntries). `plan` holds {bytes, first, last, offset} per buffer: TFLM's
 // 16-byte aligned size and allocation scopes of the buffer (micro_allocation_info.cpp), and its
 // offset from the start of the planned area. A buffer TFLM adds with that size and lifetime gets
 // the offset (each entry once); every other buffer is placed by the greedy planner around them. A
 // plan that matches only in part creates no overlap (the greedy planner avoids placed buffers).
+constexpr int kMaxPlanEntries = 128;
 class PlannedMemoryPlanner : public tflite::GreedyMemoryPlanner {
  public:
   void SetPlan(const int32_t* plan, int entries) {
@@ -112,7 +114,7 @@ class PlannedMemoryPlanner : public tflite::GreedyMemoryPlanner {
   // Entries of the plan that TFLM's buffers matched in the last plan.
   int Matched() const { return matched_; }
   TfLiteStatus Init(unsigned char* scratch_buffer, int scratch_buffer_size) override {
-    used_ = 0;
+    for (uint32_t& u : used_) u = 0;
     matched_ = 0;
     return GreedyMemoryPlanner::Init(scratch_buffer, scratch_buffer_size);
   }
@@ -122,7 +124,7 @@ class PlannedMemoryPlanner : public tflite::GreedyMemoryPlanner {
  private:
   const int32_t* plan_ = nullptr;
   int entries_ = 0;
-  uint32_t used_ = 0;
+  uint32_t used_[kMaxPlanEntries / 32] = {};
   int matched_ = 0;
   TF_LITE_REMOVE_VIRTUAL_DELETE  // as its base: never deleted, no heap
 };
