@@ -91,6 +91,11 @@ def test_fully_connected_bit_exact_with_tflm(lib, case):
     qs = [quantize_multiplier(_f32(s_in) * _f32(s) / _f32(s_out)) for s in s_w]
     mult = np.array([q[0] for q in qs], np.int32)
     shift = np.array([q[1] for q in qs], np.int32)
+    from pipeline.codegen.fc_tables import fc_quant_tables
+
+    tables = fc_quant_tables(data)  # what the firmware keeps in flash: the same per-channel values
+    assert [(t["channels"], t["mult"], t["shift"]) for t in tables] == (
+        [(units, mult.tolist(), shift.tolist())] if len(s_w) > 1 else [])
     lo, hi = -128, 127
     if act in ("relu", "relu6"):
         lo = max(lo, int(z_out))

@@ -1,15 +1,18 @@
 // FULLY_CONNECTED (int8 activations and weights): TFLM's own quantization arithmetic
 // (CalculateOpDataFullyConnected), our Eval (pk_fc_s8, bit-exact with TFLM's reference kernel) with
-// 16 bytes of op data instead of the stock kernel's OpData (80 with the arena's alignment).
+// 16 bytes of op data instead of the stock kernel's OpData (80 with the arena's alignment), and the
+// per-channel arrays in flash when a host table (UseFcTables) equals them.
 // pico-tflmicro's kernel runs every other FULLY_CONNECTED (int4 or int16, non-zero filter zero point).
 #include <string.h>
 
+#include "persistent.h"
 #include "picotflm_kernels.h"
 #include "pk_fc_softmax.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
 #include "tensorflow/lite/micro/kernels/fully_connected.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_context.h"
+#include "tensorflow/lite/micro/micro_log.h"
 
 namespace picotflm {
 namespace {
@@ -32,6 +35,73 @@ struct FcData {
 static_assert(sizeof(FcData) <= 16, "FcData is one 16-byte arena slot");
 
 bool Int8(int32_t v) { return v >= -128 && v <= 127; }
+
+const FcTable* g_fc_tables = nullptr;
+int g_fc_table_count = 0;
+int g_fc_matched = 0;
+
+// While TFLM's CalculateOpDataFullyConnected runs, its two per-channel arrays (its only persistent
+// allocations) come from temporary memory; afterwards they are replaced by a host table with the same
+// content, or copied to persistent memory when none matches (what TFLM would have kept).
+struct PerChannelCapture {
+  void* (*persistent)(TfLiteContext*, size_t) = nullptr;
+  uint8_t* temp[2] = {nullptr, nullptr};
+  size_t bytes[2] = {0, 0};
+  int count = 0;
+};
+PerChannelCapture g_capture;
+
+void* CapturePersistent(TfLiteContext* context, size_t bytes) {
+  if (g_capture.count < 2) {
+    uint8_t* p = tflite::GetMicroContext(context)->AllocateTempBuffer(bytes, alignof(int32_t));
+    if (p == nullptr) return nullptr;
+    g_capture.temp[g_capture.count] = p;
+    g_capture.bytes[g_capture.count] = bytes;
+    g_capture.count++;
+    return p;
+  }
+  return g_capture.persistent(context, bytes);
+}
+
+const FcTable* MatchFcTable(const int32_t* mult, const int32_t* shift, int channels) {
+  for (int i = 0; i < g_fc_table_count; i++) {
+    const FcTable& t = g_fc_tables[i];
+    if (t.channels != channels) continue;
+    bool same = true;
+    for (int c = 0; c < channels && same; c++) same = t.mult[c] == mult[c] && t.shift[c] == shift[c];
+    if (same) return &t;
+  }
+  return nullptr;
+}
+
+// The per-channel arrays TFLM computed (in temporary memory): a host table's, or persistent copies.
+TfLiteStatus KeepPerChannel(TfLiteContext* context, tflite::OpDataFullyConnected* data) {
+  if (g_capture.count != 2 || g_capture.bytes[0] != g_capture.bytes[1] ||
+      data->per_channel_output_multiplier != reinterpret_cast<int32_t*>(g_capture.temp[0]) ||
+      data->per_channel_output_shift != reinterpret_cast<int32_t*>(g_capture.temp[1])) {
+    MicroPrintf("picotflm: unexpected per-channel allocations in FULLY_CONNECTED's Prepare");
+    return kTfLiteError;
+  }
+  const int channels = static_cast<int>(g_capture.bytes[0] / sizeof(int32_t));
+  if (const FcTable* t = MatchFcTable(data->per_channel_output_multiplier, data->per_channel_output_shift, channels)) {
+    data->per_channel_output_multiplier = const_cast<int32_t*>(t->mult);
+    data->per_channel_output_shift = const_cast<int32_t*>(t->shift);
+    g_fc_matched++;
+    return kTfLiteOk;
+  }
+  for (int i = 0; i < 2; i++) {
+    auto* keep = static_cast<int32_t*>(g_capture.persistent(context, g_capture.bytes[i]));
+    if (keep == nullptr || Reaches(keep, g_capture.temp, g_capture.bytes, 2)) {
+      MicroPrintf("picotflm: the arena is too small to keep the per-channel arrays");
+      return kTfLiteError;
+    }
+    const auto* from = reinterpret_cast<const int32_t*>(g_capture.temp[i]);
+    for (int c = 0; c < channels; c++) keep[c] = from[c];
+    if (i == 0) data->per_channel_output_multiplier = keep;
+    else data->per_channel_output_shift = keep;
+  }
+  return kTfLiteOk;
+}
 
 void* FcInit(TfLiteContext* context, const char* buffer, size_t length) {
   void* d = context->AllocatePersistentBuffer(context, sizeof(FcData));
@@ -70,15 +140,22 @@ TfLiteStatus FcPrepare(TfLiteContext* context, TfLiteNode* node) {
   if (fast) {
     tflite::OpDataFullyConnected data;  // on the stack: only what Eval reads is kept
     memset(&data, 0, sizeof(data));
+    g_capture = PerChannelCapture();
+    g_capture.persistent = context->AllocatePersistentBuffer;
+    context->AllocatePersistentBuffer = CapturePersistent;
     status = tflite::CalculateOpDataFullyConnected(context, params->activation, input->type, input, filter, bias,
                                                    output, &data);
+    context->AllocatePersistentBuffer = g_capture.persistent;
     const bool per_channel = data.is_per_channel;
+    if (status == kTfLiteOk && per_channel) status = KeepPerChannel(context, &data);
+    for (int i = g_capture.count - 1; i >= 0; i--) micro->DeallocateTempBuffer(g_capture.temp[i]);
+    g_capture = PerChannelCapture();
     if (status == kTfLiteOk && Int8(data.input_zero_point) && Int8(data.output_zero_point) &&
         Int8(data.output_activation_min) && Int8(data.output_activation_max) &&
         (!per_channel || output->dims->size == 2)) {
       d->per_channel = per_channel ? 1 : 0;
       if (per_channel) {
-        d->mult_pc = data.per_channel_output_multiplier;  // TFLM's persistent arrays, as its kernel keeps them
+        d->mult_pc = data.per_channel_output_multiplier;  // a host table (flash) or persistent copies
         d->shift_pc = data.per_channel_output_shift;
       } else {
         d->mult = data.output_multiplier;
@@ -128,6 +205,13 @@ TfLiteStatus FcEval(TfLiteContext* context, TfLiteNode* node) {
 }
 
 }  // namespace
+
+void UseFcTables(const FcTable* tables, int count) {
+  g_fc_tables = tables;
+  g_fc_table_count = count;
+  g_fc_matched = 0;
+}
+int FcTablesMatched() { return g_fc_matched; }
 
 TFLMRegistration Register_FULLY_CONNECTED() { return tflite::micro::RegisterOp(FcInit, FcPrepare, FcEval); }
 

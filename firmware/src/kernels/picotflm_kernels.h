@@ -57,6 +57,17 @@ struct QuantCacheSlot {
 };
 // `cache`: `count` slots, or nullptr (a firmware with one model sets up once: no cache).
 void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache = nullptr);
+// Per-channel requantization of a FULLY_CONNECTED, computed by the host (pipeline/codegen/fc_tables.py):
+// an op whose Prepare results equal a table keeps pointers to it (flash) instead of 8 bytes per
+// channel in the tensor arena.
+struct FcTable {
+  int channels;
+  const int32_t* mult;
+  const int32_t* shift;
+};
+void UseFcTables(const FcTable* tables, int count);
+// FULLY_CONNECTED Prepares since boot that found their table.
+int FcTablesMatched();
 // Prepares answered from the cache since boot.
 int QuantCacheHits();
 // Convolutions whose Prepare found its table (since the last UseQuantTables), and those that did not.
