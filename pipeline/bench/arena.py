@@ -1,13 +1,16 @@
 """The arena benchmark: for each run, the device's smallest arena against the live activations.
 
-    python -m pipeline.bench.arena [--runs-dir runs] [--run int8 --run person ...] [--out DIR]
+    python -m pipeline.bench.arena [--runs-dir runs] [--run int8 ...] [--person] [--out DIR]
 
 A run without ``arena.json`` is tuned first (``picotflm arena``'s sweep on the emulated Pico, board
 image). Then, per run (:func:`pipeline.analysis.arena.arena_figures`): the arena applied and the device
 minimum, the live peak under picotflm's in-place plan and under TFLM's own plan, the ratio of the
 minimum to each, what the minimum holds beyond the in-place peak, host TFLM's total (64-bit, reference
 kernels, its own planning: the stock arena as TFLM's allocation print-out gives it) and the RAM total.
-Writes ``arenabench.md`` and ``arenabench.json`` in ``--out``.
+With ``--person``, pico-tflmicro's person detection is deployed twice first (runs ``person`` and
+``person-stock``: picotflm's kernels and plan, pico-tflmicro's kernels and TFLM's plan), so the table
+holds both device minimums of the same model. Writes ``arenabench.md`` and ``arenabench.json`` in
+``--out``.
 """
 from __future__ import annotations
 
@@ -48,6 +51,36 @@ def arena_markdown(rows: list[dict[str, Any]]) -> list[str]:
     return md
 
 
+PERSON_MODEL = "examples/person_detection/tensorflow/lite/micro/tools/make/downloads/person_model/person_detect_model_data.cpp"
+
+
+def deploy_pair(runs_dir: Path, model: str, name: str, *, log=print) -> list[str]:
+    """``picotflm deploy MODEL`` built twice, as runs ``name`` (picotflm's kernels and in-place plan)
+    and ``name-stock`` (pico-tflmicro's kernels, TFLM's own plan): the two arenas the table compares."""
+    from pipeline.flow.recipe import deploy_recipe, parse_overrides
+    from pipeline.flow.rundir import RunDir
+    from pipeline.flow.runner import RunOptions, run_recipe
+
+    names = []
+    for kernels, n in (("picotflm", name), ("stock", f"{name}-stock")):
+        recipe = deploy_recipe(model, name=n, overrides=parse_overrides([f"build.kernels={kernels}"]))
+        run_recipe(recipe, RunDir.of(n, runs_dir), RunOptions(progress=False), log=lambda t: log(f"  {t}"),
+                   until="build", write_report=False)
+        names.append(n)
+    return names
+
+
+def person_model() -> str | None:
+    """pico-tflmicro's person detection model (its C array), when pico-tflmicro is installed."""
+    from pipeline.stages.build import ToolchainMissing, find_tflm
+
+    try:
+        path = find_tflm() / PERSON_MODEL
+    except ToolchainMissing:
+        return None
+    return str(path) if path.is_file() else None
+
+
 def bench_arena(runs_dir: Path, names: list[str], *, log=print) -> dict[str, Any]:
     """Tune (when not done yet) and collect the arena figures of ``names`` under ``runs_dir``."""
     from pipeline.analysis.arena import arena_figures, tune_run
@@ -69,12 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench.arena", description=__doc__.splitlines()[0])
     p.add_argument("--runs-dir", default="runs", help="where the runs are (default: runs)")
     p.add_argument("--run", action="append", default=None, help="a run name or directory (repeatable; default: int8)")
+    p.add_argument("--person", action="store_true",
+                   help="also deploy pico-tflmicro's person detection twice (picotflm, stock) and tune both")
     p.add_argument("--out", default=None, help="where arenabench.md/.json go (default: RUNS_DIR/bench)")
     args = p.parse_args(argv)
     runs_dir = Path(args.runs_dir)
     out = Path(args.out) if args.out else runs_dir / "bench"
+    names = list(args.run or ["int8"])
+    err = lambda s: print(s, file=sys.stderr)  # noqa: E731
     try:
-        r = bench_arena(runs_dir, args.run or ["int8"], log=lambda s: print(s, file=sys.stderr))
+        if args.person:
+            model = person_model()
+            if model is None:
+                raise PipelineError("pico-tflmicro's person detection model is not installed",
+                                    hint="set PICO_TFLMICRO_PATH to a pico-tflmicro checkout, or leave out --person")
+            names += deploy_pair(runs_dir, model, "person", log=err)
+        r = bench_arena(runs_dir, names, log=err)
     except PipelineError as e:
         print(f"picotflm: error: {e}", file=sys.stderr)
         return 2
