@@ -480,16 +480,18 @@ def arena_figures(run) -> dict[str, Any]:
     tuned = json.loads(path.read_text())
     data = run.path("model.tflite").read_bytes()
     layout = arena_layout(data)
-    in_place = in_place_peak(data, layout)
+    manifest = run.read_manifest()
+    build = ((manifest.get("stages") or {}).get("build") or {}).get("metrics") or {}
+    configs = (manifest.get("recipe") or {}).get("configs") or {}
+    kernels = (configs.get("build") or {}).get("kernels")
+    ours = kernels != "stock"  # pico-tflmicro's kernels run TFLM's own plan: no in-place figures
+    in_place = in_place_peak(data, layout) if ours else {}
     peak = layout["peak_live_bytes"]
-    peak_in_place = in_place.get("peak_live_in_place_bytes", peak)
+    peak_in_place = in_place.get("peak_live_in_place_bytes", peak) if ours else None
     device_min = tuned.get("device_min_bytes")
     applied = tuned.get("applied") or {}
     measured = run.path("measured.json")
     mem = json.loads(measured.read_text()).get("mem") or {} if measured.is_file() else {}
-    manifest = run.read_manifest()
-    build = ((manifest.get("stages") or {}).get("build") or {}).get("metrics") or {}
-    configs = (manifest.get("recipe") or {}).get("configs") or {}
     host = tuned.get("host_allocations") or {}
 
     def ratio(a: int | None, b: int | None) -> float | None:
@@ -498,7 +500,7 @@ def arena_figures(run) -> dict[str, Any]:
     return {
         "run": run.name,
         "where": tuned.get("where"),
-        "kernels": (configs.get("build") or {}).get("kernels"),
+        "kernels": kernels,
         "device_min_bytes": device_min,
         "applied_arena_bytes": applied.get("arena_bytes") if applied.get("confirmed") else None,
         "arena_used_bytes": tuned.get("arena_used_bytes"),
@@ -507,7 +509,7 @@ def arena_figures(run) -> dict[str, Any]:
         "in_place_op": in_place.get("peak_in_place_op"),
         "in_place_ops": in_place.get("in_place_ops"),
         "planned_head_in_place_bytes": in_place.get("planned_head_in_place_bytes"),
-        "beyond_in_place_peak_bytes": device_min - peak_in_place if device_min else None,
+        "beyond_in_place_peak_bytes": device_min - peak_in_place if device_min and peak_in_place else None,
         "device_min_over_peak_live": ratio(device_min, peak),
         "device_min_over_in_place_peak": ratio(device_min, peak_in_place),
         "host_total_bytes_64bit": host.get("total_bytes"),

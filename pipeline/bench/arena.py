@@ -45,6 +45,13 @@ def arena_markdown(rows: list[dict[str, Any]]) -> list[str]:
                    f"{_cell(r.get('host_head_bytes_64bit'))} B, tail {_cell(r.get('host_tail_bytes_64bit'))} B):", "",
                    "| allocation | count | used B |", "|---|---|---|"]
             md += [f"| {k['what']} | {k['count']:,} | {k['used_bytes']:,} |" for k in r["host_tail"]]
+    by_run = {r["run"]: r for r in rows}
+    pairs = [(r, by_run[r["run"] + "-stock"]) for r in rows if r["run"] + "-stock" in by_run]
+    for r, stock in pairs:
+        if r.get("device_min_bytes") and stock.get("device_min_bytes"):
+            md += ["", f"{r['run']}: picotflm's device minimum / pico-tflmicro's (stock kernels, TFLM's plan) on the same "
+                   f"model: {r['device_min_bytes']:,} / {stock['device_min_bytes']:,} B = "
+                   f"**{r['device_min_bytes'] / stock['device_min_bytes']:.3f}**"]
     where = sorted({r["where"] for r in rows if r.get("where")})
     if where:
         md += ["", "Device figures: " + "; ".join(where) + "."]

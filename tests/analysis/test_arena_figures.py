@@ -65,3 +65,14 @@ def test_a_run_never_tuned_is_an_error(tmp_path):
 
     with pytest.raises(PipelineError, match="no arena.json"):
         arena_figures(_run(tmp_path))
+
+
+def test_markdown_sets_a_model_beside_its_stock_build():
+    from pipeline.bench.arena import arena_markdown
+
+    rows = [{"run": "p", "kernels": "picotflm", "device_min_bytes": 49_120},
+            {"run": "p-stock", "kernels": "stock", "device_min_bytes": 82_320},
+            {"run": "q", "kernels": "picotflm", "device_min_bytes": 8_144}]
+    md = "\n".join(arena_markdown(rows))
+    assert "p: picotflm's device minimum / pico-tflmicro's" in md and "49,120 / 82,320 B = **0.597**" in md
+    assert "q: picotflm's device minimum" not in md  # no stock build of q
