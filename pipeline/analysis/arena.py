@@ -358,18 +358,21 @@ def host_figures(run) -> dict[str, Any]:
 
 
 def in_place_peak(tflite: bytes, layout: dict[str, Any]) -> dict[str, Any]:
-    """The live-activation peak when picotflm's kernels run the in-place plan (pipeline/codegen/memplan.py):
-    the planned op holds its input and output in ``span`` bytes instead of their sum. Empty without a
-    plan. (The firmware reports whether it applied the plan: ``info`` plan_matched.)"""
+    """The live peak when picotflm's kernels run the in-place plan (pipeline/codegen/memplan.py): the
+    most bytes the buffers alive during one operator cover, an in-place operator's input, padded copy
+    and output overlapping, the padded copies counted (they are in the arena too); and the planned
+    area the plan's layout needs. Empty without a plan. (The firmware reports whether it applied the
+    plan: ``info`` plan_matched.)"""
     from pipeline.codegen.memplan import inplace_plan
 
     plan = inplace_plan(tflite)
     if plan is None:
         return {}
-    live = [o["live_bytes"] - (plan.saved if o["index"] == plan.op_index else 0) for o in layout["ops"]]
-    i = max(range(len(live)), key=lambda k: live[k])
-    return {"peak_live_in_place_bytes": live[i], "peak_in_place_op_index": layout["ops"][i]["index"],
-            "peak_in_place_op": layout["ops"][i]["op"]}
+    ops = layout["ops"]
+    op = ops[plan.live_peak_op]["op"] if 0 <= plan.live_peak_op < len(ops) else None
+    return {"peak_live_in_place_bytes": plan.live_peak_bytes, "peak_in_place_op_index": plan.live_peak_op,
+            "peak_in_place_op": op, "planned_head_in_place_bytes": plan.head_bytes,
+            "in_place_ops": [o.op_index for o in plan.ops]}
 
 
 def tune(run, port: str, where: str, *, expect_hash: str, margin_percent: float, margin_bytes: int,
@@ -458,3 +461,61 @@ def apply_tuned(run, result: dict[str, Any], arena_bytes: int | None = None, *, 
     finally:
         atomic_write_json(run.path("arena.json"), result)
     return result["applied"]
+
+
+def arena_figures(run) -> dict[str, Any]:
+    """A run's arena against its live activations, for the benchmark: the arena applied (``arena
+    --apply``) and the device minimum (``arena.json``), the peak of live activations under picotflm's
+    in-place plan and under TFLM's own planning (from the flatbuffer), what the minimum holds beyond
+    the in-place peak (TFLM's structures, op data, scratch and the head's fragmentation), host TFLM's
+    allocation list (64-bit, reference kernels) and the RAM total the board reported. Figures a run
+    lacks are None; a run with no ``arena.json`` is an error."""
+    import json
+
+    from pipeline.codegen.layout import arena_layout
+
+    path = run.path("arena.json")
+    if not path.is_file():
+        raise PipelineError(f"run {run.name} has no arena.json", hint=f"run `picotflm arena {run.name}` first")
+    tuned = json.loads(path.read_text())
+    data = run.path("model.tflite").read_bytes()
+    layout = arena_layout(data)
+    manifest = run.read_manifest()
+    build = ((manifest.get("stages") or {}).get("build") or {}).get("metrics") or {}
+    configs = (manifest.get("recipe") or {}).get("configs") or {}
+    kernels = (configs.get("build") or {}).get("kernels")
+    ours = kernels != "stock"  # pico-tflmicro's kernels run TFLM's own plan: no in-place figures
+    in_place = in_place_peak(data, layout) if ours else {}
+    peak = layout["peak_live_bytes"]
+    peak_in_place = in_place.get("peak_live_in_place_bytes", peak) if ours else None
+    device_min = tuned.get("device_min_bytes")
+    applied = tuned.get("applied") or {}
+    measured = run.path("measured.json")
+    mem = json.loads(measured.read_text()).get("mem") or {} if measured.is_file() else {}
+    host = tuned.get("host_allocations") or {}
+
+    def ratio(a: int | None, b: int | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    return {
+        "run": run.name,
+        "where": tuned.get("where"),
+        "kernels": kernels,
+        "device_min_bytes": device_min,
+        "applied_arena_bytes": applied.get("arena_bytes") if applied.get("confirmed") else None,
+        "arena_used_bytes": tuned.get("arena_used_bytes"),
+        "peak_live_bytes": peak,
+        "peak_live_in_place_bytes": peak_in_place,
+        "in_place_op": in_place.get("peak_in_place_op"),
+        "in_place_ops": in_place.get("in_place_ops"),
+        "planned_head_in_place_bytes": in_place.get("planned_head_in_place_bytes"),
+        "beyond_in_place_peak_bytes": device_min - peak_in_place if device_min and peak_in_place else None,
+        "device_min_over_peak_live": ratio(device_min, peak),
+        "device_min_over_in_place_peak": ratio(device_min, peak_in_place),
+        "host_total_bytes_64bit": host.get("total_bytes"),
+        "host_head_bytes_64bit": host.get("head_bytes"),
+        "host_tail_bytes_64bit": host.get("tail_bytes"),
+        "host_tail": host.get("kinds") or [],
+        "ram_total_bytes": mem.get("ram_total") or build.get("static_ram_bytes"),
+        "ram_total_from": "board (measure)" if mem.get("ram_total") else "image (static RAM)" if build else None,
+    }

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 # Operators for which firmware/src/kernels has its own M0+ kernel (build.kernels = picotflm).
-FAST_KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MEAN")
+FAST_KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX")
 
 
 def quantize_multiplier(d: float) -> tuple[int, int]:

@@ -1,18 +1,26 @@
-"""An in-place plan for the tensor arena: one convolution writes its output over its own input.
+"""An in-place plan for the tensor arena: convolutions and depthwise convolutions write their output over
+their own input.
 
 TFLM's planner never lets two tensors that are alive during the same operator share bytes, so the
-arena's peak is an input frame plus the first convolution's output (MicroPizzaNet: 6,912 + 4,608 B).
+arena's peak is an input plus an output (MicroPizzaNet: the frame and the first convolution's output).
 A convolution that writes its output rows in order only ever needs the input rows at and below
 ``oy * stride - pad`` once it is on output row ``oy``; the rows above are dead. Placed ``lead`` bytes
 below its input, the output overwrites only dead input rows if, for every output row ``oy``::
 
     (oy + 1) * out_row_bytes <= lead + max(0, oy * stride - pad) * in_row_bytes
 
-This module finds such a convolution in a flatbuffer and the smallest ``lead``; the firmware's
-planner (picotflm kernels only) places the two tensors at those offsets, and the kernel checks the
-same inequality at run time, band of rows by band of rows, refusing rather than computing over live
-input. The two buffers are named to the firmware by TFLM's own description of them: the byte size
-(16-byte aligned), the first and last allocation scope (``micro_allocation_info.cpp``).
+A depthwise convolution with padding first copies its input into a padded buffer, last byte first, so
+that copy may start at the input itself; its output then goes ``lead`` bytes below the copy (the same
+inequality, on the padded rows; TinyEngine computes depthwise convolutions in place the same way).
+
+This module lists the buffers TFLM's planner is given (tensors, and the padded copies picotflm's
+depthwise kernel requests), the operators that may run in place, and picks the set of them whose
+layout needs the fewest bytes (each in-place operator ties its buffers into one rigid group; groups are
+placed as TFLM's greedy planner places buffers). The firmware's planner (picotflm kernels only) puts
+the buffers at those offsets, and the kernels check the same inequality at run time, band of rows by
+band of rows, refusing rather than computing over live input. The buffers are named to the firmware
+by TFLM's own description of them: the byte size (16-byte aligned), the first and last allocation
+scope (``micro_allocation_info.cpp``).
 """
 
 from __future__ import annotations
@@ -37,8 +45,23 @@ class PlanEntry:
 
 
 @dataclass(frozen=True)
+class InplaceOp:
+    """One operator computed in place: its output ``lead`` bytes below its input (or below the padded
+    copy of it, which starts at the input itself; ``output_bytes`` 0: only the padded copy is placed)."""
+
+    op_index: int
+    op: str
+    lead: int
+    input_bytes: int
+    output_bytes: int
+    padded_bytes: int
+
+
+@dataclass(frozen=True)
 class InplacePlan:
-    """The convolution computed in place, and what it saves."""
+    """The operators computed in place and the offset of every buffer the firmware's planner is given.
+    ``op_index`` .. ``output_bytes``: the in-place convolution that saves the most; ``head_bytes``: the
+    planned area the layout needs; ``live_peak_bytes``: the most bytes live buffers cover at once."""
 
     op_index: int
     op: str
@@ -46,6 +69,10 @@ class InplacePlan:
     input_bytes: int
     output_bytes: int
     entries: tuple[PlanEntry, ...]
+    ops: tuple[InplaceOp, ...] = ()
+    head_bytes: int = 0
+    live_peak_bytes: int = 0
+    live_peak_op: int = 0
 
     @property
     def span(self) -> int:
@@ -59,6 +86,7 @@ class InplacePlan:
     def as_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["entries"] = [asdict(e) for e in self.entries]
+        d["ops"] = [asdict(o) for o in self.ops]
         d.update(span=self.span, saved=self.saved)
         return d
 
@@ -86,114 +114,258 @@ def _same_pad(in_size: int, out_size: int, stride: int, k: int) -> int:
 SHAPE_CHANGERS = ("SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND")
 
 
-def inplace_plan(tflite: bytes) -> InplacePlan | None:
-    """The CONV_2D whose in-place output saves the most arena bytes, or None when none qualifies.
+# ------------------------------------------------------------------------ every op where it is safe
+@dataclass(frozen=True)
+class Buffer:
+    """A buffer TFLM's planner is given: a tensor (``tensor`` >= 0) or a depthwise conv's padded-input
+    scratch (``tensor`` -1, requested by operator ``op``), with its 16-byte aligned size and scopes."""
 
-    A convolution qualifies when: int8 activations, batch 1, dilation 1, one group; its input is an
-    activation only it reads (no other operator, not a model output); its output is produced by it;
-    and both tensors can be told apart from every other planned buffer by (bytes, first, last).
-    """
+    id: int
+    tensor: int
+    bytes: int
+    first: int
+    last: int
+    op: int = -1
+
+
+@dataclass(frozen=True)
+class Link:
+    """Operator ``op_index`` in place: its output ``output`` starts ``lead`` bytes below what the kernel
+    reads, ``source`` (its input, or its padded copy ``pad``, which starts at the input itself)."""
+
+    op_index: int
+    op: str
+    input: int
+    output: int
+    lead: int
+    pad: int | None = None
+
+    @property
+    def source(self) -> int:
+        return self.pad if self.pad is not None else self.input
+
+
+def _op_name(model, op_names, op) -> str:
+    oc = model.operatorCodes[op.opcodeIndex]
+    return op_names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)), "")
+
+
+def plan_buffers(tflite: bytes) -> tuple[list[Buffer], list[Link]]:
+    """Every buffer the firmware's planner is given that the flatbuffer can name (tensors, and the
+    padded copies picotflm's depthwise kernel requests), and every operator that can run in place:
+    a CONV_2D or a depth-multiplier-1 DEPTHWISE_CONV_2D with int8 activations, batch 1, dilation 1,
+    whose input only it reads (and dies there) and whose output it produces."""
     from pipeline.codegen.layout import tensor_lifetimes
 
     schema, model = load_tflite(tflite)
     if len(model.subgraphs) != 1:
-        return None
+        return [], []
     sg = model.subgraphs[0]
     op_names = enum_names(schema.BuiltinOperator)
     type_names = enum_names(schema.TensorType)
-    tensors = sg.tensors or []
-    operators = sg.operators or []
+    tensors, operators = sg.tensors or [], sg.operators or []
     graph_outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
     readers: dict[int, list[int]] = {}
-    reshaped: set[int] = set()  # outputs of ops whose run-time shape is not the flatbuffer's
+    reshaped: set[int] = set()
     for i, op in enumerate(operators):
         for ti in op.inputs if op.inputs is not None else []:
             if ti >= 0:
                 readers.setdefault(int(ti), []).append(i)
-        oc = model.operatorCodes[op.opcodeIndex]
-        if op_names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))) in SHAPE_CHANGERS:
+        if _op_name(model, op_names, op) in SHAPE_CHANGERS:
             reshaped.update(int(t) for t in (op.outputs if op.outputs is not None else []) if t >= 0)
-    # Each buffer as TFLM's planner is given it (micro_allocation_info.cpp): the aligned size, and the
-    # allocation scopes of its life, where operator k is scope k + 1 and the model's inputs start at 0.
-    planned: dict[int, tuple[int, int, int]] = {
-        t.index: (t.aligned_bytes, 0 if t.role == "input" else t.first_op + 1, t.last_op + 1)
-        for t in tensor_lifetimes(tflite)[1] if t.aligned_bytes > 0}
-    first = {ti: v[1] for ti, v in planned.items()}
-    last = {ti: v[2] for ti, v in planned.items()}
-
-    best: InplacePlan | None = None
+    buffers: list[Buffer] = []
+    by_tensor: dict[int, Buffer] = {}
+    for t in tensor_lifetimes(tflite)[1]:
+        if t.aligned_bytes > 0:
+            b = Buffer(len(buffers), t.index, t.aligned_bytes, 0 if t.role == "input" else t.first_op + 1,
+                       t.last_op + 1)
+            buffers.append(b)
+            by_tensor[t.index] = b
+    links: list[Link] = []
     for i, op in enumerate(operators):
-        oc = model.operatorCodes[op.opcodeIndex]
-        if op_names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))) != "CONV_2D":
+        name = _op_name(model, op_names, op)
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             continue
         opt = op.builtinOptions
         ins = [int(x) for x in (op.inputs if op.inputs is not None else [])]
         outs = [int(x) for x in (op.outputs if op.outputs is not None else [])]
-        if opt is None or len(ins) < 2 or len(outs) != 1:
+        if opt is None or len(ins) < 2 or len(outs) != 1 or ins[0] not in by_tensor or outs[0] not in by_tensor:
             continue
         x, w, y = tensors[ins[0]], tensors[ins[1]], tensors[outs[0]]
+        xs, ws, ys = (list(map(int, t.shape if t.shape is not None else [])) for t in (x, w, y))
         if type_names.get(x.type) != "INT8" or type_names.get(y.type) != "INT8":
             continue
-        xs, ws, ys = (list(map(int, t.shape if t.shape is not None else [])) for t in (x, w, y))
-        if len(xs) != 4 or len(ys) != 4 or len(ws) != 4 or xs[0] != 1 or ys[0] != 1 or ws[3] != xs[3]:
+        if len(xs) != 4 or len(ys) != 4 or len(ws) != 4 or xs[0] != 1 or ys[0] != 1:
             continue
         if int(opt.dilationHFactor or 1) != 1 or int(opt.dilationWFactor or 1) != 1:
             continue
-        if ins[0] in reshaped or outs[0] in reshaped:
+        if name == "CONV_2D" and ws[3] != xs[3]:
             continue
-        if readers.get(ins[0]) != [i] or ins[0] in graph_outputs or ins[0] not in planned or outs[0] not in planned:
+        if name == "DEPTHWISE_CONV_2D" and (int(opt.depthMultiplier or 1) != 1 or ys[3] != xs[3]):
             continue
-        if first.get(outs[0]) != i + 1 or last.get(ins[0]) != i + 1:
+        if ins[0] in reshaped or outs[0] in reshaped or readers.get(ins[0]) != [i] or ins[0] in graph_outputs:
             continue
-        stride = int(opt.strideH or 1)
-        pad = _same_pad(xs[1], ys[1], stride, ws[1]) if int(opt.padding or 0) == schema.Padding.SAME else 0
-        lead = min_lead(xs[1], xs[2], xs[3], ys[1], ys[2], ys[3], stride, pad)
-        xb, yb = planned[ins[0]][0], planned[outs[0]][0]
-        keys = [planned[ins[0]], planned[outs[0]]]
-        if sum(1 for v in planned.values() if v in keys) != 2 or keys[0] == keys[1]:
-            continue  # the firmware could not tell these two buffers from another one
-        entries = [PlanEntry(outs[0], yb, first[outs[0]], last[outs[0]], 0),
-                   PlanEntry(ins[0], xb, first[ins[0]], last[ins[0]], lead)]
-        pad = _padded_scratch(schema, model, op_names, readers.get(outs[0], []), outs[0], last, planned)
-        if pad is not None:
-            entries.append(pad)
-        plan = InplacePlan(i, "CONV_2D", lead, xb, yb, tuple(entries))
-        if plan.saved > 0 and (best is None or plan.saved > best.saved):
-            best = plan
+        bx, by = by_tensor[ins[0]], by_tensor[outs[0]]
+        if by.first != i + 1 or bx.last != i + 1:
+            continue
+        sh, sw = int(opt.strideH or 1), int(opt.strideW or 1)
+        same = int(opt.padding or 0) == schema.Padding.SAME
+        pad_h = _same_pad(xs[1], ys[1], sh, ws[1]) if same else 0
+        if name == "DEPTHWISE_CONV_2D" and ws[1] == 3 and ws[2] == 3:
+            # picotflm's depthwise kernel copies its input into a padded buffer first (DepthwisePrepare)
+            ph, pw = (ys[1] - 1) * sh + 3, (ys[2] - 1) * sw + 3
+            pad_w = _same_pad(xs[2], ys[2], sw, 3) if same else 0
+            if ph >= xs[1] and pw >= xs[2] and (pad_h > 0 or pad_w > 0 or ph > xs[1] or pw > xs[2]):
+                p = Buffer(len(buffers), -1, _align(ph * pw * xs[3]), i + 1, i + 1, op=i)
+                buffers.append(p)
+                lead = min_lead(ph, pw, xs[3], ys[1], ys[2], ys[3], sh, 0)
+                links.append(Link(i, name, bx.id, by.id, lead, p.id))
+                links.append(Link(i, name, bx.id, -1, 0, p.id))  # the padded copy alone over the input
+                continue
+        links.append(Link(i, name, bx.id, by.id, min_lead(xs[1], xs[2], xs[3], ys[1], ys[2], ys[3], sh, pad_h)))
+    return buffers, links
+
+
+def _live(a: Buffer, b: Buffer) -> bool:
+    return a.first <= b.last and b.first <= a.last
+
+
+def place(buffers: list[Buffer], links: list[Link]) -> dict[int, int] | None:
+    """Offsets for every buffer with ``links`` in place: each link's padded copy at its input's offset
+    and its output ``lead`` below its source, the rest as TFLM's greedy planner would (largest first,
+    lowest offset that overlaps no buffer alive at the same time). Buffers tied by links are placed
+    together, as one rigid group. None when the links contradict each other."""
+    rel: dict[int, int] = {}
+    adj: dict[int, list[tuple[int, int]]] = {}
+    allowed: set[frozenset[int]] = set()
+    for k in links:
+        edges = [(k.input, k.output, -k.lead)] if k.pad is None else [(k.input, k.pad, 0)] + (
+            [(k.pad, k.output, -k.lead)] if k.output >= 0 else [])
+        for a, b, d in edges:
+            adj.setdefault(a, []).append((b, d))
+            adj.setdefault(b, []).append((a, -d))
+        ids = [i for i in (k.input, k.output, k.pad) if i is not None and i >= 0]
+        allowed.update(frozenset((a, b)) for a in ids for b in ids if a != b)
+    groups: list[list[int]] = []
+    for b in buffers:
+        if b.id in rel:
+            continue
+        rel[b.id] = 0
+        group, todo = [b.id], [b.id]
+        while todo:
+            a = todo.pop()
+            for c, d in adj.get(a, []):
+                if c not in rel:
+                    rel[c] = rel[a] + d
+                    group.append(c)
+                    todo.append(c)
+                elif rel[c] != rel[a] + d:
+                    return None
+        low = min(rel[g] for g in group)
+        for g in group:
+            rel[g] -= low
+        groups.append(group)
+    by_id = {b.id: b for b in buffers}
+    for group in groups:  # inside a group only a link's own buffers may share bytes while alive
+        for i, a in enumerate(group):
+            for c in group[i + 1:]:
+                ba, bc = by_id[a], by_id[c]
+                if _live(ba, bc) and rel[a] < rel[c] + bc.bytes and rel[c] < rel[a] + ba.bytes \
+                        and frozenset((a, c)) not in allowed:
+                    return None
+    off: dict[int, int] = {}
+    placed: list[int] = []
+    for group in sorted(groups, key=lambda g: (-max(by_id[i].bytes for i in g), min(g))):
+        cands = sorted({0} | {off[p] + by_id[p].bytes - rel[m] for p in placed for m in group
+                              if _live(by_id[p], by_id[m])})
+        for base in cands:
+            if base < 0:
+                continue
+            if all(not (_live(by_id[p], by_id[m]) and off[p] < base + rel[m] + by_id[m].bytes
+                        and base + rel[m] < off[p] + by_id[p].bytes) for m in group for p in placed):
+                break
+        for m in group:
+            off[m] = base + rel[m]
+        placed += group
+    return off
+
+
+def head_bytes(buffers: list[Buffer], off: dict[int, int]) -> int:
+    return max((off[b.id] + b.bytes for b in buffers), default=0)
+
+
+def choose_links(buffers: list[Buffer], links: list[Link]) -> tuple[list[Link], dict[int, int]]:
+    """The set of in-place operators whose layout needs the smallest head: a local search from every
+    link and from none, toggling one link at a time while the head shrinks (ties: fewer links)."""
+    keys: dict[tuple[int, int, int], int] = {}
+    for b in buffers:
+        keys[(b.bytes, b.first, b.last)] = keys.get((b.bytes, b.first, b.last), 0) + 1
+    ok = [k for k in links if all(keys[(buffers[i].bytes, buffers[i].first, buffers[i].last)] == 1
+                                  for i in (k.input, k.output, k.pad) if i is not None and i >= 0)]
+
+    def cost(sel: tuple[bool, ...]) -> tuple[int, int] | None:
+        off = place(buffers, [k for k, s in zip(ok, sel) if s])
+        return None if off is None else (head_bytes(buffers, off), sum(sel))
+
+    best_sel, best = None, None
+    full = tuple(k.output >= 0 for k in ok)  # every op in place, padded copies with their outputs
+    for start in (full, tuple(True for _ in ok), tuple(False for _ in ok)):
+        sel, c = start, cost(start)
+        if c is None:
+            sel, c = tuple(False for _ in ok), cost(tuple(False for _ in ok))
+        improved = True
+        while improved:
+            improved = False
+            for i in range(len(ok)):
+                t = sel[:i] + (not sel[i],) + sel[i + 1:]
+                ct = cost(t)
+                if ct is not None and ct < c:
+                    sel, c, improved = t, ct, True
+        if best is None or c < best:
+            best_sel, best = sel, c
+    chosen = [k for k, s in zip(ok, best_sel or ()) if s]
+    return chosen, place(buffers, chosen) or {}
+
+
+def live_peak(buffers: list[Buffer], off: dict[int, int]) -> tuple[int, int]:
+    """The most bytes the buffers alive at one scope cover (overlaps counted once), and that scope."""
+    best = (0, 0)
+    for scope in sorted({b.first for b in buffers} | {b.last for b in buffers}):
+        spans = sorted((off[b.id], off[b.id] + b.bytes) for b in buffers if b.first <= scope <= b.last)
+        total, end = 0, None
+        for lo, hi in spans:
+            if end is None or lo >= end:
+                total += hi - lo
+                end = hi
+            elif hi > end:
+                total += hi - end
+                end = hi
+        best = max(best, (total, scope))
     return best
 
 
-def _padded_scratch(schema, model, op_names, readers: list[int], ti: int, last: dict[int, int],
-                    planned: dict[int, tuple[int, int, int]]) -> PlanEntry | None:
-    """The padded-input scratch buffer of the depthwise convolution that alone reads tensor ``ti``,
-    placed at ``ti``'s own offset (0): pk_pad_s8 copies last byte first, so the padded copy may start
-    on its input. The buffer is what picotflm's DepthwisePrepare requests (3x3, dilation 1, depth
-    multiplier 1, batch 1, with padding): (out - 1) * stride + 3 rows and columns of the channels."""
-    if len(readers) != 1:
+def inplace_plan(tflite: bytes) -> InplacePlan | None:
+    """The in-place layout of the arena's planned area, or None when no operator can run in place or
+    running them in place needs no fewer bytes than TFLM's own plan. Every buffer whose (bytes, first,
+    last) no other buffer shares is given its offset; the firmware's planner places the rest."""
+    buffers, links = plan_buffers(tflite)
+    chosen, off = choose_links(buffers, links)
+    if not chosen or head_bytes(buffers, off) >= head_bytes(buffers, place(buffers, []) or {}):
         return None
-    i = readers[0]
-    sg = model.subgraphs[0]
-    op = sg.operators[i]
-    oc = model.operatorCodes[op.opcodeIndex]
-    if op_names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))) != "DEPTHWISE_CONV_2D":
-        return None
-    opt = op.builtinOptions
-    if opt is None or int(op.inputs[0]) != ti or last.get(ti) != i + 1:
-        return None
-    x, w, y = (sg.tensors[int(op.inputs[0])], sg.tensors[int(op.inputs[1])], sg.tensors[int(op.outputs[0])])
-    xs, ws, ys = (list(map(int, t.shape if t.shape is not None else [])) for t in (x, w, y))
-    if len(xs) != 4 or len(ys) != 4 or len(ws) != 4 or xs[0] != 1 or ws[1] != 3 or ws[2] != 3:
-        return None
-    if int(opt.dilationHFactor or 1) != 1 or int(opt.dilationWFactor or 1) != 1 or int(opt.depthMultiplier or 1) != 1:
-        return None
-    sh, sw = int(opt.strideH or 1), int(opt.strideW or 1)
-    ph, pw = (ys[1] - 1) * sh + 3, (ys[2] - 1) * sw + 3
-    same = int(opt.padding or 0) == schema.Padding.SAME
-    pad_h = _same_pad(xs[1], ys[1], sh, 3) if same else 0
-    pad_w = _same_pad(xs[2], ys[2], sw, 3) if same else 0
-    if not (pad_h > 0 or pad_w > 0 or ph > xs[1] or pw > xs[2]) or ph < xs[1] or pw < xs[2]:
-        return None  # the kernel requests no padded buffer
-    key = (_align(ph * pw * xs[3]), i + 1, i + 1)
-    if key in planned.values():
-        return None  # not distinguishable from a tensor
-    return PlanEntry(-1, key[0], key[1], key[2], 0)
+    by_id = {b.id: b for b in buffers}
+    keys: dict[tuple[int, int, int], int] = {}
+    for b in buffers:
+        keys[(b.bytes, b.first, b.last)] = keys.get((b.bytes, b.first, b.last), 0) + 1
+    entries = tuple(PlanEntry(b.tensor, b.bytes, b.first, b.last, off[b.id]) for b in buffers
+                    if keys[(b.bytes, b.first, b.last)] == 1)
+    ops = tuple(InplaceOp(k.op_index, k.op, k.lead, by_id[k.input].bytes,
+                          by_id[k.output].bytes if k.output >= 0 else 0,
+                          by_id[k.pad].bytes if k.pad is not None else 0) for k in sorted(chosen, key=lambda k: k.op_index))
+
+    def saved(o: InplaceOp) -> int:
+        return o.input_bytes + o.output_bytes - max(o.lead + max(o.input_bytes, o.padded_bytes), o.output_bytes)
+
+    main = max((o for o in ops if o.output_bytes), key=saved, default=ops[0])
+    peak, scope = live_peak(buffers, off)
+    return InplacePlan(main.op_index, main.op, main.lead, main.input_bytes, main.output_bytes, entries, ops,
+                       head_bytes(buffers, off), peak, max(scope - 1, 0))

@@ -20,6 +20,7 @@ from pipeline.codegen.cgen import c_bytes, c_float, c_string
 from pipeline.codegen.kernels import FAST_KERNEL_OPS, conv_quant_tables
 from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError
+from pipeline.codegen.fc_tables import fc_quant_tables
 from pipeline.codegen.memplan import inplace_plan
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -184,6 +185,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
     vctx: list[dict[str, Any]] = []
     ops: list[str] = []
     quant_tables: list[dict[str, Any]] = []
+    fc_tables: list[dict[str, Any]] = []
     first = None
     for v in variants:
         info: ModelInfo = inspect_tflite(v.tflite)
@@ -218,6 +220,8 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         for op in info.ops:
             if op not in ops:
                 ops.append(op)
+        for t in fc_quant_tables(v.tflite):
+            fc_tables.append({**t, "index": len(fc_tables), "variant": v.name})
         tables = conv_quant_tables(v.tflite)
         for t in tables:
             quant_tables.append({**t, "index": len(quant_tables), "variant": v.name})
@@ -256,6 +260,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         "methods": [TFLM_RESOLVER_METHODS[op] for op in ops],
         "fast_ops": [op for op in ops if op in FAST_KERNEL_OPS],
         "quant_tables": quant_tables,
+        "fc_tables": fc_tables,
         "count": count,
         "inputs": [{"index": i, "label": _golden_label(golden_labels[i], class_names),
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],

@@ -110,8 +110,9 @@ def _picotflm_kernel(op: str, uses: list[dict[str, Any]]) -> tuple[str, bool]:
     """What picotflm's own kernels do with this operator: (text, runs under build.kernels = picotflm)."""
     if op not in FAST_KERNEL_OPS:
         return "no own kernel: TFLM's", True
-    if op == "MEAN":
-        fast = sum(1 for u in uses if u["input"] == "INT8")
+    if op in ("MEAN", "SOFTMAX", "FULLY_CONNECTED"):  # the kernel hands other cases to TFLM's own
+        fast = sum(1 for u in uses if u["input"] == "INT8"
+                   and (op != "FULLY_CONNECTED" or u["constants"][:1] in ([], ["INT8"])))
         return (f"own kernel for int8 ({fast} of {len(uses)}); TFLM's for the rest", True)
     bad = sorted({u["input"] for u in uses if u["input"] != "INT8"})
     if bad:

@@ -124,3 +124,52 @@ def test_pad_in_place_equals_copy(lib, top, left, extra_h, extra_w):
     lib.pk_pad_s8(buf.ctypes.data_as(ptr), h, w, c, buf.ctypes.data_as(ptr), ph, pw, top, left, ctypes.c_int8(-9))
     assert np.array_equal(buf[:want.size], want)
     assert (want.reshape(ph, pw, c)[top:top + h, left:left + w] == x).all()
+
+
+DW_CASES = [
+    # (shape, kernel, stride, padding): picotflm's depthwise path pads a 3x3 op's input first
+    ((48, 48, 8), 3, 1, "same"),    # person detection's first block: output rows as long as the input's
+    ((48, 48, 16), 3, 2, "same"),   # stride 2
+    ((24, 24, 8), 3, 2, "same"),    # MicroPizzaNet's depthwise convs
+    ((11, 9, 5), 3, 1, "same"),     # odd sizes and channel count
+]
+
+
+@pytest.mark.parametrize("case", DW_CASES, ids=lambda c: f"{c[0][0]}x{c[0][1]}x{c[0][2]}-k{c[1]}s{c[2]}{c[3]}")
+def test_depthwise_in_place_over_its_padded_copy(lib, case):
+    """The plan's depthwise layout in one buffer, as DepthwiseEval and RunConvInPlace run it: the input
+    at `lead`, its padded copy written over it (pk_pad_s8), then the output in bands starting `lead`
+    below the copy: equal to padding into a separate buffer and convolving out of place."""
+    shape, k, stride, padding = case
+    lib.pk_inplace_band_end.restype = ctypes.c_int32
+    lib.pk_inplace_band_end.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64]
+    rng = np.random.default_rng(sum(shape) + stride)
+    p, x, w, bias, _keep = _random_conv(rng, shape, shape[2], k, stride, padding, True)
+    ph, pw = (p.out_h - 1) * stride + k, (p.out_w - 1) * stride + k
+    c, ptr = shape[2], ctypes.c_void_p
+    padded = np.zeros(ph * pw * c, dtype=np.int8)
+    lib.pk_pad_s8(x.ctypes.data_as(ptr), shape[0], shape[1], c, padded.ctypes.data_as(ptr), ph, pw, p.pad_h, p.pad_w,
+                  ctypes.c_int8(-p.input_offset))
+    q = Params.from_buffer_copy(p)
+    q.in_h, q.in_w, q.pad_h, q.pad_w = ph, pw, 0, 0
+    whole = np.zeros(p.out_h * p.out_w * c, dtype=np.int8)
+    _run(lib, "pk_dwconv_s8", q, padded, w, bias, whole)
+
+    lead = min_lead(ph, pw, c, p.out_h, p.out_w, c, stride, 0)
+    buf = np.full(lead + padded.size + 64, 77, dtype=np.int8)
+    buf[lead:lead + x.size] = x.reshape(-1)
+    base = buf.ctypes.data
+    lib.pk_pad_s8(ptr(base + lead), shape[0], shape[1], c, ptr(base + lead), ph, pw, p.pad_h, p.pad_w,
+                  ctypes.c_int8(-p.input_offset))
+    assert np.array_equal(buf[lead:lead + padded.size], padded)
+    oy = 0
+    while oy < q.out_h:
+        end = lib.pk_inplace_band_end(ctypes.byref(q), oy, ctypes.c_int64(lead))
+        assert end > oy, f"band at row {oy} refused"
+        view, in_off, out_off = Params(), ctypes.c_int32(), ctypes.c_int32()
+        lib.pk_part_view(ctypes.byref(q), ctypes.byref(Part(oy, end)), ctypes.byref(view), ctypes.byref(in_off),
+                         ctypes.byref(out_off))
+        lib.pk_dwconv_s8(ctypes.byref(view), ptr(base + lead + in_off.value), w.ctypes.data_as(ptr),
+                         bias.ctypes.data_as(ptr), ptr(base + out_off.value))
+        oy = end
+    assert np.array_equal(buf[:whole.size], whole)

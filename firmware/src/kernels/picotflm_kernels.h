@@ -1,13 +1,16 @@
-// picotflm's own TFLM kernels for the Cortex-M0+ (RP2040): CONV_2D, DEPTHWISE_CONV_2D and MEAN.
+// picotflm's own TFLM kernels for the Cortex-M0+ (RP2040): CONV_2D, DEPTHWISE_CONV_2D, MEAN,
+// FULLY_CONNECTED and SOFTMAX.
 //
 // The generated op resolver returns them in place of pico-tflmicro's (CMSIS-NN) kernels; TFLM's
 // sources are not touched. Every output is bit-exact with the stock kernels: the same integer arithmetic, the same
 // requantization (CMSIS-NN's arm_nn_requantize, TFLM's MultiplyByQuantizedMultiplier for MEAN),
 // computed with 32-bit operations where the stock code calls a 64-bit multiply routine.
+// FULLY_CONNECTED and SOFTMAX (int8) are TFLM's reference arithmetic (pk_fc_softmax.c) with one
+// 16-byte slot of op data each; their other cases run pico-tflmicro's kernels.
 // Cases the fast paths do not cover (dilation, grouped convolution, depth multiplier > 1, int16)
 // run TFLM's reference kernels.
 //
-// One file per concern: conv.cpp, depthwise.cpp and mean.cpp (the ops), conv_data.cpp (what a conv
+// One file per concern: conv.cpp, depthwise.cpp, mean.cpp, fully_connected.cpp and softmax.cpp (the ops), conv_data.cpp (what a conv
 // keeps in the arena), conv_run.cpp (one core, both cores, or in place), quant_tables.cpp (the host's
 // per-channel tables and their ReLU thresholds), quant_cache.cpp (TFLM's Prepare results remembered),
 // persistent.cpp, planner.cpp (PlannedMemoryPlanner), registry.cpp (FindKernel); the arithmetic in
@@ -54,6 +57,17 @@ struct QuantCacheSlot {
 };
 // `cache`: `count` slots, or nullptr (a firmware with one model sets up once: no cache).
 void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache = nullptr);
+// Per-channel requantization of a FULLY_CONNECTED, computed by the host (pipeline/codegen/fc_tables.py):
+// an op whose Prepare results equal a table keeps pointers to it (flash) instead of 8 bytes per
+// channel in the tensor arena.
+struct FcTable {
+  int channels;
+  const int32_t* mult;
+  const int32_t* shift;
+};
+void UseFcTables(const FcTable* tables, int count);
+// FULLY_CONNECTED Prepares since boot that found their table.
+int FcTablesMatched();
 // Prepares answered from the cache since boot.
 int QuantCacheHits();
 // Convolutions whose Prepare found its table (since the last UseQuantTables), and those that did not.
@@ -90,14 +104,18 @@ const TFLMRegistration* FindKernel(tflite::BuiltinOperator op);
 TFLMRegistration Register_CONV_2D();
 TFLMRegistration Register_DEPTHWISE_CONV_2D();
 TFLMRegistration Register_MEAN();
+TFLMRegistration Register_FULLY_CONNECTED();
+TFLMRegistration Register_SOFTMAX();
 
-// TFLM's greedy planner, told where to put a few buffers: pipeline/memplan.py places a convolution's
-// output `lead` bytes below its own input (the kernels then write it in bands of rows that only
-// overwrite input rows already read). `plan` holds {bytes, first, last, offset} per buffer: TFLM's
+// TFLM's greedy planner, told where to put buffers: pipeline/codegen/memplan.py places convolutions'
+// and depthwise convolutions' outputs `lead` bytes below their own input or its padded copy (the
+// kernels then write them in bands of rows that only overwrite input rows already read), and every
+// other buffer it can name where its layout needs it (at most kMaxPlanEntries). `plan` holds {bytes, first, last, offset} per buffer: TFLM's
 // 16-byte aligned size and allocation scopes of the buffer (micro_allocation_info.cpp), and its
 // offset from the start of the planned area. A buffer TFLM adds with that size and lifetime gets
 // the offset (each entry once); every other buffer is placed by the greedy planner around them. A
 // plan that matches only in part creates no overlap (the greedy planner avoids placed buffers).
+constexpr int kMaxPlanEntries = 128;
 class PlannedMemoryPlanner : public tflite::GreedyMemoryPlanner {
  public:
   void SetPlan(const int32_t* plan, int entries) {
@@ -107,7 +125,7 @@ class PlannedMemoryPlanner : public tflite::GreedyMemoryPlanner {
   // Entries of the plan that TFLM's buffers matched in the last plan.
   int Matched() const { return matched_; }
   TfLiteStatus Init(unsigned char* scratch_buffer, int scratch_buffer_size) override {
-    used_ = 0;
+    for (uint32_t& u : used_) u = 0;
     matched_ = 0;
     return GreedyMemoryPlanner::Init(scratch_buffer, scratch_buffer_size);
   }
@@ -117,7 +135,7 @@ class PlannedMemoryPlanner : public tflite::GreedyMemoryPlanner {
  private:
   const int32_t* plan_ = nullptr;
   int entries_ = 0;
-  uint32_t used_ = 0;
+  uint32_t used_[kMaxPlanEntries / 32] = {};
   int matched_ = 0;
   TF_LITE_REMOVE_VIRTUAL_DELETE  // as its base: never deleted, no heap
 };

@@ -16,6 +16,9 @@ TFLMRegistration WithCode(TFLMRegistration r, tflite::BuiltinOperator op) {
 const TFLMRegistration conv = WithCode(Register_CONV_2D(), tflite::BuiltinOperator_CONV_2D);
 const TFLMRegistration depthwise = WithCode(Register_DEPTHWISE_CONV_2D(), tflite::BuiltinOperator_DEPTHWISE_CONV_2D);
 const TFLMRegistration mean = WithCode(Register_MEAN(), tflite::BuiltinOperator_MEAN);
+const TFLMRegistration fully_connected =
+    WithCode(Register_FULLY_CONNECTED(), tflite::BuiltinOperator_FULLY_CONNECTED);
+const TFLMRegistration softmax = WithCode(Register_SOFTMAX(), tflite::BuiltinOperator_SOFTMAX);
 
 }  // namespace
 
@@ -27,6 +30,10 @@ const TFLMRegistration* FindKernel(tflite::BuiltinOperator op) {
       return &depthwise;
     case tflite::BuiltinOperator_MEAN:
       return &mean;
+    case tflite::BuiltinOperator_FULLY_CONNECTED:
+      return &fully_connected;
+    case tflite::BuiltinOperator_SOFTMAX:
+      return &softmax;
     default:
       return nullptr;
   }
