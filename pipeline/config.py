@@ -169,6 +169,12 @@ class ClusterConfig:
     preserve_sparsity: bool = False
     fold_batchnorm: bool = True
     epochs: int = 4
+    # clusters per output channel of each Conv2D kernel (tfmot cluster_per_channel) instead of per kernel
+    per_channel: bool = False
+    # 8: weights stored as int8. 2 or 4: each CONV_2D filter with at most 2**index_bits values per
+    # output channel is stored on the device as index_bits-bit indices plus its table (codebook weights,
+    # decoded by picotflm's kernels: pipeline/tflite/codebook.py)
+    index_bits: int = 8
 
     def __post_init__(self) -> None:
         _int_range("cluster", "clusters", self.clusters, 2, 256)
@@ -176,6 +182,14 @@ class ClusterConfig:
         _bool("cluster", "preserve_sparsity", self.preserve_sparsity)
         _bool("cluster", "fold_batchnorm", self.fold_batchnorm)
         _int_range("cluster", "epochs", self.epochs, 1, 10_000)
+        _bool("cluster", "per_channel", self.per_channel)
+        _choice("cluster", "index_bits", self.index_bits, (2, 4, 8))
+        if self.index_bits < 8 and self.clusters > 1 << self.index_bits:
+            raise ConfigError(
+                f"cluster.clusters = {self.clusters} does not fit cluster.index_bits = {self.index_bits} "
+                f"(at most {1 << self.index_bits} clusters)",
+                hint=f"set cluster.clusters <= {1 << self.index_bits} or a wider cluster.index_bits",
+            )
 
 
 @dataclass(frozen=True)

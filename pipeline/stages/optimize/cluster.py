@@ -70,6 +70,13 @@ def fold_batchnorm(model):
     return k.Model(inputs, x, name=model.name)
 
 
+def channel_unique_max(layer) -> int:
+    """The most distinct values in one output channel (the last kernel axis) of a layer's kernel."""
+    w = np.asarray(kernel_of(layer).numpy())
+    w = w.reshape(-1, w.shape[-1])
+    return max(int(np.unique(w[:, c]).size) for c in range(w.shape[1]))
+
+
 def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed: int = 0):
     """Return ``(clustered_model, metrics)``; ``model`` is not modified."""
     t = tfmot()
@@ -93,7 +100,8 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
 
     def wrap(layer):
         if layer in targets:
-            return t.clustering.keras.cluster_weights(layer, **params)
+            extra = {"cluster_per_channel": True} if cfg.per_channel and type(layer).__name__ == "Conv2D" else {}
+            return t.clustering.keras.cluster_weights(layer, **params, **extra)
         return layer
 
     wrapped = k.models.clone_model(base, clone_function=wrap)
@@ -102,7 +110,13 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
     fine_tune(wrapped, train, val, epochs=cfg.epochs, learning_rate=FINE_TUNE_LR, batch_size=batch_size, seed=seed)
     clustered = t.clustering.keras.strip_clustering(wrapped)
     stats = kernel_stats(clustered)
-    over = [r for r in stats if r["type"] in CLUSTERABLE and r["unique_values"] > cfg.clusters]
+    if cfg.per_channel:  # Conv2D kernels: the most values of any output channel
+        per_ch = {l.name: channel_unique_max(l) for l in clustered.layers if type(l).__name__ == "Conv2D"}
+        for r in stats:
+            if r["layer"] in per_ch:
+                r["unique_values_per_channel"] = per_ch[r["layer"]]
+    over = [r for r in stats if r["type"] in CLUSTERABLE
+            and r.get("unique_values_per_channel", r["unique_values"]) > cfg.clusters]
     if over:
         names = ", ".join(f"{r['layer']} ({r['unique_values']})" for r in over)
         raise PipelineError(f"clustering left more than {cfg.clusters} values in: {names}", hint="this is a bug")
@@ -111,6 +125,8 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         "init": cfg.init,
         "preserve_sparsity": cfg.preserve_sparsity,
         "fold_batchnorm": cfg.fold_batchnorm,
+        "per_channel": cfg.per_channel,
+        "index_bits": cfg.index_bits,
         "layers": stats,
         "not_clustered": [r["layer"] for r in stats if r["type"] not in CLUSTERABLE],
         "keras_val_accuracy": evaluate_accuracy(clustered, val),

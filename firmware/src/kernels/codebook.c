@@ -1,0 +1,44 @@
+// See codebook.h.
+#include "codebook.h"
+
+#include <stddef.h>
+
+const pk_codebook* pk_codebook_of(const void* filter) {
+    for (int i = 0; i < g_pk_codebook_count; i++)
+        if ((const void*)g_pk_codebooks[i].data == filter) return &g_pk_codebooks[i];
+    return (const pk_codebook*)0;
+}
+
+void pk_codebook_decode(const pk_codebook* cb, int32_t ch_lo, int32_t ch_hi, int8_t* out) {
+    const int32_t bits = cb->bits, size = 1 << bits, k = cb->k;
+    const int32_t per_log = bits == 2 ? 2 : 1;  // indices a byte: 4 or 2
+    const int32_t per_mask = (1 << per_log) - 1;
+    const uint32_t mask = (uint32_t)(size - 1);
+    const uint8_t* index = cb->data + cb->table_bytes;
+    for (int32_t c = ch_lo; c < ch_hi; c++) {
+        const int8_t* table = (const int8_t*)cb->data + (cb->per_channel ? c * cb->entries : 0);
+        for (int32_t e = c * k, end = e + k; e < end; e++)  // e: the element number in the dense order
+            *out++ = table[(index[e >> per_log] >> ((e & per_mask) * bits)) & mask];
+    }
+}
+
+int pk_conv_s8_codebook(const pk_conv_params* p, const pk_codebook* cb, const int8_t* in, const int32_t* bias,
+                        int8_t* out, int8_t* scratch) {
+    const int32_t k = cb->k, groups = pk_conv_groups(p);
+    if (groups != p->out_c / 4 || cb->channels != p->out_c || p->k_h * p->k_w * p->in_c != k) return 0;
+    pk_conv_params q = *p;
+    q.wx = (const int32_t*)0;  // expanded weights are a dense filter's
+    p = &q;
+    for (int32_t g = 0; g < groups; g++) {
+        pk_codebook_decode(cb, 4 * g, 4 * g + 4, scratch);
+        const pk_conv_opts one = {(pk_chan_setup*)0, 0, g, g + 1, 0};
+        // The kernel reads group g's weights at w + 4 * g * k: the scratch holds them.
+        pk_conv_s8_ex(p, in, (const int8_t*)((uintptr_t)scratch - (uintptr_t)(4 * g * k)), bias, out, &one);
+    }
+    if (p->out_c > 4 * groups) {
+        pk_codebook_decode(cb, 4 * groups, p->out_c, scratch);
+        const pk_conv_opts rest = {(pk_chan_setup*)0, 0, groups, groups, 1};
+        pk_conv_s8_ex(p, in, (const int8_t*)((uintptr_t)scratch - (uintptr_t)(4 * groups * k)), bias, out, &rest);
+    }
+    return 1;
+}
