@@ -171,18 +171,6 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
     if count == 0 or len(golden_labels) != count:
         raise PipelineError("golden inputs and labels must be non-empty and of equal count",
                             hint="this is a bug in the caller")
-    codebooks: list[dict[str, Any]] = []
-    if codebook_bits < 8:
-        from pipeline.tflite.codebook import encode
-
-        encoded = []
-        for v in variants:
-            dev, books = encode(v.tflite, codebook_bits)
-            sym = variant_symbol(name, v.name)
-            codebooks += [{**vars(b), "stored_bytes": b.stored_bytes, "sym": sym,
-                           "variant": f"{v.name} " if v.name else ""} for b in books]
-            encoded.append(RenderVariant(v.name, dev, v.golden_outputs))
-        variants = encoded
     names = [v.name for v in variants]
     if len(variants) > 1 and (len(set(names)) != len(names) or not all(names)):
         raise PipelineError(f"variant names must be distinct and non-empty, got {names}", hint="name each variant once")
@@ -195,6 +183,19 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         if not all(0x20 <= ord(c) < 0x7F for c in v):
             raise PipelineError(f"provenance field {k} has characters that cannot go into a C comment: {v!r}",
                                 hint="use an ASCII path and name")
+    source_sha = {v.name: hashlib.sha256(v.tflite).hexdigest() for v in variants}
+    codebooks: list[dict[str, Any]] = []
+    if codebook_bits < 8:
+        from pipeline.tflite.codebook import encode
+
+        encoded = []  # the device models; the hashes stay those of the host models they encode
+        for v in variants:
+            dev, books = encode(v.tflite, codebook_bits)
+            sym = variant_symbol(name, v.name)
+            codebooks += [{**vars(b), "stored_bytes": b.stored_bytes, "sym": sym,
+                           "variant": f"{v.name} " if v.name else ""} for b in books]
+            encoded.append(RenderVariant(v.name, dev, v.golden_outputs))
+        variants = encoded
 
     vctx: list[dict[str, Any]] = []
     ops: list[str] = []
@@ -236,7 +237,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         tables = conv_quant_tables(v.tflite)
         for t in tables:
             quant_tables.append({**t, "index": len(quant_tables), "variant": v.name})
-        sha = hashlib.sha256(v.tflite).hexdigest()
+        sha = source_sha[v.name]
         plan = inplace_plan(v.tflite) if cfg.inplace else None
         vctx.append({
             "plan": plan.as_json() if plan else None,

@@ -293,7 +293,19 @@ def render_stage(ctx: StageContext, cfg) -> dict:
         "arena_rule": arena.explanation,
         "golden_count": len(idx),
         "model_hash": info.sha256[:16],
+        **device_stored(data, codebook_bits(ctx.recipe)),
     }
+
+
+def device_stored(data: bytes, bits: int) -> dict:
+    """The model's bytes as stored in the device's flash: the device .tflite (codebook weights in it) and
+    the expanded conv weights the kernels read from flash (pipeline/codegen/kernels.py)."""
+    from pipeline.codegen.kernels import conv_quant_tables
+    from pipeline.tflite.codebook import device_figures
+
+    dev, figures = device_figures(data, bits)
+    wide = sum(4 * len(t["wx"]) for t in conv_quant_tables(dev) if t["wx"])
+    return {**figures, "expanded_weight_bytes": wide, "device_model_bytes": len(dev) + wide}
 
 
 def build_stage(ctx: StageContext, cfg) -> dict:

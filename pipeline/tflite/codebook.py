@@ -184,3 +184,17 @@ def weight_bytes(tflite: bytes) -> int:
                 b = model.buffers[sg.tensors[op.inputs[1]].buffer]
                 total += 0 if b.data is None else len(b.data)
     return total
+
+
+def device_figures(tflite: bytes, bits: int) -> tuple[bytes, dict]:
+    """The device flatbuffer (``encode``'s, or ``tflite`` itself for ``bits`` 8) and its bytes as stored on
+    the device: the whole .tflite, and the filter weights (int8 filters plus codebooks' tables and indices)."""
+    dev, books = encode(tflite, bits) if bits < 8 else (tflite, [])
+    return dev, {
+        "index_bits": bits,
+        "device_tflite_bytes": len(dev),
+        "device_weight_bytes": weight_bytes(dev),
+        "int8_weight_bytes": weight_bytes(tflite),
+        "codebooks": [{"op": b.op, "bits": b.bits, "per_channel": b.per_channel, "entries": b.entries,
+                       "stored_bytes": b.stored_bytes, "int8_bytes": b.dense_bytes} for b in books],
+    }

@@ -100,3 +100,33 @@ def test_codebook_conv_equals_the_dense_kernel(lib, bits, out_c, k_h, in_c, stri
     assert lib.pk_conv_s8_codebook(ctypes.byref(p), ctypes.byref(cb), ptr(x), ptr(bias), ptr(got), ptr(scratch)) == 1
     assert np.array_equal(got, dense)
     assert len(set(dense.tolist())) > 8  # the case computes something, not a clamped constant
+
+
+@pytest.mark.parametrize("bits,out_c,k_h,in_c,stride,pad", [(2, 8, 3, 3, 2, 1), (4, 6, 1, 8, 1, 0)])
+def test_codebook_conv_in_place_equals_the_dense_kernel(lib, bits, out_c, k_h, in_c, stride, pad):
+    """The output `lead` bytes below its own input (an in-place memory plan): bands of rows, the same bytes."""
+    rng = np.random.default_rng(out_c + bits)
+    in_h = in_w = 10
+    out_h = (in_h + 2 * pad - k_h) // stride + 1
+    k = k_h * k_h * in_c
+    w = clustered(rng, out_c, k, 1 << bits)
+    cb, buf, *_ = book(w, bits)
+    mult = (ctypes.c_int32 * out_c)(*rng.integers(1 << 29, 1 << 31, out_c).tolist())
+    shift = (ctypes.c_int32 * out_c)(*rng.integers(-9, -5, out_c).tolist())
+    bias = rng.integers(-3000, 3000, out_c).astype(np.int32)
+    x = rng.integers(-128, 128, in_h * in_w * in_c).astype(np.int8)
+    p = Params(in_h, in_w, in_c, out_h, out_h, out_c, k_h, k_h, stride, stride, pad, pad, 5, -3, -128, 127,
+               mult, shift, None, None)
+    ptr = lambda a, off=0: ctypes.c_void_p(a.ctypes.data + off)  # noqa: E731
+    dense = np.zeros(out_h * out_h * out_c, np.int8)
+    lib.pk_conv_s8(ctypes.byref(p), ptr(x), ptr(w), ptr(bias), ptr(dense))
+    scratch = np.zeros(4 * k, np.int8)
+    ran = 0
+    for lead in range(1, dense.size + x.size, 7):
+        mem = np.zeros(lead + x.size, np.int8)
+        mem[lead:] = x
+        if lib.pk_conv_s8_codebook(ctypes.byref(p), ctypes.byref(cb), ptr(mem, lead), ptr(bias), ptr(mem),
+                                   ptr(scratch)):
+            assert np.array_equal(mem[: dense.size], dense), lead
+            ran += lead < dense.size  # the output overlaps the input
+    assert ran > 0

@@ -22,13 +22,10 @@ void pk_codebook_decode(const pk_codebook* cb, int32_t ch_lo, int32_t ch_hi, int
     }
 }
 
-int pk_conv_s8_codebook(const pk_conv_params* p, const pk_codebook* cb, const int8_t* in, const int32_t* bias,
+// Every group of four output channels, then the leftovers, of a conv (or a band of one: a view).
+static void conv_groups(const pk_conv_params* p, const pk_codebook* cb, const int8_t* in, const int32_t* bias,
                         int8_t* out, int8_t* scratch) {
-    const int32_t k = cb->k, groups = pk_conv_groups(p);
-    if (groups != p->out_c / 4 || cb->channels != p->out_c || p->k_h * p->k_w * p->in_c != k) return 0;
-    pk_conv_params q = *p;
-    q.wx = (const int32_t*)0;  // expanded weights are a dense filter's
-    p = &q;
+    const int32_t k = cb->k, groups = p->out_c / 4;
     for (int32_t g = 0; g < groups; g++) {
         pk_codebook_decode(cb, 4 * g, 4 * g + 4, scratch);
         const pk_conv_opts one = {(pk_chan_setup*)0, 0, g, g + 1, 0};
@@ -39,6 +36,35 @@ int pk_conv_s8_codebook(const pk_conv_params* p, const pk_codebook* cb, const in
         pk_codebook_decode(cb, 4 * groups, p->out_c, scratch);
         const pk_conv_opts rest = {(pk_chan_setup*)0, 0, groups, groups, 1};
         pk_conv_s8_ex(p, in, (const int8_t*)((uintptr_t)scratch - (uintptr_t)(4 * groups * k)), bias, out, &rest);
+    }
+}
+
+int pk_conv_s8_codebook(const pk_conv_params* p, const pk_codebook* cb, const int8_t* in, const int32_t* bias,
+                        int8_t* out, int8_t* scratch) {
+    if (pk_conv_groups(p) != p->out_c / 4 || cb->channels != p->out_c || p->k_h * p->k_w * p->in_c != cb->k)
+        return 0;
+    pk_conv_params q = *p;
+    q.wx = (const int32_t*)0;  // expanded weights are a dense filter's
+    const uintptr_t in_lo = (uintptr_t)in, out_lo = (uintptr_t)out;
+    const uintptr_t in_hi = in_lo + (uintptr_t)(q.in_h * q.in_w * q.in_c);
+    const uintptr_t out_hi = out_lo + (uintptr_t)(q.out_h * q.out_w * q.out_c);
+    if (!(out_lo < in_hi && in_lo < out_hi)) {
+        conv_groups(&q, cb, in, bias, out, scratch);
+        return 1;
+    }
+    // In place (the memory plan put the output `lead` bytes below its input): bands of output rows
+    // that overwrite no input row a later band reads, as conv_run.cpp's RunConvInPlace does.
+    if (out_lo >= in_lo) return 0;
+    const int64_t lead = (int64_t)(in_lo - out_lo);
+    for (int32_t oy = 0; oy < q.out_h;) {
+        const int32_t end = pk_inplace_band_end(&q, oy, lead);
+        if (end <= oy) return 0;
+        const pk_part band = {oy, end};
+        pk_conv_params view;
+        int32_t in_offset, out_offset;
+        pk_part_view(&q, &band, &view, &in_offset, &out_offset);
+        conv_groups(&view, cb, in + in_offset, bias, out + out_offset, scratch);
+        oy = end;
     }
     return 1;
 }

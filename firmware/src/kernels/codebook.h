@@ -40,8 +40,9 @@ void pk_codebook_decode(const pk_codebook* cb, int32_t ch_lo, int32_t ch_hi, int
 
 // pk_conv_s8 on a codebook filter: each group of four output channels (then the leftover channels)
 // decoded into `scratch` (4 * k bytes) and computed by pk_conv_s8_ex with only that group, so the
-// arithmetic is the dense kernel's. Returns 0 (nothing computed) when the layer is not one the
-// kernel computes by groups (k larger than its patch buffer).
+// arithmetic is the dense kernel's. In place (the output starting below its overlapping input) it runs
+// in bands of output rows as the dense in-place path does. Returns 0 (nothing computed) when the layer
+// is not one the kernel computes by groups (k larger than its patch buffer) or no row order is safe.
 int pk_conv_s8_codebook(const pk_conv_params* p, const pk_codebook* cb, const int8_t* in, const int32_t* bias,
                         int8_t* out, int8_t* scratch);
 
