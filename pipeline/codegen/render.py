@@ -273,7 +273,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         "fast_ops": [op for op in ops if op in FAST_KERNEL_OPS],
         "quant_tables": quant_tables,
         "codebooks": codebooks,
-        "scratch_bytes": max([4 * c["k"] for c in codebooks] + [4]),
+        "scratch_bytes": max([2 * 20 * c["k"] for c in codebooks] + [4]),  # firmware/src/kernels/codebook.h
         "count": count,
         "inputs": [{"index": i, "label": _golden_label(golden_labels[i], class_names),
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],

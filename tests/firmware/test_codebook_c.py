@@ -96,7 +96,7 @@ def test_codebook_conv_equals_the_dense_kernel(lib, bits, out_c, k_h, in_c, stri
     ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
     lib.pk_conv_s8(ctypes.byref(p), ptr(x), ptr(w), ptr(bias), ptr(dense))
     got = np.full_like(dense, 77)
-    scratch = np.zeros(4 * k, np.int8)
+    scratch = np.zeros(10 * k, np.int32).view(np.int8)
     assert lib.pk_conv_s8_codebook(ctypes.byref(p), ctypes.byref(cb), ptr(x), ptr(bias), ptr(got), ptr(scratch)) == 1
     assert np.array_equal(got, dense)
     assert len(set(dense.tolist())) > 8  # the case computes something, not a clamped constant
@@ -120,7 +120,7 @@ def test_codebook_conv_in_place_equals_the_dense_kernel(lib, bits, out_c, k_h, i
     ptr = lambda a, off=0: ctypes.c_void_p(a.ctypes.data + off)  # noqa: E731
     dense = np.zeros(out_h * out_h * out_c, np.int8)
     lib.pk_conv_s8(ctypes.byref(p), ptr(x), ptr(w), ptr(bias), ptr(dense))
-    scratch = np.zeros(4 * k, np.int8)
+    scratch = np.zeros(10 * k, np.int32).view(np.int8)
     ran = 0
     for lead in range(1, dense.size + x.size, 7):
         mem = np.zeros(lead + x.size, np.int8)
