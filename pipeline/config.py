@@ -175,9 +175,13 @@ class ClusterConfig:
     # output channel is stored on the device as index_bits-bit indices plus its table (codebook weights,
     # decoded by picotflm's kernels: pipeline/tflite/codebook.py)
     index_bits: int = 8
+    # layers left unclustered (int8), by name: the first conv, say
+    skip_layers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _int_range("cluster", "clusters", self.clusters, 2, 256)
+        if not isinstance(self.skip_layers, (list, tuple)) or not all(isinstance(n, str) for n in self.skip_layers):
+            raise _bad("cluster", "skip_layers", self.skip_layers, "a list of layer names")
         _choice("cluster", "init", self.init, ("kmeans_plus_plus", "linear", "density", "random"))
         _bool("cluster", "preserve_sparsity", self.preserve_sparsity)
         _bool("cluster", "fold_batchnorm", self.fold_batchnorm)

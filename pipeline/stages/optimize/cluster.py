@@ -17,6 +17,7 @@ from pipeline.stages.optimize.common import (evaluate_accuracy, fine_tune, fresh
 
 # tfmot clusters Conv2D and Dense kernels; DepthwiseConv2D is never clustered.
 CLUSTERABLE = ("Conv2D", "Dense")
+CODEBOOK_LAYERS = ("Conv2D",)  # the layers whose int8 filters pipeline/tflite/codebook.py encodes
 FINE_TUNE_LR = 3e-4
 _INIT = {
     "kmeans_plus_plus": "KMEANS_PLUS_PLUS",
@@ -82,7 +83,14 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
     t = tfmot()
     k = keras()
     base = fold_batchnorm(model) if cfg.fold_batchnorm else fresh_copy(model)
-    targets = require_kernel_layers(base, CLUSTERABLE, "clustered")
+    # Codebook weights (index_bits < 8) are CONV_2D filters only: clustering another kernel would cost
+    # accuracy and save nothing on the device.
+    targets = require_kernel_layers(base, CODEBOOK_LAYERS if cfg.index_bits < 8 else CLUSTERABLE, "clustered")
+    unknown = sorted(set(cfg.skip_layers) - {l.name for l in base.layers})
+    if unknown:
+        raise PipelineError(f"cluster.skip_layers names no layer of the model: {', '.join(unknown)}",
+                            hint="use the layer names of the model summary (`picotflm train` prints them)")
+    targets = [l for l in targets if l.name not in cfg.skip_layers]
     for layer in targets:
         n = int(kernel_of(layer).shape.num_elements())
         if cfg.clusters > n:
@@ -115,7 +123,8 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         for r in stats:
             if r["layer"] in per_ch:
                 r["unique_values_per_channel"] = per_ch[r["layer"]]
-    over = [r for r in stats if r["type"] in CLUSTERABLE
+    names = {l.name for l in targets}
+    over = [r for r in stats if r["layer"] in names
             and r.get("unique_values_per_channel", r["unique_values"]) > cfg.clusters]
     if over:
         names = ", ".join(f"{r['layer']} ({r['unique_values']})" for r in over)
@@ -128,7 +137,7 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         "per_channel": cfg.per_channel,
         "index_bits": cfg.index_bits,
         "layers": stats,
-        "not_clustered": [r["layer"] for r in stats if r["type"] not in CLUSTERABLE],
+        "not_clustered": [r["layer"] for r in stats if r["layer"] not in names],
         "keras_val_accuracy": evaluate_accuracy(clustered, val),
     }
     if folded_acc is not None:
