@@ -2,7 +2,9 @@
 
 Converting folds BatchNorm into conv weights, which multiplies the distinct values of a clustered
 kernel (16 clusters become 44-63 values in the flatbuffer). Folding first keeps the clusters
-all the way into the int8 flatbuffer. Proof afterwards: unique values per clustered kernel <= clusters.
+all the way into the int8 flatbuffer. Proof afterwards: unique values per clustered kernel (per output
+channel with ``per_channel``) <= clusters. With ``index_bits`` < 8 (codebook weights) only the Conv2D
+kernels are clustered: they are the ones stored as codebooks.
 """
 from __future__ import annotations
 
