@@ -148,14 +148,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    method: str = "magnitude"  # tfmot polynomial schedule | boundary: |w| < tau * max|W|
+    # magnitude: tfmot polynomial schedule | boundary: |w| < tau * max|W| | groups: whole groups of four
+    # output channels of each Conv2D kernel, smallest L2 norm first (the codebook conv skips them; see
+    # docs/kernels.md for what TFLiteConverter makes of an all-zero channel)
+    method: str = "magnitude"
     target_sparsity: float = 0.5
     tau: float = 0.2
     epochs: int = 4
     frequency: int = 10
+    skip_layers: list[str] = field(default_factory=list)  # groups: layers left unpruned, by name
 
     def __post_init__(self) -> None:
-        _choice("prune", "method", self.method, ("magnitude", "boundary"))
+        _choice("prune", "method", self.method, ("magnitude", "boundary", "groups"))
+        if not isinstance(self.skip_layers, (list, tuple)) or not all(isinstance(n, str) for n in self.skip_layers):
+            raise _bad("prune", "skip_layers", self.skip_layers, "a list of layer names")
         _float_range("prune", "target_sparsity", self.target_sparsity, 0.0, 1.0, hi_open=True)
         _float_range("prune", "tau", self.tau, 0.0, 1.0, hi_open=True)
         _int_range("prune", "epochs", self.epochs, 1, 10_000)

@@ -130,3 +130,30 @@ def test_codebook_conv_in_place_equals_the_dense_kernel(lib, bits, out_c, k_h, i
             assert np.array_equal(mem[: dense.size], dense), lead
             ran += lead < dense.size  # the output overlaps the input
     assert ran > 0
+
+
+@pytest.mark.parametrize("zero_groups", [(0,), (1, 2), (0, 1, 2, 3)])
+def test_pruned_groups_are_skipped_with_the_dense_kernels_bytes(lib, zero_groups):
+    """Groups of four output channels whose weights are all zero (structured pruning) are written as
+    their requantized bias without a multiply-accumulate: the same bytes as the dense kernel."""
+    rng = np.random.default_rng(len(zero_groups))
+    out_c, k_h, in_c, in_h = 18, 1, 16, 7
+    k = k_h * k_h * in_c
+    w = clustered(rng, out_c, k, 4)
+    for g in zero_groups:
+        w[4 * g: 4 * g + 4] = 0
+    cb, buf, *_ = book(w, 2)
+    mult = (ctypes.c_int32 * out_c)(*rng.integers(1 << 29, 1 << 31, out_c).tolist())
+    shift = (ctypes.c_int32 * out_c)(*rng.integers(-9, -5, out_c).tolist())
+    bias = rng.integers(-3000, 3000, out_c).astype(np.int32)
+    x = rng.integers(-128, 128, in_h * in_h * in_c).astype(np.int8)
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    for act_min in (-128, -20):  # no clamp, and a ReLU's
+        p = Params(in_h, in_h, in_c, in_h, in_h, out_c, k_h, k_h, 1, 1, 0, 0, 5, -3, act_min, 127,
+                   mult, shift, None, None)
+        dense = np.zeros(in_h * in_h * out_c, np.int8)
+        lib.pk_conv_s8(ctypes.byref(p), ptr(x), ptr(w), ptr(bias), ptr(dense))
+        got = np.full_like(dense, 77)
+        scratch = np.zeros(10 * k, np.int32).view(np.int8)
+        assert lib.pk_conv_s8_codebook(ctypes.byref(p), ctypes.byref(cb), ptr(x), ptr(bias), ptr(got), ptr(scratch))
+        assert np.array_equal(got, dense)

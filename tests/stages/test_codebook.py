@@ -77,3 +77,25 @@ def test_a_model_without_few_enough_values_is_left_as_it_is(clustered_tflite):
     assert all(b.stored_bytes < b.dense_bytes for b in books)
     _, fig = device_figures(clustered_tflite, 8)
     assert fig["device_tflite_bytes"] == len(clustered_tflite) and fig["codebooks"] == []
+
+
+def test_group_pruning_zeroes_whole_groups_of_four_channels_and_keeps_them_through_clustering():
+    from pipeline.config import PruneConfig
+    from pipeline.stages.optimize.cluster import cluster
+    from pipeline.stages.optimize.common import kernel_of
+    from pipeline.stages.optimize.prune import prune
+
+    train, val = _data()
+    pruned, m = prune(_trained(), train, val, PruneConfig(method="groups", target_sparsity=0.5, epochs=1))
+    assert m["groups_pruned"]
+    for layer in pruned.layers:
+        if layer.name in m["groups_pruned"]:
+            w = kernel_of(layer).numpy()
+            zero = ~w.reshape(-1, w.shape[-1]).any(axis=0)
+            groups = w.shape[-1] // 4
+            assert sorted({c // 4 for c in range(w.shape[-1]) if zero[c]}) == m["groups_pruned"][layer.name]
+            assert len(m["groups_pruned"][layer.name]) == round(0.5 * groups)
+    clustered, cm = cluster(pruned, train, val, ClusterConfig(clusters=4, per_channel=True, index_bits=2, epochs=1))
+    for name, channels in cm["zero_channels_kept"].items():
+        w = kernel_of(clustered.get_layer(name)).numpy()
+        assert not w[..., channels].any()

@@ -27,6 +27,32 @@ void pk_codebook_decode(const pk_codebook* cb, int32_t ch_lo, int32_t ch_hi, int
     }
 }
 
+static int all_zero(const int8_t* w, int32_t n) {
+    const uint8_t* b = (const uint8_t*)w;
+    uint32_t any = 0;
+    for (int32_t i = 0; i < n; i++) any |= b[i];
+    return any == 0;
+}
+
+// Output channels [oc, oc + 4) of a group whose weights are all zero: every output is the bias alone,
+// requantized and clamped as the kernel does it (pk_requantize is its arithmetic, bit for bit).
+static void constant_group(const pk_conv_params* p, const int32_t* bias, int8_t* out, int32_t oc) {
+    int8_t v[4];
+    for (int32_t j = 0; j < 4; j++) {
+        int32_t r = pk_requantize(bias ? bias[oc + j] : 0, p->mult[oc + j], p->shift[oc + j]) + p->output_offset;
+        r = r < p->act_min ? p->act_min : r > p->act_max ? p->act_max : r;
+        v[j] = (int8_t)r;
+    }
+    const int32_t pixels = p->out_h * p->out_w;
+    for (int32_t i = 0; i < pixels; i++) {
+        int8_t* o = out + i * p->out_c + oc;
+        o[0] = v[0];
+        o[1] = v[1];
+        o[2] = v[2];
+        o[3] = v[3];
+    }
+}
+
 // Every group of four output channels, then the leftovers, of a conv (or a band of one: a view). Each
 // group's weights are decoded as int8 (the kernel's per-channel sums read them) and expanded to int32,
 // interleaved by channel, as the kernel's wide path reads the host's expanded weights (pk_span4w).
@@ -39,6 +65,10 @@ static void conv_groups(const pk_conv_params* p, const pk_codebook* cb, const in
     pk_conv_params q = *p;
     for (int32_t g = g_lo; g < g_hi; g++) {
         pk_codebook_decode(cb, 4 * g, 4 * g + 4, narrow);
+        if (all_zero(narrow, 4 * k)) {  // a pruned group: no multiply-accumulate, the same bytes
+            constant_group(p, bias, out, 4 * g);
+            continue;
+        }
         for (int32_t x = 0; x < k; x++)
             for (int32_t j = 0; j < 4; j++) wide[x * 4 + j] = narrow[j * k + x];
         const pk_conv_opts one = {(pk_chan_setup*)0, 0, g, g + 1, 0};

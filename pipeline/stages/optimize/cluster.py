@@ -101,6 +101,12 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
                 hint=f"use at most {n} clusters",
             )
     folded_acc = evaluate_accuracy(base, val) if cfg.fold_batchnorm else None
+    zero_channels = {}  # output channels all zero (structured pruning), by layer
+    for layer in targets:
+        w = np.asarray(kernel_of(layer).numpy())
+        zero = [int(c) for c in np.flatnonzero(~w.reshape(-1, w.shape[-1]).any(axis=0))]
+        if zero:
+            zero_channels[layer.name] = zero
     params = {
         "number_of_clusters": cfg.clusters,
         "cluster_centroids_init": getattr(t.clustering.keras.CentroidInitialization, _INIT[cfg.init]),
@@ -119,6 +125,14 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         raise PipelineError("tfmot could not cluster this model", hint="build it with tf_keras (Keras 2)")
     fine_tune(wrapped, train, val, epochs=cfg.epochs, learning_rate=FINE_TUNE_LR, batch_size=batch_size, seed=seed)
     clustered = t.clustering.keras.strip_clustering(wrapped)
+    # Output channels that came in all zero (structured pruning) leave all zero: fine-tuning the
+    # centroids moves them, and the codebook conv skips only zero groups. Verify measures the result.
+    for layer in clustered.layers:
+        if layer.name in zero_channels:
+            var = kernel_of(layer)
+            w = var.numpy()
+            w[..., zero_channels[layer.name]] = 0
+            var.assign(w)
     stats = kernel_stats(clustered)
     if cfg.per_channel:  # Conv2D kernels: the most values of any output channel
         per_ch = {l.name: channel_unique_max(l) for l in clustered.layers if type(l).__name__ == "Conv2D"}
@@ -139,6 +153,7 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         "per_channel": cfg.per_channel,
         "index_bits": cfg.index_bits,
         "layers": stats,
+        "zero_channels_kept": zero_channels,
         "not_clustered": [r["layer"] for r in stats if r["layer"] not in names],
         "keras_val_accuracy": evaluate_accuracy(clustered, val),
     }
