@@ -148,14 +148,20 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    method: str = "magnitude"  # tfmot polynomial schedule | boundary: |w| < tau * max|W|
+    # magnitude: tfmot polynomial schedule | boundary: |w| < tau * max|W| | groups: whole groups of four
+    # output channels of each Conv2D kernel, smallest L2 norm first (the codebook conv skips them; see
+    # docs/kernels.md for what TFLiteConverter makes of an all-zero channel)
+    method: str = "magnitude"
     target_sparsity: float = 0.5
     tau: float = 0.2
     epochs: int = 4
     frequency: int = 10
+    skip_layers: list[str] = field(default_factory=list)  # groups: layers left unpruned, by name
 
     def __post_init__(self) -> None:
-        _choice("prune", "method", self.method, ("magnitude", "boundary"))
+        _choice("prune", "method", self.method, ("magnitude", "boundary", "groups"))
+        if not isinstance(self.skip_layers, (list, tuple)) or not all(isinstance(n, str) for n in self.skip_layers):
+            raise _bad("prune", "skip_layers", self.skip_layers, "a list of layer names")
         _float_range("prune", "target_sparsity", self.target_sparsity, 0.0, 1.0, hi_open=True)
         _float_range("prune", "tau", self.tau, 0.0, 1.0, hi_open=True)
         _int_range("prune", "epochs", self.epochs, 1, 10_000)
@@ -169,13 +175,31 @@ class ClusterConfig:
     preserve_sparsity: bool = False
     fold_batchnorm: bool = True
     epochs: int = 4
+    # clusters per output channel of each Conv2D kernel (tfmot cluster_per_channel) instead of per kernel
+    per_channel: bool = False
+    # 8: weights stored as int8. 2 or 4: each CONV_2D filter with at most 2**index_bits values per
+    # output channel is stored on the device as index_bits-bit indices plus its table (codebook weights,
+    # decoded by picotflm's kernels: pipeline/tflite/codebook.py)
+    index_bits: int = 8
+    # layers left unclustered (int8), by name: the first conv, say
+    skip_layers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _int_range("cluster", "clusters", self.clusters, 2, 256)
+        if not isinstance(self.skip_layers, (list, tuple)) or not all(isinstance(n, str) for n in self.skip_layers):
+            raise _bad("cluster", "skip_layers", self.skip_layers, "a list of layer names")
         _choice("cluster", "init", self.init, ("kmeans_plus_plus", "linear", "density", "random"))
         _bool("cluster", "preserve_sparsity", self.preserve_sparsity)
         _bool("cluster", "fold_batchnorm", self.fold_batchnorm)
         _int_range("cluster", "epochs", self.epochs, 1, 10_000)
+        _bool("cluster", "per_channel", self.per_channel)
+        _choice("cluster", "index_bits", self.index_bits, (2, 4, 8))
+        if self.index_bits < 8 and self.clusters > 1 << self.index_bits:
+            raise ConfigError(
+                f"cluster.clusters = {self.clusters} does not fit cluster.index_bits = {self.index_bits} "
+                f"(at most {1 << self.index_bits} clusters)",
+                hint=f"set cluster.clusters <= {1 << self.index_bits} or a wider cluster.index_bits",
+            )
 
 
 @dataclass(frozen=True)

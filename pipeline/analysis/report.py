@@ -264,6 +264,7 @@ def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
     train, ver = stage_metrics(manifest, "train"), stage_metrics(manifest, "verify")
     conv = stage_metrics(manifest, "convert") or stage_metrics(manifest, "tflite")  # a user's .tflite: no convert
     build, meas = stage_metrics(manifest, "build"), stage_metrics(manifest, "measure")
+    render = stage_metrics(manifest, "render")
     last_keras = None
     for st in ("prune", "cluster", "quantize"):
         acc = stage_metrics(manifest, st).get("keras_val_accuracy")
@@ -285,6 +286,12 @@ def key_figures(manifest: dict[str, Any]) -> dict[str, Any]:
         "host_invoke_ms": ver.get("host_invoke_ms_median"),
         "flash_bytes": build.get("flash_bytes"),
         "static_ram_bytes": build.get("static_ram_bytes"),
+        "device_model_bytes": render.get("device_model_bytes"),
+        "device_weight_bytes": render.get("device_weight_bytes"),
+        "expanded_weight_bytes": render.get("expanded_weight_bytes"),
+        "codebook_ops": len(render["codebooks"]) if "codebooks" in render else None,
+        "device_conv_cycles": sum(o.get("cycles") or 0 for o in (meas.get("profile") or {}).get("ops") or []
+                                  if o.get("op") == "CONV_2D") or None,
         "measured_on": meas.get("where"),
         "device_arena_used_bytes": mem.get("arena_used"),
         "device_arena_size_bytes": mem.get("arena_size"),
@@ -362,7 +369,10 @@ COMPARE_COLUMNS = [
     ("size_vs_float_percent", "vs float %"), ("weight_bytes", "weight B"),
     ("keras_float_test_accuracy", "Keras float acc"), ("tflm_test_accuracy", "TFLM acc"),
     ("host_arena_bytes", "host arena B"), ("device_arena_used_bytes", "board arena used B"),
-    ("device_median_us", "board median us"), ("cycles_per_mac", "cycles/MAC"), ("flash_bytes", "flash B"),
+    ("device_model_bytes", "model B on device"), ("device_weight_bytes", "weights B on device"),
+    ("codebook_ops", "codebook ops"),
+    ("device_median_us", "board median us"), ("device_median_cycles", "board cycles"),
+    ("device_conv_cycles", "CONV_2D cycles"), ("cycles_per_mac", "cycles/MAC"), ("flash_bytes", "flash B"),
     ("device_ram_total_bytes", "RAM total B"), ("golden_exact", "golden exact"),
 ]
 

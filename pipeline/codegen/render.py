@@ -26,7 +26,7 @@ from pipeline.codegen.memplan import inplace_plan
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 GENERATED_FILES = ("model_data.h", "model_data.cc", "model_config.h", "op_resolver.h", "golden_data.h",
-                   "golden_data.cc")
+                   "golden_data.cc", "codebook_data.cc")
 
 # What the firmware needs besides the arena and the model, measured on our own images and rounded
 # up: code ~130 KB of flash; static RAM ~30 KB, stack 2 KB. Used only to refuse hopeless sizes early.
@@ -107,8 +107,11 @@ def _tensor_ctx(t, output: bool = False) -> dict[str, Any]:
 
 def render(tflite: bytes, cfg: RenderConfig, out_dir: Path, *, golden_inputs: np.ndarray,
            golden_outputs: np.ndarray, golden_labels: Sequence[int], class_names: Sequence[str],
-           host_arena_bytes: int, provenance: dict[str, str]) -> list[Path]:
+           host_arena_bytes: int, provenance: dict[str, str], codebook_bits: int = 8) -> list[Path]:
     """Write the generated firmware sources for ``tflite`` into ``out_dir``; return their paths.
+
+    With ``codebook_bits`` 2 or 4, the device model stores its eligible CONV_2D filters as codebooks
+    (``pipeline/tflite/codebook.py``); the golden outputs stay those of ``tflite`` under host TFLM.
 
     ``golden_inputs``/``golden_outputs`` are raw input/output tensor values (host TFLM's outputs
     for those inputs). ``provenance`` holds tool_version, model_file, source_sha256, tensorflow,
@@ -116,7 +119,7 @@ def render(tflite: bytes, cfg: RenderConfig, out_dir: Path, *, golden_inputs: np
     """
     return render_variants([RenderVariant("", tflite, golden_outputs)], cfg, out_dir, golden_inputs=golden_inputs,
                            golden_labels=golden_labels, class_names=class_names,
-                           host_arena_bytes=host_arena_bytes, provenance=provenance)
+                           host_arena_bytes=host_arena_bytes, provenance=provenance, codebook_bits=codebook_bits)
 
 
 def _golden_label(label: int | None, class_names: Sequence[str]) -> str:
@@ -149,7 +152,7 @@ def variant_symbol(model_name: str, variant: str) -> str:
 
 def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_dir: Path, *,
                     golden_inputs: np.ndarray, golden_labels: Sequence[int], class_names: Sequence[str],
-                    host_arena_bytes: int, provenance: dict[str, str]) -> list[Path]:
+                    host_arena_bytes: int, provenance: dict[str, str], codebook_bits: int = 8) -> list[Path]:
     """Write one firmware's generated sources holding every model of ``variants`` (same input,
     output and classes; the firmware selects one at a time, in one arena sized for the largest).
 
@@ -181,6 +184,19 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         if not all(0x20 <= ord(c) < 0x7F for c in v):
             raise PipelineError(f"provenance field {k} has characters that cannot go into a C comment: {v!r}",
                                 hint="use an ASCII path and name")
+    source_sha = {v.name: hashlib.sha256(v.tflite).hexdigest() for v in variants}
+    codebooks: list[dict[str, Any]] = []
+    if codebook_bits < 8:
+        from pipeline.tflite.codebook import encode
+
+        encoded = []  # the device models; the hashes stay those of the host models they encode
+        for v in variants:
+            dev, books = encode(v.tflite, codebook_bits)
+            sym = variant_symbol(name, v.name)
+            codebooks += [{**vars(b), "stored_bytes": b.stored_bytes, "sym": sym,
+                           "variant": f"{v.name} " if v.name else ""} for b in books]
+            encoded.append(RenderVariant(v.name, dev, v.golden_outputs))
+        variants = encoded
 
     vctx: list[dict[str, Any]] = []
     ops: list[str] = []
@@ -225,7 +241,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         tables = conv_quant_tables(v.tflite)
         for t in tables:
             quant_tables.append({**t, "index": len(quant_tables), "variant": v.name})
-        sha = hashlib.sha256(v.tflite).hexdigest()
+        sha = source_sha[v.name]
         plan = inplace_plan(v.tflite) if cfg.inplace else None
         vctx.append({
             "plan": plan.as_json() if plan else None,
@@ -261,6 +277,8 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         "fast_ops": [op for op in ops if op in FAST_KERNEL_OPS],
         "quant_tables": quant_tables,
         "fc_tables": fc_tables,
+        "codebooks": codebooks,
+        "scratch_bytes": max([2 * 20 * c["k"] for c in codebooks] + [4]),  # firmware/src/kernels/codebook.h
         "count": count,
         "inputs": [{"index": i, "label": _golden_label(golden_labels[i], class_names),
                     "bytes": c_bytes(golden_inputs[i].tobytes(), indent="    ")} for i in range(count)],

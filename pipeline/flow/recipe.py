@@ -146,6 +146,19 @@ def check_stage_compatibility(name: str, stages: tuple[str, ...], configs: dict[
             from pipeline.stages.optimize.quantize import check_layer_bits
 
             check_layer_bits(LAYER_TYPES, q)
+    c = configs.get("cluster")
+    if c is not None and c.index_bits < 8:
+        b = configs.get("build")
+        if b is not None and b.kernels != "picotflm":
+            raise ConfigError(
+                f"recipe {name}: cluster.index_bits = {c.index_bits} stores codebook weights that only picotflm's "
+                f"kernels decode, but build.kernels = {b.kernels!r}",
+                hint="set build.kernels = 'picotflm' or cluster.index_bits = 8")
+        if q is not None and (q.weight_bits != 8 or q.layer_bits):
+            raise ConfigError(
+                f"recipe {name}: cluster.index_bits = {c.index_bits} encodes int8 CONV_2D filters, but quantize "
+                f"makes int4 weights (weight_bits / layer_bits)",
+                hint="set quantize.weight_bits = 8 without layer_bits, or cluster.index_bits = 8")
     t = configs.get("tflite")
     if t is not None and not t.path:
         raise ConfigError(f"recipe {name}: stage 'tflite' has no model file (tflite.path is empty)",

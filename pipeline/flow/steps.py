@@ -234,6 +234,11 @@ def verify_stage(ctx: StageContext, cfg) -> dict:
 
 
 # ---------------------------------------------------------------------------- firmware
+def codebook_bits(recipe) -> int:
+    """The index width of the recipe's codebook weights (cluster.index_bits), 8 without a cluster stage."""
+    return recipe.config("cluster").index_bits if "cluster" in recipe.stages else 8
+
+
 def render_stage(ctx: StageContext, cfg) -> dict:
     from pipeline import __version__
     from pipeline.flow.rundir import library_versions, sha256_file
@@ -276,7 +281,8 @@ def render_stage(ctx: StageContext, cfg) -> dict:
                    host_arena_bytes=host_arena,
                    provenance={"tool_version": __version__, "model_file": f"runs/{ctx.run.name}/model.tflite",
                                "source_sha256": source_sha, "tensorflow": versions.get("tensorflow") or "unknown",
-                               "tflite_micro": versions.get("tflite-micro") or "unknown"})
+                               "tflite_micro": versions.get("tflite-micro") or "unknown"},
+                   codebook_bits=codebook_bits(ctx.recipe))
     from pipeline.codegen.render import choose_arena
 
     arena = choose_arena(cfg, host_arena)
@@ -287,7 +293,19 @@ def render_stage(ctx: StageContext, cfg) -> dict:
         "arena_rule": arena.explanation,
         "golden_count": len(idx),
         "model_hash": info.sha256[:16],
+        **device_stored(data, codebook_bits(ctx.recipe)),
     }
+
+
+def device_stored(data: bytes, bits: int) -> dict:
+    """The model's bytes as stored in the device's flash: the device .tflite (codebook weights in it) and
+    the expanded conv weights the kernels read from flash (pipeline/codegen/kernels.py)."""
+    from pipeline.codegen.kernels import conv_quant_tables
+    from pipeline.tflite.codebook import device_figures
+
+    dev, figures = device_figures(data, bits)
+    wide = sum(4 * len(t["wx"]) for t in conv_quant_tables(dev) if t["wx"])
+    return {**figures, "expanded_weight_bytes": wide, "device_model_bytes": len(dev) + wide}
 
 
 def build_stage(ctx: StageContext, cfg) -> dict:

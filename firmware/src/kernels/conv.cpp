@@ -1,5 +1,6 @@
 // CONV_2D: TFLM's own Prepare (shapes, padding, per-channel multipliers, the int4 unpack buffer),
 // our Eval (pk_core.c, pk_dot_m0.S); TFLM's reference kernel for what the fast path does not cover.
+#include "codebook.h"
 #include "conv_data.h"
 #include "conv_run.h"
 #include "quant_cache.h"
@@ -110,6 +111,11 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   }
   pk_conv_params p = Params(input->dims, filter->dims, output->dims, params.stride_height, params.stride_width, d);
   p.wx = d.aux >= 0 ? g_tables[d.aux].wx : nullptr;
+  if (const pk_codebook* cb = pk_codebook_of(filter->data.raw)) {  // codebook weights (codebook.h)
+    TF_LITE_ENSURE_MSG(context, input->dims->data[0] == 1 && pk_conv_s8_codebook(&p, cb, in, b, out, g_pk_codebook_scratch),
+                       "picotflm CONV_2D: codebook weights need one image, k <= 192 and a safe in-place plan");
+    return kTfLiteOk;
+  }
   const int in_size = p.in_h * p.in_w * p.in_c, out_size = p.out_h * p.out_w * p.out_c;
   for (int n = 0; n < input->dims->data[0]; n++) {
     TF_LITE_ENSURE_MSG(context, RunConv(&p, in + n * in_size, w, b, out + n * out_size, false),

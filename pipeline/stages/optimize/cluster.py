@@ -2,7 +2,9 @@
 
 Converting folds BatchNorm into conv weights, which multiplies the distinct values of a clustered
 kernel (16 clusters become 44-63 values in the flatbuffer). Folding first keeps the clusters
-all the way into the int8 flatbuffer. Proof afterwards: unique values per clustered kernel <= clusters.
+all the way into the int8 flatbuffer. Proof afterwards: unique values per clustered kernel (per output
+channel with ``per_channel``) <= clusters. With ``index_bits`` < 8 (codebook weights) only the Conv2D
+kernels are clustered: they are the ones stored as codebooks.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pipeline.stages.optimize.common import (evaluate_accuracy, fine_tune, fresh
 
 # tfmot clusters Conv2D and Dense kernels; DepthwiseConv2D is never clustered.
 CLUSTERABLE = ("Conv2D", "Dense")
+CODEBOOK_LAYERS = ("Conv2D",)  # the layers whose int8 filters pipeline/tflite/codebook.py encodes
 FINE_TUNE_LR = 3e-4
 _INIT = {
     "kmeans_plus_plus": "KMEANS_PLUS_PLUS",
@@ -70,12 +73,26 @@ def fold_batchnorm(model):
     return k.Model(inputs, x, name=model.name)
 
 
+def channel_unique_max(layer) -> int:
+    """The most distinct values in one output channel (the last kernel axis) of a layer's kernel."""
+    w = np.asarray(kernel_of(layer).numpy())
+    w = w.reshape(-1, w.shape[-1])
+    return max(int(np.unique(w[:, c]).size) for c in range(w.shape[1]))
+
+
 def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed: int = 0):
     """Return ``(clustered_model, metrics)``; ``model`` is not modified."""
     t = tfmot()
     k = keras()
     base = fold_batchnorm(model) if cfg.fold_batchnorm else fresh_copy(model)
-    targets = require_kernel_layers(base, CLUSTERABLE, "clustered")
+    # Codebook weights (index_bits < 8) are CONV_2D filters only: clustering another kernel would cost
+    # accuracy and save nothing on the device.
+    targets = require_kernel_layers(base, CODEBOOK_LAYERS if cfg.index_bits < 8 else CLUSTERABLE, "clustered")
+    unknown = sorted(set(cfg.skip_layers) - {l.name for l in base.layers})
+    if unknown:
+        raise PipelineError(f"cluster.skip_layers names no layer of the model: {', '.join(unknown)}",
+                            hint="use the layer names of the model summary (`picotflm train` prints them)")
+    targets = [l for l in targets if l.name not in cfg.skip_layers]
     for layer in targets:
         n = int(kernel_of(layer).shape.num_elements())
         if cfg.clusters > n:
@@ -84,6 +101,12 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
                 hint=f"use at most {n} clusters",
             )
     folded_acc = evaluate_accuracy(base, val) if cfg.fold_batchnorm else None
+    zero_channels = {}  # output channels all zero (structured pruning), by layer
+    for layer in targets:
+        w = np.asarray(kernel_of(layer).numpy())
+        zero = [int(c) for c in np.flatnonzero(~w.reshape(-1, w.shape[-1]).any(axis=0))]
+        if zero:
+            zero_channels[layer.name] = zero
     params = {
         "number_of_clusters": cfg.clusters,
         "cluster_centroids_init": getattr(t.clustering.keras.CentroidInitialization, _INIT[cfg.init]),
@@ -93,7 +116,8 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
 
     def wrap(layer):
         if layer in targets:
-            return t.clustering.keras.cluster_weights(layer, **params)
+            extra = {"cluster_per_channel": True} if cfg.per_channel and type(layer).__name__ == "Conv2D" else {}
+            return t.clustering.keras.cluster_weights(layer, **params, **extra)
         return layer
 
     wrapped = k.models.clone_model(base, clone_function=wrap)
@@ -101,8 +125,23 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         raise PipelineError("tfmot could not cluster this model", hint="build it with tf_keras (Keras 2)")
     fine_tune(wrapped, train, val, epochs=cfg.epochs, learning_rate=FINE_TUNE_LR, batch_size=batch_size, seed=seed)
     clustered = t.clustering.keras.strip_clustering(wrapped)
+    # Output channels that came in all zero (structured pruning) leave all zero: fine-tuning the
+    # centroids moves them, and the codebook conv skips only zero groups. Verify measures the result.
+    for layer in clustered.layers:
+        if layer.name in zero_channels:
+            var = kernel_of(layer)
+            w = var.numpy()
+            w[..., zero_channels[layer.name]] = 0
+            var.assign(w)
     stats = kernel_stats(clustered)
-    over = [r for r in stats if r["type"] in CLUSTERABLE and r["unique_values"] > cfg.clusters]
+    if cfg.per_channel:  # Conv2D kernels: the most values of any output channel
+        per_ch = {l.name: channel_unique_max(l) for l in clustered.layers if type(l).__name__ == "Conv2D"}
+        for r in stats:
+            if r["layer"] in per_ch:
+                r["unique_values_per_channel"] = per_ch[r["layer"]]
+    names = {l.name for l in targets}
+    over = [r for r in stats if r["layer"] in names
+            and r.get("unique_values_per_channel", r["unique_values"]) > cfg.clusters]
     if over:
         names = ", ".join(f"{r['layer']} ({r['unique_values']})" for r in over)
         raise PipelineError(f"clustering left more than {cfg.clusters} values in: {names}", hint="this is a bug")
@@ -111,8 +150,11 @@ def cluster(model, train, val, cfg: ClusterConfig, *, batch_size: int = 32, seed
         "init": cfg.init,
         "preserve_sparsity": cfg.preserve_sparsity,
         "fold_batchnorm": cfg.fold_batchnorm,
+        "per_channel": cfg.per_channel,
+        "index_bits": cfg.index_bits,
         "layers": stats,
-        "not_clustered": [r["layer"] for r in stats if r["type"] not in CLUSTERABLE],
+        "zero_channels_kept": zero_channels,
+        "not_clustered": [r["layer"] for r in stats if r["layer"] not in names],
         "keras_val_accuracy": evaluate_accuracy(clustered, val),
     }
     if folded_acc is not None:

@@ -26,12 +26,16 @@ def prune(model, train, val, cfg: PruneConfig, *, batch_size: int = 32, seed: in
         pruned = _magnitude(model, train, val, cfg, batch_size, seed)
         layers = TFMOT_PRUNABLE
         target = cfg.target_sparsity
+    elif cfg.method == "groups":
+        pruned, masks = _groups(model, train, val, cfg, batch_size, seed)
+        layers = ("Conv2D",)
+        target = None
     else:
         pruned, masks = _boundary(model, train, val, cfg, batch_size, seed)
         layers = BOUNDARY_PRUNABLE
         target = None
     stats = kernel_stats(pruned)
-    pruned_rows = [r for r in stats if r["type"] in layers]
+    pruned_rows = [r for r in stats if r["type"] in layers and r["layer"] not in cfg.skip_layers]
     total = sum(r["weights"] for r in pruned_rows)
     zeros = sum(r["weights"] * r["sparsity"] for r in pruned_rows)
     metrics: dict[str, Any] = {
@@ -50,6 +54,9 @@ def prune(model, train, val, cfg: PruneConfig, *, batch_size: int = 32, seed: in
                 f"pruning did not reach the target sparsity {target:.0%}: {names}",
                 hint="raise prune.epochs or lower prune.frequency so the schedule completes",
             )
+    elif cfg.method == "groups":
+        metrics["target_sparsity"] = cfg.target_sparsity
+        metrics["groups_pruned"] = masks
     else:
         metrics["tau"] = cfg.tau
         metrics["mask_kept"] = masks
@@ -117,3 +124,37 @@ def _boundary(model, train, val, cfg: PruneConfig, batch_size: int, seed: int):
         if np.any(var.numpy()[mask == 0] != 0):
             raise PipelineError("boundary pruning lost its mask during fine-tuning", hint="this is a bug")
     return pruned, kept
+
+
+GROUP = 4  # output channels the conv kernels compute together (pk_conv_s8's groups)
+
+
+def _groups(model, train, val, cfg: PruneConfig, batch_size: int, seed: int):
+    """Whole groups of four output channels of each Conv2D kernel (but ``skip_layers``) set to zero, the
+    groups of smallest L2 norm first, round(target_sparsity x groups) of them; fine-tuned with the zeros
+    kept. A layer with fewer than four output channels, or leftovers after its last group, keeps them."""
+    pruned = fresh_copy(model)
+    unknown = sorted(set(cfg.skip_layers) - {l.name for l in pruned.layers})
+    if unknown:
+        raise PipelineError(f"prune.skip_layers names no layer of the model: {', '.join(unknown)}",
+                            hint="use the layer names of the model summary")
+    layers = [l for l in require_kernel_layers(pruned, ("Conv2D",), "pruned by groups") if l.name not in cfg.skip_layers]
+    masks, pruned_groups = [], {}
+    for layer in layers:
+        var = kernel_of(layer)
+        w = var.numpy()  # (kh, kw, in, out)
+        groups = w.shape[-1] // GROUP
+        norms = [float(np.sum(w[..., GROUP * g:GROUP * g + GROUP] ** 2)) for g in range(groups)]
+        drop = sorted(np.argsort(norms, kind="stable")[: int(round(cfg.target_sparsity * groups))].tolist())
+        mask = np.ones_like(w)
+        for g in drop:
+            mask[..., GROUP * g:GROUP * g + GROUP] = 0
+        var.assign(w * mask)
+        masks.append((var, mask))
+        pruned_groups[layer.name] = drop
+    fine_tune(pruned, train, val, epochs=cfg.epochs, learning_rate=FINE_TUNE_LR, batch_size=batch_size,
+              callbacks=[_KeepMasks(masks)], seed=seed)
+    for var, mask in masks:  # proof: the pruned groups are still zero
+        if np.any(var.numpy()[mask == 0] != 0):
+            raise PipelineError("group pruning lost its zeros during fine-tuning", hint="this is a bug")
+    return pruned, pruned_groups
