@@ -1,7 +1,9 @@
 """examples/pico-model-ci as a user's CI runs it: `pytest --emulator`, then `pytest --emulator -n 2`
 (two emulated boards, the firmware built once), each writing JUnit XML and the metrics file; then one
 of two emulated boards lost mid-session, which fails that board's tests only, each with the reason.
-The project is copied out of the repository and run as a subprocess: it sees only the package."""
+The project is copied out of the repository and run as a subprocess with picotflm installed from a
+wheel of this checkout (its bundled firmware sources and emulator scripts, rp2040js set up by
+`picotflm setup-emulator` in a cache folder of its own): it sees only the installed package."""
 from __future__ import annotations
 
 import json
@@ -10,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,39 @@ EXAMPLE = REPO / "examples" / "pico-model-ci"
 TESTS_IN_EXAMPLE = 8
 
 
+INSTALLED: dict[str, str] = {}  # the environment of the installed wheel, set up once by `project`
+
+
 def run_pytest(project: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """pytest in ``project`` as its owner runs it; the plugin by its entry point once picotflm is installed."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    load = [] if any(ep.name == "picotflm" for ep in entry_points(group="pytest11")) else ["-p", "pipeline.hil.plugin"]
-    return subprocess.run([sys.executable, "-m", "pytest", *load, *args], cwd=project, env=env, capture_output=True,
+    """pytest in ``project`` as its owner runs it, the plugin loaded by the wheel's entry point."""
+    return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=project, env=INSTALLED, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def install_wheel(tmp: Path) -> dict[str, str]:
+    """A wheel of this checkout installed into ``tmp/site`` (its dependencies are this interpreter's),
+    the emulated Pico set up for it; the environment that runs it."""
+    wheels = tmp / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
+                    str(REPO)], check=True, capture_output=True, timeout=600)
+    site = tmp / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    *map(str, wheels.glob("picotflm-*.whl"))], check=True, capture_output=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PICOTFLM_EMULATOR_DIR")}
+    env.update(PYTHONPATH=str(site), PICOTFLM_CACHE_DIR=str(tmp / "cache"))
+    where = subprocess.run([sys.executable, "-c", "import pipeline; print(pipeline.SOURCE_ROOT)"], env=env, cwd=tmp,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(site), f"not the installed package: {where}"
+    setup = subprocess.run([sys.executable, "-m", "pipeline", "setup-emulator"], env=env, cwd=tmp, capture_output=True,
+                           text=True, timeout=600)
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    return env
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     require_emulated_pico()
+    INSTALLED.update(install_wheel(tmp_path_factory.mktemp("installed")))
     dst = tmp_path_factory.mktemp("user") / "pico-model-ci"
     shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns("runs", "results", "__pycache__", ".pytest_cache"))
     return dst
