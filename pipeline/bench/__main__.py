@@ -1,11 +1,13 @@
 """``make bench``: every benchmark from one entry point, and the results file the docs link.
 
-    python -m pipeline.bench [--runs-dir runs] [--only recipes,switching,seeds] [--results docs/results.md]
+    python -m pipeline.bench [--runs-dir runs] [--only recipes,switching,seeds,arena] [--results docs/results.md]
 
 1. recipes (:mod:`pipeline.bench.recipes`): every shipped recipe end to end in a fresh runs directory,
    host TFLM accuracy, board figures, stock vs picotflm kernels, a serial soak;
 2. switching (:mod:`pipeline.bench.switching`): variants in one firmware, measured switching;
-3. seeds (:mod:`pipeline.bench.seeds`): boundary pruning's tau swept over seeds.
+3. seeds (:mod:`pipeline.bench.seeds`): boundary pruning's tau swept over seeds;
+4. arena (:mod:`pipeline.bench.arena`): the device's smallest arena against the live activations, for
+   MicroPizzaNet and for pico-tflmicro's person detection with picotflm's kernels and with stock ones.
 
 Each prints its figures. Then ``docs/results.md`` is written from what they measured (with the commit
 and command), and the results table of ``README.md`` (between ``<!-- results:begin -->`` and
@@ -23,7 +25,7 @@ from pipeline import REPO_ROOT
 from pipeline.errors import PipelineError
 from pipeline.flow.rundir import atomic_write_text
 
-PARTS = ("recipes", "switching", "seeds")
+PARTS = ("recipes", "switching", "seeds", "arena")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 README_COLUMNS = (("recipe", "recipe"), ("tflite_bytes", ".tflite B"), ("weights", "weights"),
                   ("tflm_test_accuracy", "host TFLM accuracy"), ("board_median_us", "invoke us, 2 cores"),
@@ -141,6 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             if seeds.main(["--runs-dir", str(cnn_runs), "--cnn-run", "int8", "--out", str(out)]) != 0:
                 return 2
             sections += ["## Boundary pruning: tau over seeds", "", (out / "seedbench.md").read_text(encoding="utf-8"), ""]
+        if "arena" in parts:
+            from pipeline.bench import arena
+
+            out = runs_dir / "arenabench"
+            person = ["--person"] if arena.person_model() is not None else []
+            if arena.main(["--runs-dir", str(cnn_runs), "--run", "int8", *person, "--out", str(out)]) != 0:
+                return 2
+            sections += ["## Arena against the live activations", "",
+                         (out / "arenabench.md").read_text(encoding="utf-8"), ""]
     except PipelineError as e:
         print(f"picotflm: error: {e}", file=sys.stderr)
         return 2
