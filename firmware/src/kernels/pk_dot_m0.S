@@ -365,17 +365,89 @@ pk_span_dw3:
     .size pk_span_dw3, .-pk_span_dw3
 
 // pk_span4w: pk_span4 with the group's weights expanded to int32 and interleaved by channel
-// (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte:
-// 18 cycles per byte for four multiply-accumulates instead of 21.
+// (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte.
+// A kernel row of up to WIDE_UNROLL bytes runs straight through an unrolled block, entered
+// row_len bodies before its end (one computed jump per row instead of a branch per byte): 16 cycles
+// per byte for four multiply-accumulates. Longer rows take the loop (18 cycles per byte).
 //
 //   void pk_span4w(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
 //   (a->w0 points at wx, cast; the other fields as for pk_span4)
+    .equ WIDE_UNROLL, 32
+    .equ WIDE_BODY, 22      // bytes of code per unrolled byte (11 Thumb instructions)
+
+// One input byte x[r0 + r5] times the four weights at r1 (then r1 += 16) into r8-r11; r5 += 1.
+    .macro BYTEW
+    ldrsb r6, [r0, r5]
+    ldm r1!, {r2, r3, r4, r7}
+    muls r2, r6, r2
+    add r8, r2
+    muls r3, r6, r3
+    add r9, r3
+    muls r4, r6, r4
+    add r10, r4
+    muls r7, r6, r7
+    add r11, r7
+    adds r5, r5, #1
+    .endm
+
     .section .text.pk_span4w,"ax",%progbits
     .global pk_span4w
     .type pk_span4w, %function
     .thumb_func
 pk_span4w:
-    SPAN_ENTER
+    SAVE_ALL
+    sub sp, #24             // the pk_span4 frame, and [sp+20] the unrolled block's entry
+    str r0, [sp, #0]
+    str r1, [sp, #4]
+    str r2, [sp, #8]
+    str r3, [sp, #12]
+    ldr r4, [r0, #12]       // row_len
+    cmp r4, #WIDE_UNROLL
+    bls 3f
+    b .Lwloop_start
+3:
+    movs r5, #WIDE_BODY
+    muls r4, r5, r4
+    ldr r5, .Lwend_addr
+    b 1f
+    .balign 4
+.Lwend_addr:
+    .word .Lwend
+1:
+    subs r5, r5, r4
+    str r5, [sp, #20]
+    cmp r3, #0
+    bgt .Lwupixel
+    b .Lwdone
+.Lwupixel:
+    PIXEL_START
+    ldr r1, [r7, #0]        // wx
+    ldr r0, [sp, #4]
+    adds r0, r0, r3
+.Lwurow:
+    mov r5, r12
+    negs r5, r5
+    ldr r6, [sp, #20]
+    mov pc, r6
+    .rept WIDE_UNROLL
+    BYTEW
+    .endr
+.Lwend:
+    add r0, lr              // the next input row
+    ldr r5, [sp, #16]
+    subs r5, r5, #1
+    str r5, [sp, #16]
+    beq 2f
+    b .Lwurow
+2:
+    STORE4
+    NEXT_PIXEL
+    beq 4f
+    b .Lwupixel
+4:
+    b .Lwdone
+
+.Lwloop_start:
     cmp r3, #0
     bgt .Lwpixel
     b .Lwdone
@@ -388,17 +460,7 @@ pk_span4w:
     mov r5, r12
     negs r5, r5
 .Lwbyte:
-    ldrsb r6, [r0, r5]
-    ldm r1!, {r2, r3, r4, r7}
-    muls r2, r6, r2
-    add r8, r2
-    muls r3, r6, r3
-    add r9, r3
-    muls r4, r6, r4
-    add r10, r4
-    muls r7, r6, r7
-    add r11, r7
-    adds r5, r5, #1
+    BYTEW
     bne .Lwbyte
     add r0, lr
     ldr r5, [sp, #16]
@@ -410,6 +472,6 @@ pk_span4w:
     beq .Lwdone
     b .Lwpixel
 .Lwdone:
-    add sp, #20
+    add sp, #24
     RETURN_ALL
     .size pk_span4w, .-pk_span4w
