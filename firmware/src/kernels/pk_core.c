@@ -307,17 +307,17 @@ _Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads ch at 44");
 _Static_assert(sizeof(pk_span_ch) == 36, "pk_span4 steps 36 bytes per channel");
 #endif
 
-// pk_span_dw3's arguments.
+// pk_span_dw3's arguments (the requantization first: the assembly reads it at the base pointer).
 typedef struct {
+    pk_span_ch ch;
     int32_t w[9];
     int32_t be, x_step, o_step, c_n, row_stride;
-    pk_span_ch ch;
 } pk_dw3_args;
 
 #if UINTPTR_MAX == 0xFFFFFFFFu
-_Static_assert(offsetof(pk_dw3_args, be) == 36, "pk_span_dw3 reads be at 36");
-_Static_assert(offsetof(pk_dw3_args, row_stride) == 52, "pk_span_dw3 reads row_stride at 52");
-_Static_assert(offsetof(pk_dw3_args, ch) == 56, "pk_span_dw3 reads ch at 56");
+_Static_assert(offsetof(pk_dw3_args, w) == 36, "pk_span_dw3 reads w at 36");
+_Static_assert(offsetof(pk_dw3_args, be) == 72, "pk_span_dw3 reads be at 72");
+_Static_assert(offsetof(pk_dw3_args, row_stride) == 88, "pk_span_dw3 reads row_stride at 88");
 #endif
 
 #if defined(__ARM_ARCH_6M__)

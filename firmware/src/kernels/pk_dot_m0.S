@@ -293,13 +293,15 @@ pk_span4:
 //
 //   void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
 //
-// pk_dw3_args (pk_core.c, offsets checked there): 0 w[9] (int32)  36 be  40 x_step  44 o_step
-//   48 c_n (bytes between taps of a row)  52 row_stride  56 ch (as in pk_span4)
+// pk_dw3_args (pk_core.c, offsets checked there): 0 ch (as in pk_span4, so REQ reads it at r7 = a)
+//   36 w[9] (int32)  72 be  76 x_step  80 o_step  84 c_n (bytes between taps of a row)  88 row_stride
+// The loop's state stays in registers: r8 row_stride, r9 o, r10 the end of o, r11 x, r12 x_step,
+// lr o_step.
     .macro TAP off, reg
     ldrsb r5, [r0, \reg]
-    ldr r6, [r4, #\off]
+    ldr r6, [r7, #\off]
     muls r6, r5, r6
-    adds r7, r7, r6
+    adds r4, r4, r6
     .endm
 
     .section .text.pk_span_dw3,"ax",%progbits
@@ -307,61 +309,49 @@ pk_span4:
     .type pk_span_dw3, %function
     .thumb_func
 pk_span_dw3:
-    push {r4-r7, lr}
-    mov r4, r8
-    push {r4}
-    sub sp, #16             // [sp] a, [sp+4] x, [sp+8] o, [sp+12] count
-    str r0, [sp, #0]
-    str r1, [sp, #4]
-    str r2, [sp, #8]
-    str r3, [sp, #12]
-    ldr r4, [r0, #52]
-    mov r8, r4              // row_stride
+    SAVE_ALL
     cmp r3, #0
-    bgt .Ldwpixel
-    b .Ldwdone
+    ble .Ldwdone
+    movs r7, r0
+    ldr r4, [r7, #88]
+    mov r8, r4              // row_stride
+    mov r9, r2              // o
+    ldr r4, [r7, #80]
+    mov lr, r4              // o_step
+    muls r3, r4, r3
+    adds r3, r3, r2
+    mov r10, r3             // o + count * o_step
+    mov r11, r1             // x
+    ldr r4, [r7, #76]
+    mov r12, r4             // x_step
 .Ldwpixel:
-    ldr r4, [sp, #0]
-    ldr r0, [sp, #4]
+    mov r0, r11
     movs r1, #0
-    ldr r2, [r4, #48]
+    ldr r2, [r7, #84]
     lsls r3, r2, #1
-    ldr r7, [r4, #36]
-    TAP 0, r1
-    TAP 4, r2
-    TAP 8, r3
+    ldr r4, [r7, #72]
+    TAP 36, r1
+    TAP 40, r2
+    TAP 44, r3
     add r0, r8
-    TAP 12, r1
-    TAP 16, r2
-    TAP 20, r3
+    TAP 48, r1
+    TAP 52, r2
+    TAP 56, r3
     add r0, r8
-    TAP 24, r1
-    TAP 28, r2
-    TAP 32, r3
-    mov r0, r7
-    movs r7, r4
-    adds r7, #56
+    TAP 60, r1
+    TAP 64, r2
+    TAP 68, r3
+    mov r0, r4
     REQ
-    ldr r6, [sp, #8]
+    mov r6, r9
     strb r0, [r6, #0]
-    ldr r4, [sp, #0]
-    ldr r5, [r4, #44]
-    adds r6, r6, r5
-    str r6, [sp, #8]
-    ldr r5, [r4, #40]
-    ldr r6, [sp, #4]
-    adds r6, r6, r5
-    str r6, [sp, #4]
-    ldr r5, [sp, #12]
-    subs r5, r5, #1
-    str r5, [sp, #12]
-    beq .Ldwdone
-    b .Ldwpixel
+    add r6, lr
+    mov r9, r6
+    add r11, r12
+    cmp r6, r10
+    bne .Ldwpixel
 .Ldwdone:
-    add sp, #16
-    pop {r4}
-    mov r8, r4
-    pop {r4-r7, pc}
+    RETURN_ALL
     .size pk_span_dw3, .-pk_span_dw3
 
 // pk_span4w: pk_span4 with the group's weights expanded to int32 and interleaved by channel
@@ -416,14 +406,28 @@ pk_span4w:
 1:
     subs r5, r5, r4
     str r5, [sp, #20]
+    ldr r4, [r0, #16]       // row_stride in lr, row_len in r12: neither STORE4 nor NEXT_PIXEL
+    mov lr, r4              // touches them, so they are set once per call
+    ldr r4, [r0, #12]
+    mov r12, r4
     cmp r3, #0
     bgt .Lwupixel
     b .Lwdone
 .Lwupixel:
-    PIXEL_START
+    ldr r7, [sp, #0]        // the four sums from the biases, the row count
+    ldr r4, [r7, #28]
+    mov r8, r4
+    ldr r4, [r7, #32]
+    mov r9, r4
+    ldr r4, [r7, #36]
+    mov r10, r4
+    ldr r4, [r7, #40]
+    mov r11, r4
+    ldr r4, [r7, #8]
+    str r4, [sp, #16]
     ldr r1, [r7, #0]        // wx
     ldr r0, [sp, #4]
-    adds r0, r0, r3
+    add r0, r12
 .Lwurow:
     mov r5, r12
     negs r5, r5
