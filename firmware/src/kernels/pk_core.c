@@ -289,8 +289,10 @@ __attribute__((noinline)) static void conv_group(const pk_conv_params* p, const 
 }
 
 // pk_span4's arguments (pk_dot_m0.S reads them at fixed offsets, checked below).
+// half = 2^(right - 1): the assembly rounds (h + half - (h < 0)) >> right, TFLM's rounding shift for
+// right >= 1 (the assembly spans need right >= 1).
 typedef struct {
-    int32_t lo_at, mh, ml, right, mask, threshold, out_off, lo, hi;
+    int32_t lo_at, mh, ml, right, half, out_off, lo, hi;
 } pk_span_ch;
 
 typedef struct {
@@ -304,7 +306,8 @@ typedef struct {
 _Static_assert(offsetof(pk_span4_args, x_step) == 20, "pk_span4 reads x_step at 20");
 _Static_assert(offsetof(pk_span4_args, be) == 28, "pk_span4 reads be at 28");
 _Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads ch at 44");
-_Static_assert(sizeof(pk_span_ch) == 36, "pk_span4 steps 36 bytes per channel");
+_Static_assert(sizeof(pk_span_ch) == 32, "pk_span4 steps CH_SIZE = 32 bytes per channel");
+_Static_assert(offsetof(pk_span_ch, half) == 16 && offsetof(pk_span_ch, hi) == 28, "REQ reads CH_HALF, CH_HI");
 #endif
 
 // pk_span_dw3's arguments (the requantization first: the assembly reads it at the base pointer).
@@ -315,9 +318,9 @@ typedef struct {
 } pk_dw3_args;
 
 #if UINTPTR_MAX == 0xFFFFFFFFu
-_Static_assert(offsetof(pk_dw3_args, w) == 36, "pk_span_dw3 reads w at 36");
-_Static_assert(offsetof(pk_dw3_args, be) == 72, "pk_span_dw3 reads be at 72");
-_Static_assert(offsetof(pk_dw3_args, row_stride) == 88, "pk_span_dw3 reads row_stride at 88");
+_Static_assert(offsetof(pk_dw3_args, w) == 32, "pk_span_dw3 reads w at 32");
+_Static_assert(offsetof(pk_dw3_args, be) == 68, "pk_span_dw3 reads be at 68");
+_Static_assert(offsetof(pk_dw3_args, row_stride) == 84, "pk_span_dw3 reads row_stride at 84");
 #endif
 
 #if defined(__ARM_ARCH_6M__)
@@ -509,13 +512,12 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         g.asm_span = 1;
         for (int32_t j = 0; j < 4; j++) {
             g.fast &= pk_fits_sum(g.args.be[j], abs_sum[j], &g.q[j]);
-            g.asm_span &= g.q[j].left == 0;
+            g.asm_span &= g.q[j].left == 0 && g.q[j].right > 0;
             pk_span_ch* ch = &g.args.ch[j];  // field by field: a struct copy may become a memcpy call
             ch->mh = g.q[j].mh;
             ch->ml = (int32_t)g.q[j].ml;
             ch->right = g.q[j].right;
-            ch->mask = g.q[j].mask;
-            ch->threshold = g.q[j].threshold;
+            ch->half = g.q[j].right > 0 ? (int32_t)(1u << (g.q[j].right - 1)) : 0;
             ch->out_off = g.out_off;
             ch->lo = g.lo;
             ch->hi = g.hi;
@@ -685,13 +687,13 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
         d.lo_at = p->lo_at != (const int32_t*)0 ? p->lo_at[c] : pk_lo_threshold(&d.q, d.out_off, d.lo, d.hi);
         d.c_n = c_n;
         d.row_stride = p->in_w * c_n;
-        d.asm_span = k33 && d.fast && d.q.left == 0;
+        d.asm_span = k33 && d.fast && d.q.left == 0 && d.q.right > 0;
         if (d.asm_span) {
             for (int32_t t = 0; t < 9; t++) d.args.w[t] = d.w9[t];
             d.args.be = d.be;
             d.args.c_n = c_n;
             d.args.row_stride = d.row_stride;
-            const pk_span_ch ch = {d.lo_at, d.q.mh, (int32_t)d.q.ml, d.q.right, d.q.mask, d.q.threshold,
+            const pk_span_ch ch = {d.lo_at, d.q.mh, (int32_t)d.q.ml, d.q.right, (int32_t)(1u << (d.q.right - 1)),
                                    d.out_off, d.lo, d.hi};
             d.args.ch = ch;
         }

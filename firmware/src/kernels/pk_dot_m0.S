@@ -114,21 +114,31 @@ pk_dot4_rows:
 //
 // pk_span4_args (pk_core.c, offsets checked there with static asserts):
 //    0 w0   4 k   8 rows   12 row_len   16 row_stride   20 x_step   24 o_step
-//   28 be[4]   44 ch[4], 36 bytes each:
-//      0 lo_at  4 mh  8 ml  12 right  16 mask  20 threshold  24 out_off  28 lo  32 hi
-// Requantization as pk_out_fast with left shift 0: a sum at or below lo_at gives lo; otherwise
-// h = (sum * mult + 2^30) >> 31 from 16-bit halves, the rounding shift right, the offset, the clamp.
+//   28 be[4]   44 ch[4], CH_SIZE bytes each (pk_span_ch, the CH_ offsets below)
+// Requantization as pk_out_fast with left shift 0 and right shift >= 1: a sum at or below lo_at
+// gives lo; otherwise h = (sum * mult + 2^30) >> 31 from 16-bit halves, then the rounding shift
+// right (midpoint away from zero) as (h + half - (h < 0)) >> right with half = 2^(right - 1), the
+// offset, the clamp.
+    .equ CH_LO_AT, 0
+    .equ CH_MH, 4
+    .equ CH_ML, 8
+    .equ CH_RIGHT, 12
+    .equ CH_HALF, 16
+    .equ CH_OUT_OFF, 20
+    .equ CH_LO, 24
+    .equ CH_HI, 28
+    .equ CH_SIZE, 32
     .macro REQ
-    ldr r1, [r7, #0]
+    ldr r1, [r7, #CH_LO_AT]
     cmp r0, r1
     bgt 1f
-    ldr r0, [r7, #28]
+    ldr r0, [r7, #CH_LO]
     b 9f
 1:
     uxth r1, r0
     asrs r0, r0, #16
-    ldr r2, [r7, #4]
-    ldr r3, [r7, #8]
+    ldr r2, [r7, #CH_MH]
+    ldr r3, [r7, #CH_ML]
     movs r4, r1
     muls r4, r2, r4
     muls r1, r3, r1
@@ -147,26 +157,20 @@ pk_dot4_rows:
     adds r0, r0, r4
     lsls r2, r2, #1
     adds r0, r0, r2
-    ldr r1, [r7, #12]
-    movs r2, r0
-    asrs r2, r1
-    ldr r3, [r7, #16]
-    ands r3, r0
-    ldr r4, [r7, #20]
-    lsrs r1, r2, #31
-    adds r4, r4, r1
-    cmp r3, r4
-    ble 2f
-    adds r2, r2, #1
-2:
-    ldr r1, [r7, #24]
-    adds r0, r2, r1
-    ldr r1, [r7, #28]
+    asrs r1, r0, #31        // -1 when h < 0
+    adds r0, r0, r1
+    ldr r1, [r7, #CH_HALF]
+    adds r0, r0, r1
+    ldr r1, [r7, #CH_RIGHT]
+    asrs r0, r1
+    ldr r1, [r7, #CH_OUT_OFF]
+    adds r0, r0, r1
+    ldr r1, [r7, #CH_LO]
     cmp r0, r1
     bge 3f
     movs r0, r1
 3:
-    ldr r1, [r7, #32]
+    ldr r1, [r7, #CH_HI]
     cmp r0, r1
     ble 9f
     movs r0, r1
@@ -212,15 +216,15 @@ pk_dot4_rows:
     mov r0, r8
     REQ
     strb r0, [r6, #0]
-    adds r7, #36
+    adds r7, #CH_SIZE
     mov r0, r9
     REQ
     strb r0, [r6, #1]
-    adds r7, #36
+    adds r7, #CH_SIZE
     mov r0, r10
     REQ
     strb r0, [r6, #2]
-    adds r7, #36
+    adds r7, #CH_SIZE
     mov r0, r11
     REQ
     strb r0, [r6, #3]
@@ -294,7 +298,7 @@ pk_span4:
 //   void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
 //
 // pk_dw3_args (pk_core.c, offsets checked there): 0 ch (as in pk_span4, so REQ reads it at r7 = a)
-//   36 w[9] (int32)  72 be  76 x_step  80 o_step  84 c_n (bytes between taps of a row)  88 row_stride
+//   32 w[9] (int32)  68 be  72 x_step  76 o_step  80 c_n (bytes between taps of a row)  84 row_stride
 // The loop's state stays in registers: r8 row_stride, r9 o, r10 the end of o, r11 x, r12 x_step,
 // lr o_step.
     .macro TAP off, reg
@@ -313,34 +317,34 @@ pk_span_dw3:
     cmp r3, #0
     ble .Ldwdone
     movs r7, r0
-    ldr r4, [r7, #88]
+    ldr r4, [r7, #84]
     mov r8, r4              // row_stride
     mov r9, r2              // o
-    ldr r4, [r7, #80]
+    ldr r4, [r7, #76]
     mov lr, r4              // o_step
     muls r3, r4, r3
     adds r3, r3, r2
     mov r10, r3             // o + count * o_step
     mov r11, r1             // x
-    ldr r4, [r7, #76]
+    ldr r4, [r7, #72]
     mov r12, r4             // x_step
 .Ldwpixel:
     mov r0, r11
     movs r1, #0
-    ldr r2, [r7, #84]
+    ldr r2, [r7, #80]
     lsls r3, r2, #1
-    ldr r4, [r7, #72]
-    TAP 36, r1
-    TAP 40, r2
-    TAP 44, r3
+    ldr r4, [r7, #68]
+    TAP 32, r1
+    TAP 36, r2
+    TAP 40, r3
     add r0, r8
-    TAP 48, r1
-    TAP 52, r2
-    TAP 56, r3
+    TAP 44, r1
+    TAP 48, r2
+    TAP 52, r3
     add r0, r8
-    TAP 60, r1
-    TAP 64, r2
-    TAP 68, r3
+    TAP 56, r1
+    TAP 60, r2
+    TAP 64, r3
     mov r0, r4
     REQ
     mov r6, r9
