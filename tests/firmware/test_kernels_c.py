@@ -190,6 +190,26 @@ def test_depthwise_bit_exact_with_tflm(lib, case):
            pre_pad=True)
 
 
+@pytest.mark.parametrize("shape,k,stride,padding,mult", [((13, 11, 1), 3, 2, "same", 8), ((9, 8, 1), 3, 1, "valid", 5)])
+def test_depthwise_of_one_channel_runs_as_conv(lib, shape, k, stride, padding, mult):
+    """A depthwise conv of one input channel with a depth multiplier (a first layer on a grayscale
+    image, as in person detection) equals the CONV_2D of its 1HWC weights transposed to OHWI: what the
+    firmware runs for it (depthwise.cpp, EvalAsConv)."""
+    from pipeline.codegen.kernels import conv_quant_tables
+    from pipeline.stages.verify import run_tflm
+
+    model = _single_layer(lambda keras: keras.layers.DepthwiseConv2D(
+        k, strides=stride, padding=padding, depth_multiplier=mult, activation="relu"), shape, seed=mult)
+    data = _convert(model, shape, seed=mult)
+    op, tin, w, tw, bias, tout = _tensors(data)
+    assert op == "DEPTHWISE_CONV_2D" and w.shape == (1, k, k, mult)
+    x = np.random.default_rng(9).integers(-128, 128, (4, *shape), dtype=np.int8)
+    want, _ = run_tflm(data, x, 64 * 1024)
+    ohwi = np.ascontiguousarray(np.transpose(w, (3, 1, 2, 0)))  # ohwi[oc, ky, kx, 0] = w[0, ky, kx, oc]
+    _check(lib, "pk_conv_s8", x, ohwi, bias, tin, tw, tout, shape, k, stride, padding, "relu", mult, want,
+           tables=conv_quant_tables(data))
+
+
 def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, out_c, want, pre_pad=False,
            tables=None):
     """Run the kernel on every input of x and compare with TFLM. pre_pad: as the firmware's depthwise
