@@ -91,7 +91,8 @@ void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, c
                    const pk_conv_opts* o);
 
 // The number of groups of four output channels pk_conv_s8 computes as groups (the rest one or two
-// at a time): out_c / 4 when k_h * k_w * in_c fits its patch buffer, else 0.
+// at a time): out_c / 4 when k_h * k_w * in_c fits its border patch buffer or no output reads
+// padding, else 0.
 int32_t pk_conv_groups(const pk_conv_params* p);
 
 // Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.

@@ -483,3 +483,173 @@ pk_span4w:
     add sp, #24
     RETURN_ALL
     .size pk_span4w, .-pk_span4w
+
+// pk_span8w: two wide groups of four output channels side by side (eight channels), so each input
+// byte is loaded once for eight multiply-accumulates, and a pixel's setup, rows and stepping are
+// paid once for eight channels. Kernel rows of up to 32 bytes run through an unrolled block (as in
+// pk_span4w) entered row_len bodies before its end; the block's bodies read the byte at an immediate
+// offset, which frees the index register for the second group's weight pointer.
+//
+//   void pk_span8w(const pk_span4_args* const ab[2], const int8_t* x, int8_t* o, int32_t count);
+//   ab[0]: the first group (channels o[0..3]), its rows, row_len (<= 32), row_stride, x_step and
+//   o_step serve both; ab[1]: the second group (o[4..7]), its w0, be and ch.
+// Sums: r8-r11 the first group's, r12, lr, r4, r7 the second's; r1 and r5 the two weight pointers.
+    .equ SPAN8_BODY, 44     // bytes of code per unrolled byte (22 Thumb instructions)
+
+    .macro BYTE8 off
+    ldrb r6, [r0, #\off]
+    sxtb r6, r6
+    ldm r1!, {r2, r3}
+    muls r2, r6, r2
+    add r8, r2
+    muls r3, r6, r3
+    add r9, r3
+    ldm r1!, {r2, r3}
+    muls r2, r6, r2
+    add r10, r2
+    muls r3, r6, r3
+    add r11, r3
+    ldm r5!, {r2, r3}
+    muls r2, r6, r2
+    add r12, r2
+    muls r3, r6, r3
+    add lr, r3
+    ldm r5!, {r2, r3}
+    muls r2, r6, r2
+    adds r4, r4, r2
+    muls r3, r6, r3
+    adds r7, r7, r3
+    .endm
+
+// pk_span8w frame: [sp] ab, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left,
+// [sp+20] the block's entry, [sp+24] row_len - 32, [sp+28] row_stride, [sp+32..36] two sums.
+    .section .text.pk_span8w,"ax",%progbits
+    .global pk_span8w
+    .type pk_span8w, %function
+    .thumb_func
+pk_span8w:
+    SAVE_ALL
+    sub sp, #40
+    str r0, [sp, #0]
+    str r1, [sp, #4]
+    str r2, [sp, #8]
+    str r3, [sp, #12]
+    ldr r7, [r0, #0]
+    ldr r4, [r7, #12]       // row_len
+    movs r5, #SPAN8_BODY
+    muls r5, r4, r5
+    ldr r6, .L8end_addr
+    b 1f
+    .balign 4
+.L8end_addr:
+    .word .L8end
+1:
+    subs r6, r6, r5
+    str r6, [sp, #20]
+    subs r4, #32
+    str r4, [sp, #24]
+    ldr r4, [r7, #16]
+    str r4, [sp, #28]
+    cmp r3, #0
+    bgt .L8pixel
+    add sp, #40
+    RETURN_ALL
+.L8pixel:
+    ldr r6, [sp, #0]
+    ldr r7, [r6, #4]        // the second group's args
+    ldr r6, [r6, #0]        // the first group's
+    ldr r1, [r6, #0]
+    ldr r5, [r7, #0]
+    ldr r2, [r6, #8]
+    str r2, [sp, #16]       // rows
+    ldr r2, [r6, #28]
+    mov r8, r2
+    ldr r2, [r6, #32]
+    mov r9, r2
+    ldr r2, [r6, #36]
+    mov r10, r2
+    ldr r2, [r6, #40]
+    mov r11, r2
+    ldr r2, [r7, #28]
+    mov r12, r2
+    ldr r2, [r7, #32]
+    mov lr, r2
+    ldr r4, [r7, #36]
+    ldr r7, [r7, #40]
+    ldr r0, [sp, #4]
+    ldr r2, [sp, #24]
+    adds r0, r0, r2
+.L8row:
+    ldr r6, [sp, #20]
+    mov pc, r6
+    .set pk_b8, 0
+    .rept 32
+    BYTE8 pk_b8
+    .set pk_b8, pk_b8 + 1
+    .endr
+.L8end:
+    ldr r6, [sp, #28]
+    adds r0, r0, r6         // the next input row
+    ldr r6, [sp, #16]
+    subs r6, r6, #1
+    str r6, [sp, #16]
+    beq 2f
+    b .L8row
+2:
+    str r4, [sp, #32]
+    str r7, [sp, #36]
+    ldr r7, [sp, #0]
+    ldr r7, [r7, #0]
+    adds r7, #44            // the first group's ch[0]
+    ldr r6, [sp, #8]
+    mov r0, r8
+    REQ
+    strb r0, [r6, #0]
+    adds r7, #CH_SIZE
+    mov r0, r9
+    REQ
+    strb r0, [r6, #1]
+    adds r7, #CH_SIZE
+    mov r0, r10
+    REQ
+    strb r0, [r6, #2]
+    adds r7, #CH_SIZE
+    mov r0, r11
+    REQ
+    strb r0, [r6, #3]
+    ldr r7, [sp, #0]
+    ldr r7, [r7, #4]
+    adds r7, #44            // the second group's ch[0]
+    mov r0, r12
+    REQ
+    strb r0, [r6, #4]
+    adds r7, #CH_SIZE
+    mov r0, lr
+    REQ
+    strb r0, [r6, #5]
+    adds r7, #CH_SIZE
+    ldr r0, [sp, #32]
+    REQ
+    strb r0, [r6, #6]
+    adds r7, #CH_SIZE
+    ldr r0, [sp, #36]
+    REQ
+    strb r0, [r6, #7]
+    ldr r7, [sp, #0]
+    ldr r7, [r7, #0]
+    ldr r4, [r7, #24]       // o_step
+    adds r6, r6, r4
+    str r6, [sp, #8]
+    ldr r4, [r7, #20]       // x_step
+    ldr r5, [sp, #4]
+    adds r5, r5, r4
+    str r5, [sp, #4]
+    ldr r4, [sp, #12]
+    subs r4, r4, #1
+    str r4, [sp, #12]
+    beq .L8done
+    bl .L8pixel             // a branch back beyond b's reach (lr is free here)
+.L8done:
+    add sp, #40
+    RETURN_ALL
+    .size pk_span8w, .-pk_span8w
