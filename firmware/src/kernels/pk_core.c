@@ -409,9 +409,11 @@ static void span8(pk_group4* a, pk_group4* b, const int8_t* x, int32_t x_step, i
 #define PK_PATCH_MAX 192
 
 // One pixel at the border: its patch copied with the padding filled with the input zero point
-// (which the folded bias turns into zero), then the same four-channel dot product.
-__attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_params* p, const int8_t* in,
-                                               int32_t iy0, int32_t ix0, int8_t* o) {
+// (which the folded bias turns into zero), then the same four-channel dot product; with g2 (the
+// next group, wide like g: its channels follow at o + 4) the eight channels from the one patch.
+__attribute__((noinline)) static void border4(const pk_group4* g, const pk_group4* g2, const pk_conv_params* p,
+                                               const int8_t* in, int32_t iy0, int32_t ix0, int8_t* o) {
+    (void)g2;  // the host computes one group at a time
     int8_t patch[PK_PATCH_MAX];
     const int32_t c = p->in_c;
     const int8_t zp = (int8_t)(-p->input_offset);
@@ -429,6 +431,16 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_
         }
     }
 #if defined(__ARM_ARCH_6M__)
+    if (g2 != (const pk_group4*)0 && g->k <= PK_SPAN8_MAX_ROW) {  // the patch as one row of one pixel
+        pk_span4_args* a = (pk_span4_args*)&g->args;
+        const pk_span4_args* const ab[2] = {a, &g2->args};
+        a->rows = 1;
+        a->row_len = g->k;
+        pk_span8w(ab, patch, o, 1);
+        a->rows = g->rows;
+        a->row_len = g->row_len;
+        return;
+    }
     if (g->wide) {  // the patch as a one-row span of one pixel, with the expanded weights
         pk_span4_args* a = (pk_span4_args*)&g->args;
         a->rows = 1;
@@ -593,9 +605,15 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
                     ox = ox_hi - 1;
                     continue;
                 }
-                border4(&g, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
 #if defined(__ARM_ARCH_6M__)
-                if (pair) border4(&g2, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n + 4);
+                if (pair && g.k > PK_SPAN8_MAX_ROW) {
+                    border4(&g, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+                    border4(&g2, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n + 4);
+                    continue;
+                }
+                border4(&g, pair ? &g2 : (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+#else
+                border4(&g, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
 #endif
             }
         }
