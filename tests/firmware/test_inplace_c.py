@@ -38,9 +38,10 @@ class Opts(ctypes.Structure):
 
 def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
     """RunConvInPlace on the host: output at `base`, input `lead` bytes above it, in one buffer.
-    cores=2: each band shared as the board image's two cores do (an even band by halves of its rows,
-    an odd one by channel groups: core 0 the first half of the groups, core 1 the rest and the
-    leftover channels), run one after the other in either order. Returns the output, or None where pk_inplace_band_end refuses a band."""
+    cores=2: each band shared as the board image's two cores do (an even band by halves of its rows;
+    an odd one of three rows or more likewise but its last row, shared by channel groups: core 0 the
+    first half of the groups, core 1 the rest and the leftover channels; a row alone by groups), core
+    0's share and core 1's run one after the other in either order. Returns the output, or None where pk_inplace_band_end refuses a band."""
     in_bytes, out_bytes = x.size, p.out_h * p.out_w * p.out_c
     buf = np.full(max(lead + in_bytes, out_bytes) + 64, 77, dtype=np.int8)
     buf[lead:lead + in_bytes] = x.reshape(-1)
@@ -65,6 +66,13 @@ def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
             mid = oy + (end - oy) // 2
             parts = [(view_of(oy, mid), Opts(chan, int(oy > 0), 0, -1, 1)),
                      (view_of(mid, end), Opts(chan if oy > 0 else None, int(oy > 0), 0, -1, 1))]
+        elif end - oy >= 3:  # an odd band: rows as above but the last row, which the cores share by groups
+            mid, last = oy + (end - oy - 1) // 2, end - 1
+            chan1 = chan if oy > 0 else None
+            parts = [(view_of(oy, mid), Opts(chan, int(oy > 0), 0, -1, 1)),
+                     (view_of(last, end), Opts(chan, int(oy > 0), 0, groups // 2, 0)),
+                     (view_of(mid, last), Opts(chan1, int(oy > 0), 0, -1, 1)),
+                     (view_of(last, end), Opts(chan1, int(oy > 0), groups // 2, groups, 1))]
         else:
             parts = [(band, Opts(chan, int(oy > 0), 0, groups // 2, 0)),
                      (band, Opts(chan, int(oy > 0), groups // 2, groups, 1))]
