@@ -139,6 +139,7 @@ CONV_CASES = [
     ((13, 11, 3), 5, 3, 2, "same", None),      # odd sizes, odd channel count, padding on every side
     ((9, 10, 4), 3, 5, 1, "same", "relu6"),    # 5x5, stride 1, padding before and after
     ((8, 7, 2), 7, 3, 3, "valid", None),
+    ((3, 4, 200), 9, 1, 1, "valid", "relu"),  # pointwise deeper than the border patch: groups of four all the same
 ]
 
 
@@ -257,6 +258,12 @@ def test_sum_hw(lib):
     sums = np.zeros(32, dtype=np.int32)
     lib.pk_sum_hw_s8(x.ctypes.data_as(ctypes.c_void_p), 36, 32, sums.ctypes.data_as(ctypes.c_void_p))
     assert sums.tolist() == x.astype(np.int64).sum(axis=(0, 1)).tolist()
+    # The two cores' halves (and an odd pixel count: the unrolled loop's tail) give the same sums.
+    y = np.random.default_rng(3).integers(-128, 128, (5, 3, 7), dtype=np.int8)
+    halves = np.full(7, 12345, dtype=np.int32)
+    for lo, hi in ((3, 7), (0, 3)):
+        lib.pk_sum_hw_s8_range(y.ctypes.data_as(ctypes.c_void_p), 15, 7, lo, hi, halves.ctypes.data_as(ctypes.c_void_p))
+    assert halves.tolist() == y.astype(np.int64).sum(axis=(0, 1)).tolist()
 
 
 def test_unpack_s4_matches_tflite_layout(lib):

@@ -891,11 +891,17 @@ void pk_unpack_s4(const int8_t* packed, int32_t count, int8_t* out) {
     if (count & 1) out[count - 1] = (int8_t)(pk_s4_pairs[src[pairs]] & 0xFF);
 }
 
-PK_HOT void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums) {
-    for (int32_t c = 0; c < c_count; c++) {
+PK_HOT void pk_sum_hw_s8_range(const int8_t* in, int32_t hw, int32_t c_count, int32_t c_lo, int32_t c_hi,
+                               int32_t* sums) {
+    for (int32_t c = c_lo; c < c_hi; c++) {
         const int8_t* x = in + c;
-        int32_t s = 0;
-        for (int32_t i = 0; i < hw; i++, x += c_count) s += *x;
+        int32_t s = 0, i = 0;
+        for (; i + 4 <= hw; i += 4, x += 4 * c_count) s += x[0] + x[c_count] + x[2 * c_count] + x[3 * c_count];
+        for (; i < hw; i++, x += c_count) s += *x;
         sums[c] = s;
     }
+}
+
+void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums) {
+    pk_sum_hw_s8_range(in, hw, c_count, 0, c_count, sums);
 }

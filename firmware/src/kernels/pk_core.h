@@ -110,6 +110,9 @@ void pk_unpack_s4(const int8_t* packed, int32_t count, int8_t* out);
 // sums[c] = sum over the hw pixels of in[pixel * c_count + c] (the reduction of a MEAN over H and W).
 void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums);
 
+// The same for channels [c_lo, c_hi) only (sums[c] for those c): the two cores' halves of a MEAN.
+void pk_sum_hw_s8_range(const int8_t* in, int32_t hw, int32_t c_count, int32_t c_lo, int32_t c_hi, int32_t* sums);
+
 #ifdef __cplusplus
 }
 #endif
