@@ -290,7 +290,8 @@ __attribute__((noinline)) static void conv_group(const pk_conv_params* p, const 
 
 // pk_span4's arguments (pk_dot_m0.S reads them at fixed offsets, checked below).
 // half = 2^(right - 1): the assembly rounds (h + half - (h < 0)) >> right, TFLM's rounding shift for
-// right >= 1 (the assembly spans need right >= 1).
+// right >= 1. The assembly spans need right >= 1 and a confirmed lo_at (not INT32_MIN): they skip
+// the clamp to lo above it.
 typedef struct {
     int32_t lo_at, mh, ml, right, half, out_off, lo, hi;
 } pk_span_ch;
@@ -532,7 +533,7 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
     gp->asm_span = 1;
     for (int32_t j = 0; j < 4; j++) {
         gp->fast &= pk_fits_sum(gp->args.be[j], abs_sum[j], &gp->q[j]);
-        gp->asm_span &= gp->q[j].left == 0 && gp->q[j].right > 0;
+        gp->asm_span &= gp->q[j].left == 0 && gp->q[j].right > 0 && gp->args.ch[j].lo_at != INT32_MIN;
         pk_span_ch* ch = &gp->args.ch[j];  // field by field: a struct copy may become a memcpy call
         ch->mh = gp->q[j].mh;
         ch->ml = (int32_t)gp->q[j].ml;
@@ -755,7 +756,7 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
         d.lo_at = p->lo_at != (const int32_t*)0 ? p->lo_at[c] : pk_lo_threshold(&d.q, d.out_off, d.lo, d.hi);
         d.c_n = c_n;
         d.row_stride = p->in_w * c_n;
-        d.asm_span = k33 && d.fast && d.q.left == 0 && d.q.right > 0;
+        d.asm_span = k33 && d.fast && d.q.left == 0 && d.q.right > 0 && d.lo_at != INT32_MIN;
         if (d.asm_span) {
             for (int32_t t = 0; t < 9; t++) d.args.w[t] = d.w9[t];
             d.args.be = d.be;
