@@ -115,6 +115,7 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
                         frames=[bytes(r.tobytes()) for r in inputs], macs=info.macs)
             with BoardClient(port, timeout=10.0) as board:
                 counters = board.request("info")  # after every invoke: the splits that ran
+                one_core_ops = _one_core_profile(board, m)
         outs = [bytes.fromhex(o) for o in m["infer_outputs"]]
         exact = sum(o == bytes(h.tobytes()) for o, h in zip(outs, host))
         bench, mem, golden = m["bench"], m["mem"], m["golden"]
@@ -131,6 +132,7 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
             "one_core_us": (m.get("bench_one_core") or {}).get("median_us"),
             "two_core_speedup": m.get("two_core_speedup"),
             "per_op_cycles": {k: v.get("cycles") for k, v in (m.get("profile_by_op") or {}).items()},
+            "per_op": per_op_rows(info.layers, (m.get("profile") or {}).get("ops"), one_core_ops),
             "arena_used": mem.get("arena_used"), "stack_peak": mem.get("stack_peak"),
             "ram_total": m.get("ram_total_bytes"), "flash": res.memory.get("flash_bytes"),
             "static_ram": res.memory.get("static_ram_bytes"),
@@ -139,6 +141,62 @@ def kernels_compare(run_dir: Path, frames_n: int | None = None,
                 [int(np.frombuffer(o, np.int8).argmax()) == int(lbl) for o, lbl in zip(outs, ds.y_test)])),
         })
     return rows
+
+
+def _one_core_profile(board, m: dict) -> list | None:
+    """The ``profile`` of one invoke on core 0 alone (``cores 1``, then both cores back), for an image
+    with two cores; None otherwise."""
+    if (m.get("info") or {}).get("cores") != 2:
+        return None
+    board.request("cores", 1)
+    try:
+        return board.request("profile", timeout=120.0).figures().get("ops")
+    finally:
+        board.request("cores", 2)
+
+
+def per_op_rows(layers, two_core_ops, one_core_ops) -> list[dict]:
+    """One row per op of the model, in order: its MACs (from the .tflite) beside the cycles the board's
+    ``profile`` gave on two cores and on one. Ops the profile does not name as the model does are left
+    out (no figure is paired with the wrong op)."""
+    rows = []
+    for i, layer in enumerate(layers):
+        two = two_core_ops[i] if isinstance(two_core_ops, list) and i < len(two_core_ops) else None
+        one = one_core_ops[i] if isinstance(one_core_ops, list) and i < len(one_core_ops) else None
+        if not isinstance(two, dict) or two.get("op") != layer.op:
+            continue
+        one_cycles = one.get("cycles") if isinstance(one, dict) and one.get("op") == layer.op else None
+        rows.append({"index": i, "op": layer.op, "macs": layer.macs, "cycles": two.get("cycles"),
+                     "one_core_cycles": one_cycles})
+    return rows
+
+
+def _per_mac(cycles, macs) -> str:
+    return f"{cycles / macs:.2f}" if cycles and macs else "-"
+
+
+def per_op_markdown(rows: list[dict]) -> list[str]:
+    """Per op: stock vs picotflm cycles/MAC on one core, picotflm on two, and its two-core speed-up."""
+    by = {(r["run"], r["kernels"]): r for r in rows}
+    md = []
+    for run in dict.fromkeys(r["run"] for r in rows):
+        stock, pf = by.get((run, "stock")), by.get((run, "picotflm"))
+        if not pf or not pf.get("per_op"):
+            continue
+        stock_ops = {o["index"]: o for o in (stock or {}).get("per_op", [])}
+        md += ["", f"Per op, {run} (`profile` on one core after `cores 1`, and on two):", "",
+               "| # | op | MACs | stock cycles/MAC, one core | picotflm cycles/MAC, one core | "
+               "picotflm cycles/MAC, two cores | picotflm two-core speed-up |", "|" + "---|" * 7]
+        for o in pf["per_op"]:
+            s = stock_ops.get(o["index"], {})
+            up = f"{o['one_core_cycles'] / o['cycles']:.2f}x" if o.get("one_core_cycles") and o.get("cycles") else "-"
+            md.append(f"| {o['index']} | {o['op']} | {o['macs']:,} | {_per_mac(s.get('one_core_cycles'), o['macs'])} | "
+                      f"{_per_mac(o.get('one_core_cycles'), o['macs'])} | {_per_mac(o.get('cycles'), o['macs'])} | {up} |")
+        macs = sum(o["macs"] for o in pf["per_op"])
+        up = f"{pf['one_core_cycles'] / pf['cycles']:.2f}x" if pf.get("one_core_cycles") and pf.get("cycles") else "-"
+        md.append(f"| | whole invoke (`bench`) | {macs:,} | {_per_mac((stock or {}).get('one_core_cycles'), macs)} | "
+                  f"{_per_mac(pf.get('one_core_cycles'), macs)} | {_per_mac(pf.get('cycles'), macs)} | {up} |")
+    return md
 
 
 def kernels_markdown(rows: list[dict]) -> list[str]:
@@ -161,6 +219,7 @@ def kernels_markdown(rows: list[dict]) -> list[str]:
                "|" + "---|" * (len(ops) + 2)]
         md += [f"| {r['run']} | {r['kernels']} | " + " | ".join(f"{r['per_op_cycles'].get(op, 0):,}" for op in ops)
                + " |" for r in rows]
+    md += per_op_markdown(rows)
     by = {(r["run"], r["kernels"]): r for r in rows}
     for run in dict.fromkeys(r["run"] for r in rows):
         a, b = by.get((run, "stock")), by.get((run, "picotflm"))

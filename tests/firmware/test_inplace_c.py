@@ -38,9 +38,10 @@ class Opts(ctypes.Structure):
 
 def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
     """RunConvInPlace on the host: output at `base`, input `lead` bytes above it, in one buffer.
-    cores=2: each band shared by channel groups as the board image's two cores do (core 0 the
-    first half of the groups, core 1 the rest and the leftover channels), run one after the other in
-    either order. Returns the output, or None where pk_inplace_band_end refuses a band."""
+    cores=2: each band shared as the board image's two cores do (an even band by halves of its rows;
+    an odd one of three rows or more likewise but its last row, shared by channel groups: core 0 the
+    first half of the groups, core 1 the rest and the leftover channels; a row alone by groups), core
+    0's share and core 1's run one after the other in either order. Returns the output, or None where pk_inplace_band_end refuses a band."""
     in_bytes, out_bytes = x.size, p.out_h * p.out_w * p.out_c
     buf = np.full(max(lead + in_bytes, out_bytes) + 64, 77, dtype=np.int8)
     buf[lead:lead + in_bytes] = x.reshape(-1)
@@ -50,20 +51,36 @@ def _in_place(lib, p, x, w, bias, lead, cores=1, core1_first=False):
         end = lib.pk_inplace_band_end(ctypes.byref(p), oy, ctypes.c_int64(lead))
         if end <= oy:
             return None
-        view, in_off, out_off = Params(), ctypes.c_int32(), ctypes.c_int32()
-        lib.pk_part_view(ctypes.byref(p), ctypes.byref(Part(oy, end)), ctypes.byref(view), ctypes.byref(in_off),
-                         ctypes.byref(out_off))
+        def view_of(lo, hi):
+            view, in_off, out_off = Params(), ctypes.c_int32(), ctypes.c_int32()
+            lib.pk_part_view(ctypes.byref(p), ctypes.byref(Part(lo, hi)), ctypes.byref(view), ctypes.byref(in_off),
+                             ctypes.byref(out_off))
+            return view, in_off.value, out_off.value
+
         ptr = ctypes.c_void_p
-        groups = lib.pk_conv_groups(ctypes.byref(view))
+        band = view_of(oy, end)
+        groups = lib.pk_conv_groups(ctypes.byref(band[0]))
         if cores == 1:
-            parts = [Opts(chan, int(oy > 0), 0, -1, 1)]
+            parts = [(band, Opts(chan, int(oy > 0), 0, -1, 1))]
+        elif (end - oy) % 2 == 0:  # an even band: each core half of its rows, every channel
+            mid = oy + (end - oy) // 2
+            parts = [(view_of(oy, mid), Opts(chan, int(oy > 0), 0, -1, 1)),
+                     (view_of(mid, end), Opts(chan if oy > 0 else None, int(oy > 0), 0, -1, 1))]
+        elif end - oy >= 3:  # an odd band: rows as above but the last row, which the cores share by groups
+            mid, last = oy + (end - oy - 1) // 2, end - 1
+            chan1 = chan if oy > 0 else None
+            parts = [(view_of(oy, mid), Opts(chan, int(oy > 0), 0, -1, 1)),
+                     (view_of(last, end), Opts(chan, int(oy > 0), 0, groups // 2, 0)),
+                     (view_of(mid, last), Opts(chan1, int(oy > 0), 0, -1, 1)),
+                     (view_of(last, end), Opts(chan1, int(oy > 0), groups // 2, groups, 1))]
         else:
-            parts = [Opts(chan, int(oy > 0), 0, groups // 2, 0), Opts(chan, int(oy > 0), groups // 2, groups, 1)]
-            if core1_first:
-                parts.reverse()
-        for o in parts:
-            lib.pk_conv_s8_ex(ctypes.byref(view), ptr(buf.ctypes.data + lead + in_off.value), w.ctypes.data_as(ptr),
-                              bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off.value), ctypes.byref(o))
+            parts = [(band, Opts(chan, int(oy > 0), 0, groups // 2, 0)),
+                     (band, Opts(chan, int(oy > 0), groups // 2, groups, 1))]
+        if core1_first:
+            parts.reverse()
+        for (view, in_off, out_off), o in parts:
+            lib.pk_conv_s8_ex(ctypes.byref(view), ptr(buf.ctypes.data + lead + in_off), w.ctypes.data_as(ptr),
+                              bias.ctypes.data_as(ptr), ptr(buf.ctypes.data + out_off), ctypes.byref(o))
         oy = end
     return buf[:out_bytes].copy()
 
@@ -87,7 +104,7 @@ def test_in_place_equals_out_of_place(lib, case):
         diff = int(np.count_nonzero(got != whole.reshape(-1)))
         assert diff == 0, f"lead {trial}: {diff} of {whole.size} outputs differ from the out-of-place conv"
     assert _in_place(lib, p, x, w, bias, exact - 1) is None, "one byte short of the inequality must be refused"
-    for core1_first in (False, True):  # the board image's two cores share every band by channel groups
+    for core1_first in (False, True):  # the board image's two cores share every band (rows or groups)
         got = _in_place(lib, p, x, w, bias, lead, cores=2, core1_first=core1_first)
         assert got is not None and np.array_equal(got, whole.reshape(-1)), f"two cores, core 1 first: {core1_first}"
 

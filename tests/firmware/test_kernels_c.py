@@ -139,6 +139,7 @@ CONV_CASES = [
     ((13, 11, 3), 5, 3, 2, "same", None),      # odd sizes, odd channel count, padding on every side
     ((9, 10, 4), 3, 5, 1, "same", "relu6"),    # 5x5, stride 1, padding before and after
     ((8, 7, 2), 7, 3, 3, "valid", None),
+    ((3, 4, 200), 9, 1, 1, "valid", "relu"),  # pointwise deeper than the border patch: groups of four all the same
 ]
 
 
@@ -190,6 +191,26 @@ def test_depthwise_bit_exact_with_tflm(lib, case):
            pre_pad=True)
 
 
+@pytest.mark.parametrize("shape,k,stride,padding,mult", [((13, 11, 1), 3, 2, "same", 8), ((9, 8, 1), 3, 1, "valid", 5)])
+def test_depthwise_of_one_channel_runs_as_conv(lib, shape, k, stride, padding, mult):
+    """A depthwise conv of one input channel with a depth multiplier (a first layer on a grayscale
+    image, as in person detection) equals the CONV_2D of its 1HWC weights transposed to OHWI: what the
+    firmware runs for it (depthwise.cpp, EvalAsConv)."""
+    from pipeline.codegen.kernels import conv_quant_tables
+    from pipeline.stages.verify import run_tflm
+
+    model = _single_layer(lambda keras: keras.layers.DepthwiseConv2D(
+        k, strides=stride, padding=padding, depth_multiplier=mult, activation="relu"), shape, seed=mult)
+    data = _convert(model, shape, seed=mult)
+    op, tin, w, tw, bias, tout = _tensors(data)
+    assert op == "DEPTHWISE_CONV_2D" and w.shape == (1, k, k, mult)
+    x = np.random.default_rng(9).integers(-128, 128, (4, *shape), dtype=np.int8)
+    want, _ = run_tflm(data, x, 64 * 1024)
+    ohwi = np.ascontiguousarray(np.transpose(w, (3, 1, 2, 0)))  # ohwi[oc, ky, kx, 0] = w[0, ky, kx, oc]
+    _check(lib, "pk_conv_s8", x, ohwi, bias, tin, tw, tout, shape, k, stride, padding, "relu", mult, want,
+           tables=conv_quant_tables(data))
+
+
 def _check(lib, fn, x, w, bias, tin, tw, tout, shape, k, stride, padding, act, out_c, want, pre_pad=False,
            tables=None):
     """Run the kernel on every input of x and compare with TFLM. pre_pad: as the firmware's depthwise
@@ -237,6 +258,12 @@ def test_sum_hw(lib):
     sums = np.zeros(32, dtype=np.int32)
     lib.pk_sum_hw_s8(x.ctypes.data_as(ctypes.c_void_p), 36, 32, sums.ctypes.data_as(ctypes.c_void_p))
     assert sums.tolist() == x.astype(np.int64).sum(axis=(0, 1)).tolist()
+    # The two cores' halves (and an odd pixel count: the unrolled loop's tail) give the same sums.
+    y = np.random.default_rng(3).integers(-128, 128, (5, 3, 7), dtype=np.int8)
+    halves = np.full(7, 12345, dtype=np.int32)
+    for lo, hi in ((3, 7), (0, 3)):
+        lib.pk_sum_hw_s8_range(y.ctypes.data_as(ctypes.c_void_p), 15, 7, lo, hi, halves.ctypes.data_as(ctypes.c_void_p))
+    assert halves.tolist() == y.astype(np.int64).sum(axis=(0, 1)).tolist()
 
 
 def test_unpack_s4_matches_tflite_layout(lib):

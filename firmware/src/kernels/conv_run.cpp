@@ -9,13 +9,29 @@ int g_split_ops = 0;
 
 namespace {
 int g_inplace_ops = 0;  // op runs computed in place since boot
+
+#if PICOTFLM_CORES == 2
+// Core 1's share of an odd band: its rows with every channel, then its groups of the band's last row.
+struct TwoParts {
+  PartJob rows, last;
+};
+
+void RunTwoPartsOnCore1(void* job) {
+  TwoParts& j = *static_cast<TwoParts*>(job);
+  RunPartOnCore1(&j.rows);
+  RunPartOnCore1(&j.last);
+}
+#endif
 }  // namespace
 
 // Bands of output rows, each ending before the first input byte that it or a later band still reads
 // (pk_inplace_band_end), each band the one-core kernel on a view of the op (pk_part_view): the same
-// arithmetic as the whole. In the board image the two cores share each band by channel groups
-// (core 0 the first half of the groups, core 1 the rest and the leftover channels): both write only
-// the band's rows, which no later read needs, and the next band starts when both are done.
+// arithmetic as the whole. In the board image the two cores share each band: a band of an even
+// number of rows by its rows (each core half of them, every channel: pairs of groups stay together),
+// an odd band of three rows or more the same but for its last row, which they share by channel
+// groups (core 0 the first half of the groups, core 1 the rest and the leftover channels), a band of
+// one row by groups alone. Any way, both write only the band's rows, which no read of this band or a
+// later one needs, and the next band starts when both are done.
 // noinline: its frame (the channel cache, the view) must not add to every conv's stack.
 __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w,
                                               const int32_t* bias, int8_t* out, bool depthwise) {
@@ -33,6 +49,30 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
     if (!both) {
       const pk_conv_opts all = {chan_cache, oy > 0, 0, -1, 1};
       RunPart(p, band, in, w, bias, out, depthwise, &all);
+    } else if ((end - oy) % 2 == 0) {
+#if PICOTFLM_CORES == 2
+      // An even band: each core half of its rows, all the channels (pairs of groups stay together).
+      // Safe in place: every row of the band lands before the first input byte the band reads.
+      const int32_t mid = oy + (end - oy) / 2;
+      const PartJob core1 = {p, in, w, bias, out, {mid, end}, false, {oy > 0 ? chan_cache : nullptr, oy > 0, 0, -1, 1}};
+      pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+      const pk_conv_opts all = {chan_cache, oy > 0, 0, -1, 1};
+      RunPart(p, {oy, mid}, in, w, bias, out, false, &all);
+      pk_core1_wait();
+#endif
+    } else if (end - oy >= 3) {
+#if PICOTFLM_CORES == 2
+      const int32_t mid = oy + (end - oy - 1) / 2, last = end - 1;
+      pk_chan_setup* const chan1 = oy > 0 ? chan_cache : nullptr;
+      TwoParts core1 = {{p, in, w, bias, out, {mid, last}, false, {chan1, oy > 0, 0, -1, 1}},
+                        {p, in, w, bias, out, {last, end}, false, {chan1, oy > 0, groups / 2, groups, 1}}};
+      pk_core1_start(RunTwoPartsOnCore1, &core1);
+      const pk_conv_opts all = {chan_cache, oy > 0, 0, -1, 1};
+      RunPart(p, {oy, mid}, in, w, bias, out, false, &all);
+      const pk_conv_opts first_half = {chan_cache, oy > 0, 0, groups / 2, 0};
+      RunPart(p, {last, end}, in, w, bias, out, false, &first_half);
+      pk_core1_wait();
+#endif
     } else {
 #if PICOTFLM_CORES == 2
       const PartJob core1 = {p, in, w, bias, out, band, false, {chan_cache, oy > 0, groups / 2, groups, 1}};

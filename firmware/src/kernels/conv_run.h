@@ -14,6 +14,11 @@ namespace picotflm {
 // A conv or depthwise conv of at least this many MACs is split between the two cores (pk_split):
 // about 4,000 cycles of work per core, against a few hundred for the FIFO handshake.
 constexpr int32_t kSplitMinMacs = 4096;
+// A conv with fewer output rows than this, and an odd number of them, is split by channel groups.
+constexpr int32_t kRowSplitMinRows = 8;
+// A conv of at most this many output pixels whose groups of four pair up on each core is split by
+// channel groups.
+constexpr int32_t kGroupSplitMaxPixels = 64;
 
 extern int g_split_ops;  // ops run on both cores since boot
 
@@ -69,6 +74,21 @@ inline bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, 
 #if PICOTFLM_CORES == 2
   pk_part parts[2];
   if (pk_core1_enabled() && pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
+    const int32_t groups = depthwise ? 0 : pk_conv_groups(p);
+    if ((groups >= 2 && p->out_h < kRowSplitMinRows && (p->out_h & 1) != 0) ||
+        (groups % 4 == 0 && groups > 0 && p->out_h * p->out_w <= kGroupSplitMaxPixels)) {
+      // Few output rows, an odd number: halves of the channel groups balance the cores where halves
+      // of the rows cannot (core 1 also takes the channels after the last group). Few pixels: each
+      // core sets up only its own groups (halves of the rows would set up every group twice).
+      const pk_part whole = {0, p->out_h};
+      const PartJob core1 = {p, in, w, bias, out, whole, false, {nullptr, 0, groups / 2, groups, 1}};
+      pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+      const pk_conv_opts first_half = {nullptr, 0, 0, groups / 2, 0};
+      RunPart(p, whole, in, w, bias, out, false, &first_half);
+      pk_core1_wait();
+      g_split_ops++;
+      return true;
+    }
     const PartJob core1 = {p, in, w, bias, out, parts[1], depthwise, kAllChannels};
     pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
     RunPart(p, parts[0], in, w, bias, out, depthwise, &kAllChannels);

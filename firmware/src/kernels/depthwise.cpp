@@ -1,5 +1,7 @@
 // DEPTHWISE_CONV_2D (depth multiplier 1): TFLM's own Prepare, our Eval (pk_core.c) on a padded copy
-// of the input when the op has padding; TFLM's reference kernel for what the fast path does not cover.
+// of the input when the op has padding. One input channel with a depth multiplier (every output
+// channel reads the same input: a first layer on a grayscale image) is a CONV_2D with in_c = 1 and
+// runs as one (AsConv). TFLM's reference kernel for what the fast paths do not cover.
 #include "conv_data.h"
 #include "conv_run.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
@@ -28,6 +30,36 @@ __attribute__((noinline)) void DepthwiseReference(const TfLiteDepthwiseConvParam
 int PaddedH(const pk_conv_params& p) { return (p.out_h - 1) * p.stride_h + p.k_h; }
 int PaddedW(const pk_conv_params& p) { return (p.out_w - 1) * p.stride_w + p.k_w; }
 
+// A depthwise conv of one input channel with the depth multiplier equal to its output channels: the
+// CONV_2D with in_c = 1 whose weights (OHWI) are the depthwise ones (1HWC) transposed, at most
+// kAsConvWeights of them (they are transposed onto the stack at each Eval).
+constexpr int kAsConvWeights = 144;
+
+bool AsConv(const TfLiteDepthwiseConvParams& params, const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter,
+            const TfLiteEvalTensor* output) {
+  return input->dims->data[3] == 1 && params.depth_multiplier == output->dims->data[3] &&
+         filter->dims->data[3] == output->dims->data[3] &&
+         filter->dims->data[1] * filter->dims->data[2] * output->dims->data[3] <= kAsConvWeights &&
+         params.dilation_height_factor == 1 && params.dilation_width_factor == 1;
+}
+
+// Eval of an AsConv op: the weights transposed to OHWI, then the convolution's kernels and its split
+// between the cores, as for a CONV_2D. noinline: the transposed weights sit on this frame only.
+__attribute__((noinline)) TfLiteStatus EvalAsConv(TfLiteContext* context, const pk_conv_params& p_dw,
+                                                  const int8_t* in, const int8_t* w, const int32_t* b, int8_t* out,
+                                                  int batches) {
+  int8_t ohwi[kAsConvWeights];
+  const int taps = p_dw.k_h * p_dw.k_w, oc_n = p_dw.out_c;
+  for (int oc = 0; oc < oc_n; oc++)
+    for (int t = 0; t < taps; t++) ohwi[oc * taps + t] = w[t * oc_n + oc];
+  const int in_size = p_dw.in_h * p_dw.in_w, out_size = p_dw.out_h * p_dw.out_w * oc_n;
+  for (int n = 0; n < batches; n++) {
+    TF_LITE_ENSURE_MSG(context, RunConv(&p_dw, in + n * in_size, ohwi, b, out + n * out_size, false),
+                       "picotflm DEPTHWISE_CONV_2D: the output overlaps input rows still to be read (memory plan)");
+  }
+  return kTfLiteOk;
+}
+
 TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
   const auto& params = *static_cast<const TfLiteDepthwiseConvParams*>(node->builtin_data);
   const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kDepthwiseConvInputTensor);
@@ -41,8 +73,9 @@ TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
   // What DepthwiseEval's fast path needs (it checks each again and refuses the rest with an error).
   const bool fast = input->type == kTfLiteInt8 && (filter->type == kTfLiteInt8 || filter->type == kTfLiteInt4) &&
                     (bias == nullptr || bias->type == kTfLiteInt32) && params.dilation_height_factor == 1 &&
-                    params.dilation_width_factor == 1 && params.depth_multiplier == 1 &&
-                    input->dims->data[3] == output->dims->data[3];
+                    params.dilation_width_factor == 1 &&
+                    ((params.depth_multiplier == 1 && input->dims->data[3] == output->dims->data[3]) ||
+                     AsConv(params, input, filter, output));
   pk_conv_params p;
   p.out_h = output->dims->data[1];
   p.out_w = output->dims->data[2];
@@ -89,8 +122,9 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
   const int8_t* in = tflite::micro::GetTensorData<int8_t>(input);
   int8_t* out = tflite::micro::GetTensorData<int8_t>(output);
 
+  const bool as_conv = AsConv(params, input, filter, output);
   const bool fast = params.dilation_height_factor == 1 && params.dilation_width_factor == 1 &&
-                    params.depth_multiplier == 1 && input->dims->data[3] == output->dims->data[3];
+                    ((params.depth_multiplier == 1 && input->dims->data[3] == output->dims->data[3]) || as_conv);
   if (!fast) {
     TF_LITE_ENSURE_MSG(context, data != nullptr,
                        "picotflm DEPTHWISE_CONV_2D: the op's data was prepared for the fast path");
@@ -100,6 +134,7 @@ TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteOk;
   }
   pk_conv_params p = Params(input->dims, filter->dims, output->dims, params.stride_height, params.stride_width, d);
+  if (as_conv) return EvalAsConv(context, p, in, w, b, out, input->dims->data[0]);
   if (d.aux >= 0) {
     int8_t* padded = static_cast<int8_t*>(context->GetScratchBuffer(context, d.aux));
     const int ph = PaddedH(p), pw = PaddedW(p);

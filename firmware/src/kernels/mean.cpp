@@ -5,6 +5,7 @@
 #include "persistent.h"
 #include "picotflm_kernels.h"
 #include "pk_core.h"
+#include "pk_multicore.h"
 #include "tensorflow/lite/kernels/internal/common.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/kernels/reduce.h"
@@ -84,6 +85,43 @@ TfLiteStatus MeanPrepare(TfLiteContext* context, TfLiteNode* node) {
 
 // Mean over axes {1, 2} of an int8 NHWC tensor: the sums in one pass per channel, then TFLM's own
 // rescaling (reference_ops::QuantizedMeanOrSum), step for step.
+// One image's means of channels [c_lo, c_hi): the sums (pk_sum_hw_s8_range), then TFLM's rescaling.
+struct MeanJob {
+  const int8_t* in;
+  int8_t* out;
+  int32_t* sums;
+  int32_t hw, channels, c_lo, c_hi, multiplier, out_shift, input_zp, output_zp;
+};
+
+void MeanChannels(const MeanJob& j) {
+  pk_sum_hw_s8_range(j.in, j.hw, j.channels, j.c_lo, j.c_hi, j.sums);
+  const int64_t num_elements = j.hw;
+  for (int c = j.c_lo; c < j.c_hi; c++) {
+    const int32_t shifted = static_cast<int32_t>(j.sums[c] - j.input_zp * num_elements);
+    int32_t v = tflite::MultiplyByQuantizedMultiplier(shifted, j.multiplier, j.out_shift) + j.output_zp;
+    v = v < -128 ? -128 : (v > 127 ? 127 : v);
+    j.out[c] = static_cast<int8_t>(v);
+  }
+}
+
+void MeanOnCore1(void* job) { MeanChannels(*static_cast<const MeanJob*>(job)); }
+
+// In the board image core 1 takes the upper half of the channels while core 0 takes the lower half
+// (each channel's mean the same either way).
+void MeanImage(const MeanJob& whole) {
+#if PICOTFLM_CORES == 2
+  if (pk_core1_enabled() && whole.channels >= 2 && whole.hw * whole.channels >= 1024) {
+    MeanJob lower = whole, upper = whole;
+    lower.c_hi = upper.c_lo = whole.channels / 2;
+    pk_core1_start(MeanOnCore1, &upper);
+    MeanChannels(lower);
+    pk_core1_wait();
+    return;
+  }
+#endif
+  MeanChannels(whole);
+}
+
 TfLiteStatus MeanEval(TfLiteContext* context, TfLiteNode* node) {
   const MeanData& d = *static_cast<const MeanData*>(node->user_data);
   if (d.full) return tflite::EvalMeanHelper(context, node, &reinterpret_cast<FullMeanData*>(node->user_data)->reduce);
@@ -109,13 +147,9 @@ TfLiteStatus MeanEval(TfLiteContext* context, TfLiteNode* node) {
       static_cast<int32_t>((static_cast<int64_t>(op_data->multiplier) << shift) / num_elements);
   const int out_shift = op_data->shift - shift;
   for (int n = 0; n < batches; n++) {
-    pk_sum_hw_s8(in + n * hw * channels, hw, channels, sums);
-    for (int c = 0; c < channels; c++) {
-      const int32_t shifted = static_cast<int32_t>(sums[c] - op_data->input_zp * num_elements);
-      int32_t v = tflite::MultiplyByQuantizedMultiplier(shifted, multiplier, out_shift) + op_data->output_zp;
-      v = v < -128 ? -128 : (v > 127 ? 127 : v);
-      out[n * channels + c] = static_cast<int8_t>(v);
-    }
+    const MeanJob job = {in + n * hw * channels, out + n * channels, sums, hw, channels, 0, channels,
+                         multiplier, out_shift, op_data->input_zp, op_data->output_zp};
+    MeanImage(job);
   }
   return kTfLiteOk;
 }

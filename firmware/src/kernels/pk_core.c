@@ -289,8 +289,11 @@ __attribute__((noinline)) static void conv_group(const pk_conv_params* p, const 
 }
 
 // pk_span4's arguments (pk_dot_m0.S reads them at fixed offsets, checked below).
+// half = 2^(right - 1): the assembly rounds (h + half - (h < 0)) >> right, TFLM's rounding shift for
+// right >= 1. The assembly spans need right >= 1 and a confirmed lo_at (not INT32_MIN): they skip
+// the clamp to lo above it.
 typedef struct {
-    int32_t lo_at, mh, ml, right, mask, threshold, out_off, lo, hi;
+    int32_t lo_at, mh, ml, right, half, out_off, lo, hi;
 } pk_span_ch;
 
 typedef struct {
@@ -304,20 +307,21 @@ typedef struct {
 _Static_assert(offsetof(pk_span4_args, x_step) == 20, "pk_span4 reads x_step at 20");
 _Static_assert(offsetof(pk_span4_args, be) == 28, "pk_span4 reads be at 28");
 _Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads ch at 44");
-_Static_assert(sizeof(pk_span_ch) == 36, "pk_span4 steps 36 bytes per channel");
+_Static_assert(sizeof(pk_span_ch) == 32, "pk_span4 steps CH_SIZE = 32 bytes per channel");
+_Static_assert(offsetof(pk_span_ch, half) == 16 && offsetof(pk_span_ch, hi) == 28, "REQ reads CH_HALF, CH_HI");
 #endif
 
-// pk_span_dw3's arguments.
+// pk_span_dw3's arguments (the requantization first: the assembly reads it at the base pointer).
 typedef struct {
+    pk_span_ch ch;
     int32_t w[9];
     int32_t be, x_step, o_step, c_n, row_stride;
-    pk_span_ch ch;
 } pk_dw3_args;
 
 #if UINTPTR_MAX == 0xFFFFFFFFu
-_Static_assert(offsetof(pk_dw3_args, be) == 36, "pk_span_dw3 reads be at 36");
-_Static_assert(offsetof(pk_dw3_args, row_stride) == 52, "pk_span_dw3 reads row_stride at 52");
-_Static_assert(offsetof(pk_dw3_args, ch) == 56, "pk_span_dw3 reads ch at 56");
+_Static_assert(offsetof(pk_dw3_args, w) == 32, "pk_span_dw3 reads w at 32");
+_Static_assert(offsetof(pk_dw3_args, be) == 68, "pk_span_dw3 reads be at 68");
+_Static_assert(offsetof(pk_dw3_args, row_stride) == 84, "pk_span_dw3 reads row_stride at 84");
 #endif
 
 #if defined(__ARM_ARCH_6M__)
@@ -389,12 +393,28 @@ static void span4(pk_group4* g, const int8_t* x, int32_t x_step, int8_t* o, int3
     else span4_any(g, x, x_step, o, o_step, count);
 }
 
+#if defined(__ARM_ARCH_6M__)
+void pk_span8w(const pk_span4_args* const ab[2], const int8_t* x, int8_t* o, int32_t count);
+#define PK_SPAN8_MAX_ROW 32  // pk_span8w's unrolled block: kernel rows of up to 32 bytes
+
+// Two wide groups' interior span at once (their channels side by side in the output).
+static void span8(pk_group4* a, pk_group4* b, const int8_t* x, int32_t x_step, int8_t* o, int32_t o_step,
+                  int32_t count) {
+    a->args.x_step = x_step;
+    a->args.o_step = o_step;
+    const pk_span4_args* const ab[2] = {&a->args, &b->args};
+    pk_span8w(ab, x, o, count);
+}
+#endif
+
 #define PK_PATCH_MAX 192
 
 // One pixel at the border: its patch copied with the padding filled with the input zero point
-// (which the folded bias turns into zero), then the same four-channel dot product.
-__attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_params* p, const int8_t* in,
-                                               int32_t iy0, int32_t ix0, int8_t* o) {
+// (which the folded bias turns into zero), then the same four-channel dot product; with g2 (the
+// next group, wide like g: its channels follow at o + 4) the eight channels from the one patch.
+__attribute__((noinline)) static void border4(const pk_group4* g, const pk_group4* g2, const pk_conv_params* p,
+                                               const int8_t* in, int32_t iy0, int32_t ix0, int8_t* o) {
+    (void)g2;  // the host computes one group at a time
     int8_t patch[PK_PATCH_MAX];
     const int32_t c = p->in_c;
     const int8_t zp = (int8_t)(-p->input_offset);
@@ -412,6 +432,16 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_conv_
         }
     }
 #if defined(__ARM_ARCH_6M__)
+    if (g2 != (const pk_group4*)0 && g->k <= PK_SPAN8_MAX_ROW) {  // the patch as one row of one pixel
+        pk_span4_args* a = (pk_span4_args*)&g->args;
+        const pk_span4_args* const ab[2] = {a, &g2->args};
+        a->rows = 1;
+        a->row_len = g->k;
+        pk_span8w(ab, patch, o, 1);
+        a->rows = g->rows;
+        a->row_len = g->row_len;
+        return;
+    }
     if (g->wide) {  // the patch as a one-row span of one pixel, with the expanded weights
         pk_span4_args* a = (pk_span4_args*)&g->args;
         a->rows = 1;
@@ -444,8 +474,88 @@ static void interior_columns(const pk_conv_params* p, int32_t* lo, int32_t* hi) 
     *hi = b;
 }
 
+// Whether every output's window lies inside the input: no output then takes border4, whose patch
+// buffer bounds k (a pointwise conv of any depth has no border).
+static int pk_no_border(const pk_conv_params* p) {
+    return p->pad_h == 0 && p->pad_w == 0 && (p->out_h - 1) * p->stride_h + p->k_h <= p->in_h &&
+           (p->out_w - 1) * p->stride_w + p->k_w <= p->in_w;
+}
+
 int32_t pk_conv_groups(const pk_conv_params* p) {
-    return p->k_h * p->k_w * p->in_c <= PK_PATCH_MAX ? p->out_c / 4 : 0;
+    return p->k_h * p->k_w * p->in_c <= PK_PATCH_MAX || pk_no_border(p) ? p->out_c / 4 : 0;
+}
+
+// One group of four output channels from oc on, ready for its spans and borders: each channel's
+// folded bias, ReLU threshold and requantization (from `chan` when chan_known), and its weights: the
+// group's first channel at w + oc * k (OHWI, the other three k apart), or the host's expanded copy
+// at p->wx + oc * k (the wide path). This is where a conv gets its weights per group of channels.
+static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w, const int32_t* bias, int32_t oc,
+                        pk_chan_setup* chan, int chan_known) {
+    const int32_t c = p->in_c;
+    const int32_t k = p->k_h * p->k_w * c;
+    gp->w0 = w + oc * k;
+    gp->k = k;
+    gp->rows = p->k_h;
+    gp->row_len = p->k_w * c;
+    gp->row_stride = p->in_w * c;
+    gp->out_off = p->output_offset;
+    gp->lo = p->act_min;
+    gp->hi = p->act_max;
+    uint32_t abs_sum[4];
+    for (int32_t j = 0; j < 4; j++) {
+        gp->q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
+        pk_chan_setup* cj = chan != (pk_chan_setup*)0 ? chan + (oc + j) : (pk_chan_setup*)0;
+        if (cj != (pk_chan_setup*)0 && chan_known) {
+            gp->args.be[j] = cj->bias;
+            abs_sum[j] = cj->abs_sum;
+            gp->args.ch[j].lo_at = cj->lo_at;
+            continue;
+        }
+        int32_t sum = 0;
+        uint32_t asum = 0;
+        const int8_t* wj = gp->w0 + j * k;
+        for (int32_t i = 0; i < k; i++) {
+            const int32_t v = wj[i];
+            sum += v;
+            asum += (uint32_t)(v < 0 ? -v : v);
+        }
+        abs_sum[j] = asum;
+        gp->args.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
+        gp->args.ch[j].lo_at =
+            p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&gp->q[j], gp->out_off, gp->lo, gp->hi);
+        if (cj != (pk_chan_setup*)0) {
+            cj->bias = gp->args.be[j];
+            cj->abs_sum = asum;
+            cj->lo_at = gp->args.ch[j].lo_at;
+        }
+    }
+    gp->fast = 1;
+    gp->asm_span = 1;
+    for (int32_t j = 0; j < 4; j++) {
+        gp->fast &= pk_fits_sum(gp->args.be[j], abs_sum[j], &gp->q[j]);
+        gp->asm_span &= gp->q[j].left == 0 && gp->q[j].right > 0 && gp->args.ch[j].lo_at != INT32_MIN;
+        pk_span_ch* ch = &gp->args.ch[j];  // field by field: a struct copy may become a memcpy call
+        ch->mh = gp->q[j].mh;
+        ch->ml = (int32_t)gp->q[j].ml;
+        ch->right = gp->q[j].right;
+        ch->half = gp->q[j].right > 0 ? (int32_t)(1u << (gp->q[j].right - 1)) : 0;
+        ch->out_off = gp->out_off;
+        ch->lo = gp->lo;
+        ch->hi = gp->hi;
+    }
+    gp->asm_span &= gp->fast;
+    gp->args.w0 = gp->w0;
+    gp->wide = 0;
+#if defined(__ARM_ARCH_6M__)
+    if (gp->asm_span && p->wx != (const int32_t*)0) {
+        gp->args.w0 = (const int8_t*)(const void*)(p->wx + oc * k);  // group oc / 4: 4 * k words in
+        gp->wide = 1;
+    }
+#endif
+    gp->args.k = gp->k;
+    gp->args.rows = gp->rows;
+    gp->args.row_len = gp->row_len;
+    gp->args.row_stride = gp->row_stride;
 }
 
 PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
@@ -457,97 +567,58 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
     pk_chan_setup* const chan = o != (const pk_conv_opts*)0 ? o->chan : (pk_chan_setup*)0;
     const int chan_known = o != (const pk_conv_opts*)0 && o->chan_known;
     const int32_t c = p->in_c, oc_n = p->out_c;
-    const int32_t k = p->k_h * p->k_w * c;
     int32_t ox_lo, ox_hi;
     interior_columns(p, &ox_lo, &ox_hi);
-    const int32_t groups = k <= PK_PATCH_MAX ? oc_n / 4 : 0;
+    const int32_t groups = pk_conv_groups(p);
     int32_t g_lo = 0, g_hi = groups;
     if (o != (const pk_conv_opts*)0 && o->group_hi >= 0) {
         g_lo = o->group_lo < groups ? o->group_lo : groups;
         g_hi = o->group_hi < groups ? o->group_hi : groups;
     }
-    for (int32_t gi = 0; gi < g_hi - g_lo; gi++) {
-        const int32_t oc = 4 * (g_lo + gi);
+    for (int32_t gi = g_lo; gi < g_hi;) {
         pk_group4 g;
-        g.w0 = w + oc * k;
-        g.k = k;
-        g.rows = p->k_h;
-        g.row_len = p->k_w * c;
-        g.row_stride = p->in_w * c;
-        g.out_off = p->output_offset;
-        g.lo = p->act_min;
-        g.hi = p->act_max;
-        uint32_t abs_sum[4];
-        for (int32_t j = 0; j < 4; j++) {
-            g.q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
-            pk_chan_setup* cj = chan != (pk_chan_setup*)0 ? chan + (oc + j) : (pk_chan_setup*)0;
-            if (cj != (pk_chan_setup*)0 && chan_known) {
-                g.args.be[j] = cj->bias;
-                abs_sum[j] = cj->abs_sum;
-                g.args.ch[j].lo_at = cj->lo_at;
-                continue;
-            }
-            int32_t sum = 0;
-            uint32_t asum = 0;
-            const int8_t* wj = g.w0 + j * k;
-            for (int32_t i = 0; i < k; i++) {
-                const int32_t v = wj[i];
-                sum += v;
-                asum += (uint32_t)(v < 0 ? -v : v);
-            }
-            abs_sum[j] = asum;
-            g.args.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
-            g.args.ch[j].lo_at =
-                p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&g.q[j], g.out_off, g.lo, g.hi);
-            if (cj != (pk_chan_setup*)0) {
-                cj->bias = g.args.be[j];
-                cj->abs_sum = asum;
-                cj->lo_at = g.args.ch[j].lo_at;
-            }
-        }
-        g.fast = 1;
-        g.asm_span = 1;
-        for (int32_t j = 0; j < 4; j++) {
-            g.fast &= pk_fits_sum(g.args.be[j], abs_sum[j], &g.q[j]);
-            g.asm_span &= g.q[j].left == 0;
-            pk_span_ch* ch = &g.args.ch[j];  // field by field: a struct copy may become a memcpy call
-            ch->mh = g.q[j].mh;
-            ch->ml = (int32_t)g.q[j].ml;
-            ch->right = g.q[j].right;
-            ch->mask = g.q[j].mask;
-            ch->threshold = g.q[j].threshold;
-            ch->out_off = g.out_off;
-            ch->lo = g.lo;
-            ch->hi = g.hi;
-        }
-        g.asm_span &= g.fast;
-        g.args.w0 = g.w0;
-        g.wide = 0;
+        group_setup(&g, p, w, bias, 4 * gi, chan, chan_known);
+        int pair = 0;
 #if defined(__ARM_ARCH_6M__)
-        if (g.asm_span && p->wx != (const int32_t*)0) {
-            g.args.w0 = (const int8_t*)(const void*)(p->wx + oc * k);  // group oc / 4: 4 * k words in
-            g.wide = 1;
+        // Two wide groups side by side: pk_span8w loads each input byte once for eight channels.
+        pk_group4 g2;
+        if (gi + 1 < g_hi && g.wide && g.row_len <= PK_SPAN8_MAX_ROW) {
+            group_setup(&g2, p, w, bias, 4 * (gi + 1), chan, chan_known);
+            pair = g2.wide;
         }
 #endif
-        g.args.k = g.k;
-        g.args.rows = g.rows;
-        g.args.row_len = g.row_len;
-        g.args.row_stride = g.row_stride;
+        const int32_t oc = 4 * gi;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
             int8_t* orow = out + oy * p->out_w * oc_n + oc;
-            if (iy0 >= 0 && iy0 + p->k_h <= p->in_h) {
-                for (int32_t ox = 0; ox < ox_lo; ox++) border4(&g, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
-                if (ox_hi > ox_lo)
-                    span4(&g, in + (iy0 * p->in_w + ox_lo * p->stride_w - p->pad_w) * c, p->stride_w * c,
-                          orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
-                for (int32_t ox = ox_hi; ox < p->out_w; ox++)
-                    border4(&g, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
-            } else {
-                for (int32_t ox = 0; ox < p->out_w; ox++)
-                    border4(&g, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+            const int rows_in = iy0 >= 0 && iy0 + p->k_h <= p->in_h;
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                if (rows_in && ox == ox_lo && ox_hi > ox_lo) {
+                    const int8_t* x = in + (iy0 * p->in_w + ox_lo * p->stride_w - p->pad_w) * c;
+#if defined(__ARM_ARCH_6M__)
+                    if (pair) {
+                        span8(&g, &g2, x, p->stride_w * c, orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
+                        ox = ox_hi - 1;
+                        continue;
+                    }
+#endif
+                    span4(&g, x, p->stride_w * c, orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
+                    ox = ox_hi - 1;
+                    continue;
+                }
+#if defined(__ARM_ARCH_6M__)
+                if (pair && g.k > PK_SPAN8_MAX_ROW) {
+                    border4(&g, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+                    border4(&g2, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n + 4);
+                    continue;
+                }
+                border4(&g, pair ? &g2 : (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+#else
+                border4(&g, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+#endif
             }
         }
+        gi += pair ? 2 : 1;
     }
     if (o != (const pk_conv_opts*)0 && !o->leftovers) return;
     int32_t oc = 4 * groups;
@@ -685,13 +756,13 @@ PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t
         d.lo_at = p->lo_at != (const int32_t*)0 ? p->lo_at[c] : pk_lo_threshold(&d.q, d.out_off, d.lo, d.hi);
         d.c_n = c_n;
         d.row_stride = p->in_w * c_n;
-        d.asm_span = k33 && d.fast && d.q.left == 0;
+        d.asm_span = k33 && d.fast && d.q.left == 0 && d.q.right > 0 && d.lo_at != INT32_MIN;
         if (d.asm_span) {
             for (int32_t t = 0; t < 9; t++) d.args.w[t] = d.w9[t];
             d.args.be = d.be;
             d.args.c_n = c_n;
             d.args.row_stride = d.row_stride;
-            const pk_span_ch ch = {d.lo_at, d.q.mh, (int32_t)d.q.ml, d.q.right, d.q.mask, d.q.threshold,
+            const pk_span_ch ch = {d.lo_at, d.q.mh, (int32_t)d.q.ml, d.q.right, (int32_t)(1u << (d.q.right - 1)),
                                    d.out_off, d.lo, d.hi};
             d.args.ch = ch;
         }
@@ -821,11 +892,17 @@ void pk_unpack_s4(const int8_t* packed, int32_t count, int8_t* out) {
     if (count & 1) out[count - 1] = (int8_t)(pk_s4_pairs[src[pairs]] & 0xFF);
 }
 
-PK_HOT void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums) {
-    for (int32_t c = 0; c < c_count; c++) {
+PK_HOT void pk_sum_hw_s8_range(const int8_t* in, int32_t hw, int32_t c_count, int32_t c_lo, int32_t c_hi,
+                               int32_t* sums) {
+    for (int32_t c = c_lo; c < c_hi; c++) {
         const int8_t* x = in + c;
-        int32_t s = 0;
-        for (int32_t i = 0; i < hw; i++, x += c_count) s += *x;
+        int32_t s = 0, i = 0;
+        for (; i + 4 <= hw; i += 4, x += 4 * c_count) s += x[0] + x[c_count] + x[2 * c_count] + x[3 * c_count];
+        for (; i < hw; i++, x += c_count) s += *x;
         sums[c] = s;
     }
+}
+
+void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums) {
+    pk_sum_hw_s8_range(in, hw, c_count, 0, c_count, sums);
 }

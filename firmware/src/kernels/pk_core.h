@@ -91,7 +91,8 @@ void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, c
                    const pk_conv_opts* o);
 
 // The number of groups of four output channels pk_conv_s8 computes as groups (the rest one or two
-// at a time): out_c / 4 when k_h * k_w * in_c fits its patch buffer, else 0.
+// at a time): out_c / 4 when k_h * k_w * in_c fits its border patch buffer or no output reads
+// padding, else 0.
 int32_t pk_conv_groups(const pk_conv_params* p);
 
 // Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.
@@ -108,6 +109,9 @@ void pk_unpack_s4(const int8_t* packed, int32_t count, int8_t* out);
 
 // sums[c] = sum over the hw pixels of in[pixel * c_count + c] (the reduction of a MEAN over H and W).
 void pk_sum_hw_s8(const int8_t* in, int32_t hw, int32_t c_count, int32_t* sums);
+
+// The same for channels [c_lo, c_hi) only (sums[c] for those c): the two cores' halves of a MEAN.
+void pk_sum_hw_s8_range(const int8_t* in, int32_t hw, int32_t c_count, int32_t c_lo, int32_t c_hi, int32_t* sums);
 
 #ifdef __cplusplus
 }

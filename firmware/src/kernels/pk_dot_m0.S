@@ -114,21 +114,32 @@ pk_dot4_rows:
 //
 // pk_span4_args (pk_core.c, offsets checked there with static asserts):
 //    0 w0   4 k   8 rows   12 row_len   16 row_stride   20 x_step   24 o_step
-//   28 be[4]   44 ch[4], 36 bytes each:
-//      0 lo_at  4 mh  8 ml  12 right  16 mask  20 threshold  24 out_off  28 lo  32 hi
-// Requantization as pk_out_fast with left shift 0: a sum at or below lo_at gives lo; otherwise
-// h = (sum * mult + 2^30) >> 31 from 16-bit halves, the rounding shift right, the offset, the clamp.
+//   28 be[4]   44 ch[4], CH_SIZE bytes each (pk_span_ch, the CH_ offsets below)
+// Requantization as pk_out_fast with left shift 0 and right shift >= 1: a sum at or below lo_at
+// gives lo; otherwise h = (sum * mult + 2^30) >> 31 from 16-bit halves, then the rounding shift
+// right (midpoint away from zero) as (h + half - (h < 0)) >> right with half = 2^(right - 1), the
+// offset, the clamp to hi. No clamp to lo: a sum above lo_at (a confirmed threshold, never INT32_MIN
+// here) gives more than lo.
+    .equ CH_LO_AT, 0
+    .equ CH_MH, 4
+    .equ CH_ML, 8
+    .equ CH_RIGHT, 12
+    .equ CH_HALF, 16
+    .equ CH_OUT_OFF, 20
+    .equ CH_LO, 24
+    .equ CH_HI, 28
+    .equ CH_SIZE, 32
     .macro REQ
-    ldr r1, [r7, #0]
+    ldr r1, [r7, #CH_LO_AT]
     cmp r0, r1
     bgt 1f
-    ldr r0, [r7, #28]
+    ldr r0, [r7, #CH_LO]
     b 9f
 1:
     uxth r1, r0
     asrs r0, r0, #16
-    ldr r2, [r7, #4]
-    ldr r3, [r7, #8]
+    ldr r2, [r7, #CH_MH]
+    ldr r3, [r7, #CH_ML]
     movs r4, r1
     muls r4, r2, r4
     muls r1, r3, r1
@@ -147,26 +158,15 @@ pk_dot4_rows:
     adds r0, r0, r4
     lsls r2, r2, #1
     adds r0, r0, r2
-    ldr r1, [r7, #12]
-    movs r2, r0
-    asrs r2, r1
-    ldr r3, [r7, #16]
-    ands r3, r0
-    ldr r4, [r7, #20]
-    lsrs r1, r2, #31
-    adds r4, r4, r1
-    cmp r3, r4
-    ble 2f
-    adds r2, r2, #1
-2:
-    ldr r1, [r7, #24]
-    adds r0, r2, r1
-    ldr r1, [r7, #28]
-    cmp r0, r1
-    bge 3f
-    movs r0, r1
-3:
-    ldr r1, [r7, #32]
+    asrs r1, r0, #31        // -1 when h < 0
+    adds r0, r0, r1
+    ldr r1, [r7, #CH_HALF]
+    adds r0, r0, r1
+    ldr r1, [r7, #CH_RIGHT]
+    asrs r0, r1
+    ldr r1, [r7, #CH_OUT_OFF]
+    adds r0, r0, r1
+    ldr r1, [r7, #CH_HI]
     cmp r0, r1
     ble 9f
     movs r0, r1
@@ -212,15 +212,15 @@ pk_dot4_rows:
     mov r0, r8
     REQ
     strb r0, [r6, #0]
-    adds r7, #36
+    adds r7, #CH_SIZE
     mov r0, r9
     REQ
     strb r0, [r6, #1]
-    adds r7, #36
+    adds r7, #CH_SIZE
     mov r0, r10
     REQ
     strb r0, [r6, #2]
-    adds r7, #36
+    adds r7, #CH_SIZE
     mov r0, r11
     REQ
     strb r0, [r6, #3]
@@ -293,13 +293,15 @@ pk_span4:
 //
 //   void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
 //
-// pk_dw3_args (pk_core.c, offsets checked there): 0 w[9] (int32)  36 be  40 x_step  44 o_step
-//   48 c_n (bytes between taps of a row)  52 row_stride  56 ch (as in pk_span4)
+// pk_dw3_args (pk_core.c, offsets checked there): 0 ch (as in pk_span4, so REQ reads it at r7 = a)
+//   32 w[9] (int32)  68 be  72 x_step  76 o_step  80 c_n (bytes between taps of a row)  84 row_stride
+// The loop's state stays in registers: r8 row_stride, r9 o, r10 the end of o, r11 x, r12 x_step,
+// lr o_step.
     .macro TAP off, reg
     ldrsb r5, [r0, \reg]
-    ldr r6, [r4, #\off]
+    ldr r6, [r7, #\off]
     muls r6, r5, r6
-    adds r7, r7, r6
+    adds r4, r4, r6
     .endm
 
     .section .text.pk_span_dw3,"ax",%progbits
@@ -307,75 +309,149 @@ pk_span4:
     .type pk_span_dw3, %function
     .thumb_func
 pk_span_dw3:
-    push {r4-r7, lr}
-    mov r4, r8
-    push {r4}
-    sub sp, #16             // [sp] a, [sp+4] x, [sp+8] o, [sp+12] count
-    str r0, [sp, #0]
-    str r1, [sp, #4]
-    str r2, [sp, #8]
-    str r3, [sp, #12]
-    ldr r4, [r0, #52]
-    mov r8, r4              // row_stride
+    SAVE_ALL
     cmp r3, #0
-    bgt .Ldwpixel
-    b .Ldwdone
+    ble .Ldwdone
+    movs r7, r0
+    ldr r4, [r7, #84]
+    mov r8, r4              // row_stride
+    mov r9, r2              // o
+    ldr r4, [r7, #76]
+    mov lr, r4              // o_step
+    muls r3, r4, r3
+    adds r3, r3, r2
+    mov r10, r3             // o + count * o_step
+    mov r11, r1             // x
+    ldr r4, [r7, #72]
+    mov r12, r4             // x_step
 .Ldwpixel:
-    ldr r4, [sp, #0]
-    ldr r0, [sp, #4]
+    mov r0, r11
     movs r1, #0
-    ldr r2, [r4, #48]
+    ldr r2, [r7, #80]
     lsls r3, r2, #1
-    ldr r7, [r4, #36]
-    TAP 0, r1
-    TAP 4, r2
-    TAP 8, r3
+    ldr r4, [r7, #68]
+    TAP 32, r1
+    TAP 36, r2
+    TAP 40, r3
     add r0, r8
-    TAP 12, r1
-    TAP 16, r2
-    TAP 20, r3
+    TAP 44, r1
+    TAP 48, r2
+    TAP 52, r3
     add r0, r8
-    TAP 24, r1
-    TAP 28, r2
-    TAP 32, r3
-    mov r0, r7
-    movs r7, r4
-    adds r7, #56
+    TAP 56, r1
+    TAP 60, r2
+    TAP 64, r3
+    mov r0, r4
     REQ
-    ldr r6, [sp, #8]
+    mov r6, r9
     strb r0, [r6, #0]
-    ldr r4, [sp, #0]
-    ldr r5, [r4, #44]
-    adds r6, r6, r5
-    str r6, [sp, #8]
-    ldr r5, [r4, #40]
-    ldr r6, [sp, #4]
-    adds r6, r6, r5
-    str r6, [sp, #4]
-    ldr r5, [sp, #12]
-    subs r5, r5, #1
-    str r5, [sp, #12]
-    beq .Ldwdone
-    b .Ldwpixel
+    add r6, lr
+    mov r9, r6
+    add r11, r12
+    cmp r6, r10
+    bne .Ldwpixel
 .Ldwdone:
-    add sp, #16
-    pop {r4}
-    mov r8, r4
-    pop {r4-r7, pc}
+    RETURN_ALL
     .size pk_span_dw3, .-pk_span_dw3
 
 // pk_span4w: pk_span4 with the group's weights expanded to int32 and interleaved by channel
-// (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte:
-// 18 cycles per byte for four multiply-accumulates instead of 21.
+// (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte.
+// A kernel row of up to WIDE_UNROLL bytes runs straight through an unrolled block, entered
+// row_len bodies before its end (one computed jump per row instead of a branch per byte): 16 cycles
+// per byte for four multiply-accumulates. Longer rows take the loop (18 cycles per byte).
 //
 //   void pk_span4w(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
 //   (a->w0 points at wx, cast; the other fields as for pk_span4)
+    .equ WIDE_UNROLL, 32
+    .equ WIDE_BODY, 22      // bytes of code per unrolled byte (11 Thumb instructions)
+
+// One input byte x[r0 + r5] times the four weights at r1 (then r1 += 16) into r8-r11; r5 += 1.
+    .macro BYTEW
+    ldrsb r6, [r0, r5]
+    ldm r1!, {r2, r3, r4, r7}
+    muls r2, r6, r2
+    add r8, r2
+    muls r3, r6, r3
+    add r9, r3
+    muls r4, r6, r4
+    add r10, r4
+    muls r7, r6, r7
+    add r11, r7
+    adds r5, r5, #1
+    .endm
+
     .section .text.pk_span4w,"ax",%progbits
     .global pk_span4w
     .type pk_span4w, %function
     .thumb_func
 pk_span4w:
-    SPAN_ENTER
+    SAVE_ALL
+    sub sp, #24             // the pk_span4 frame, and [sp+20] the unrolled block's entry
+    str r0, [sp, #0]
+    str r1, [sp, #4]
+    str r2, [sp, #8]
+    str r3, [sp, #12]
+    ldr r4, [r0, #12]       // row_len
+    cmp r4, #WIDE_UNROLL
+    bls 3f
+    b .Lwloop_start
+3:
+    movs r5, #WIDE_BODY
+    muls r4, r5, r4
+    ldr r5, .Lwend_addr
+    b 1f
+    .balign 4
+.Lwend_addr:
+    .word .Lwend
+1:
+    subs r5, r5, r4
+    str r5, [sp, #20]
+    ldr r4, [r0, #16]       // row_stride in lr, row_len in r12: neither STORE4 nor NEXT_PIXEL
+    mov lr, r4              // touches them, so they are set once per call
+    ldr r4, [r0, #12]
+    mov r12, r4
+    cmp r3, #0
+    bgt .Lwupixel
+    b .Lwdone
+.Lwupixel:
+    ldr r7, [sp, #0]        // the four sums from the biases, the row count
+    ldr r4, [r7, #28]
+    mov r8, r4
+    ldr r4, [r7, #32]
+    mov r9, r4
+    ldr r4, [r7, #36]
+    mov r10, r4
+    ldr r4, [r7, #40]
+    mov r11, r4
+    ldr r4, [r7, #8]
+    str r4, [sp, #16]
+    ldr r1, [r7, #0]        // wx
+    ldr r0, [sp, #4]
+    add r0, r12
+.Lwurow:
+    mov r5, r12
+    negs r5, r5
+    ldr r6, [sp, #20]
+    mov pc, r6
+    .rept WIDE_UNROLL
+    BYTEW
+    .endr
+.Lwend:
+    add r0, lr              // the next input row
+    ldr r5, [sp, #16]
+    subs r5, r5, #1
+    str r5, [sp, #16]
+    beq 2f
+    b .Lwurow
+2:
+    STORE4
+    NEXT_PIXEL
+    beq 4f
+    b .Lwupixel
+4:
+    b .Lwdone
+
+.Lwloop_start:
     cmp r3, #0
     bgt .Lwpixel
     b .Lwdone
@@ -388,17 +464,7 @@ pk_span4w:
     mov r5, r12
     negs r5, r5
 .Lwbyte:
-    ldrsb r6, [r0, r5]
-    ldm r1!, {r2, r3, r4, r7}
-    muls r2, r6, r2
-    add r8, r2
-    muls r3, r6, r3
-    add r9, r3
-    muls r4, r6, r4
-    add r10, r4
-    muls r7, r6, r7
-    add r11, r7
-    adds r5, r5, #1
+    BYTEW
     bne .Lwbyte
     add r0, lr
     ldr r5, [sp, #16]
@@ -410,6 +476,176 @@ pk_span4w:
     beq .Lwdone
     b .Lwpixel
 .Lwdone:
-    add sp, #20
+    add sp, #24
     RETURN_ALL
     .size pk_span4w, .-pk_span4w
+
+// pk_span8w: two wide groups of four output channels side by side (eight channels), so each input
+// byte is loaded once for eight multiply-accumulates, and a pixel's setup, rows and stepping are
+// paid once for eight channels. Kernel rows of up to 32 bytes run through an unrolled block (as in
+// pk_span4w) entered row_len bodies before its end; the block's bodies read the byte at an immediate
+// offset, which frees the index register for the second group's weight pointer.
+//
+//   void pk_span8w(const pk_span4_args* const ab[2], const int8_t* x, int8_t* o, int32_t count);
+//   ab[0]: the first group (channels o[0..3]), its rows, row_len (<= 32), row_stride, x_step and
+//   o_step serve both; ab[1]: the second group (o[4..7]), its w0, be and ch.
+// Sums: r8-r11 the first group's, r12, lr, r4, r7 the second's; r1 and r5 the two weight pointers.
+    .equ SPAN8_BODY, 44     // bytes of code per unrolled byte (22 Thumb instructions)
+
+    .macro BYTE8 off
+    ldrb r6, [r0, #\off]
+    sxtb r6, r6
+    ldm r1!, {r2, r3}
+    muls r2, r6, r2
+    add r8, r2
+    muls r3, r6, r3
+    add r9, r3
+    ldm r1!, {r2, r3}
+    muls r2, r6, r2
+    add r10, r2
+    muls r3, r6, r3
+    add r11, r3
+    ldm r5!, {r2, r3}
+    muls r2, r6, r2
+    add r12, r2
+    muls r3, r6, r3
+    add lr, r3
+    ldm r5!, {r2, r3}
+    muls r2, r6, r2
+    adds r4, r4, r2
+    muls r3, r6, r3
+    adds r7, r7, r3
+    .endm
+
+// pk_span8w frame: [sp] ab, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left,
+// [sp+20] the block's entry, [sp+24] row_len - 32, [sp+28] row_stride, [sp+32..36] two sums.
+    .section .text.pk_span8w,"ax",%progbits
+    .global pk_span8w
+    .type pk_span8w, %function
+    .thumb_func
+pk_span8w:
+    SAVE_ALL
+    sub sp, #40
+    str r0, [sp, #0]
+    str r1, [sp, #4]
+    str r2, [sp, #8]
+    str r3, [sp, #12]
+    ldr r7, [r0, #0]
+    ldr r4, [r7, #12]       // row_len
+    movs r5, #SPAN8_BODY
+    muls r5, r4, r5
+    ldr r6, .L8end_addr
+    b 1f
+    .balign 4
+.L8end_addr:
+    .word .L8end
+1:
+    subs r6, r6, r5
+    str r6, [sp, #20]
+    subs r4, #32
+    str r4, [sp, #24]
+    ldr r4, [r7, #16]
+    str r4, [sp, #28]
+    cmp r3, #0
+    bgt .L8pixel
+    add sp, #40
+    RETURN_ALL
+.L8pixel:
+    ldr r6, [sp, #0]
+    ldr r7, [r6, #4]        // the second group's args
+    ldr r6, [r6, #0]        // the first group's
+    ldr r1, [r6, #0]
+    ldr r5, [r7, #0]
+    ldr r2, [r6, #8]
+    str r2, [sp, #16]       // rows
+    ldr r2, [r6, #28]
+    mov r8, r2
+    ldr r2, [r6, #32]
+    mov r9, r2
+    ldr r2, [r6, #36]
+    mov r10, r2
+    ldr r2, [r6, #40]
+    mov r11, r2
+    ldr r2, [r7, #28]
+    mov r12, r2
+    ldr r2, [r7, #32]
+    mov lr, r2
+    ldr r4, [r7, #36]
+    ldr r7, [r7, #40]
+    ldr r0, [sp, #4]
+    ldr r2, [sp, #24]
+    adds r0, r0, r2
+.L8row:
+    ldr r6, [sp, #20]
+    mov pc, r6
+    .set pk_b8, 0
+    .rept 32
+    BYTE8 pk_b8
+    .set pk_b8, pk_b8 + 1
+    .endr
+.L8end:
+    ldr r6, [sp, #28]
+    adds r0, r0, r6         // the next input row
+    ldr r6, [sp, #16]
+    subs r6, r6, #1
+    str r6, [sp, #16]
+    beq 2f
+    b .L8row
+2:
+    str r4, [sp, #32]
+    str r7, [sp, #36]
+    ldr r7, [sp, #0]
+    ldr r7, [r7, #0]
+    adds r7, #44            // the first group's ch[0]
+    ldr r6, [sp, #8]
+    mov r0, r8
+    REQ
+    strb r0, [r6, #0]
+    adds r7, #CH_SIZE
+    mov r0, r9
+    REQ
+    strb r0, [r6, #1]
+    adds r7, #CH_SIZE
+    mov r0, r10
+    REQ
+    strb r0, [r6, #2]
+    adds r7, #CH_SIZE
+    mov r0, r11
+    REQ
+    strb r0, [r6, #3]
+    ldr r7, [sp, #0]
+    ldr r7, [r7, #4]
+    adds r7, #44            // the second group's ch[0]
+    mov r0, r12
+    REQ
+    strb r0, [r6, #4]
+    adds r7, #CH_SIZE
+    mov r0, lr
+    REQ
+    strb r0, [r6, #5]
+    adds r7, #CH_SIZE
+    ldr r0, [sp, #32]
+    REQ
+    strb r0, [r6, #6]
+    adds r7, #CH_SIZE
+    ldr r0, [sp, #36]
+    REQ
+    strb r0, [r6, #7]
+    ldr r7, [sp, #0]
+    ldr r7, [r7, #0]
+    ldr r4, [r7, #24]       // o_step
+    adds r6, r6, r4
+    str r6, [sp, #8]
+    ldr r4, [r7, #20]       // x_step
+    ldr r5, [sp, #4]
+    adds r5, r5, r4
+    str r5, [sp, #4]
+    ldr r4, [sp, #12]
+    subs r4, r4, #1
+    str r4, [sp, #12]
+    beq .L8done
+    bl .L8pixel             // a branch back beyond b's reach (lr is free here)
+.L8done:
+    add sp, #40
+    RETURN_ALL
+    .size pk_span8w, .-pk_span8w
