@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-RECIPES = ["int8", "prune-int8", "boundary-int8", "cluster-int8", "pcqat-int8", "int4", "cluster-int4"]
+RECIPES = ["int8", "prune-int8", "boundary-int8", "cluster-int8", "pcqat-int8", "int4", "cluster-int4", "codebook-4bit",
+           "codebook-2bit"]
 
 
 def _run(recipe: str, runs: Path) -> float:
