@@ -205,7 +205,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
             raise PipelineError(f"run {summary.run.name} has no firmware image to compare layer by layer",
                                 hint="see the build stage's reason above")
         status("layers: each op's output for golden input 0, on the board and in host TFLM")
+        from pipeline.analysis.report import write_report
+
         r = compare_run(summary.run, build["metrics"]["image"], port=args.port, log=status)
+        write_report(summary.run.root)
         say("\n".join(layers_markdown(r)))
         say(f"Wrote {summary.run.path('layers.json')}: {headline(r)} ({r['board_bytes']:,} bytes read in "
             f"{r['board_seconds']:.1f} s)")

@@ -8,8 +8,8 @@ op's output is compared (max abs difference in the tensor's own units, LSB for i
 many values differ) and the first op that differs is named. TFLM's ``layer_by_layer_debugger.py`` is
 the model; it compares TFLM with TFLite, this compares the board with host TFLM.
 
-``compare_run`` writes ``layers.json`` and ``layers.md`` into the run and appends the table to its
-``report.md`` (and ``report.json``) as a section of their own.
+``compare_run`` writes ``layers.json`` and ``layers.md`` into the run; the run's report
+(:func:`pipeline.analysis.report.write_report`) shows ``layers.json`` as a section of its own.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from pipeline.errors import PipelineError
 Log = Callable[[str], None]
 LAYER_FILES = ("layers.json", "layers.md")
 REPORT_HEADING = "## Layer by layer: board vs host TFLM"
+LAYERS_SUMMARY_KEYS = ("agree", "exact_ops", "first_differing", "where", "input")  # what report.json keeps
 _NUMPY = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": np.uint16, "INT32": np.int32,
           "UINT32": np.uint32, "INT64": np.int64, "FLOAT32": np.float32, "FLOAT64": np.float64, "BOOL": np.bool_}
 
@@ -215,35 +216,12 @@ def compare_frame(board_outs: Sequence[dict[str, Any]], host: Sequence[OpOutput]
     return compare_op_outputs([b["data"] for b in board_outs], host)
 
 
-def append_report_section(run, lines: list[str], summary: dict[str, Any]) -> None:
-    """Put the section into the run's report.md (replacing an earlier one) and its summary into report.json."""
-    from pipeline.flow.rundir import atomic_write_json, atomic_write_text
-
-    md = run.path("report.md")
-    text = md.read_text(encoding="utf-8") if md.is_file() else ""
-    start = text.find(REPORT_HEADING)
-    if start >= 0:
-        end = text.find("\n## ", start + len(REPORT_HEADING))
-        text = text[:start] + (text[end + 1:] if end >= 0 else "")
-    text = text.rstrip("\n") + ("\n\n" if text.strip() else "") + "\n".join([REPORT_HEADING, ""] + lines) + "\n"
-    atomic_write_text(md, text)
-    rj = run.path("report.json")
-    if rj.is_file():
-        try:
-            doc = json.loads(rj.read_text(encoding="utf-8"))
-        except ValueError:
-            doc = None
-        if isinstance(doc, dict):
-            doc["layers"] = summary
-            atomic_write_json(rj, doc)
-
-
 def compare_run(run, image: str, *, port: str | None, input_index: int = 0, host_model: bytes | None = None,
                 log: Log = _quiet) -> dict[str, Any]:
     """Every op's output of ``run``'s firmware on the board (``port``) or the emulated Pico against host
     TFLM, for golden input ``input_index``. ``host_model`` replaces the run's ``model.tflite`` on the host
     side (the board always runs the run's firmware): a model altered on purpose shows where a difference
-    is found. Writes ``layers.json`` and ``layers.md``, appends the table to the report; returns the result."""
+    is found. Writes ``layers.json`` and ``layers.md`` (the report shows them when written again); returns the result."""
     import time
 
     from pipeline.board.connect import board_port
@@ -265,6 +243,4 @@ def compare_run(run, image: str, *, port: str | None, input_index: int = 0, host
     lines = layers_markdown(result)
     atomic_write_json(run.path("layers.json"), result)
     atomic_write_text(run.path("layers.md"), "\n".join(["# " + REPORT_HEADING[3:], ""] + lines) + "\n")
-    append_report_section(run, lines, {k: result[k] for k in ("agree", "exact_ops", "first_differing", "where",
-                                                               "input")})
     return result

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.flow.rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text, stage_metrics
 from pipeline.analysis import feasibility
+from pipeline.analysis.layers import LAYERS_SUMMARY_KEYS, REPORT_HEADING as LAYERS_HEADING, layers_markdown
 from pipeline.analysis.published import published_line
 from pipeline.board.targets import RP2040
 from pipeline.codegen.layout import layout_markdown
@@ -137,10 +138,12 @@ def status_text(entry: dict[str, Any]) -> str:
 
 def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = None,
                  arena: dict[str, Any] | None = None, budget_png: str | None = None,
-                 payload: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+                 payload: dict[str, Any] | None = None,
+                 layers: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """The Markdown text and the JSON document of a manifest (plus, when given, the arena layout and the
     flatbuffer-vs-payload figures (``convert.payload_bytes``) read from the run's ``.tflite``, the results
-    of ``picotflm arena`` and the name of the budget chart)."""
+    of ``picotflm arena``, the layer-by-layer comparison of ``picotflm measure --layers`` and the name of
+    the budget chart)."""
     recipe = manifest.get("recipe") or {}
     stages: dict[str, Any] = manifest.get("stages") or {}
     order = list(recipe.get("stages") or stages)
@@ -166,6 +169,8 @@ def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = No
         md += layout_markdown(layout, stage_metrics(manifest, "verify").get("host_arena_allocations"))
     if arena:
         md += ["", "## Arena tuning (`picotflm arena`)", ""] + arena_markdown(arena)
+    if layers:
+        md += ["", LAYERS_HEADING, ""] + layers_markdown(layers)
     feas = feasibility.run_table(manifest)  # the boards' budgets, as `picotflm feasibility RUN` prints them
     if feas:
         md += ["", "## Platform feasibility", ""] + feasibility.markdown(feas["rows"], feas["basis"])
@@ -215,22 +220,32 @@ def build_report(manifest: dict[str, Any], *, layout: dict[str, Any] | None = No
         doc["arena_layout"] = layout
     if arena:
         doc["arena_tuning"] = arena
+    if layers:
+        doc["layers"] = {k: layers.get(k) for k in LAYERS_SUMMARY_KEYS}
     if feas:
         doc["feasibility"] = feas
     return "\n".join(md), doc
 
 
-def write_report(run_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``report.md``, ``report.json`` and ``budget.png`` into ``run_dir`` from its manifest (and
-    its ``model.tflite`` and ``arena.json`` when present); return the paths of the first two."""
+def _json_or_none(path: Path) -> Any:
+    """A JSON file written by a command of picotflm (arena.json, layers.json), or None (absent, unreadable)."""
     import json
 
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.json`` and ``budget.png`` into ``run_dir`` from its manifest (and
+    its ``model.tflite``, ``arena.json`` and ``layers.json`` when present); return the paths of the first two."""
     from pipeline.errors import PipelineError
 
     run_dir = Path(run_dir)
     run = RunDir(root=run_dir, name=run_dir.name)
     manifest = run.read_manifest()
-    layout = arena = payload = None
+    layout = payload = None
     tflite = run_dir / "model.tflite"
     if tflite.is_file():
         from pipeline.tflite.reader import payload_bytes
@@ -245,14 +260,10 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
             payload = payload_bytes(model)
         except PipelineError:
             payload = None
-    if (run_dir / "arena.json").is_file():
-        try:
-            arena = json.loads((run_dir / "arena.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            arena = None
+    arena, layers = (_json_or_none(run_dir / name) for name in ("arena.json", "layers.json"))
     png = budget_plot([(manifest.get("run") or run_dir.name, memory_budget(manifest))], run_dir / "budget.png")
     text, doc = build_report(manifest, layout=layout, arena=arena, budget_png=png.name if png else None,
-                             payload=payload)
+                             payload=payload, layers=layers)
     md_path = atomic_write_text(run_dir / "report.md", text)
     json_path = atomic_write_json(run_dir / "report.json", doc)
     return md_path, json_path

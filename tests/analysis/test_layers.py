@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.analysis.layers import (OpOutput, append_report_section, compare_frame, compare_op_outputs, headline,
+from pipeline.analysis.layers import (OpOutput, compare_frame, compare_op_outputs, headline,
                                       host_op_outputs, layers_markdown, model_ops)
 from pipeline.errors import PipelineError
 from tests.analysis.layer_models import negate_weights
@@ -110,20 +110,24 @@ def test_an_altered_op_is_named_first(model, frame, op_index):
     assert all(row["exact"] for row in r["ops"][:op_index])
 
 
-def test_report_section_is_appended_once(tmp_path):
-    from pipeline.flow.rundir import RunDir
+def test_the_report_shows_layers_json_once_however_often_it_is_written(tmp_path):
+    from pipeline.analysis.report import write_report
 
-    run = RunDir(root=tmp_path, name="r")
-    (tmp_path / "report.md").write_text("# Run r\n\n## Stages\n\nx\n")
-    (tmp_path / "report.json").write_text(json.dumps({"run": "r"}))
+    (tmp_path / "manifest.json").write_text(json.dumps({"run": "r", "recipe": {"name": "int8", "stages": []},
+                                                        "stages": {}}))
     host = _ops()
     r = compare_op_outputs([o.data for o in host], host)
+    r.update(where="emulated Pico", input="golden input 0")
+    (tmp_path / "layers.json").write_text(json.dumps(r))
     for _ in range(2):
-        append_report_section(run, layers_markdown(r), {"agree": r["agree"]})
-    text = (tmp_path / "report.md").read_text()
-    assert text.startswith("# Run r\n\n## Stages\n\nx\n") and len(re.findall("## Layer by layer", text)) == 1
-    assert text.rstrip().endswith("all 4 ops agree with host TFLM bit for bit.")
-    assert json.loads((tmp_path / "report.json").read_text()) == {"run": "r", "layers": {"agree": True}}
+        md_path, js_path = write_report(tmp_path)
+    text = md_path.read_text()
+    assert len(re.findall("## Layer by layer", text)) == 1
+    assert "all 4 ops agree with host TFLM bit for bit." in text
+    assert json.loads(js_path.read_text())["layers"] == {"agree": True, "exact_ops": 4, "first_differing": None,
+                                                          "where": "emulated Pico", "input": "golden input 0"}
+    (tmp_path / "layers.json").unlink()
+    assert "## Layer by layer" not in write_report(tmp_path)[0].read_text()
 
 
 def test_layer_chunk_is_one_constant_and_fits_a_reply():
