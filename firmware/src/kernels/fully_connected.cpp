@@ -40,29 +40,6 @@ const FcTable* g_fc_tables = nullptr;
 int g_fc_table_count = 0;
 int g_fc_matched = 0;
 
-// While TFLM's CalculateOpDataFullyConnected runs, its two per-channel arrays (its only persistent
-// allocations) come from temporary memory; afterwards they are replaced by a host table with the same
-// content, or copied to persistent memory when none matches (what TFLM would have kept).
-struct PerChannelCapture {
-  void* (*persistent)(TfLiteContext*, size_t) = nullptr;
-  uint8_t* temp[2] = {nullptr, nullptr};
-  size_t bytes[2] = {0, 0};
-  int count = 0;
-};
-PerChannelCapture g_capture;
-
-void* CapturePersistent(TfLiteContext* context, size_t bytes) {
-  if (g_capture.count < 2) {
-    uint8_t* p = tflite::GetMicroContext(context)->AllocateTempBuffer(bytes, alignof(int32_t));
-    if (p == nullptr) return nullptr;
-    g_capture.temp[g_capture.count] = p;
-    g_capture.bytes[g_capture.count] = bytes;
-    g_capture.count++;
-    return p;
-  }
-  return g_capture.persistent(context, bytes);
-}
-
 const FcTable* MatchFcTable(const int32_t* mult, const int32_t* shift, int channels) {
   for (int i = 0; i < g_fc_table_count; i++) {
     const FcTable& t = g_fc_tables[i];
@@ -76,31 +53,18 @@ const FcTable* MatchFcTable(const int32_t* mult, const int32_t* shift, int chann
 
 // The per-channel arrays TFLM computed (in temporary memory): a host table's, or persistent copies.
 TfLiteStatus KeepPerChannel(TfLiteContext* context, tflite::OpDataFullyConnected* data) {
-  if (g_capture.count != 2 || g_capture.bytes[0] != g_capture.bytes[1] ||
-      data->per_channel_output_multiplier != reinterpret_cast<int32_t*>(g_capture.temp[0]) ||
-      data->per_channel_output_shift != reinterpret_cast<int32_t*>(g_capture.temp[1])) {
+  const int channels = CapturedChannels(data->per_channel_output_multiplier, data->per_channel_output_shift);
+  if (channels < 0) {
     MicroPrintf("picotflm: unexpected per-channel allocations in FULLY_CONNECTED's Prepare");
     return kTfLiteError;
   }
-  const int channels = static_cast<int>(g_capture.bytes[0] / sizeof(int32_t));
   if (const FcTable* t = MatchFcTable(data->per_channel_output_multiplier, data->per_channel_output_shift, channels)) {
     data->per_channel_output_multiplier = const_cast<int32_t*>(t->mult);
     data->per_channel_output_shift = const_cast<int32_t*>(t->shift);
     g_fc_matched++;
     return kTfLiteOk;
   }
-  for (int i = 0; i < 2; i++) {
-    auto* keep = static_cast<int32_t*>(g_capture.persistent(context, g_capture.bytes[i]));
-    if (keep == nullptr || Reaches(keep, g_capture.temp, g_capture.bytes, 2)) {
-      MicroPrintf("picotflm: the arena is too small to keep the per-channel arrays");
-      return kTfLiteError;
-    }
-    const auto* from = reinterpret_cast<const int32_t*>(g_capture.temp[i]);
-    for (int c = 0; c < channels; c++) keep[c] = from[c];
-    if (i == 0) data->per_channel_output_multiplier = keep;
-    else data->per_channel_output_shift = keep;
-  }
-  return kTfLiteOk;
+  return KeepCapturedCopies(context, &data->per_channel_output_multiplier, &data->per_channel_output_shift);
 }
 
 void* FcInit(TfLiteContext* context, const char* buffer, size_t length) {
@@ -140,16 +104,13 @@ TfLiteStatus FcPrepare(TfLiteContext* context, TfLiteNode* node) {
   if (fast) {
     tflite::OpDataFullyConnected data;  // on the stack: only what Eval reads is kept
     memset(&data, 0, sizeof(data));
-    g_capture = PerChannelCapture();
-    g_capture.persistent = context->AllocatePersistentBuffer;
-    context->AllocatePersistentBuffer = CapturePersistent;
+    BeginPerChannelCapture(context);
     status = tflite::CalculateOpDataFullyConnected(context, params->activation, input->type, input, filter, bias,
                                                    output, &data);
-    context->AllocatePersistentBuffer = g_capture.persistent;
+    EndPerChannelCapture(context);
     const bool per_channel = data.is_per_channel;
     if (status == kTfLiteOk && per_channel) status = KeepPerChannel(context, &data);
-    for (int i = g_capture.count - 1; i >= 0; i--) micro->DeallocateTempBuffer(g_capture.temp[i]);
-    g_capture = PerChannelCapture();
+    ReleaseCapture(context);
     if (status == kTfLiteOk && Int8(data.input_zero_point) && Int8(data.output_zero_point) &&
         Int8(data.output_activation_min) && Int8(data.output_activation_max) &&
         (!per_channel || output->dims->size == 2)) {

@@ -19,6 +19,22 @@ bool Reaches(const void* p, uint8_t* const* temp, const size_t* bytes, int n);
 // nullptr (with the reason in TFLM's log) when the arena has no such room.
 void* PersistentBeside(TfLiteContext* context, size_t bytes, const void* temp, size_t temp_bytes);
 
+// TFLM's Prepare of a convolution or a fully connected op allocates two persistent per-channel arrays
+// (output multipliers and shifts). Between BeginPerChannelCapture and EndPerChannelCapture the first
+// two persistent allocations come from temporary memory instead, so that afterwards the op points at
+// a host table in flash with the same content, or keeps copies (KeepCapturedCopies) as TFLM would.
+// ReleaseCapture frees the temporary buffers. One capture at a time (Prepare runs on core 0 only).
+void BeginPerChannelCapture(TfLiteContext* context);
+void EndPerChannelCapture(TfLiteContext* context);
+// How many allocations were captured.
+int CapturedCount();
+// The channel count when `mult` and `shift` are the two captured arrays (of equal size), else -1.
+int CapturedChannels(const int32_t* mult, const int32_t* shift);
+// The two captured arrays copied to persistent memory clear of the temporary buffers, written to
+// `*mult` and `*shift`; kTfLiteError (with the reason in TFLM's log) when the arena has no room.
+TfLiteStatus KeepCapturedCopies(TfLiteContext* context, int32_t** mult, int32_t** shift);
+void ReleaseCapture(TfLiteContext* context);
+
 }  // namespace picotflm
 
 #endif  // PICOTFLM_PERSISTENT_H_

@@ -40,29 +40,6 @@ void CheckThresholds(int i) {
 
 // ------------------------------------------------------------- per-channel tables kept out of the arena
 
-// While TFLM's Prepare runs, its two per-channel arrays (the first two persistent allocations) are
-// served from temporary memory; afterwards they are replaced by a host table with the same content,
-// or copied to persistent memory when no table matches.
-struct PerChannelCapture {
-  void* (*persistent)(TfLiteContext*, size_t) = nullptr;
-  uint8_t* temp[2] = {nullptr, nullptr};
-  size_t bytes[2] = {0, 0};
-  int count = 0;
-};
-PerChannelCapture g_capture;
-
-void* CapturePersistent(TfLiteContext* context, size_t bytes) {
-  if (g_capture.count < 2) {
-    uint8_t* p = tflite::GetMicroContext(context)->AllocateTempBuffer(bytes, alignof(int32_t));
-    if (p == nullptr) return nullptr;
-    g_capture.temp[g_capture.count] = p;
-    g_capture.bytes[g_capture.count] = bytes;
-    g_capture.count++;
-    return p;
-  }
-  return g_capture.persistent(context, bytes);
-}
-
 const QuantTable* MatchTable(const int32_t* mult, const int32_t* shift, int channels) {
   for (int i = 0; i < g_table_count; i++) {
     const QuantTable& t = g_tables[i];
@@ -82,17 +59,12 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
   *matched = nullptr;
   Pending pending;
   g_pending = g_cache != nullptr ? &pending : nullptr;
-  g_capture = PerChannelCapture();
-  g_capture.persistent = context->AllocatePersistentBuffer;
-  context->AllocatePersistentBuffer = CapturePersistent;
+  BeginPerChannelCapture(context);
   const TfLiteStatus status = prepare(context, node);
-  context->AllocatePersistentBuffer = g_capture.persistent;
-  tflite::MicroContext* micro = tflite::GetMicroContext(context);
+  EndPerChannelCapture(context);
   TfLiteStatus result = status;
-  if (status == kTfLiteOk && g_capture.count == 2 && g_capture.bytes[0] == g_capture.bytes[1] &&
-      data->per_channel_output_multiplier == reinterpret_cast<int32_t*>(g_capture.temp[0]) &&
-      data->per_channel_output_shift == reinterpret_cast<int32_t*>(g_capture.temp[1])) {
-    const int channels = static_cast<int>(g_capture.bytes[0] / sizeof(int32_t));
+  const int channels = CapturedChannels(data->per_channel_output_multiplier, data->per_channel_output_shift);
+  if (status == kTfLiteOk && channels >= 0) {
     const QuantTable* t = MatchTable(data->per_channel_output_multiplier, data->per_channel_output_shift, channels);
     if (t != nullptr) g_matched++;
     else g_missed++;
@@ -109,27 +81,13 @@ TfLiteStatus PrepareWithTables(TfLiteContext* context, TfLiteNode* node,
         slot.wide_filter = wide_filter;
       }
     } else {  // no table: what TFLM would have kept
-      for (int i = 0; i < 2; i++) {
-        auto* keep = static_cast<int32_t*>(g_capture.persistent(context, g_capture.bytes[i]));
-        // TFLM checks a persistent allocation against the head only, not the temporary buffers
-        // above it: one that reaches into them would be overwritten by its own copy.
-        if (keep == nullptr || Reaches(keep, g_capture.temp, g_capture.bytes, 2)) {
-          MicroPrintf("picotflm: the arena is too small to keep the per-channel arrays");
-          result = kTfLiteError;
-          break;
-        }
-        const auto* from = reinterpret_cast<const int32_t*>(g_capture.temp[i]);
-        for (int c = 0; c < channels; c++) keep[c] = from[c];
-        if (i == 0) data->per_channel_output_multiplier = keep;
-        else data->per_channel_output_shift = keep;
-      }
+      result = KeepCapturedCopies(context, &data->per_channel_output_multiplier, &data->per_channel_output_shift);
     }
-  } else if (status == kTfLiteOk && g_capture.count > 0) {
+  } else if (status == kTfLiteOk && CapturedCount() > 0) {
     MicroPrintf("picotflm: unexpected per-channel allocations in Prepare");
     result = kTfLiteError;
   }
-  for (int i = g_capture.count - 1; i >= 0; i--) micro->DeallocateTempBuffer(g_capture.temp[i]);
-  g_capture = PerChannelCapture();
+  ReleaseCapture(context);
   g_pending = nullptr;
   return result;
 }
