@@ -38,18 +38,7 @@ def board_port(elf: Path, port: str | None, image: str, label: str | None = None
     if port:
         yield port, label or "real board on " + port
         return
-    if image not in EMULATED_LABELS:
-        raise BoardUnavailable(f"not measured: unknown image kind {image!r}", hint="rebuild the run's firmware")
-    from pipeline.board.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
-
-    try:
-        find_node()
-        check_emulator_dir(emulator_dir(), image)
-    except PipelineError as e:
-        if firmware_required():
-            raise
-        raise BoardUnavailable(f"not measured: {e.message}", hint=e.hint) from None
-    with EmulatedPico(elf, kind=image) as pico:
+    with emulated_board(elf, image, why="not measured: ") as pico:
         yield pico.port, EMULATED_LABELS[image]
 
 
@@ -99,12 +88,13 @@ def check_board(port: str, expect_hash: str | None = None, *, attempts: int = 10
 
 
 @contextlib.contextmanager
-def emulated_board(elf: Path, image: str = "board"):
+def emulated_board(elf: Path, image: str = "board", *, why: str = "no emulated Pico here: "):
     """The emulated Pico running ``elf`` (an image of kind ``image``), its process alive while the block
     runs: yields the :class:`~pipeline.board.emulator.EmulatedPico` (``.port``, ``.pid``, ``.check()``).
-    No Node.js or emulator here: :class:`BoardUnavailable` (the error itself with PICOTFLM_REQUIRE_FIRMWARE=1)."""
+    No Node.js or emulator here: :class:`BoardUnavailable`, its message after ``why`` (the error itself
+    with PICOTFLM_REQUIRE_FIRMWARE=1)."""
     if image not in EMULATED_LABELS:
-        raise BoardUnavailable(f"unknown image kind {image!r}", hint="rebuild the run's firmware")
+        raise BoardUnavailable(f"{why}unknown image kind {image!r}", hint="rebuild the run's firmware")
     from pipeline.board.emulator import EmulatedPico, check_emulator_dir, emulator_dir, find_node
 
     try:
@@ -113,6 +103,6 @@ def emulated_board(elf: Path, image: str = "board"):
     except PipelineError as e:
         if firmware_required():
             raise
-        raise BoardUnavailable(f"no emulated Pico here: {e.message}", hint=e.hint) from None
+        raise BoardUnavailable(f"{why}{e.message}", hint=e.hint) from None
     with EmulatedPico(elf, kind=image) as pico:
         yield pico
