@@ -132,7 +132,12 @@ GROUP = 4  # output channels the conv kernels compute together (pk_conv_s8's gro
 def _groups(model, train, val, cfg: PruneConfig, batch_size: int, seed: int):
     """Whole groups of four output channels of each Conv2D kernel (but ``skip_layers``) set to zero, the
     groups of smallest L2 norm first, round(target_sparsity x groups) of them; fine-tuned with the zeros
-    kept. A layer with fewer than four output channels, or leftovers after its last group, keeps them."""
+    kept. A layer with fewer than four output channels, or leftovers after its last group, keeps them.
+
+    A pruned channel outputs exactly zero, not a constant: its bias, and the shift (beta) and moving
+    mean of a BatchNormalization right after the conv, are zeroed and kept zero too. A constant would
+    be a tiny value that int8 rounds to a whole step, and fine-tuning lets later layers lean on it with
+    large weights, so that one rounding moved the int8 model's accuracy by tens of points."""
     pruned = fresh_copy(model)
     unknown = sorted(set(cfg.skip_layers) - {l.name for l in pruned.layers})
     if unknown:
@@ -151,10 +156,30 @@ def _groups(model, train, val, cfg: PruneConfig, batch_size: int, seed: int):
             mask[..., GROUP * g:GROUP * g + GROUP] = 0
         var.assign(w * mask)
         masks.append((var, mask))
+        keep = mask.reshape(-1, w.shape[-1])[0]  # per output channel: 1 kept, 0 pruned
+        for v in _channel_shifts(pruned, layer):
+            v.assign(v.numpy() * keep)
+            masks.append((v, keep))
         pruned_groups[layer.name] = drop
     fine_tune(pruned, train, val, epochs=cfg.epochs, learning_rate=FINE_TUNE_LR, batch_size=batch_size,
               callbacks=[_KeepMasks(masks)], seed=seed)
-    for var, mask in masks:  # proof: the pruned groups are still zero
+    for var, mask in masks:  # proof: the pruned groups (weights, biases, BatchNorm shifts) are still zero
         if np.any(var.numpy()[mask == 0] != 0):
             raise PipelineError("group pruning lost its zeros during fine-tuning", hint="this is a bug")
     return pruned, pruned_groups
+
+
+def _channel_shifts(model, layer) -> list:
+    """What adds a per-output-channel constant to ``layer``'s output: its bias, and the beta and
+    moving mean of a BatchNormalization that reads only that output."""
+    out = [layer.bias] if getattr(layer, "use_bias", False) else []
+    for bn in model.layers:
+        if type(bn).__name__ != "BatchNormalization":
+            continue
+        try:
+            reads = bn.input is layer.output
+        except (AttributeError, ValueError):  # a layer without (or with several) inbound nodes
+            reads = False
+        if reads:
+            out += [v for v in (bn.beta, bn.moving_mean) if v is not None]
+    return out
