@@ -149,8 +149,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     # magnitude: tfmot polynomial schedule | boundary: |w| < tau * max|W| | groups: whole groups of four
-    # output channels of each Conv2D kernel, smallest L2 norm first (the codebook conv skips them; see
-    # docs/kernels.md for what TFLiteConverter makes of an all-zero channel)
+    # output channels of each Conv2D kernel, smallest L2 norm first, with their bias and BatchNorm shift,
+    # so that a pruned channel outputs exactly zero (the codebook conv skips them; docs/kernels.md)
     method: str = "magnitude"
     target_sparsity: float = 0.5
     tau: float = 0.2
