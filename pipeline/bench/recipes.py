@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 RECIPES = ["int8", "prune-int8", "boundary-int8", "cluster-int8", "pcqat-int8", "int4", "cluster-int4", "codebook-4bit",
-           "codebook-2bit"]
+           "codebook-2bit", "prune-groups-2bit"]
 
 
 def _run(recipe: str, runs: Path) -> float:
