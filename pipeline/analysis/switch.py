@@ -274,6 +274,7 @@ def simulate(runs: Sequence[str | Path], cfg: SwitchConfig, runs_dir: str | Path
         probs = dequantized_outputs(v)
         outputs.append(probs)
         alone.append({"run": v.name, "weight_bytes": v.weight_bytes, "tflite_bytes": len(v.tflite),
+                      "device_model_bytes": v.device_model_bytes, "device_weight_bytes": v.device_weight_bytes,
                       "accuracy": float(np.mean(probs.argmax(1) == labels)), "latency_us": v.latency_us,
                       "latency_where": v.latency_where})
     setup_s = _host_setup_seconds(variants[-1])

@@ -1,7 +1,9 @@
 """Quantization switching inside one firmware, measured on the board (or the emulated Pico).
 
 ``build_switching`` renders several runs of one model (e.g. ``int4`` and ``int8``) into one firmware:
-every model in flash, one tensor arena sized for the largest, variant 0 (the smallest) set up at boot.
+every model in flash, each stored as its run's recipe stores it (a ``cluster.index_bits`` of 2 or 4:
+its clustered CONV_2D filters as codebooks; else the .tflite's own int8 or int4 bytes), one tensor
+arena sized for the largest, variant 0 (the smallest in flash) set up at boot.
 ``measure_switching`` then asks the board, per variant: what a switch to it costs (``select``: TFLM's
 setup of that model in the arena), arena used, median invoke latency, golden bit-exactness, and its
 answers to test frames; and for the policy (``policy`` + ``auto``: variant 0 first, the next variant
