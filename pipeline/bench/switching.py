@@ -123,7 +123,7 @@ def size_accuracy_latency(label: str, r: dict[str, Any]) -> list[str]:
     lines = [f"### {label}: size, accuracy and latency of the variants", "",
              f"One firmware ({b['flash_bytes']:,} B flash) holds every variant, each stored as its recipe stores "
              f"it, smallest in flash first; measured on {r['where']}"
-             + (f", {cores} cores" if cores else "") + f". Board accuracy: the first {p['frames']} test frames; "
+             + (f"; the firmware ran on {cores} cores" if cores else "") + f". Board accuracy: the first {p['frames']} test frames; "
              f"host accuracy: host TFLM on all {r['test_samples']} test images.", "",
              "| variant | stored as | model in flash B | weights on the device B | host TFLM accuracy | "
              "board accuracy (frames) | median invoke on the board (us) | switch to it (us) | golden |",
