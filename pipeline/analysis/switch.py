@@ -81,6 +81,37 @@ class Variant:
     x_test: np.ndarray = field(repr=False)
     y_test: np.ndarray = field(repr=False)
     root: Path | None = None
+    index_bits: int = 8  # codebook index width of its device storage (cluster.index_bits); 8: as the .tflite
+    device_weight_bytes: int = 0  # its weights as stored on the device (codebooks encoded); 0: not known
+    device_model_bytes: int = 0  # its model in the device's flash (flow/steps.py device_stored); 0: not known
+
+
+def stored_bits(root: Path) -> int:
+    """The codebook index width a run's recorded recipe gives its device storage (8 for none, or when
+    the run recorded no recipe)."""
+    from pipeline.flow.recipe import recipe_of_run
+    from pipeline.flow.steps import codebook_bits
+
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return 8
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise PipelineError(f"run {Path(root).name}: manifest.json is not valid JSON ({e})",
+                            hint=f"run `picotflm run {Path(root).name}` again") from None
+    if not manifest.get("recipe"):
+        return 8
+    return codebook_bits(recipe_of_run(manifest))
+
+
+def _stored(v: Variant) -> Variant:
+    from pipeline.flow.steps import device_stored
+
+    v.index_bits = stored_bits(v.root) if v.root is not None else 8
+    d = device_stored(v.tflite, v.index_bits)
+    v.device_weight_bytes, v.device_model_bytes = int(d["device_weight_bytes"]), int(d["device_model_bytes"])
+    return v
 
 
 def load_variant(run: str | Path, runs_dir: str | Path = "runs", *, need_latency: bool = True) -> Variant:
@@ -104,10 +135,10 @@ def load_variant(run: str | Path, runs_dir: str | Path = "runs", *, need_latency
     info = inspect_tflite(data)
     ds = Dataset.load(root / "data.npz")
     if not need_latency:
-        return Variant(name=root.name, tflite=data, input_shape=list(info.input.shape),
-                       output_shape=list(info.output.shape), class_names=tuple(ds.class_names),
-                       weight_bytes=int(info.weight_bytes), latency_us=0.0, latency_where="not measured",
-                       x_test=ds.x_test, y_test=ds.y_test, root=root)
+        return _stored(Variant(name=root.name, tflite=data, input_shape=list(info.input.shape),
+                               output_shape=list(info.output.shape), class_names=tuple(ds.class_names),
+                               weight_bytes=int(info.weight_bytes), latency_us=0.0, latency_where="not measured",
+                               x_test=ds.x_test, y_test=ds.y_test, root=root))
     try:
         m = json.loads((root / "measured.json").read_text(encoding="utf-8"))
         latency = float(m["bench"]["median_us"])
@@ -115,10 +146,10 @@ def load_variant(run: str | Path, runs_dir: str | Path = "runs", *, need_latency
         raise PipelineError(f"run {root.name}: measured.json has no median latency ({e})",
                             hint=f"run `picotflm measure {root.name}` again") from None
     where = str(m.get("source_label") or m.get("where") or m.get("source") or "board")
-    return Variant(name=root.name, tflite=data, input_shape=list(info.input.shape),
-                   output_shape=list(info.output.shape), class_names=tuple(ds.class_names),
-                   weight_bytes=int(info.weight_bytes), latency_us=latency, latency_where=where,
-                   x_test=ds.x_test, y_test=ds.y_test, root=root)
+    return _stored(Variant(name=root.name, tflite=data, input_shape=list(info.input.shape),
+                           output_shape=list(info.output.shape), class_names=tuple(ds.class_names),
+                           weight_bytes=int(info.weight_bytes), latency_us=latency, latency_where=where,
+                           x_test=ds.x_test, y_test=ds.y_test, root=root))
 
 
 def check_same_model(variants: Sequence[Variant]) -> None:
@@ -142,8 +173,10 @@ def check_same_model(variants: Sequence[Variant]) -> None:
 
 
 def order_by_size(variants: Sequence[Variant]) -> list[Variant]:
-    """Smallest first: weight bytes, then .tflite bytes."""
-    return sorted(variants, key=lambda v: (v.weight_bytes, len(v.tflite)))
+    """Smallest first: the model's bytes in the device's flash (codebooks encoded, the kernels' expanded
+    weights included), then weight bytes, then .tflite bytes."""
+    return sorted(variants, key=lambda v: (v.device_model_bytes, v.device_weight_bytes or v.weight_bytes,
+                                           len(v.tflite)))
 
 
 def dequantized_outputs(v: Variant, arena_bytes: int = HOST_ARENA_BYTES) -> np.ndarray:
@@ -241,6 +274,7 @@ def simulate(runs: Sequence[str | Path], cfg: SwitchConfig, runs_dir: str | Path
         probs = dequantized_outputs(v)
         outputs.append(probs)
         alone.append({"run": v.name, "weight_bytes": v.weight_bytes, "tflite_bytes": len(v.tflite),
+                      "device_model_bytes": v.device_model_bytes, "device_weight_bytes": v.device_weight_bytes,
                       "accuracy": float(np.mean(probs.argmax(1) == labels)), "latency_us": v.latency_us,
                       "latency_where": v.latency_where})
     setup_s = _host_setup_seconds(variants[-1])

@@ -1,7 +1,9 @@
 """Quantization switching inside one firmware, measured on the board (or the emulated Pico).
 
 ``build_switching`` renders several runs of one model (e.g. ``int4`` and ``int8``) into one firmware:
-every model in flash, one tensor arena sized for the largest, variant 0 (the smallest) set up at boot.
+every model in flash, each stored as its run's recipe stores it (a ``cluster.index_bits`` of 2 or 4:
+its clustered CONV_2D filters as codebooks; else the .tflite's own int8 or int4 bytes), one tensor
+arena sized for the largest, variant 0 (the smallest in flash) set up at boot.
 ``measure_switching`` then asks the board, per variant: what a switch to it costs (``select``: TFLM's
 setup of that model in the arena), arena used, median invoke latency, golden bit-exactness, and its
 answers to test frames; and for the policy (``policy`` + ``auto``: variant 0 first, the next variant
@@ -112,6 +114,34 @@ def load_switch_spec(items: Sequence[str], *, threshold: float | None = None, me
     return out
 
 
+def device_storage(models: Sequence[tuple[str, bytes]], index_bits: Sequence[int] | None) -> list[int]:
+    """Each model's device storage as a codebook index width (8: the .tflite's own int8 or int4 bytes);
+    PipelineError for a width the firmware cannot decode."""
+    from pipeline.tflite.codebook import INDEX_BITS
+
+    bits = [8] * len(models) if index_bits is None else [int(b) for b in index_bits]
+    if len(bits) != len(models):
+        raise PipelineError(f"{len(bits)} storage widths for {len(models)} variants", hint="this is a bug in the caller")
+    for (name, _), b in zip(models, bits):
+        if b != 8 and b not in INDEX_BITS:
+            raise PipelineError(f"variant {name}: codebook index width {b} bits is not supported",
+                                hint=f"cluster.index_bits must be one of {', '.join(map(str, INDEX_BITS))} (or 8)")
+    return bits
+
+
+def stored_as(bits: int) -> str:
+    return "its .tflite" if bits == 8 else f"{bits}-bit codebooks"
+
+
+def device_bytes(tflite: bytes, bits: int) -> dict[str, Any]:
+    """A variant's bytes as the switching firmware stores them (the render stage's figures)."""
+    from pipeline.flow.steps import device_stored
+
+    d = device_stored(tflite, bits)
+    return {"stored_as": stored_as(bits), "index_bits": bits, "device_model_bytes": int(d["device_model_bytes"]),
+            "device_weight_bytes": int(d["device_weight_bytes"])}
+
+
 def build_switching(runs: Sequence[str | Path], out_dir: str | Path, *, runs_dir: str | Path = "runs",
                     image: str = "board", kernels: str = "picotflm", golden_count: int = 8,
                     log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
@@ -132,15 +162,17 @@ def build_switching(runs: Sequence[str | Path], out_dir: str | Path, *, runs_dir
     x_all = images_to_input(variants[0].x_test, inspect_tflite(variants[0].tflite))
     return build_switching_models([(v.name, v.tflite) for v in variants], x_all, variants[0].y_test,
                                   list(variants[0].class_names), out, image=image, kernels=kernels,
-                                  golden_count=golden_count, log=log)
+                                  golden_count=golden_count, log=log, index_bits=[v.index_bits for v in variants])
 
 
 def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarray, labels: np.ndarray,
                            class_names: Sequence[str], out_dir: str | Path, *, image: str = "board",
                            kernels: str = "picotflm", golden_count: int = 8,
-                           log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+                           log: Callable[[str], None] = lambda m: None,
+                           index_bits: Sequence[int] | None = None) -> dict[str, Any]:
     """``build_switching`` for models given as ``(name, .tflite)`` pairs, smallest first, with their
-    test inputs (model input tensor values) and labels."""
+    test inputs (model input tensor values) and labels. ``index_bits``: each model's device storage
+    (2 or 4: its clustered CONV_2D filters as codebooks; 8, the default: as the .tflite holds it)."""
     from pipeline import __version__
     from pipeline.flow.rundir import atomic_write_bytes, atomic_write_json, library_versions
     from pipeline.stages.build import build_firmware, find_toolchain
@@ -152,6 +184,7 @@ def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarr
     from pipeline.stages.verify import minimal_arena, run_tflm
 
     out = Path(out_dir)
+    bits = device_storage(models, index_bits)
     idx = golden_indices(np.asarray(labels), golden_count)
     rv, host_arena, infos = [], 0, []
     for name, tflite in models:
@@ -161,7 +194,8 @@ def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarr
         host_arena = max(host_arena, need)
         y, _ = run_tflm(tflite, inputs[idx], HOST_ARENA_BYTES)
         rv.append(RenderVariant(name, tflite, y))
-        log(f"switch: variant {name}: {len(tflite):,} B .tflite, host arena minimum {need:,} B")
+        log(f"switch: variant {name}: {len(tflite):,} B .tflite, stored as {stored_as(bits[len(infos) - 1])}, "
+            f"host arena minimum {need:,} B")
     cfg = RenderConfig(golden_count=golden_count)
     versions = library_versions()
     gen = out / "firmware"
@@ -171,7 +205,8 @@ def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarr
                     provenance={"tool_version": __version__,
                                 "model_file": " + ".join(f"{name}/model.tflite" for name, _ in models),
                                 "source_sha256": "see each variant's run", "tensorflow": versions.get("tensorflow") or "unknown",
-                                "tflite_micro": versions.get("tflite-micro") or "unknown"})
+                                "tflite_micro": versions.get("tflite-micro") or "unknown"},
+                    codebook_bits=bits)
     arena = choose_arena(cfg, host_arena)
     tc = find_toolchain()
     bcfg = BuildConfig(image=image, kernels=kernels)
@@ -188,7 +223,8 @@ def build_switching_models(models: Sequence[tuple[str, bytes]], inputs: np.ndarr
     built = {
         "variants_smallest_first": [
             {"index": i, "run": name, "tflite_bytes": len(tflite), "weight_bytes": int(infos[i].weight_bytes),
-             "hash": hashlib.sha256(tflite).hexdigest()[:16], "macs": int(infos[i].macs)}
+             "hash": hashlib.sha256(tflite).hexdigest()[:16], "macs": int(infos[i].macs),
+             **device_bytes(tflite, bits[i])}
             for i, (name, tflite) in enumerate(models)],
         "arena_bytes": arena.bytes,
         "arena_rule": arena.explanation + " (largest host minimum of the variants)",
@@ -219,16 +255,18 @@ def measure_switching(out_dir: str | Path, runs: Sequence[str | Path], *, runs_d
     x_all = images_to_input(variants[0].x_test, inspect_tflite(variants[0].tflite))
     return measure_switching_models(out_dir, [(v.name, v.tflite) for v in variants], x_all, variants[0].y_test,
                                     port=port, image=image, threshold=threshold, metric=metric, frames=frames,
-                                    bench_runs=bench_runs, sweep_thresholds=sweep_thresholds, log=log, where=where)
+                                    bench_runs=bench_runs, sweep_thresholds=sweep_thresholds, log=log, where=where,
+                                    index_bits=[v.index_bits for v in variants])
 
 
 def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, bytes]], inputs: np.ndarray,
                              labels: np.ndarray, *, port: str | None = None, image: str = "board",
                              threshold: float = 0.5, metric: str = "confidence", frames: int = 40,
                              bench_runs: int = 5, sweep_thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-                             log: Callable[[str], None] = lambda m: None, where: str | None = None) -> dict[str, Any]:
+                             log: Callable[[str], None] = lambda m: None, where: str | None = None,
+                             index_bits: Sequence[int] | None = None) -> dict[str, Any]:
     """``measure_switching`` for models given as ``(name, .tflite)`` pairs, smallest first, with their
-    test inputs (model input tensor values) and labels."""
+    test inputs (model input tensor values) and labels; ``index_bits`` as ``build_switching_models``."""
     from pipeline.flow.rundir import atomic_write_json, atomic_write_text
     from pipeline.tflite.reader import inspect_tflite
     from pipeline.board.client import BoardClient
@@ -244,6 +282,7 @@ def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, by
     if not elf.is_file():
         raise PipelineError(f"{out} has no firmware.elf", hint="build the switching firmware first (`picotflm switch`)")
     infos = [inspect_tflite(t) for _, t in models]
+    bits = device_storage(models, index_bits)
     hashes = [hashlib.sha256(t).hexdigest()[:16] for _, t in models]
     x_all = inputs
     labels = np.asarray(labels).astype(int)
@@ -278,6 +317,7 @@ def measure_switching_models(out_dir: str | Path, models: Sequence[tuple[str, by
                     host = host_raw[i][:n].reshape(n, -1)
                     per_variant.append({
                         "index": i, "run": vname, "tflite_bytes": len(tflite), "weight_bytes": int(infos[i].weight_bytes),
+                        **device_bytes(tflite, bits[i]), "board_model_bytes": int(listed[i].get("model_bytes", 0)),
                         "switch_cycles_median": int(np.median([c["switch_cycles"] for c in costs])),
                         "switch_us_median": float(np.median([c["switch_us"] for c in costs])),
                     # the first switch to a variant computes its requantization; later ones reuse it
@@ -357,11 +397,12 @@ def markdown(r: dict[str, Any]) -> list[str]:
              f"Measured on: {r['where']}. One firmware holds every variant"
              + (f" ({b['flash_bytes']:,} B flash, {b['static_ram_bytes']:,} B static RAM, one arena of "
                 f"{b['arena_bytes']:,} B)" if b.get("flash_bytes") else "") + "; variant 0 is set up at boot.", "",
-             "| variant | .tflite B | weight B | switch to it (us; first) | arena used B | median invoke (us) | "
-             "cycles/MAC | golden | frames bit-exact | frames accuracy | test accuracy (host) |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+             "| variant | stored as | device model B | device weight B | switch to it (us; first) | arena used B | "
+             "median invoke (us) | cycles/MAC | golden | frames bit-exact | frames accuracy | test accuracy (host) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for v in vs:
-        lines.append(f"| {v['run']} | {v['tflite_bytes']:,} | {v['weight_bytes']:,} | {v['switch_us_median']:,.0f}; "
+        lines.append(f"| {v['run']} | {v.get('stored_as', 'its .tflite')} | {v.get('device_model_bytes', v['tflite_bytes']):,} | "
+                     f"{v.get('device_weight_bytes', v['weight_bytes']):,} | {v['switch_us_median']:,.0f}; "
                      f"{v['switch_us_first']:,} | "
                      f"{v['arena_used']:,} | {v['median_us']:,} | {v['cycles_per_mac']:.2f} | {v['golden_exact']} | "
                      f"{v['frames_bit_exact']}/{v['frames']} | {v['frames_accuracy']:.4f} | {v['test_accuracy_host']:.4f} |")
@@ -393,5 +434,5 @@ def plot(r: dict[str, Any], path: Path) -> Path:
                       "Quantization switching in one firmware")
 
 
-__all__ = ["build_switching", "build_switching_models", "load_switch_spec", "measure_switching",
-           "measure_switching_models"]
+__all__ = ["build_switching", "build_switching_models", "device_bytes", "device_storage", "load_switch_spec",
+           "measure_switching", "measure_switching_models", "stored_as"]

@@ -152,9 +152,12 @@ def variant_symbol(model_name: str, variant: str) -> str:
 
 def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_dir: Path, *,
                     golden_inputs: np.ndarray, golden_labels: Sequence[int], class_names: Sequence[str],
-                    host_arena_bytes: int, provenance: dict[str, str], codebook_bits: int = 8) -> list[Path]:
+                    host_arena_bytes: int, provenance: dict[str, str],
+                    codebook_bits: int | Sequence[int] = 8) -> list[Path]:
     """Write one firmware's generated sources holding every model of ``variants`` (same input,
     output and classes; the firmware selects one at a time, in one arena sized for the largest).
+
+    ``codebook_bits``: one index width for every variant, or one per variant (8: stored as it is).
 
     ``host_arena_bytes`` is the largest host minimum among the variants. Variant 0 is the one the
     firmware sets up at boot. The file set is the same as for one model (``render``).
@@ -186,12 +189,19 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
                                 hint="use an ASCII path and name")
     source_sha = {v.name: hashlib.sha256(v.tflite).hexdigest() for v in variants}
     codebooks: list[dict[str, Any]] = []
-    if codebook_bits < 8:
+    bits_of = [codebook_bits] * len(variants) if isinstance(codebook_bits, int) else [int(b) for b in codebook_bits]
+    if len(bits_of) != len(variants):
+        raise PipelineError(f"{len(bits_of)} codebook widths for {len(variants)} variants",
+                            hint="give one width per variant (8 for plain int8 storage)")
+    if min(bits_of) < 8:
         from pipeline.tflite.codebook import encode
 
         encoded = []  # the device models; the hashes stay those of the host models they encode
-        for v in variants:
-            dev, books = encode(v.tflite, codebook_bits)
+        for v, bits in zip(variants, bits_of):
+            if bits >= 8:
+                encoded.append(v)
+                continue
+            dev, books = encode(v.tflite, bits)
             sym = variant_symbol(name, v.name)
             codebooks += [{**vars(b), "stored_bytes": b.stored_bytes, "sym": sym,
                            "variant": f"{v.name} " if v.name else ""} for b in books]

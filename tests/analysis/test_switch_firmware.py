@@ -204,3 +204,92 @@ def test_synthetic_mlp_variants_read_the_same_input_bytes():
     for t in (t4, t8):
         y, _ = run_tflm(t, x, 1 << 20)
         assert y.shape == (5, 6)
+
+
+@functools.lru_cache(maxsize=None)
+def _clustered_model() -> bytes:
+    """MicroPizzaNet's structure with every Conv2D filter holding at most four values per output
+    channel (what cluster.clusters = 4, per_channel leaves): a variant the device stores as 2-bit codebooks."""
+    from pipeline.config import ConvertConfig
+    from pipeline.stages.convert import convert
+
+    keras_model = _models.micropizzanet_like(seed=2)
+    rng = np.random.default_rng(2)
+    for layer in keras_model.layers:
+        if type(layer).__name__ == "Conv2D":
+            w = layer.get_weights()
+            k = w[0]
+            values = rng.normal(0, 0.3, (4, k.shape[-1]))
+            k[...] = np.take_along_axis(values, rng.integers(0, 4, (int(np.prod(k.shape[:-1])), k.shape[-1])),
+                                        axis=0).reshape(k.shape)
+            layer.set_weights([k, *w[1:]])
+    rep = _models.images(32).astype(np.float32) / 255.0
+    return convert(keras_model, rep, ConvertConfig(representative_samples=32))
+
+
+def test_each_variant_is_stored_as_its_recipe_stores_it(tmp_path):
+    """One firmware, three storages: the codebook variant's model array is its encoded device model (its
+    codebooks listed against that array), the others' arrays are their .tflite bytes, and every variant
+    keeps the hash of the host model its golden outputs come from."""
+    from pipeline.tflite.codebook import encode
+    from pipeline.analysis.switchfw import device_bytes, device_storage
+
+    x, (v4, v8) = _variants(2)
+    c = _clustered_model()
+    v2 = RenderVariant("2bit", c, run_tflm(c, x, 1 << 20)[0])
+    vs = [v2, v4, v8]
+    bits = device_storage([(v.name, v.tflite) for v in vs], [2, 8, 8])
+    render_variants(vs, RenderConfig(), tmp_path, golden_inputs=x, golden_labels=[0, 1], class_names=_models.CLASSES,
+                    host_arena_bytes=15000, provenance=PROV, codebook_bits=bits)
+    dev, books = encode(c, 2)
+    assert books and len(dev) < len(c)
+    cc = (tmp_path / "model_data.cc").read_text()
+    for v, want in ((v2, dev), (v4, v4.tflite), (v8, v8.tflite)):
+        sym = f"g_micropizzanet_{v.name}_model_data"
+        body = cc.split(f"alignas(16) const unsigned char {sym}[] = {{", 1)[1].split("};", 1)[0]
+        assert _hex(body) == want
+    table = cc.split("g_picotflm_variants[PICOTFLM_VARIANT_COUNT] = {", 1)[1]
+    for v in vs:
+        assert inspect_tflite(v.tflite).sha256[:16] in table  # the host model's hash, whatever the storage
+    books_cc = (tmp_path / "codebook_data.cc").read_text()
+    entries = re.findall(r"\{g_(\w+)_model_data \+ (\d+),", books_cc)
+    assert entries == [("micropizzanet_2bit", str(b.offset)) for b in books]  # only the codebook variant's array
+    assert f"g_pk_codebook_count = {len(books)};" in books_cc
+    # the figures the switching table reports are those of the same storage
+    d2, d8 = device_bytes(c, 2), device_bytes(v8.tflite, 8)
+    assert d2["stored_as"] == "2-bit codebooks" and d8["stored_as"] == "its .tflite"
+    assert d2["device_weight_bytes"] < inspect_tflite(c).weight_bytes
+    assert d8["device_weight_bytes"] == inspect_tflite(v8.tflite).weight_bytes
+
+
+def test_storage_widths_are_checked():
+    from pipeline.analysis.switchfw import device_storage
+
+    models = [("a", b""), ("b", b"")]
+    assert device_storage(models, None) == [8, 8] and device_storage(models, [4, 8]) == [4, 8]
+    with pytest.raises(PipelineError, match="variant b: codebook index width 3 bits"):
+        device_storage(models, [2, 3])
+    with pytest.raises(PipelineError, match="1 storage widths for 2 variants"):
+        device_storage(models, [2])
+
+
+def test_a_runs_storage_comes_from_its_recorded_recipe_and_orders_the_variants(tmp_path):
+    import json
+
+    from pipeline.flow.recipe import load_recipe
+    from pipeline.analysis.switch import Variant, order_by_size, stored_bits
+
+    for recipe, want in (("codebook-2bit", 2), ("codebook-4bit", 4), ("int4", 8), ("int8", 8)):
+        (tmp_path / recipe).mkdir()
+        (tmp_path / recipe / "manifest.json").write_text(json.dumps({"recipe": load_recipe(recipe).to_dict()}))
+        assert stored_bits(tmp_path / recipe) == want, recipe
+    assert stored_bits(tmp_path / "no-such-run") == 8
+
+    def v(name, flash, weights):
+        return Variant(name=name, tflite=b"", input_shape=[1], output_shape=[1], class_names=("a",),
+                       weight_bytes=9999, latency_us=0.0, latency_where="", x_test=np.zeros(1), y_test=np.zeros(1),
+                       device_model_bytes=flash, device_weight_bytes=weights)
+
+    # smallest in the device's flash first, even when its weights alone are not the smallest
+    order = order_by_size([v("int8", 7680, 1264), v("int4", 7104, 632), v("2bit", 4832, 976)])
+    assert [x.name for x in order] == ["2bit", "int4", "int8"]

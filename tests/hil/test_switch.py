@@ -1,6 +1,7 @@
 """Quantization switching inside one firmware, on the emulated Pico (or a board with --port that
 runs a switching firmware): the variants, `select` and its cost, golden bit-exactness per variant,
-and the board's automatic policy decided exactly as the host simulation decides."""
+and the board's automatic policy decided exactly as the host simulation decides; and a firmware with
+a 2-bit codebook variant next to int4 and int8 ones, each stored its own way, every one bit-exact."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,20 +17,31 @@ STAGES = ["data", "model", "train", "quantize", "convert", "verify", "render"]
 INT8 = small_recipe("switch int8 variant", stages=["data", "model", "train", "convert", "verify", "render"])
 INT4 = small_recipe("switch int4 variant", stages=STAGES,
                     extra='\n[quantize]\nmethod = "qat"\nweight_bits = 4\nepochs = 1\n')
+CODEBOOK2 = small_recipe("switch 2-bit codebook variant",
+                         stages=["data", "model", "train", "cluster", "quantize", "convert", "verify", "render"],
+                         extra='\n[cluster]\nclusters = 4\nper_channel = true\nindex_bits = 2\nepochs = 1\n\n'
+                               '[quantize]\nmethod = "ptq"\n')
 
 
 @pytest.fixture(scope="module")
-def switch_dir(request, tmp_path_factory):
-    """Two small runs of one model (int8, int4) and the switching firmware built from them."""
+def small_runs(request, tmp_path_factory):
+    """Two small runs of one model (int8, int4), sharing their data and training (the stage cache)."""
     if request.config.getoption("--port"):
         pytest.skip("the switching tests build their own firmware for the emulated Pico; on a board, flash "
                     "runs/switch-int4-int8/firmware.uf2 and run `picotflm switch int4-int8 --board --port PORT`")
     require_emulated_pico()
-    from pipeline.analysis.switchfw import build_switching
-
     runs = tmp_path_factory.mktemp("switch")
     run_small_recipe(runs, INT8, name="v8")
     run_small_recipe(runs, INT4, name="v4")
+    return runs
+
+
+@pytest.fixture(scope="module")
+def switch_dir(small_runs):
+    """The switching firmware built from the two small runs."""
+    from pipeline.analysis.switchfw import build_switching
+
+    runs = small_runs
     out = runs / "sw"
     built = build_switching(["v8", "v4"], out, runs_dir=runs, golden_count=4)
     return runs, out, built
@@ -138,3 +150,45 @@ def test_measured_policy_decides_like_the_host_simulation(switch_dir):
     assert rows[0.0]["escalated_fraction"] == 0.0 and rows[1.0]["escalated_fraction"] == 1.0
     assert rows[1.0]["mean_latency_us_with_switch_cost"] > rows[1.0]["mean_latency_us"]
     assert (out / "switch.png").stat().st_size > 0 and "Policy on the board" in (out / "switch.md").read_text()
+
+
+def test_a_2bit_codebook_variant_switches_with_int4_and_int8_each_stored_its_own_way(small_runs):
+    """Three variants in one firmware: the codebook run (cluster.index_bits = 2) stored as codebooks of its
+    model array, int4 and int8 as their .tflite; smallest in flash first; every variant golden bit-exact
+    and its answers equal host TFLM's on the int8 model it encodes."""
+    import json
+
+    from pipeline.tflite.codebook import encode
+    from pipeline.analysis.switchfw import build_switching
+    from pipeline.board.client import BoardClient
+    from pipeline.board.emulator import EmulatedPico
+
+    runs = small_runs
+    run_small_recipe(runs, CODEBOOK2, name="v2")
+    out = runs / "sw3"
+    built = build_switching(["v8", "v2", "v4"], out, runs_dir=runs, golden_count=4)
+    vs = built["variants_smallest_first"]
+    assert sorted(v["run"] for v in vs) == ["v2", "v4", "v8"]
+    assert [v["device_model_bytes"] for v in vs] == sorted(v["device_model_bytes"] for v in vs)
+    by_run = {v["run"]: v for v in vs}
+    assert by_run["v2"]["stored_as"] == "2-bit codebooks" and by_run["v4"]["stored_as"] == "its .tflite"
+    assert by_run["v2"]["device_weight_bytes"] < by_run["v2"]["weight_bytes"]
+    dev, books = encode((runs / "v2" / "model.tflite").read_bytes(), 2)
+    assert books
+    assert "g_micropizzanet_v2_model_data +" in (out / "firmware" / "codebook_data.cc").read_text()
+    assert json.loads((out / "switch_build.json").read_text())["variants_smallest_first"] == vs
+    with EmulatedPico(out / "firmware.elf") as pico, BoardClient(pico.port, timeout=20.0) as b:
+        b.handshake()
+        listed = b.variants()
+        assert [v["name"] for v in listed] == [v["run"] for v in vs]
+        assert [v["hash"] for v in listed] == [v["hash"] for v in vs]  # the host models' hashes
+        sizes = {v["name"]: v["model_bytes"] for v in listed}
+        assert sizes["v2"] == len(dev) < (runs / "v2" / "model.tflite").stat().st_size
+        assert sizes["v4"] == (runs / "v4" / "model.tflite").stat().st_size
+        for i, v in enumerate(vs):
+            assert b.select(i)["name"] == v["run"]
+            g = b.request("golden", timeout=60.0)
+            assert g["exact"] == g["count"] == 4, v["run"]
+            x, y, _, _ = _host(runs, v["run"], 2)
+            for k in range(2):
+                assert b.send_frame(bytes(x[k].tobytes()))["output"] == bytes(y[k].tobytes()), v["run"]
