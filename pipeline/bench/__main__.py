@@ -9,9 +9,11 @@
 4. arena (:mod:`pipeline.bench.arena`): the device's smallest arena against the live activations, for
    MicroPizzaNet and for pico-tflmicro's person detection with picotflm's kernels and with stock ones.
 
-Each prints its figures. Then ``docs/results.md`` is written from what they measured (with the commit
-and command), and the results table of ``README.md`` (between ``<!-- results:begin -->`` and
-``<!-- results:end -->``) is rewritten from the same rows, so no figure in the docs is typed by hand.
+Each prints its figures. Then ``docs/results.md`` is written from what they measured, one section per
+part, each with the commit and date it was measured at (``--only PART`` measures that part again and
+keeps the file's other sections), and the results table of ``README.md`` (between
+``<!-- results:begin -->`` and ``<!-- results:end -->``) is rewritten from the recipe rows, so no figure
+in the docs is typed by hand.
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ from pipeline.errors import PipelineError
 from pipeline.flow.rundir import atomic_write_text
 
 PARTS = ("recipes", "switching", "seeds", "arena")
+TITLES = {"recipes": "## Recipes, kernels and the serial link", "switching": "## Switching",
+          "seeds": "## Boundary pruning: tau over seeds", "arena": "## Arena against the live activations"}
+HEADER = ("Written by `make bench` (`python -m pipeline.bench`); do not edit. Each section says the commit it was "
+          "measured at; `--only PART` measures that part again and keeps the others.")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 README_COLUMNS = (("recipe", "recipe"), ("tflite_bytes", ".tflite B"), ("weights", "weights"),
                   ("tflm_test_accuracy", "host TFLM accuracy"), ("board_median_us", "invoke us, 2 cores"),
@@ -73,6 +79,50 @@ def rows_markdown(rows: list[dict]) -> list[str]:
         "| " + " | ".join("" if v is None else str(v) for v in r.values()) + " |" for r in rows]
 
 
+def parse_sections(text: str) -> dict[str, list[str]]:
+    """The parts' sections of a results file (heading first), each with its "Measured at" line: a file
+    written with one line for all (the header's) gets it in each section."""
+    lines = text.splitlines()
+    head = lines[:next((i for i, l in enumerate(lines) if l.startswith("## ")), len(lines))]
+    shared = next((l[l.index("Measured at commit"):] for l in head if "Measured at commit" in l), None)
+    by_title = {v: k for k, v in TITLES.items()}
+    sections: dict[str, list[str]] = {}
+    part = None
+    for line in lines:
+        if line.startswith("## "):
+            part = by_title.get(line.strip())
+            if part is not None:
+                sections[part] = [line]
+                continue
+        if part is not None:
+            sections[part].append(line)
+    for part, body in sections.items():
+        while body and not body[-1].strip():
+            body.pop()
+        if shared and not any(l.startswith("Measured at commit") for l in body):
+            body[1:1] = ["", shared]
+    return sections
+
+
+def write_results(path: Path, new: dict[str, list[str]]) -> None:
+    """``path`` with the parts in ``new`` (their sections' bodies) replaced and the others kept."""
+    old = parse_sections(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    out = ["# Results", "", HEADER]
+    for part in PARTS:
+        body = new.get(part) or old.get(part)
+        if body:
+            out += [""] + body
+    atomic_write_text(path, "\n".join(out).rstrip() + "\n")
+
+
+def section(part: str, source: str, body: list[str] | str) -> list[str]:
+    """A part's section: its heading, where its figures come from, then ``body``."""
+    lines = body.splitlines() if isinstance(body, str) else list(body)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return [TITLES[part], "", source, "", *lines]
+
+
 def results_from_runs(runs: Path, at_commit: str, results: Path, readme: Path) -> int:
     """docs/results.md and the README's table from the recipe runs of an earlier bench in ``runs``."""
     from pipeline.bench.recipes import RECIPES, recipe_rows
@@ -84,9 +134,8 @@ def results_from_runs(runs: Path, at_commit: str, results: Path, readme: Path) -
     rows = recipe_rows(runs, [r for r in RECIPES if (runs / r / "manifest.json").is_file()])
     source = (f"Measured at commit `{at_commit}` by `make bench` (its recipe runs; written with "
               f"`python -m pipeline.bench --from-runs`).")
-    text = ["# Results", "", f"Written by `make bench` (`python -m pipeline.bench`); do not edit. {source}", "",
-            "## Recipes on the board image (emulated Pico, two cores, then one: `cores 1`)", "", *rows_markdown(rows)]
-    atomic_write_text(results, "\n".join(text) + "\n")
+    write_results(results, {"recipes": section("recipes", source, [
+        "Recipes on the board image (emulated Pico, two cores, then one: `cores 1`).", "", *rows_markdown(rows)])})
     if readme.name != "none":
         atomic_write_text(readme, replace_block(readme.read_text(encoding="utf-8"), readme_table(rows, source)))
     print(f"bench: wrote {results} and the results table of {readme} from {len(rows)} runs", file=sys.stderr)
@@ -116,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs_dir = Path(args.runs_dir)
     t0 = time.perf_counter()
-    source = f"Measured at commit `{commit()}` by `make bench` on {time.strftime('%Y-%m-%d')}."
-    sections = ["# Results", "", f"Written by `make bench` (`python -m pipeline.bench`); do not edit. {source}", ""]
+    how = "`make bench`" if parts == list(PARTS) else f"`python -m pipeline.bench --only {','.join(parts)}`"
+    source = f"Measured at commit `{commit()}` by {how} on {time.strftime('%Y-%m-%d')}."
+    sections: dict[str, list[str]] = {}
     rows: list[dict] = []
     try:
         if "recipes" in parts:
@@ -126,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             r = bench_recipes(runs_dir, RECIPES)
             print(r["text"])
             rows = r["rows"]
-            sections += ["## Recipes, kernels and the serial link", "", *r["text"].splitlines()[1:], ""]
+            sections["recipes"] = section("recipes", source, r["text"].splitlines()[1:])
             cnn_runs = r["runs"]
         else:
             cnn_runs = runs_dir
@@ -135,14 +185,15 @@ def main(argv: list[str] | None = None) -> int:
 
             if switching.main(["--runs-dir", str(runs_dir)]) != 0:
                 return 2
-            sections += ["## Switching", "", (runs_dir / "bench" / "switchbench.md").read_text(encoding="utf-8"), ""]
+            sections["switching"] = section("switching", source,
+                                            (runs_dir / "bench" / "switchbench.md").read_text(encoding="utf-8"))
         if "seeds" in parts:
             from pipeline.bench import seeds
 
             out = runs_dir / "seedbench"
             if seeds.main(["--runs-dir", str(cnn_runs), "--cnn-run", "int8", "--out", str(out)]) != 0:
                 return 2
-            sections += ["## Boundary pruning: tau over seeds", "", (out / "seedbench.md").read_text(encoding="utf-8"), ""]
+            sections["seeds"] = section("seeds", source, (out / "seedbench.md").read_text(encoding="utf-8"))
         if "arena" in parts:
             from pipeline.bench import arena
 
@@ -150,13 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             person = ["--person"] if arena.person_model() is not None else []
             if arena.main(["--runs-dir", str(cnn_runs), "--run", "int8", *person, "--out", str(out)]) != 0:
                 return 2
-            sections += ["## Arena against the live activations", "",
-                         (out / "arenabench.md").read_text(encoding="utf-8"), ""]
+            sections["arena"] = section("arena", source, (out / "arenabench.md").read_text(encoding="utf-8"))
     except PipelineError as e:
         print(f"picotflm: error: {e}", file=sys.stderr)
         return 2
     if args.results != "none":
-        atomic_write_text(Path(args.results), "\n".join(sections).rstrip() + "\n")
+        write_results(Path(args.results), sections)
         print(f"bench: wrote {args.results}", file=sys.stderr)
     if rows and args.readme != "none":
         readme = Path(args.readme)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline.bench.__main__ import BEGIN, END, main, readme_table, replace_block
+from pipeline.bench.__main__ import BEGIN, END, TITLES, main, parse_sections, readme_table, replace_block, section, write_results
 from pipeline.errors import PipelineError
 
 ROWS = [{"recipe": "int8", "tflite_bytes": 4256, "weights": "INT8", "tflm_test_accuracy": 0.9222, "board_median_us": 6619,
@@ -61,3 +61,21 @@ def test_results_from_an_earlier_benchs_runs(tmp_path):
     assert "| int8 | 4,256 | INT8 | 0.9222 | 6,619 | 12,242 |" in readme.read_text()
     assert "at commit `abc1234`" in results.read_text() and "| int8 |" in results.read_text()
     assert main(["--from-runs", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_part_measured_again_replaces_its_section_only(tmp_path):
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\nWritten by make bench. Measured at commit `old1234` by `make bench` on 2026-01-01.\n\n"
+                       f"{TITLES['recipes']}\n\n| int8 | 6,619 |\n\n{TITLES['switching']}\n\nold switching table\n\n"
+                       f"{TITLES['seeds']}\n\nseeds table\n")
+    write_results(results, {"switching": section("switching", "Measured at commit `new5678`.", "new switching table\n")})
+    text = results.read_text()
+    got = parse_sections(text)
+    assert list(got) == ["recipes", "switching", "seeds"]  # the parts' order, nothing lost
+    assert "new switching table" in got["switching"] and "old switching table" not in text
+    assert "Measured at commit `new5678`." in got["switching"]
+    assert "| int8 | 6,619 |" in got["recipes"] and "seeds table" in got["seeds"]
+    # each kept section says where its figures come from: the old file's one line, now in each of them
+    assert all("Measured at commit `old1234` by `make bench` on 2026-01-01." in got[p] for p in ("recipes", "seeds"))
+    write_results(results, {})
+    assert parse_sections(results.read_text()) == got  # written again unchanged: stable
