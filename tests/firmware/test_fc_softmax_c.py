@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.firmware.test_kernels_c import quantize_multiplier  # TFLM's QuantizeMultiplier, written out once for the tests
+
 SRC = Path(__file__).resolve().parents[2] / "firmware" / "src" / "kernels"
 I32, P8, P32 = ctypes.c_int32, ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int32)
 
@@ -52,18 +54,6 @@ def _op(data: bytes):
     assert len(ops) == 1, [o["op_name"] for o in ops]
     det = {d["index"]: d for d in ip.get_tensor_details()}
     return ops[0]["op_name"], [det[i] for i in ops[0]["inputs"] if i >= 0], det[ops[0]["outputs"][0]], ip
-
-
-def quantize_multiplier(d: float) -> tuple[int, int]:
-    """TFLM's QuantizeMultiplier."""
-    if d == 0.0:
-        return 0, 0
-    m, e = math.frexp(d)
-    q = int(math.floor(m * (1 << 31) + 0.5))
-    if q == 1 << 31:
-        q //= 2
-        e += 1
-    return (0, 0) if e < -31 else (q, e)
 
 
 def _f32(x: float) -> float:
