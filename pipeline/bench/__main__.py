@@ -132,10 +132,16 @@ def results_from_runs(runs: Path, at_commit: str, results: Path, readme: Path) -
               file=sys.stderr)
         return 2
     rows = recipe_rows(runs, [r for r in RECIPES if (runs / r / "manifest.json").is_file()])
-    source = (f"Measured at commit `{at_commit}` by `make bench` (its recipe runs; written with "
-              f"`python -m pipeline.bench --from-runs`).")
-    write_results(results, {"recipes": section("recipes", source, [
-        "Recipes on the board image (emulated Pico, two cores, then one: `cores 1`).", "", *rows_markdown(rows)])})
+    bench_md = runs.parent / "bench.md"  # what the recipe part printed, once it had run to its end
+    if bench_md.is_file():
+        source = (f"Measured at commit `{at_commit}` by `make bench`'s recipe part (written from its runs and "
+                  f"its `bench.md` with `python -m pipeline.bench --from-runs`).")
+        body = bench_md.read_text(encoding="utf-8").splitlines()[1:]
+    else:
+        source = (f"Measured at commit `{at_commit}` by `make bench` (its recipe runs; written with "
+                  f"`python -m pipeline.bench --from-runs`).")
+        body = ["Recipes on the board image (emulated Pico, two cores, then one: `cores 1`).", "", *rows_markdown(rows)]
+    write_results(results, {"recipes": section("recipes", source, body)})
     if readme.name != "none":
         atomic_write_text(readme, replace_block(readme.read_text(encoding="utf-8"), readme_table(rows, source)))
     print(f"bench: wrote {results} and the results table of {readme} from {len(rows)} runs", file=sys.stderr)

@@ -79,3 +79,15 @@ def test_a_part_measured_again_replaces_its_section_only(tmp_path):
     assert all("Measured at commit `old1234` by `make bench` on 2026-01-01." in got[p] for p in ("recipes", "seeds"))
     write_results(results, {})
     assert parse_sections(results.read_text()) == got  # written again unchanged: stable
+
+
+def test_results_from_runs_take_the_recipe_parts_own_text_when_it_finished(tmp_path):
+    runs = tmp_path / "bench" / "runs-1"
+    (runs / "int8").mkdir(parents=True)
+    (runs / "int8" / "manifest.json").write_text('{"stages": {}}')
+    (tmp_path / "bench" / "bench.md").write_text("# Bench\n\n| op | stock | picotflm |\n|---|---|---|\n| CONV_2D | 17 | 5.7 |\n")
+    results = tmp_path / "results.md"
+    assert main(["--from-runs", str(runs), "--commit", "abc1234", "--results", str(results), "--readme", "none"]) == 0
+    got = parse_sections(results.read_text())["recipes"]
+    assert "| CONV_2D | 17 | 5.7 |" in got and "# Bench" not in got
+    assert any("abc1234" in line and "recipe part" in line for line in got)
