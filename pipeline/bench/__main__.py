@@ -33,7 +33,8 @@ TITLES = {"recipes": "## Recipes, kernels and the serial link", "switching": "##
 HEADER = ("Written by `make bench` (`python -m pipeline.bench`); do not edit. Each section says the commit it was "
           "measured at; `--only PART` measures that part again and keeps the others.")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-README_COLUMNS = (("recipe", "recipe"), ("tflite_bytes", ".tflite B"), ("weights", "weights"),
+README_COLUMNS = (("recipe", "recipe"), ("tflite_bytes", ".tflite B"), ("device_model_bytes", "model B on the Pico"),
+                  ("device_weight_bytes", "weights B on the Pico"), ("weights", "weights"),
                   ("tflm_test_accuracy", "host TFLM accuracy"), ("board_median_us", "invoke us, 2 cores"),
                   ("one_core_us", "invoke us, 1 core"), ("cycles_per_mac", "cycles/MAC, 2 cores"),
                   ("board_arena_used", "arena used B"), ("board_ram_total", "RAM total B"),

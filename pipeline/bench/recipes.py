@@ -248,13 +248,15 @@ def recipe_rows(runs: Path, recipes: list[str], times: dict[str, float] | None =
     rows = []
     for r in recipes:
         conv, ver, meas = _metrics(runs, r, "convert"), _metrics(runs, r, "verify"), _metrics(runs, r, "measure")
+        rend = _metrics(runs, r, "render")
         bench = meas.get("bench") or {}
         mem = meas.get("mem") or {}
         golden = meas.get("golden") or {}
         pay = _payload(runs, r)
         rows.append({
             "recipe": r, "seconds": round(times[r], 1) if r in times else None, "tflite_bytes": conv.get("tflite_bytes"),
-            "weight_bytes": conv.get("weight_bytes"), "payload_bytes": pay.get("payload_bytes"),
+            "weight_bytes": conv.get("weight_bytes"), "device_model_bytes": rend.get("device_model_bytes"),
+            "device_weight_bytes": rend.get("device_weight_bytes"), "payload_bytes": pay.get("payload_bytes"),
             "flatbuffer_vs_payload": pay.get("ratio"), "weights": "/".join(conv.get("weight_dtypes") or []),
             "tflm_test_accuracy": round(ver["tflm_test_accuracy"], 4) if ver.get("tflm_test_accuracy") is not None else None,
             "tflm_test_split_seconds": round(ver.get("host_test_split_seconds", 0), 3),

@@ -9,10 +9,10 @@ import pytest
 from pipeline.bench.__main__ import BEGIN, END, TITLES, main, parse_sections, readme_table, replace_block, section, write_results
 from pipeline.errors import PipelineError
 
-ROWS = [{"recipe": "int8", "tflite_bytes": 4256, "weights": "INT8", "tflm_test_accuracy": 0.9222, "board_median_us": 6619,
+ROWS = [{"recipe": "int8", "tflite_bytes": 4256, "device_model_bytes": 7680, "device_weight_bytes": 1264, "weights": "INT8", "tflm_test_accuracy": 0.9222, "board_median_us": 6619,
          "one_core_us": 12242, "cycles_per_mac": 4.67, "board_arena_used": 8308, "board_ram_total": 31224,
          "golden_exact": "8/8"},
-        {"recipe": "int4", "tflite_bytes": 3680, "weights": "INT4", "tflm_test_accuracy": None, "board_median_us": None,
+        {"recipe": "int4", "tflite_bytes": 3680, "device_model_bytes": None, "device_weight_bytes": None, "weights": "INT4", "tflm_test_accuracy": None, "board_median_us": None,
          "one_core_us": None, "cycles_per_mac": None, "board_arena_used": None, "board_ram_total": None,
          "golden_exact": None}]
 
@@ -22,8 +22,8 @@ def test_readme_block_is_replaced_and_the_rest_kept():
     out = replace_block(text, readme_table(ROWS, "Measured at commit `abc1234` by `make bench`."))
     assert out.startswith("# Guide\n\nbefore\n" + BEGIN + "\nMeasured at commit `abc1234`")
     assert out.endswith(END + "\nafter\n") and "old table" not in out
-    assert "| int8 | 4,256 | INT8 | 0.9222 | 6,619 | 12,242 | 4.67 | 8,308 | 31,224 | 8/8 |" in out
-    assert "| int4 | 3,680 | INT4 |  |  |  |  |  |  |  |" in out  # not measured: empty, never invented
+    assert "| int8 | 4,256 | 7,680 | 1,264 | INT8 | 0.9222 | 6,619 | 12,242 | 4.67 | 8,308 | 31,224 | 8/8 |" in out
+    assert "| int4 | 3,680 |  |  | INT4 |  |  |  |  |  |  |  |" in out  # not measured: empty, never invented
 
 
 @pytest.mark.parametrize("text", ["no markers here\n", f"{END}\n{BEGIN}\n"])
@@ -58,7 +58,7 @@ def test_results_from_an_earlier_benchs_runs(tmp_path):
     results = tmp_path / "results.md"
     assert main(["--from-runs", str(tmp_path / "runs"), "--commit", "abc1234", "--results", str(results),
                  "--readme", str(readme)]) == 0
-    assert "| int8 | 4,256 | INT8 | 0.9222 | 6,619 | 12,242 |" in readme.read_text()
+    assert "| int8 | 4,256 |  |  | INT8 | 0.9222 | 6,619 | 12,242 |" in readme.read_text()
     assert "at commit `abc1234`" in results.read_text() and "| int8 |" in results.read_text()
     assert main(["--from-runs", str(tmp_path / "nothing")]) == 2
 
