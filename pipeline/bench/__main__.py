@@ -90,12 +90,10 @@ def parse_sections(text: str) -> dict[str, list[str]]:
     sections: dict[str, list[str]] = {}
     part = None
     for line in lines:
-        if line.startswith("## "):
-            part = by_title.get(line.strip())
-            if part is not None:
-                sections[part] = [line]
-                continue
-        if part is not None:
+        if line.strip() in by_title:  # a part's heading; any other heading is part of a section's text
+            part = by_title[line.strip()]
+            sections[part] = [line]
+        elif part is not None:
             sections[part].append(line)
     for part, body in sections.items():
         while body and not body[-1].strip():

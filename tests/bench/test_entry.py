@@ -66,7 +66,7 @@ def test_results_from_an_earlier_benchs_runs(tmp_path):
 def test_a_part_measured_again_replaces_its_section_only(tmp_path):
     results = tmp_path / "results.md"
     results.write_text("# Results\n\nWritten by make bench. Measured at commit `old1234` by `make bench` on 2026-01-01.\n\n"
-                       f"{TITLES['recipes']}\n\n| int8 | 6,619 |\n\n{TITLES['switching']}\n\nold switching table\n\n"
+                       f"{TITLES['recipes']}\n\n| int8 | 6,619 |\n\n## Kernels per op\n\n| CONV_2D | 5.7 |\n\n{TITLES['switching']}\n\nold switching table\n\n"
                        f"{TITLES['seeds']}\n\nseeds table\n")
     write_results(results, {"switching": section("switching", "Measured at commit `new5678`.", "new switching table\n")})
     text = results.read_text()
@@ -75,6 +75,7 @@ def test_a_part_measured_again_replaces_its_section_only(tmp_path):
     assert "new switching table" in got["switching"] and "old switching table" not in text
     assert "Measured at commit `new5678`." in got["switching"]
     assert "| int8 | 6,619 |" in got["recipes"] and "seeds table" in got["seeds"]
+    assert "## Kernels per op" in got["recipes"] and "| CONV_2D | 5.7 |" in got["recipes"]  # a section's own heading
     # each kept section says where its figures come from: the old file's one line, now in each of them
     assert all("Measured at commit `old1234` by `make bench` on 2026-01-01." in got[p] for p in ("recipes", "seeds"))
     write_results(results, {})
