@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.firmware.test_kernels_c import quantize_multiplier  # TFLM's QuantizeMultiplier, written out once for the tests
+from tests.firmware.test_kernels_c import quantize_multiplier, single_layer  # written once for the kernel tests
 
 SRC = Path(__file__).resolve().parents[2] / "firmware" / "src" / "kernels"
 I32, P8, P32 = ctypes.c_int32, ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int32)
@@ -33,15 +33,8 @@ def lib(tmp_path_factory):
 def _model(layer, shape, seed, scale=1.0):
     from pipeline.config import ConvertConfig
     from pipeline.stages.convert import convert
-    from tests._models import _keras
 
-    keras = _keras()
-    keras.utils.set_random_seed(seed)
-    i = keras.layers.Input(shape)
-    model = keras.Model(i, layer(keras)(i))
-    for w in model.layers[-1].weights:
-        if "bias" in w.name:
-            w.assign(np.random.default_rng(seed).normal(0, 0.3, w.shape).astype(np.float32))
+    model = single_layer(layer, shape, seed)
     rep = (np.random.default_rng(seed).random((16, *shape)) * 2 - 1).astype(np.float32) * scale
     return convert(model, rep, ConvertConfig(representative_samples=16, slim=False))
 

@@ -80,7 +80,7 @@ def test_requantize_matches_64_bit_formula(lib):
         assert lib.pk_requantize(v, mult, shift) == ref_requantize(v, mult, shift), (v, mult, shift)
 
 
-def _single_layer(layer, shape, seed):
+def single_layer(layer, shape, seed):
     from tests._models import _keras
 
     keras = _keras()
@@ -148,7 +148,7 @@ def test_conv_bit_exact_with_tflm(lib, case):
     from pipeline.stages.verify import run_tflm
 
     shape, filters, k, stride, padding, act = case
-    model = _single_layer(lambda keras: keras.layers.Conv2D(filters, k, strides=stride, padding=padding,
+    model = single_layer(lambda keras: keras.layers.Conv2D(filters, k, strides=stride, padding=padding,
                                                              activation=act), shape, seed=filters)
     data = _convert(model, shape, seed=filters)
     op, tin, w, tw, bias, tout = _tensors(data)
@@ -176,7 +176,7 @@ def test_depthwise_bit_exact_with_tflm(lib, case):
     from pipeline.stages.verify import run_tflm
 
     shape, k, stride, padding, act = case
-    model = _single_layer(lambda keras: keras.layers.DepthwiseConv2D(k, strides=stride, padding=padding,
+    model = single_layer(lambda keras: keras.layers.DepthwiseConv2D(k, strides=stride, padding=padding,
                                                                       activation=act), shape, seed=k + stride)
     data = _convert(model, shape, seed=3)
     op, tin, w, tw, bias, tout = _tensors(data)
@@ -199,7 +199,7 @@ def test_depthwise_of_one_channel_runs_as_conv(lib, shape, k, stride, padding, m
     from pipeline.codegen.kernels import conv_quant_tables
     from pipeline.stages.verify import run_tflm
 
-    model = _single_layer(lambda keras: keras.layers.DepthwiseConv2D(
+    model = single_layer(lambda keras: keras.layers.DepthwiseConv2D(
         k, strides=stride, padding=padding, depth_multiplier=mult, activation="relu"), shape, seed=mult)
     data = _convert(model, shape, seed=mult)
     op, tin, w, tw, bias, tout = _tensors(data)
