@@ -30,7 +30,8 @@ void RunTwoPartsOnCore1(void* job) {
 // number of rows by its rows (each core half of them, every channel: pairs of groups stay together),
 // an odd band of three rows or more the same but for its last row, which they share by channel
 // groups (core 0 the first half of the groups, core 1 the rest and the leftover channels), a band of
-// one row by groups alone. Any way, both write only the band's rows, which no read of this band or a
+// one row by groups alone. A depthwise band by channels, each core half of them on every row of the
+// band. Any way, both write only the band's rows, which no read of this band or a
 // later one needs, and the next band starts when both are done.
 // noinline: its frame (the channel cache, the view) must not add to every conv's stack.
 __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w,
@@ -41,14 +42,24 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
   pk_chan_setup chan[8];  // each channel's setup, computed by the first band only (pk_conv_s8_ex)
   pk_chan_setup* const chan_cache = p->out_c <= 8 ? chan : nullptr;
   const int32_t groups = depthwise ? 0 : pk_conv_groups(p);
-  const bool both = PICOTFLM_CORES == 2 && groups >= 2 && pk_core1_enabled();
+  const bool both = PICOTFLM_CORES == 2 && (depthwise ? p->in_c >= 2 : groups >= 2) && pk_core1_enabled();
   for (int32_t oy = 0; oy < p->out_h;) {
     const int32_t end = pk_inplace_band_end(p, oy, lead);
     if (end <= oy) return false;
     const pk_part band = {oy, end};
     if (!both) {
-      const pk_conv_opts all = {chan_cache, oy > 0, 0, -1, 1};
+      const pk_conv_opts all = depthwise ? DepthwiseChannels(0, -1) : pk_conv_opts{chan_cache, oy > 0, 0, -1, 1};
       RunPart(p, band, in, w, bias, out, depthwise, &all);
+    } else if (depthwise) {
+#if PICOTFLM_CORES == 2
+      // A depthwise band: each core half of its channels, every row of the band.
+      const int32_t half = p->in_c / 2;
+      const PartJob core1 = {p, in, w, bias, out, band, true, DepthwiseChannels(half, p->in_c)};
+      pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+      const pk_conv_opts first_half = DepthwiseChannels(0, half);
+      RunPart(p, band, in, w, bias, out, true, &first_half);
+      pk_core1_wait();
+#endif
     } else if ((end - oy) % 2 == 0) {
 #if PICOTFLM_CORES == 2
       // An even band: each core half of its rows, all the channels (pairs of groups stay together).

@@ -39,13 +39,20 @@ struct PartJob {
 // The whole op's channels, nothing kept: what pk_conv_s8 does.
 constexpr pk_conv_opts kAllChannels = {nullptr, 0, 0, -1, 1};
 
+// A depthwise part's channels [c_lo, c_hi) (c_hi < 0: all), in a pk_conv_opts: a depthwise conv's
+// channels are computed each on its own, so the cores share it by channels (each sets up only its own).
+constexpr pk_conv_opts DepthwiseChannels(int32_t c_lo, int32_t c_hi) { return {nullptr, 0, c_lo, c_hi, 1}; }
+
 // Core 0 calls it with its share's arguments (no PartJob on its stack), core 1 with a PartJob's.
+// A depthwise part reads its channel range from opts' group bounds (DepthwiseChannels).
 inline void RunPart(const pk_conv_params* p, const pk_part& part, const int8_t* in, const int8_t* w,
                     const int32_t* bias, int8_t* out, bool depthwise, const pk_conv_opts* opts) {
   pk_conv_params view;
   int32_t in_offset, out_offset;
   pk_part_view(p, &part, &view, &in_offset, &out_offset);
-  if (depthwise) pk_dwconv_s8(&view, in + in_offset, w, bias, out + out_offset);
+  if (depthwise)
+    pk_dwconv_s8_channels(&view, in + in_offset, w, bias, out + out_offset, opts->group_lo,
+                          opts->group_hi < 0 ? view.in_c : opts->group_hi);
   else pk_conv_s8_ex(&view, in + in_offset, w, bias, out + out_offset, opts);
 }
 
@@ -74,6 +81,18 @@ inline bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, 
 #if PICOTFLM_CORES == 2
   pk_part parts[2];
   if (pk_core1_enabled() && pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
+    if (depthwise && p->in_c >= 2) {
+      // By channels: each core sets up only its half of them (halves of the rows would set up all).
+      const pk_part whole = {0, p->out_h};
+      const int32_t half = p->in_c / 2;
+      const PartJob core1 = {p, in, w, bias, out, whole, true, DepthwiseChannels(half, p->in_c)};
+      pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+      const pk_conv_opts first_half = DepthwiseChannels(0, half);
+      RunPart(p, whole, in, w, bias, out, true, &first_half);
+      pk_core1_wait();
+      g_split_ops++;
+      return true;
+    }
     const int32_t groups = depthwise ? 0 : pk_conv_groups(p);
     if ((groups >= 2 && p->out_h < kRowSplitMinRows && (p->out_h & 1) != 0) ||
         (groups % 4 == 0 && groups > 0 && p->out_h * p->out_w <= kGroupSplitMaxPixels)) {

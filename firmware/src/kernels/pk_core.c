@@ -733,13 +733,20 @@ __attribute__((noinline)) static int8_t dw_any(const pk_conv_params* p, const pk
     return pk_out_q(acc, &d->q, d->out_off, d->lo, d->hi);
 }
 
-PK_HOT void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
+void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {
+    pk_dwconv_s8_channels(p, in, w, bias, out, 0, p->in_c);
+}
+
+PK_HOT void pk_dwconv_s8_channels(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
+                                  int8_t* out, int32_t c_lo, int32_t c_hi) {
     const int32_t c_n = p->in_c;
     const int32_t taps = p->k_h * p->k_w;
     const int k33 = p->k_h == 3 && p->k_w == 3;
     int32_t ox_lo, ox_hi;
     interior_columns(p, &ox_lo, &ox_hi);
-    for (int32_t c = 0; c < c_n; c++) {
+    if (c_lo < 0) c_lo = 0;
+    if (c_hi > c_n) c_hi = c_n;
+    for (int32_t c = c_lo; c < c_hi; c++) {
         const int8_t* wc = w + c;
         pk_dwchan d;
         int32_t wsum = 0;

@@ -98,6 +98,11 @@ int32_t pk_conv_groups(const pk_conv_params* p);
 // Depthwise convolution (depth multiplier 1), int8, per-channel, dilation 1.
 void pk_dwconv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out);
 
+// The same for channels [c_lo, c_hi) only (each channel of a depthwise conv is computed on its own,
+// from its own input channel): the two cores of the board image share a depthwise conv this way.
+void pk_dwconv_s8_channels(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias,
+                           int8_t* out, int32_t c_lo, int32_t c_hi);
+
 // Copies an h x w x c int8 image into a ph x pw x c one at offset (top, left), the rest filled with
 // zero_point: a padded input on which a convolution has no border outputs.
 // `out` may start at `in` itself (or anywhere at or above it): the copy runs last byte first.
