@@ -35,6 +35,22 @@ namespace {
 
 alignas(16) uint8_t g_tensor_arena[PICOTFLM_ARENA_SIZE];
 
+#if PICOTFLM_FAST_KERNELS
+// TFLM's arena allocator and MicroAllocator, built here rather than at the top of the arena (where
+// MicroAllocator::Create puts them): the arena holds only what the model needs. MicroAllocator's
+// constructor is protected; this subclass only opens it.
+class StaticMicroAllocator : public tflite::MicroAllocator {
+ public:
+  StaticMicroAllocator(tflite::SingleArenaBufferAllocator* arena, tflite::MicroMemoryPlanner* planner)
+      : tflite::MicroAllocator(arena, planner) {}
+  // The virtual destructor names an operator delete, which TFLM's base keeps private; never called
+  // (the object lives in static storage and is built over again at each setup).
+  static void operator delete(void*) {}
+};
+alignas(tflite::SingleArenaBufferAllocator) uint8_t g_arena_allocator_storage[sizeof(tflite::SingleArenaBufferAllocator)];
+alignas(StaticMicroAllocator) uint8_t g_micro_allocator_storage[sizeof(StaticMicroAllocator)];
+constexpr size_t kArenaFloor = tflite::MicroArenaBufferAlignment();
+#else
 // TFLM places its own allocator, memory planner and MicroAllocator at the top of the arena when the
 // interpreter is constructed, and does not check that they fit (a placement new on nullptr follows):
 // below this many bytes the interpreter is not constructed at all. Each object may cost its
@@ -44,6 +60,7 @@ constexpr size_t kArenaFloor = tflite::MicroArenaBufferAlignment() +
                                alignof(tflite::SingleArenaBufferAllocator) +
                                sizeof(tflite::GreedyMemoryPlanner) + alignof(tflite::GreedyMemoryPlanner) +
                                sizeof(tflite::MicroAllocator) + alignof(tflite::MicroAllocator);
+#endif
 
 PicotflmOpResolver g_resolver;
 bool g_ops_ok = false;
@@ -90,7 +107,7 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
     return fail_setup("registering the model's %d operator kinds failed: %s", kPicotflmOpKinds, tflm_detail());
   }
   if (limit < kArenaFloor) {
-    return fail_setup("a %u-byte arena cannot even hold TFLM's allocator and planner (%u bytes)", (unsigned)limit,
+    return fail_setup("a %u-byte arena is below the %u bytes TFLM takes before any tensor", (unsigned)limit,
                       (unsigned)kArenaFloor);
   }
   const tflite::Model* model = tflite::GetModel(g_picotflm_variants[g_variant].data);
@@ -102,10 +119,8 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
   picotflm::ResetQuantTableCounts();  // count this setup's Prepare calls only
   // picotflm's kernels run an op in place when the rendered plan puts its output over its input.
   g_planner.SetPlan(g_picotflm_variants[g_variant].plan, g_picotflm_variants[g_variant].plan_entries);
-  tflite::MicroAllocator* allocator = tflite::MicroAllocator::Create(g_tensor_arena, limit, &g_planner);
-  if (allocator == nullptr) {
-    return fail_setup("a %u-byte arena cannot hold TFLM's allocator", (unsigned)limit);
-  }
+  auto* arena = new (g_arena_allocator_storage) tflite::SingleArenaBufferAllocator(g_tensor_arena, limit);
+  tflite::MicroAllocator* allocator = new (g_micro_allocator_storage) StaticMicroAllocator(arena, &g_planner);
   g_interpreter = new (g_interpreter_storage)
       tflite::MicroInterpreter(model, g_resolver, allocator, nullptr, &g_profiler);
 #else
