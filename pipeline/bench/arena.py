@@ -9,7 +9,8 @@ minimum to each, what the minimum holds beyond the in-place peak, host TFLM's to
 kernels, its own planning: the stock arena as TFLM's allocation print-out gives it) and the RAM total.
 With ``--person``, pico-tflmicro's person detection is deployed twice first (runs ``person`` and
 ``person-stock``: picotflm's kernels and plan, pico-tflmicro's kernels and TFLM's plan), so the table
-holds both device minimums of the same model. Writes ``arenabench.md`` and ``arenabench.json`` in
+holds both device minimums of the same model, and both are measured on the emulated Pico (invoke on two
+cores and on one, golden inputs: :func:`bench_latency`). Writes ``arenabench.md`` and ``arenabench.json`` in
 ``--out``.
 """
 from __future__ import annotations
@@ -105,6 +106,56 @@ def bench_arena(runs_dir: Path, names: list[str], *, log=print) -> dict[str, Any
     return {"rows": rows, "text": "\n".join(arena_markdown(rows))}
 
 
+LATENCY_COLUMNS = (("run", "run"), ("kernels", "kernels"), ("macs", "MACs"), ("cycles", "cycles, two cores"),
+                   ("us", "ms, two cores"), ("cycles_per_mac", "cycles/MAC, two cores"),
+                   ("one_core_cycles", "cycles, one core"), ("one_core_us", "ms, one core"),
+                   ("one_core_cycles_per_mac", "cycles/MAC, one core"), ("two_core_speedup", "two-core speed-up"),
+                   ("golden", "golden exact"))
+
+
+def bench_latency(runs_dir: Path, names: list[str], *, bench_runs: int = 3, log=print) -> dict[str, Any]:
+    """Each built run's invoke on the emulated Pico (its board image): two cores, then the same image after
+    ``cores 1``, and its golden inputs against host TFLM."""
+    from pipeline.board.connect import board_port
+    from pipeline.board.measure import measure
+    from pipeline.flow.rundir import RunDir
+    from pipeline.tflite.reader import inspect_tflite
+
+    rows = []
+    for name in names:
+        run = RunDir.existing(name, runs_dir)
+        build = (run.read_manifest().get("stages") or {}).get("build") or {}
+        image = (build.get("metrics") or {}).get("image")
+        if not image or not run.path("firmware.elf").is_file():
+            raise PipelineError(f"run {name} has no firmware to measure", hint=f"run `picotflm build {name}` first")
+        kernels = (build.get("config") or {}).get("kernels")
+        info = inspect_tflite(run.path("model.tflite").read_bytes())
+        log(f"  {name}: {bench_runs} invokes on two cores and on one, golden inputs")
+        with board_port(run.path("firmware.elf"), None, image) as (port, where):
+            m = measure(port, expect_hash=info.sha256[:16], bench_runs=bench_runs, macs=info.macs,
+                        invoke_timeout=600.0)
+        two, one, golden = m.get("bench") or {}, m.get("bench_one_core") or {}, m.get("golden") or {}
+        one_cycles = one.get("median_cycles")
+        rows.append({
+            "run": name, "kernels": kernels, "macs": info.macs, "where": where,
+            "cycles": two.get("median_cycles"), "us": _ms(two.get("median_us")),
+            "cycles_per_mac": m.get("cycles_per_mac"), "one_core_cycles": one_cycles,
+            "one_core_us": _ms(one.get("median_us")),
+            "one_core_cycles_per_mac": round(one_cycles / info.macs, 2) if one_cycles and info.macs else None,
+            "two_core_speedup": m.get("two_core_speedup"),
+            "golden": f"{golden.get('exact')}/{golden.get('count')}"})
+    md = ["| " + " | ".join(h for _, h in LATENCY_COLUMNS) + " |", "|" + "---|" * len(LATENCY_COLUMNS)]
+    md += ["| " + " | ".join(_cell(r.get(k)) for k, _ in LATENCY_COLUMNS) + " |" for r in rows]
+    where = sorted({r["where"] for r in rows if r.get("where")})
+    if where:
+        md += ["", "Measured on " + "; ".join(where) + "; one core: the same image after `cores 1`."]
+    return {"rows": rows, "text": "\n".join(md)}
+
+
+def _ms(us: Any) -> float | None:
+    return round(us / 1000, 1) if isinstance(us, (int, float)) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench.arena", description=__doc__.splitlines()[0])
     p.add_argument("--runs-dir", default="runs", help="where the runs are (default: runs)")
@@ -123,14 +174,20 @@ def main(argv: list[str] | None = None) -> int:
             if model is None:
                 raise PipelineError("pico-tflmicro's person detection model is not installed",
                                     hint="set PICO_TFLMICRO_PATH to a pico-tflmicro checkout, or leave out --person")
-            names += deploy_pair(runs_dir, model, "person", log=err)
+            person = deploy_pair(runs_dir, model, "person", log=err)
+            names += person
         r = bench_arena(runs_dir, names, log=err)
+        if args.person:
+            lat = bench_latency(runs_dir, person, log=err)
+            r["text"] += "\n\nPerson detection's invoke (picotflm's kernels and plan; pico-tflmicro's stock kernels):\n\n" + lat["text"]
+            r["latency"] = lat["rows"]
     except PipelineError as e:
         print(f"picotflm: error: {e}", file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "arenabench.md", r["text"] + "\n")
-    atomic_write_text(out / "arenabench.json", json.dumps(r["rows"], indent=1) + "\n")
+    atomic_write_text(out / "arenabench.json", json.dumps({"arena": r["rows"], "latency": r.get("latency", [])},
+                                                          indent=1) + "\n")
     print(r["text"])
     return 0
 
