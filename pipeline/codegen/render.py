@@ -20,6 +20,7 @@ from pipeline.codegen.cgen import c_bytes, c_float, c_string
 from pipeline.codegen.kernels import FAST_KERNEL_OPS, conv_quant_tables
 from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError
+from pipeline.codegen.builtin_params import builtin_params
 from pipeline.codegen.fc_tables import fc_quant_tables
 from pipeline.codegen.memplan import inplace_plan
 
@@ -287,6 +288,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         "fast_ops": [op for op in ops if op in FAST_KERNEL_OPS],
         "quant_tables": quant_tables,
         "fc_tables": fc_tables,
+        "builtin_params": builtin_params([v.tflite for v in variants]),
         "codebooks": codebooks,
         "scratch_bytes": max([2 * 20 * c["k"] for c in codebooks] + [4]),  # firmware/src/kernels/codebook.h
         "count": count,

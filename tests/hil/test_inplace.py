@@ -48,3 +48,19 @@ def test_host_expanded_weights_are_used(board, host_model):
     assert len(wide) > 0 and info["wide_tables"] == len(wide)
     g = board.request("golden", timeout=60)
     assert g["exact"] == g["count"] > 0
+
+
+def test_builtin_params_come_from_flash(board, host_model):
+    """Every operator's builtin parameters equal an entry the host wrote into the op resolver's tables
+    (pipeline/codegen/builtin_params.py), so the arena holds none of them; the outputs stay bit-exact."""
+    from pipeline.codegen.builtin_params import STRUCTS
+
+    info = board.handshake()
+    if info["kernels"] != "picotflm":
+        pytest.skip("stock kernels: TFLM's parsers as they are")
+    ops = host_model[1].op_sequence
+    handled = sum(op in STRUCTS for op in ops)
+    assert handled >= 5  # MicroPizzaNet: CONV_2D x3, DEPTHWISE_CONV_2D x2, MEAN, FULLY_CONNECTED, SOFTMAX
+    assert info["params_in_flash"] == handled and info["params_in_arena"] == 0
+    g = board.request("golden", timeout=60)
+    assert g["exact"] == g["count"] > 0

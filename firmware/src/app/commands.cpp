@@ -15,6 +15,9 @@
 #include "crc32.h"
 #include "golden_data.h"
 #include "kernels/pk_multicore.h"
+#if PICOTFLM_FAST_KERNELS
+#include "kernels/flash_params.h"
+#endif
 #include "model_config.h"
 #include "model_data.h"
 
@@ -46,6 +49,8 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "threshold_tables", picotflm::ThresholdTablesVerified());
   ptf_json_int(&j, "threshold_tables_rejected", picotflm::ThresholdTablesRejected());
   ptf_json_int(&j, "wide_tables", picotflm::WideTablesMatched());
+  ptf_json_int(&j, "params_in_flash", picotflm::FlashParamsUsed());
+  ptf_json_int(&j, "params_in_arena", picotflm::FlashParamsCopied());
   ptf_json_int(&j, "plan_entries", g_picotflm_variants[g_variant].plan_entries);
   ptf_json_int(&j, "plan_matched", g_planner.Matched());
   ptf_json_int(&j, "inplace_ops", picotflm::InplaceOps());
