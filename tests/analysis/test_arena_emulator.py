@@ -70,6 +70,19 @@ def test_sweep_finds_a_minimum_that_works(small_run):
     assert "## Arena tuning" in (small_run / "report.md").read_text()
 
 
+def test_bench_measures_the_runs_invoke_on_two_cores_and_on_one(small_run):
+    """make bench's arena part measures person detection this way (python -m pipeline.bench.arena --person)."""
+    from pipeline.bench.arena import LATENCY_COLUMNS, bench_latency
+
+    r = bench_latency(small_run.parent, [small_run.name], bench_runs=2, log=lambda s: None)
+    row = r["rows"][0]
+    assert row["kernels"] == "picotflm" and row["golden"].split("/")[0] == row["golden"].split("/")[1] != "0"
+    assert row["one_core_cycles"] > row["cycles"] > 0 and row["two_core_speedup"] > 1.2
+    assert row["cycles_per_mac"] == pytest.approx(row["cycles"] / row["macs"], rel=1e-3)
+    assert r["text"].splitlines()[0] == "| " + " | ".join(h for _, h in LATENCY_COLUMNS) + " |"
+    assert "emulated Pico" in r["text"]
+
+
 def test_a_failed_confirmation_leaves_the_run_as_it_was(small_run):
     if not (small_run / "arena.json").is_file():
         pytest.skip("needs the sweep of test_sweep_finds_a_minimum_that_works")
