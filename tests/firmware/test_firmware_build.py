@@ -64,16 +64,16 @@ def test_too_small_an_arena_is_reported_by_the_firmware_with_the_size_it_needed(
 
     require_emulated_pico()
     gen = tmp_path / "gen"
-    info = _models.render_with_golden(_models.int8_tflite(), gen, RenderConfig(arena_bytes=8000), golden=1,
+    info = _models.render_with_golden(_models.int8_tflite(), gen, RenderConfig(arena_bytes=4000), golden=1,
                                       host_arena_bytes=0)
     with _board(toolchain, tmp_path, gen) as board:
         reply = board.request("info")
         assert reply["status"] == "error"
-        assert "AllocateTensors failed with a 8000-byte arena" in reply["setup_error"]
+        assert "AllocateTensors failed with a 4000-byte arena" in reply["setup_error"]
         assert "missing:" in reply["setup_error"]
         refused = board.request("mem", raise_on_error=False)
         assert not refused.ok and refused.err == "setup"
-        with pytest.raises(PipelineError, match="8000-byte arena"):
+        with pytest.raises(PipelineError, match="4000-byte arena"):
             board.handshake(info.sha256[:16])
 
 
