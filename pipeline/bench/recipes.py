@@ -310,6 +310,16 @@ def bench_recipes(runs_dir: Path, recipes: list[str], *, soak_exchanges: int = 1
             md += ["", "## Kernels: pico-tflmicro stock vs picotflm (the board image on the emulated Pico, 125 MHz)", ""]
             md += kernels_markdown(krows)
     elf = runs / "int8" / "firmware.elf"
+    if args.kernel_frames != 0 and elf.is_file():
+        from pipeline.analysis.cycles import cycles_markdown, profile_invoke
+        from pipeline.stages.build import find_toolchain
+
+        nm = str(Path(find_toolchain().gcc).with_name("arm-none-eabi-nm"))
+        print("bench: where int8's cycles go on one core ...", file=sys.stderr)
+        md += ["", "## Where the cycles go: int8 on one core, by function", "",
+               "Each instruction's cycles summed by address on the emulated Pico (board image, "
+               "`tools/emulator/profile.mjs`), mapped to the ELF's functions (`pipeline/analysis/cycles.py`).", ""]
+        md += cycles_markdown(profile_invoke(elf, nm, cores=1, runs=4))
     if args.soak and elf.is_file():
         print(f"bench: serial soak, {args.soak} exchanges ...", file=sys.stderr)
         s = soak(elf, args.soak)

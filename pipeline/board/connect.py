@@ -88,9 +88,11 @@ def check_board(port: str, expect_hash: str | None = None, *, attempts: int = 10
 
 
 @contextlib.contextmanager
-def emulated_board(elf: Path, image: str = "board", *, why: str = "no emulated Pico here: "):
+def emulated_board(elf: Path, image: str = "board", *, why: str = "no emulated Pico here: ",
+                   profile: Path | None = None):
     """The emulated Pico running ``elf`` (an image of kind ``image``), its process alive while the block
-    runs: yields the :class:`~pipeline.board.emulator.EmulatedPico` (``.port``, ``.pid``, ``.check()``).
+    runs: yields the :class:`~pipeline.board.emulator.EmulatedPico` (``.port``, ``.pid``, ``.check()``;
+    with ``profile``, a file for its cycle profile: ``.profile_snapshot()``).
     No Node.js or emulator here: :class:`BoardUnavailable`, its message after ``why`` (the error itself
     with PICOTFLM_REQUIRE_FIRMWARE=1)."""
     if image not in EMULATED_LABELS:
@@ -104,5 +106,5 @@ def emulated_board(elf: Path, image: str = "board", *, why: str = "no emulated P
         if firmware_required():
             raise
         raise BoardUnavailable(f"{why}{e.message}", hint=e.hint) from None
-    with EmulatedPico(elf, kind=image) as pico:
+    with EmulatedPico(elf, kind=image, profile=profile) as pico:
         yield pico

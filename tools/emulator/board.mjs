@@ -6,7 +6,8 @@
 //   stdin bytes -> the device's CDC bulk OUT endpoint (held until the port is open, as a host would)
 // Diagnostics go to stderr; once the image is in flash the line holding "boot from vector table" is
 // printed there (the same ready mark as run.mjs), though the run starts at boot2 as on a Pico.
-// Exits on stdin EOF (the parent went away), SIGTERM and SIGINT.
+// Exits on stdin EOF (the parent went away), SIGTERM and SIGINT. With PICOTFLM_EMU_PROFILE=FILE, each
+// SIGUSR2 writes the cycles spent at every instruction address so far to FILE (profile.mjs).
 //
 //   node board.mjs [--cycles] [--verbose] IMAGE.{uf2,elf,bin}
 //
@@ -26,6 +27,7 @@ import { DualCore } from './cores.mjs';
 import { EmulatorError, exitRun, fail, loadImageOrExit, makeLogger, note, parseArgs, wireStdio } from './cli.mjs';
 import { BOOT2_RAM, BOOT2_SIZE, SRAM_BASE, layFlash } from './image.mjs';
 import { CORE1_EXIT, RESET, RomError, RomServices, buildRom, hex } from './rom.mjs';
+import { PcProfile } from './profile.mjs';
 import { CdcHost } from './usb.mjs';
 
 const USAGE = 'usage: node board.mjs [--cycles] [--verbose] IMAGE.{uf2,elf,bin}';
@@ -80,6 +82,12 @@ let cdc = null;
 let txChunks = [];
 let txCount = 0;
 let timerReads = 0;
+
+// PICOTFLM_EMU_PROFILE=FILE: every executed instruction's cycles summed by its address (profile.mjs);
+// each SIGUSR2 writes the sums so far to FILE (the host takes the difference of two).
+const PROFILE_PATH = process.env.PICOTFLM_EMU_PROFILE || null;
+const profile = PROFILE_PATH ? new PcProfile() : null;
+if (profile !== null) process.on('SIGUSR2', () => profile.write(PROFILE_PATH));
 
 const WATCHDOG_BOOT_MAGIC = 0xb007c0d3;
 const PPB_AIRCR = 0xd0c;
@@ -143,6 +151,7 @@ function buildChip(previous = null, why = null) {
     [RESET]: (core) => dual.romReset(core),
   });
   dual = new DualCore(m, rom, romServices, note);
+  dual.profile = profile;
 
   // Chip resets the firmware can ask for: the watchdog (watchdog_reboot, watchdog timeout) and
   // AIRCR.SYSRESETREQ from either core.

@@ -167,6 +167,7 @@ export class DualCore {
     this.rom = rom;
     this.romServices = romServices;
     this.note = note;
+    this.profile = null; // a PcProfile (profile.mjs) to sum each instruction's cycles by address, or null
     this.clock = mcu.clock;
     this.cycleNanos = 1e9 / mcu.clkSys;
     mcu.addClockListener((hz) => {
@@ -501,7 +502,9 @@ export class DualCore {
           if (s.state !== 'run') break; // core 1 went back to the ROM's wait loop
           continue;
         }
-        s.busy += c.executeInstruction();
+        const spent = c.executeInstruction();
+        s.busy += spent;
+        if (this.profile !== null) this.profile.add(i, pc, spent);
         if (this.breakHit !== null) return 'break';
       }
       c = this.cores[i];

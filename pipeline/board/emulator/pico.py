@@ -35,6 +35,7 @@ EMULATOR_DIR_ENV = "PICOTFLM_EMULATOR_DIR"
 RP2040JS_VERSION = "1.4.1"
 READY_MARK = "boot from vector table"  # both runners write this to stderr once the image is loaded
 RUNNERS = {"board": "board.mjs", "emulator": "run.mjs"}  # image kind -> runner script
+PROFILE_ENV = "PICOTFLM_EMU_PROFILE"  # board.mjs sums each instruction's cycles by address into this file
 STDERR_TAIL = 40
 OUT_BUFFER_CAP = 256 * 1024  # bytes from the firmware held for a reader that does not read; more is dropped
 
@@ -154,6 +155,14 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     return preexec
 
 
+def _profile_seq(path: Path) -> int:
+    """The sequence number of the profile last written to ``path`` (0: none yet)."""
+    try:
+        return int(json.loads(path.read_text()).get("seq", 0))
+    except (OSError, ValueError):
+        return 0
+
+
 def _send(fd: int, buf: bytearray) -> bool:
     """Write what ``fd`` takes now from the front of ``buf``; False when the reader has gone (the
     buffer is then dropped)."""
@@ -185,7 +194,8 @@ class EmulatedPico:
 
     def __init__(self, image_path: str | Path, *, node: str = "node", emulator: str | Path | None = None,
                  on_stderr: Callable[[str], None] | None = None, link: str | Path | None = None,
-                 cycles: bool = False, start_timeout: float = 30.0, kind: str | None = None):
+                 cycles: bool = False, start_timeout: float = 30.0, kind: str | None = None,
+                 profile: str | Path | None = None):
         self.image = Path(image_path)
         self.format = check_image(self.image)
         self.kind = kind or image_kind(self.image)
@@ -205,10 +215,14 @@ class EmulatedPico:
         self._master, self._slave, self.port = open_raw_pty()
         self._wake_r, self._wake_w = os.pipe()
         cmd = [node_path, str(run)] + (["--cycles"] if cycles else []) + [str(self.image.resolve())]
+        self.profile = Path(profile) if profile is not None else None
+        if self.profile is not None and self.kind != "board":
+            raise ValueError("a cycle profile needs the board image's emulator (board.mjs)")
+        env = None if self.profile is None else {**os.environ, PROFILE_ENV: str(self.profile)}
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, bufsize=0, close_fds=True,
-                                         preexec_fn=_pdeathsig_preexec())
+                                         preexec_fn=_pdeathsig_preexec(), env=env)
         except OSError as e:
             self._close_fds()
             raise PipelineError(f"cannot start the emulator ({node_path}): {e}",
@@ -231,6 +245,21 @@ class EmulatedPico:
         except BaseException:
             self.close()
             raise
+
+    def profile_snapshot(self, timeout: float = 30.0) -> dict:
+        """The cycles each core spent at every instruction address since boot (an emulator started
+        with ``profile``): ``{"seq", "cores": [{"other", "pcs": [[address, cycles], ...]}, ...]}``."""
+        if self.profile is None:
+            raise ValueError("this emulator was started without a profile")
+        last = _profile_seq(self.profile)
+        os.kill(self.proc.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            if _profile_seq(self.profile) > last:
+                return json.loads(self.profile.read_text())
+            time.sleep(0.05)
+        raise PipelineError(f"the emulator wrote no cycle profile within {timeout:.0f} s", hint=self.stderr_tail())
 
     # ------------------------------------------------------------------ life cycle
     def __enter__(self) -> "EmulatedPico":
