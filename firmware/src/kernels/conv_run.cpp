@@ -52,13 +52,7 @@ __attribute__((noinline)) bool RunConvInPlace(const pk_conv_params* p, const int
       RunPart(p, band, in, w, bias, out, depthwise, &all);
     } else if (depthwise) {
 #if PICOTFLM_CORES == 2
-      // A depthwise band: each core half of its channels, every row of the band.
-      const int32_t half = p->in_c / 2;
-      const PartJob core1 = {p, in, w, bias, out, band, true, DepthwiseChannels(half, p->in_c)};
-      pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
-      const pk_conv_opts first_half = DepthwiseChannels(0, half);
-      RunPart(p, band, in, w, bias, out, true, &first_half);
-      pk_core1_wait();
+      RunDepthwiseOnBoth(p, band, in, w, bias, out);  // each core half of the channels, every row
 #endif
     } else if ((end - oy) % 2 == 0) {
 #if PICOTFLM_CORES == 2

@@ -63,6 +63,19 @@ inline void RunPartOnCore1(void* job) {
 }
 #endif
 
+#if PICOTFLM_CORES == 2
+// Rows `part` of a depthwise conv on both cores: core 0 the first half of the channels, core 1 the rest.
+inline void RunDepthwiseOnBoth(const pk_conv_params* p, const pk_part& part, const int8_t* in, const int8_t* w,
+                               const int32_t* bias, int8_t* out) {
+  const int32_t half = p->in_c / 2;
+  const PartJob core1 = {p, in, w, bias, out, part, true, DepthwiseChannels(half, p->in_c)};
+  pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
+  const pk_conv_opts first_half = DepthwiseChannels(0, half);
+  RunPart(p, part, in, w, bias, out, true, &first_half);
+  pk_core1_wait();
+}
+#endif
+
 // In place (PlannedMemoryPlanner put the output `lead` bytes below its own input): bands of output
 // rows (conv_run.cpp). false when no row order makes it safe.
 bool RunConvInPlace(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
@@ -83,13 +96,7 @@ inline bool RunConv(const pk_conv_params* p, const int8_t* in, const int8_t* w, 
   if (pk_core1_enabled() && pk_split(p, depthwise ? 1 : 0, kSplitMinMacs, parts) == 2) {
     if (depthwise && p->in_c >= 2) {
       // By channels: each core sets up only its half of them (halves of the rows would set up all).
-      const pk_part whole = {0, p->out_h};
-      const int32_t half = p->in_c / 2;
-      const PartJob core1 = {p, in, w, bias, out, whole, true, DepthwiseChannels(half, p->in_c)};
-      pk_core1_start(RunPartOnCore1, const_cast<PartJob*>(&core1));
-      const pk_conv_opts first_half = DepthwiseChannels(0, half);
-      RunPart(p, whole, in, w, bias, out, true, &first_half);
-      pk_core1_wait();
+      RunDepthwiseOnBoth(p, {0, p->out_h}, in, w, bias, out);
       g_split_ops++;
       return true;
     }
