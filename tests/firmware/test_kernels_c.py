@@ -80,6 +80,51 @@ def test_requantize_matches_64_bit_formula(lib):
         assert lib.pk_requantize(v, mult, shift) == ref_requantize(v, mult, shift), (v, mult, shift)
 
 
+def test_short_requantization_matches_64_bit_formula(lib):
+    """pk_out_fit (the conv spans' REQF, two multiplies) against the 64-bit formula for every accumulator
+    it takes, lo_at + 1 .. lo_at + lim, on random channels and the edge multipliers."""
+    lib.pk_fit_outputs.restype = ctypes.c_int32
+    lib.pk_fit_outputs.argtypes = [ctypes.c_int32] * 6 + [ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int32)]
+    rng = np.random.default_rng(11)
+    n = 0xFFFF
+    out = np.zeros(n, dtype=np.int8)
+    lo_at = ctypes.c_int32()
+    cases = [((1 << 30) + 1, -1, -128, -128, 127), ((1 << 31) - 1, -15, 127, 127, 127), ((1 << 31) - 1, -1, -5, -5, 6),
+             (1 << 30, -3, -128, -128, 127), ((1 << 31) - 1, -16, 0, 0, 127), (1234567890, 1, 0, 0, 127)]
+    for _ in range(300):
+        zp = int(rng.integers(-128, 128))
+        lo = max(-128, zp) if rng.random() < 0.8 else int(rng.integers(-128, 128))
+        cases.append((int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(-16, 1)), zp, lo, int(rng.integers(lo, 128))))
+    taken = 0
+    for mult, shift, zp, lo, hi in cases:
+        lim = lib.pk_fit_outputs(mult, shift, zp, lo, hi, n, out.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+                                 ctypes.byref(lo_at))
+        if mult <= 1 << 30 or shift >= 0 or shift < -15:
+            assert lim == 0, (mult, shift)
+            continue
+        if lo_at.value == -(1 << 31):  # no confirmed threshold
+            assert lim == 0
+            continue
+        # A ReLU's channel takes the short path unless hi is next to its zero point (the bound on lim
+        # that keeps outputs at or below hi is conservative: with lo far above the zero point it may be 0).
+        assert lim > 0 or lo != zp or hi <= zp + 1, (mult, shift, zp, lo, hi)
+        assert lim <= n
+        if lim == 0:
+            continue
+        acc = lo_at.value + np.arange(1, lim + 1, dtype=np.int64)
+        h = (acc * mult + (1 << 30)) >> 31
+        right = -shift
+        mask = (1 << right) - 1
+        r = h >> right
+        r = r + ((h & mask) > (mask >> 1) + (r < 0))
+        want = np.clip(r + zp, lo, hi)
+        got = out[:lim].astype(np.int64)
+        bad = np.nonzero(got != want)[0]
+        assert bad.size == 0, (mult, shift, zp, lo, hi, int(acc[bad[0]]), int(got[bad[0]]), int(want[bad[0]]))
+        taken += 1
+    assert taken > 230, taken
+
+
 def single_layer(layer, shape, seed):
     from tests._models import _keras
 

@@ -296,18 +296,91 @@ typedef struct {
     int32_t lo_at, mh, ml, right, half, out_off, lo, hi;
 } pk_span_ch;
 
+// A conv channel's requantization for the spans: pk_span_ch (which REQ reads), then the fields of
+// the shorter exact path REQF takes for lo_at < acc <= lo_at + lim (pk_fit_of; lim = 0: never).
+typedef struct {
+    pk_span_ch ch;
+    int32_t lim, pl, ml, mh, klo, khi, sh;
+} pk_span_fch;
+
 typedef struct {
     const int8_t* w0;
     int32_t k, rows, row_len, row_stride, x_step, o_step;
     int32_t be[4];
-    pk_span_ch ch[4];
+    pk_span_fch ch[4];
 } pk_span4_args;
+
+// REQF's exact short path. With acc = lo_at + a, 0 < a <= lim <= 0xFFFF, mult = mh * 2^16 + ml and
+// P = lo_at * mult + 2^30 = Ph * 2^16 + Pl (0 <= Pl < 2^16), REQ's
+//   out = ((h + half - (h < 0)) >> right) + out_off,   h = (acc * mult + 2^30) >> 31
+// is floor((V + K) / 2^sh), sh = 15 + right, with V = a * mh + ((a * ml + Pl) >> 16) - 2^15 (h < 0)
+// and K = Ph + half * 2^15 + out_off * 2^sh: h = floor(W / 2^15) with W the first two terms plus Ph,
+// and floors of floors by powers of two merge. With K = Khi * 2^sh + Klo (0 <= Klo < 2^sh) that is
+// Khi + floor((V + Klo) / 2^sh). a * ml + Pl < 2^32 and a * mh < 2^31 (mh < 2^15) for a <= 0xFFFF;
+// h < 0 exactly when acc < 0 because mult > 2^30; lim keeps V + Klo below 2^31, and acc at or below
+// ((hi - out_off) * 2^(31 + right)) / mult, where acc * mult / 2^(31 + right) <= hi - out_off, so
+// that both roundings stay at or below hi - out_off and no clamp is needed. Two multiplies and a
+// shift replace REQ's four multiplies, its rounding steps and its clamp.
+static void pk_fit_of(pk_span_fch* f, const pk_quant* q, int32_t out_off) {
+    f->lim = f->pl = f->ml = f->mh = f->klo = f->khi = f->sh = 0;
+    const int32_t lo_at = f->ch.lo_at;
+    if (lo_at == INT32_MIN || q->left != 0 || q->right < 1 || q->right > 15 || q->mult <= (1 << 30) ||
+        f->ch.hi < out_off)
+        return;
+    // 32-bit arithmetic only: this runs for every channel of every conv call. P's low 32 bits wrap
+    // exactly; its bits from 31 on are h0 = REQ's h at lo_at. So Ph = h0 * 2^15 + (bits 16..30 of P)
+    // and, with hh = h0 + half, Khi = (hh >> right) + out_off, Klo = (hh mod 2^right) * 2^15 + those bits.
+    const uint32_t p32 = (uint32_t)lo_at * (uint32_t)q->mult + (1u << 30);
+    const int32_t right = q->right;
+    const int32_t hh = pk_high_mult(lo_at, q->mult) + (1 << (right - 1));
+    const uint32_t klo = ((uint32_t)(hh & ((1 << right) - 1)) << 15) + ((p32 >> 16) & 0x7FFFu);
+    const uint32_t step = ((uint32_t)q->mult >> 16) + 1u;  // V + Klo <= Klo + a * step
+    // top: at most (hi - out_off) * 2^(31 + right) / mult = n * 2^31 / mult, n = (hi - out_off) * 2^right,
+    // without a division: 2^31 / mult >= 1 + d / 2^31 (d = 2^31 - mult), every product floored.
+    const uint32_t n = (uint32_t)(f->ch.hi - out_off) << right, d = 0x80000000u - (uint32_t)q->mult;
+    const int32_t top = (int32_t)(n + (((n >> 7) * (d >> 16)) >> 8)) - lo_at;
+    int32_t lim = top < 0xFFFF ? top : 0xFFFF;
+    while (lim > 0 && (uint32_t)lim * step + klo > (uint32_t)INT32_MAX) lim >>= 1;
+    if (lim <= 0) return;
+    f->pl = (int32_t)(p32 & 0xFFFFu);
+    f->ml = (int32_t)((uint32_t)q->mult & 0xFFFFu);
+    f->mh = q->mult >> 16;
+    f->klo = (int32_t)klo;
+    f->khi = (hh >> right) + out_off;
+    f->sh = 15 + right;
+    f->lim = lim;
+}
+
+// REQF's short path, for lo_at < acc <= lo_at + f->lim (the arithmetic wraps as the M0+'s does; no
+// clamp).
+static int32_t pk_out_fit(int32_t acc, const pk_span_fch* f) {
+    const uint32_t a = (uint32_t)acc - (uint32_t)f->ch.lo_at;
+    uint32_t t = (uint32_t)(acc < 0 ? -1 : 0) << 15;
+    t += (a * (uint32_t)f->ml + (uint32_t)f->pl) >> 16;
+    t += a * (uint32_t)f->mh;
+    t += (uint32_t)f->klo;
+    return ((int32_t)t >> f->sh) + f->khi;
+}
+
+int32_t pk_fit_outputs(int32_t mult, int32_t shift, int32_t out_offset, int32_t lo, int32_t hi, int32_t n,
+                       int8_t* out, int32_t* lo_at) {
+    const pk_quant q = pk_quant_of(mult, shift);
+    pk_span_fch f;
+    f.ch.lo_at = pk_lo_threshold(&q, out_offset, lo, hi);
+    f.ch.hi = hi;
+    *lo_at = f.ch.lo_at;
+    pk_fit_of(&f, &q, out_offset);
+    for (int32_t a = 1; a <= n && a <= f.lim; a++) out[a - 1] = (int8_t)pk_out_fit(f.ch.lo_at + a, &f);
+    return f.lim;
+}
 
 #if UINTPTR_MAX == 0xFFFFFFFFu  // the layout pk_dot_m0.S sees (32-bit pointers)
 _Static_assert(offsetof(pk_span4_args, x_step) == 20, "pk_span4 reads x_step at 20");
 _Static_assert(offsetof(pk_span4_args, be) == 28, "pk_span4 reads be at 28");
 _Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads ch at 44");
-_Static_assert(sizeof(pk_span_ch) == 32, "pk_span4 steps CH_SIZE = 32 bytes per channel");
+_Static_assert(sizeof(pk_span_ch) == 32, "REQ reads pk_span_ch, CH_SIZE = 32 bytes");
+_Static_assert(sizeof(pk_span_fch) == 60 && offsetof(pk_span_fch, lim) == 32 && offsetof(pk_span_fch, sh) == 56,
+               "REQF reads F_LIM at 32 .. F_SH at 56; the spans step FCH_SIZE = 60 bytes per channel");
 _Static_assert(offsetof(pk_span_ch, half) == 16 && offsetof(pk_span_ch, hi) == 28, "REQ reads CH_HALF, CH_HI");
 #endif
 
@@ -356,10 +429,10 @@ __attribute__((always_inline)) static inline void span4_body(const pk_group4* g,
         dot4(x, g->rows, g->row_len, g->row_stride, g->w0, g->k, a);
 #endif
         if (fast) {
-            o[0] = a[0] <= g->args.ch[0].lo_at ? (int8_t)lo : pk_out_fast(a[0], &g->q[0], out_off, lo, hi);
-            o[1] = a[1] <= g->args.ch[1].lo_at ? (int8_t)lo : pk_out_fast(a[1], &g->q[1], out_off, lo, hi);
-            o[2] = a[2] <= g->args.ch[2].lo_at ? (int8_t)lo : pk_out_fast(a[2], &g->q[2], out_off, lo, hi);
-            o[3] = a[3] <= g->args.ch[3].lo_at ? (int8_t)lo : pk_out_fast(a[3], &g->q[3], out_off, lo, hi);
+            o[0] = a[0] <= g->args.ch[0].ch.lo_at ? (int8_t)lo : pk_out_fast(a[0], &g->q[0], out_off, lo, hi);
+            o[1] = a[1] <= g->args.ch[1].ch.lo_at ? (int8_t)lo : pk_out_fast(a[1], &g->q[1], out_off, lo, hi);
+            o[2] = a[2] <= g->args.ch[2].ch.lo_at ? (int8_t)lo : pk_out_fast(a[2], &g->q[2], out_off, lo, hi);
+            o[3] = a[3] <= g->args.ch[3].ch.lo_at ? (int8_t)lo : pk_out_fast(a[3], &g->q[3], out_off, lo, hi);
         } else {
             o[0] = pk_out_q(a[0], &g->q[0], out_off, lo, hi);
             o[1] = pk_out_q(a[1], &g->q[1], out_off, lo, hi);
@@ -460,7 +533,7 @@ __attribute__((noinline)) static void border4(const pk_group4* g, const pk_group
     dot4(patch, 1, g->k, 0, g->w0, g->k, a);
 #endif
     for (int32_t j = 0; j < 4; j++)
-        o[j] = a[j] <= g->args.ch[j].lo_at ? (int8_t)g->lo
+        o[j] = a[j] <= g->args.ch[j].ch.lo_at ? (int8_t)g->lo
                : g->fast           ? pk_out_fast(a[j], &g->q[j], g->out_off, g->lo, g->hi)
                                    : pk_out_q(a[j], &g->q[j], g->out_off, g->lo, g->hi);
 }
@@ -508,7 +581,7 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
         if (cj != (pk_chan_setup*)0 && chan_known) {
             gp->args.be[j] = cj->bias;
             abs_sum[j] = cj->abs_sum;
-            gp->args.ch[j].lo_at = cj->lo_at;
+            gp->args.ch[j].ch.lo_at = cj->lo_at;
             continue;
         }
         int32_t sum = 0;
@@ -521,20 +594,20 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
         }
         abs_sum[j] = asum;
         gp->args.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
-        gp->args.ch[j].lo_at =
+        gp->args.ch[j].ch.lo_at =
             p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&gp->q[j], gp->out_off, gp->lo, gp->hi);
         if (cj != (pk_chan_setup*)0) {
             cj->bias = gp->args.be[j];
             cj->abs_sum = asum;
-            cj->lo_at = gp->args.ch[j].lo_at;
+            cj->lo_at = gp->args.ch[j].ch.lo_at;
         }
     }
     gp->fast = 1;
     gp->asm_span = 1;
     for (int32_t j = 0; j < 4; j++) {
         gp->fast &= pk_fits_sum(gp->args.be[j], abs_sum[j], &gp->q[j]);
-        gp->asm_span &= gp->q[j].left == 0 && gp->q[j].right > 0 && gp->args.ch[j].lo_at != INT32_MIN;
-        pk_span_ch* ch = &gp->args.ch[j];  // field by field: a struct copy may become a memcpy call
+        gp->asm_span &= gp->q[j].left == 0 && gp->q[j].right > 0 && gp->args.ch[j].ch.lo_at != INT32_MIN;
+        pk_span_ch* ch = &gp->args.ch[j].ch;  // field by field: a struct copy may become a memcpy call
         ch->mh = gp->q[j].mh;
         ch->ml = (int32_t)gp->q[j].ml;
         ch->right = gp->q[j].right;
@@ -542,6 +615,7 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
         ch->out_off = gp->out_off;
         ch->lo = gp->lo;
         ch->hi = gp->hi;
+        pk_fit_of(&gp->args.ch[j], &gp->q[j], gp->out_off);
     }
     gp->asm_span &= gp->fast;
     gp->args.w0 = gp->w0;

@@ -60,6 +60,13 @@ int32_t pk_inplace_band_end(const pk_conv_params* p, int32_t oy_lo, int64_t lead
 // table against it once per boot (quant_tables.cpp) before the kernels use the table.
 int32_t pk_lo_threshold_of(int32_t mult, int32_t shift, int32_t out_offset, int32_t lo, int32_t hi);
 
+// The conv spans' short requantization (REQF in pk_dot_m0.S, written out in C as pk_out_fit) for a
+// channel with pk_lo_threshold_of's threshold lo_at: the outputs of the accumulators lo_at + 1 ..
+// lo_at + min(n, lim) into out, lim returned (0: the channel always takes the full requantization),
+// lo_at into *lo_at. For the host tests, which compare it with the 64-bit formula.
+int32_t pk_fit_outputs(int32_t mult, int32_t shift, int32_t out_offset, int32_t lo, int32_t hi, int32_t n,
+                       int8_t* out, int32_t* lo_at);
+
 // CMSIS-NN's arm_nn_requantize (not the single-rounding variant): (val * 2^left * mult + 2^30) >> 31,
 // then a rounding right shift, midpoint away from zero.
 int32_t pk_requantize(int32_t val, int32_t mult, int32_t shift);

@@ -114,7 +114,8 @@ pk_dot4_rows:
 //
 // pk_span4_args (pk_core.c, offsets checked there with static asserts):
 //    0 w0   4 k   8 rows   12 row_len   16 row_stride   20 x_step   24 o_step
-//   28 be[4]   44 ch[4], CH_SIZE bytes each (pk_span_ch, the CH_ offsets below)
+//   28 be[4]   44 ch[4], FCH_SIZE bytes each (pk_span_fch: a pk_span_ch, the CH_ offsets below, then
+//   REQF's fields)
 // Requantization as pk_out_fast with left shift 0 and right shift >= 1: a sum at or below lo_at
 // gives lo; otherwise h = (sum * mult + 2^30) >> 31 from 16-bit halves, then the rounding shift
 // right (midpoint away from zero) as (h + half - (h < 0)) >> right with half = 2^(right - 1), the
@@ -174,6 +175,51 @@ pk_dot4_rows:
     .endm
 
 
+// REQF: REQ for the conv spans, r7 at a pk_span_fch (pk_core.c): its pk_span_ch first, so REQ reads
+// it too, then F_LIM .. F_SH. An accumulator lo_at + a with 0 < a <= lim (unsigned) takes pk_fit_of's
+// exact short path: Khi + ((a * mh + ((a * ml + Pl) >> 16) - 2^15 (acc < 0) + Klo) >> sh), which
+// lim keeps at or below hi; one above lo_at + lim the full REQ.
+    .equ F_LIM, 32
+    .equ F_PL, 36
+    .equ F_ML, 40
+    .equ F_MH, 44
+    .equ F_KLO, 48
+    .equ F_KHI, 52
+    .equ F_SH, 56
+    .equ FCH_SIZE, 60
+    .macro REQF
+    ldr r1, [r7, #CH_LO_AT]
+    subs r1, r0, r1         // a = acc - lo_at (flags: the signed compare of acc with lo_at)
+    ble 7f
+    ldr r2, [r7, #F_LIM]
+    cmp r1, r2
+    bhi 6f
+    asrs r0, r0, #31
+    lsls r0, r0, #15        // -2^15 when acc < 0
+    ldr r2, [r7, #F_ML]
+    muls r2, r1, r2
+    ldr r3, [r7, #F_PL]
+    adds r2, r2, r3
+    lsrs r2, r2, #16
+    adds r0, r0, r2
+    ldr r3, [r7, #F_MH]
+    muls r1, r3, r1
+    adds r0, r0, r1
+    ldr r3, [r7, #F_KLO]
+    adds r0, r0, r3
+    ldr r3, [r7, #F_SH]
+    asrs r0, r3
+    ldr r3, [r7, #F_KHI]
+    adds r0, r0, r3
+    b 5f
+6:
+    REQ
+    b 5f
+7:
+    ldr r0, [r7, #CH_LO]
+5:
+    .endm
+
 // pk_span4 / pk_span4w frame: [sp] args, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left.
     .macro SPAN_ENTER
     SAVE_ALL
@@ -210,19 +256,19 @@ pk_dot4_rows:
     adds r7, #44
     ldr r6, [sp, #8]
     mov r0, r8
-    REQ
+    REQF
     strb r0, [r6, #0]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     mov r0, r9
-    REQ
+    REQF
     strb r0, [r6, #1]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     mov r0, r10
-    REQ
+    REQF
     strb r0, [r6, #2]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     mov r0, r11
-    REQ
+    REQF
     strb r0, [r6, #3]
     .endm
 
@@ -599,37 +645,37 @@ pk_span8w:
     adds r7, #44            // the first group's ch[0]
     ldr r6, [sp, #8]
     mov r0, r8
-    REQ
+    REQF
     strb r0, [r6, #0]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     mov r0, r9
-    REQ
+    REQF
     strb r0, [r6, #1]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     mov r0, r10
-    REQ
+    REQF
     strb r0, [r6, #2]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     mov r0, r11
-    REQ
+    REQF
     strb r0, [r6, #3]
     ldr r7, [sp, #0]
     ldr r7, [r7, #4]
     adds r7, #44            // the second group's ch[0]
     mov r0, r12
-    REQ
+    REQF
     strb r0, [r6, #4]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     mov r0, lr
-    REQ
+    REQF
     strb r0, [r6, #5]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     ldr r0, [sp, #32]
-    REQ
+    REQF
     strb r0, [r6, #6]
-    adds r7, #CH_SIZE
+    adds r7, #FCH_SIZE
     ldr r0, [sp, #36]
-    REQ
+    REQF
     strb r0, [r6, #7]
     ldr r7, [sp, #0]
     ldr r7, [r7, #0]
