@@ -324,8 +324,27 @@ _Static_assert(offsetof(pk_dw3_args, be) == 68, "pk_span_dw3 reads be at 68");
 _Static_assert(offsetof(pk_dw3_args, row_stride) == 84, "pk_span_dw3 reads row_stride at 84");
 #endif
 
+// pk_dw3_pairs_s1 / _s2's arguments, copied whole into the assembly's frame (the same offsets there).
+typedef struct {
+    pk_span_ch ch;
+    int32_t w[9];
+    int32_t be, c_n;
+    int32_t row_adv;     // from a kernel row's last tap pointer to the next row's first: row_stride - stride * c_n
+    int32_t x_row_step;  // bytes between the inputs of two output rows: stride_h * row_stride
+    int32_t o_row_step;  // bytes between two output rows: out_w * c_n
+    int32_t pairs, rows;
+} pk_dw3p_args;
+
+#if UINTPTR_MAX == 0xFFFFFFFFu
+_Static_assert(offsetof(pk_dw3p_args, w) == 32 && offsetof(pk_dw3p_args, be) == 68, "F_W, F_BE");
+_Static_assert(offsetof(pk_dw3p_args, row_adv) == 76 && offsetof(pk_dw3p_args, rows) == 92, "F_ROW_ADV, F_ROWS");
+_Static_assert(sizeof(pk_dw3p_args) == 96, "the assembly copies 24 words");
+#endif
+
 #if defined(__ARM_ARCH_6M__)
 void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
+void pk_dw3_pairs_s1(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
+void pk_dw3_pairs_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 // pk_dot_m0.S: args = {k, rows, row_len, row_stride}.
 void pk_dot4_rows(const int8_t* x, const int8_t* w0, const int32_t* args, int32_t* acc);
 void pk_span4(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
@@ -710,6 +729,32 @@ __attribute__((noinline)) static void span_dw3(pk_dwchan* d, const int8_t* x, in
     }
 }
 
+#if defined(__ARM_ARCH_6M__)
+// Every output of one channel when none of them reads padding (pk_no_border) and the stride across
+// is 1 or 2: pairs of outputs in pk_dw3_pairs_s1 / _s2 (one call for all rows), the last column of
+// an odd width in span_dw3. x and o point at the channel's first input and output.
+__attribute__((noinline)) static void dw3_plane(const pk_conv_params* p, pk_dwchan* d, const int8_t* x, int8_t* o) {
+    const int32_t c_n = p->in_c, sw = p->stride_w, row_stride = p->in_w * c_n;
+    pk_dw3p_args a;
+    a.ch = d->args.ch;
+    for (int32_t t = 0; t < 9; t++) a.w[t] = d->w9[t];
+    a.be = d->be;
+    a.c_n = c_n;
+    a.row_adv = row_stride - sw * c_n;
+    a.x_row_step = p->stride_h * row_stride;
+    a.o_row_step = p->out_w * c_n;
+    a.pairs = p->out_w / 2;
+    a.rows = p->out_h;
+    if (sw == 2) pk_dw3_pairs_s2(&a, x, o);
+    else pk_dw3_pairs_s1(&a, x, o);
+    if (p->out_w & 1) {
+        const int32_t last = p->out_w - 1;
+        for (int32_t oy = 0; oy < p->out_h; oy++)
+            span_dw3(d, x + oy * a.x_row_step + last * sw * c_n, sw * c_n, o + oy * a.o_row_step + last * c_n, c_n, 1);
+    }
+}
+#endif
+
 // One output of channel c at (iy0, ix0) at the border. A 3x3 kernel gets its nine taps copied with the
 // padding filled with the input zero point (the folded bias turns it into zero) and the same dw3x3;
 // other kernels skip the taps outside the input.
@@ -746,6 +791,9 @@ PK_HOT void pk_dwconv_s8_channels(const pk_conv_params* p, const int8_t* in, con
     interior_columns(p, &ox_lo, &ox_hi);
     if (c_lo < 0) c_lo = 0;
     if (c_hi > c_n) c_hi = c_n;
+    // Every output interior, at a stride the pair kernels take: one call a channel for all its rows.
+    const int plane = k33 && pk_no_border(p) && (p->stride_w == 1 || p->stride_w == 2) && p->out_w >= 2;
+    (void)plane;
     for (int32_t c = c_lo; c < c_hi; c++) {
         const int8_t* wc = w + c;
         pk_dwchan d;
@@ -773,6 +821,12 @@ PK_HOT void pk_dwconv_s8_channels(const pk_conv_params* p, const int8_t* in, con
                                    d.out_off, d.lo, d.hi};
             d.args.ch = ch;
         }
+#if defined(__ARM_ARCH_6M__)
+        if (d.asm_span && plane) {
+            dw3_plane(p, &d, in + c, out + c);
+            continue;
+        }
+#endif
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
             int8_t* orow = out + oy * p->out_w * c_n + c;
