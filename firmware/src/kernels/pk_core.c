@@ -753,6 +753,52 @@ __attribute__((noinline)) static void dw3_plane(const pk_conv_params* p, pk_dwch
             span_dw3(d, x + oy * a.x_row_step + last * sw * c_n, sw * c_n, o + oy * a.o_row_step + last * c_n, c_n, 1);
     }
 }
+// dw3_plane's per-op half of the arguments, set once for all channels of an even width.
+static void dw3_plane_init(const pk_conv_params* p, pk_dw3p_args* a) {
+    const int32_t c_n = p->in_c, row_stride = p->in_w * c_n;
+    a->ch.out_off = p->output_offset;
+    a->ch.lo = p->act_min;
+    a->ch.hi = p->act_max;
+    a->c_n = c_n;
+    a->row_adv = row_stride - p->stride_w * c_n;
+    a->x_row_step = p->stride_h * row_stride;
+    a->o_row_step = p->out_w * c_n;
+    a->pairs = p->out_w / 2;
+    a->rows = p->out_h;
+}
+
+// Channel c of an even width in pk_dw3_pairs_s1 / _s2 with only the per-channel half of the setup
+// (weights, folded bias, requantization); 0 when the channel needs what the assembly lacks (a left
+// shift, an accumulator beyond pk_out_fast's range, no ReLU threshold): then nothing is written.
+__attribute__((noinline)) static int dw3_plane_channel(const pk_conv_params* p, pk_dw3p_args* a, const int8_t* w,
+                                                       const int32_t* bias, int32_t c, const int8_t* x, int8_t* o) {
+    const int32_t c_n = p->in_c, mult = p->mult[c], shift = p->shift[c];
+    if (shift >= 0 || shift < -31 || mult < 0) return 0;
+    int32_t wsum = 0;
+    uint32_t abs_sum = 0;
+    const int8_t* wc = w + c;
+    for (int32_t t = 0; t < 9; t++, wc += c_n) {
+        const int32_t v = *wc;
+        a->w[t] = v;
+        wsum += v;
+        abs_sum += (uint32_t)(v < 0 ? -v : v);
+    }
+    const int32_t be = (bias ? bias[c] : 0) + p->input_offset * wsum;
+    if ((uint32_t)(be < 0 ? -be : be) + 128u * abs_sum >= (1u << 23)) return 0;
+    const int32_t lo_at = p->lo_at != (const int32_t*)0
+                              ? p->lo_at[c] : pk_lo_threshold_of(mult, shift, p->output_offset, p->act_min, p->act_max);
+    if (lo_at == INT32_MIN) return 0;
+    const int32_t right = -shift;
+    a->be = be;
+    a->ch.lo_at = lo_at;
+    a->ch.mh = mult >> 16;
+    a->ch.ml = (int32_t)((uint32_t)mult & 0xFFFFu);
+    a->ch.right = right;
+    a->ch.half = (int32_t)(1u << (right - 1));
+    if (p->stride_w == 2) pk_dw3_pairs_s2(a, x, o);
+    else pk_dw3_pairs_s1(a, x, o);
+    return 1;
+}
 #endif
 
 // One output of channel c at (iy0, ix0) at the border. A 3x3 kernel gets its nine taps copied with the
@@ -794,7 +840,15 @@ PK_HOT void pk_dwconv_s8_channels(const pk_conv_params* p, const int8_t* in, con
     // Every output interior, at a stride the pair kernels take: one call a channel for all its rows.
     const int plane = k33 && pk_no_border(p) && (p->stride_w == 1 || p->stride_w == 2) && p->out_w >= 2;
     (void)plane;
+#if defined(__ARM_ARCH_6M__)
+    pk_dw3p_args a;
+    const int even_plane = plane && (p->out_w & 1) == 0;
+    if (even_plane) dw3_plane_init(p, &a);
+#endif
     for (int32_t c = c_lo; c < c_hi; c++) {
+#if defined(__ARM_ARCH_6M__)
+        if (even_plane && dw3_plane_channel(p, &a, w, bias, c, in + c, out + c)) continue;
+#endif
         const int8_t* wc = w + c;
         pk_dwchan d;
         int32_t wsum = 0;
