@@ -345,6 +345,10 @@ _Static_assert(sizeof(pk_dw3p_args) == 96, "the assembly copies 24 words");
 void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
 void pk_dw3_pairs_s1(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 void pk_dw3_pairs_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
+// The same when every accumulator above lo_at is in [0, 2^16): ch.half = 2^14 + 2^(right + 14),
+// ch.right = right + 15 (DWREQ16 in pk_dot_m0.S).
+void pk_dw3_pairs16_s1(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
+void pk_dw3_pairs16_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 // pk_dot_m0.S: args = {k, rows, row_len, row_stride}.
 void pk_dot4_rows(const int8_t* x, const int8_t* w0, const int32_t* args, int32_t* acc);
 void pk_span4(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
@@ -793,6 +797,14 @@ __attribute__((noinline)) static int dw3_plane_channel(const pk_conv_params* p, 
     a->ch.lo_at = lo_at;
     a->ch.mh = mult >> 16;
     a->ch.ml = (int32_t)((uint32_t)mult & 0xFFFFu);
+    // Above lo_at the accumulator is at least lo_at + 1 and at most be + 128 * sum|w|.
+    if (lo_at >= -1 && right <= 16 && (int64_t)be + 128 * (int64_t)abs_sum < 65536) {
+        a->ch.right = right + 15;
+        a->ch.half = (int32_t)((1u << 14) + (1u << (right + 14)));
+        if (p->stride_w == 2) pk_dw3_pairs16_s2(a, x, o);
+        else pk_dw3_pairs16_s1(a, x, o);
+        return 1;
+    }
     a->ch.right = right;
     a->ch.half = (int32_t)(1u << (right - 1));
     if (p->stride_w == 2) pk_dw3_pairs_s2(a, x, o);

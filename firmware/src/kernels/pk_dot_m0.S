@@ -431,6 +431,36 @@ pk_span_dw3:
 9:
     .endm
 
+// DWREQ for a channel whose accumulators above lo_at are all in [0, 2^16) (pk_core.c checks it), the
+// constants in the frame as pk_dw3p_args16 sets them (F_HALF = 2^14 + 2^(right + 14), F_RIGHT =
+// right + 15): the high multiply and the rounding shift as one, (v mh + (v ml >> 16) + K) >> (15 +
+// right), unsigned, exact in 32 bits (the host test checks the identity against pk_requantize).
+    .macro DWREQ16
+    cmp r0, r8
+    bgt 1f
+    ldr r0, [sp, #F_LO]
+    b 9f
+1:
+    ldr r5, [sp, #F_MH]
+    movs r4, r0
+    muls r4, r5, r4
+    ldr r5, [sp, #F_ML]
+    muls r0, r5, r0
+    lsrs r0, r0, #16
+    adds r0, r0, r4
+    ldr r5, [sp, #F_HALF]
+    adds r0, r0, r5
+    ldr r5, [sp, #F_RIGHT]
+    lsrs r0, r5
+    ldr r5, [sp, #F_OUT_OFF]
+    adds r0, r0, r5
+    ldr r5, [sp, #F_HI]
+    cmp r0, r5
+    ble 9f
+    movs r0, r5
+9:
+    .endm
+
 // One product of the weight in r6 and the input at [r4 + \off] into \acc.
     .macro DWTAP off, acc
     ldrsb r5, [r4, \off]
@@ -465,7 +495,7 @@ pk_span_dw3:
     .endif
     .endm
 
-    .macro DW3_PAIRS name, stride
+    .macro DW3_PAIRS name, stride, req
     .section .text.\name,"ax",%progbits
     .global \name
     .type \name, %function
@@ -521,11 +551,11 @@ pk_span_dw3:
     DWROW \stride, 12
     add r4, lr
     DWROW \stride, 24
-    DWREQ
+    \req
     mov r4, r9
     strb r0, [r4]
     movs r0, r7
-    DWREQ
+    \req
     mov r4, r9
     strb r0, [r4, r2]
     adds r4, r4, r3
@@ -558,8 +588,10 @@ pk_span_dw3:
     .size \name, .-\name
     .endm
 
-    DW3_PAIRS pk_dw3_pairs_s1, 1
-    DW3_PAIRS pk_dw3_pairs_s2, 2
+    DW3_PAIRS pk_dw3_pairs_s1, 1, DWREQ
+    DW3_PAIRS pk_dw3_pairs_s2, 2, DWREQ
+    DW3_PAIRS pk_dw3_pairs16_s1, 1, DWREQ16
+    DW3_PAIRS pk_dw3_pairs16_s2, 2, DWREQ16
 
 // pk_span4w: pk_span4 with the group's weights expanded to int32 and interleaved by channel
 // (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte.
