@@ -960,13 +960,25 @@ static void pk_fill(int8_t* d, int8_t v, int32_t n) {
     for (int32_t i = 0; i < n; i++) d[i] = v;
 }
 
-// memmove for d >= s: copies the last byte first (words when both ends allow).
+#if defined(__ARM_ARCH_6M__)
+void pk_copy_up16(int8_t* d, const int8_t* s, int32_t n);  // pk_dot_m0.S: the last 16 bytes first
+#endif
+
+// memmove for d >= s: copies the last byte first (words when both ends allow, on the M0+ the whole
+// 16-byte blocks below the words beyond them in pk_copy_up16).
 static void pk_move_up(int8_t* d, const int8_t* s, int32_t n) {
     if (d == s || n <= 0) return;
     if ((((uintptr_t)d | (uintptr_t)s | (uint32_t)n) & 3u) == 0) {  // d - s is then 0 mod 4
         int32_t* dw = (int32_t*)(void*)d;
         const int32_t* sw = (const int32_t*)(const void*)s;
-        for (int32_t i = n / 4 - 1; i >= 0; i--) dw[i] = sw[i];
+        int32_t i = n / 4 - 1;
+#if defined(__ARM_ARCH_6M__)
+        const int32_t blocks = n & ~15;
+        for (; i >= blocks / 4; i--) dw[i] = sw[i];
+        if (blocks > 0) pk_copy_up16(d, s, blocks);
+        return;
+#endif
+        for (; i >= 0; i--) dw[i] = sw[i];
         return;
     }
     for (int32_t i = n - 1; i >= 0; i--) d[i] = s[i];

@@ -593,6 +593,32 @@ pk_span_dw3:
     DW3_PAIRS pk_dw3_pairs16_s1, 1, DWREQ16
     DW3_PAIRS pk_dw3_pairs16_s2, 2, DWREQ16
 
+// pk_copy_up16: n bytes (a positive multiple of 16) from s to d >= s, both word-aligned, the last 16
+// first, each 16 loaded before any is stored: d may overlap s (pk_pad_s8's in-place rows). 15 cycles
+// per 16 bytes.
+//
+//   void pk_copy_up16(int8_t* d, const int8_t* s, int32_t n);
+    .section .text.pk_copy_up16,"ax",%progbits
+    .global pk_copy_up16
+    .type pk_copy_up16, %function
+    .thumb_func
+pk_copy_up16:
+    push {r4-r6}
+    adds r0, r0, r2
+    adds r1, r1, r2
+    subs r0, r0, #16
+    subs r1, r1, #16
+1:
+    ldm r1!, {r3-r6}
+    stm r0!, {r3-r6}
+    subs r0, r0, #32
+    subs r1, r1, #32
+    subs r2, r2, #16
+    bne 1b
+    pop {r4-r6}
+    bx lr
+    .size pk_copy_up16, .-pk_copy_up16
+
 // pk_span4w: pk_span4 with the group's weights expanded to int32 and interleaved by channel
 // (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte.
 // A kernel row of up to WIDE_UNROLL bytes runs straight through an unrolled block, entered
