@@ -345,8 +345,9 @@ _Static_assert(sizeof(pk_dw3p_args) == 96, "the assembly copies 24 words");
 void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
 void pk_dw3_pairs_s1(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 void pk_dw3_pairs_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
-// The same when every accumulator above lo_at is in [0, 2^16): ch.half = 2^14 + 2^(right + 14),
-// ch.right = right + 15 (DWREQ16 in pk_dot_m0.S).
+// The same when every accumulator above lo_at is in [0, 2^16): ch.mh / ch.ml the halves of
+// mult << left, ch.half = 2^14 (+ 2^(right + 14) when right > 0), ch.right = right + 15 (DWREQ16 in
+// pk_dot_m0.S).
 void pk_dw3_pairs16_s1(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 void pk_dw3_pairs16_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 // pk_dot_m0.S: args = {k, rows, row_len, row_stride}.
@@ -777,7 +778,8 @@ static void dw3_plane_init(const pk_conv_params* p, pk_dw3p_args* a) {
 __attribute__((noinline)) static int dw3_plane_channel(const pk_conv_params* p, pk_dw3p_args* a, const int8_t* w,
                                                        const int32_t* bias, int32_t c, const int8_t* x, int8_t* o) {
     const int32_t c_n = p->in_c, mult = p->mult[c], shift = p->shift[c];
-    if (shift >= 0 || shift < -31 || mult < 0) return 0;
+    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    if (mult < 0 || left > 15 || right > 16) return 0;
     int32_t wsum = 0;
     uint32_t abs_sum = 0;
     const int8_t* wc = w + c;
@@ -788,23 +790,29 @@ __attribute__((noinline)) static int dw3_plane_channel(const pk_conv_params* p, 
         abs_sum += (uint32_t)(v < 0 ? -v : v);
     }
     const int32_t be = (bias ? bias[c] : 0) + p->input_offset * wsum;
-    if ((uint32_t)(be < 0 ? -be : be) + 128u * abs_sum >= (1u << 23)) return 0;
     const int32_t lo_at = p->lo_at != (const int32_t*)0
                               ? p->lo_at[c] : pk_lo_threshold_of(mult, shift, p->output_offset, p->act_min, p->act_max);
     if (lo_at == INT32_MIN) return 0;
-    const int32_t right = -shift;
     a->be = be;
     a->ch.lo_at = lo_at;
-    a->ch.mh = mult >> 16;
-    a->ch.ml = (int32_t)((uint32_t)mult & 0xFFFFu);
-    // Above lo_at the accumulator is at least lo_at + 1 and at most be + 128 * sum|w|.
-    if (lo_at >= -1 && right <= 16 && (int64_t)be + 128 * (int64_t)abs_sum < 65536) {
+    // Above lo_at the accumulator v is at least lo_at + 1 and at most be + 128 * sum|w|. DWREQ16 takes
+    // v * (mult << left) as v * mh * 2^16 + v * ml: exact when every partial sum stays below 2^32.
+    const int64_t v_max = (int64_t)be + 128 * (int64_t)abs_sum;
+    const uint64_t m = (uint64_t)mult << left, mh = m >> 16;
+    const uint32_t k = (1u << 14) + (right > 0 ? 1u << (right + 14) : 0u);
+    if (lo_at >= -1 && v_max < 65536 && (uint64_t)(v_max > 0 ? v_max : 0) * mh + 0xFFFFu + k < ((uint64_t)1 << 32)) {
+        a->ch.mh = (int32_t)(uint32_t)mh;
+        a->ch.ml = (int32_t)(m & 0xFFFFu);
         a->ch.right = right + 15;
-        a->ch.half = (int32_t)((1u << 14) + (1u << (right + 14)));
+        a->ch.half = (int32_t)k;
         if (p->stride_w == 2) pk_dw3_pairs16_s2(a, x, o);
         else pk_dw3_pairs16_s1(a, x, o);
         return 1;
     }
+    // DWREQ: no left shift, |accumulator| < 2^23 (pk_out_fast's range).
+    if (left > 0 || right == 0 || (uint32_t)(be < 0 ? -be : be) + 128u * abs_sum >= (1u << 23)) return 0;
+    a->ch.mh = mult >> 16;
+    a->ch.ml = (int32_t)((uint32_t)mult & 0xFFFFu);
     a->ch.right = right;
     a->ch.half = (int32_t)(1u << (right - 1));
     if (p->stride_w == 2) pk_dw3_pairs_s2(a, x, o);

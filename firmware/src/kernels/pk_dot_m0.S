@@ -431,10 +431,11 @@ pk_span_dw3:
 9:
     .endm
 
-// DWREQ for a channel whose accumulators above lo_at are all in [0, 2^16) (pk_core.c checks it), the
-// constants in the frame as pk_dw3p_args16 sets them (F_HALF = 2^14 + 2^(right + 14), F_RIGHT =
-// right + 15): the high multiply and the rounding shift as one, (v mh + (v ml >> 16) + K) >> (15 +
-// right), unsigned, exact in 32 bits (the host test checks the identity against pk_requantize).
+// DWREQ for a channel whose accumulators above lo_at are all in [0, 2^16) (pk_core.c's
+// dw3_plane_channel checks it and sets the frame: F_MH / F_ML the halves of mult << left, F_HALF =
+// K = 2^14 (+ 2^(right + 14) when right > 0), F_RIGHT = right + 15): the high multiply and the rounding
+// shift as one, (v mh + (v ml >> 16) + K) >> (15 + right), unsigned, exact in 32 bits (the host test
+// checks the identity against pk_requantize).
     .macro DWREQ16
     cmp r0, r8
     bgt 1f
