@@ -330,8 +330,8 @@ typedef struct {
     int32_t w[9];
     int32_t be, c_n;
     int32_t row_adv;     // from a kernel row's last tap pointer to the next row's first: row_stride - stride * c_n
-    int32_t x_row_step;  // bytes between the inputs of two output rows: stride_h * row_stride
-    int32_t o_row_step;  // bytes between two output rows: out_w * c_n
+    int32_t x_row_skip;  // from a row's last pair's input to the next row's: stride_h * row_stride - pairs * 2 * stride_w * c_n
+    int32_t o_row_step;  // bytes between two output rows: out_w * c_n, 2 * pairs of them (an even width)
     int32_t pairs, rows;
 } pk_dw3p_args;
 
@@ -735,29 +735,30 @@ __attribute__((noinline)) static void span_dw3(pk_dwchan* d, const int8_t* x, in
 }
 
 #if defined(__ARM_ARCH_6M__)
-// Every output of one channel when none of them reads padding (pk_no_border) and the stride across
-// is 1 or 2: pairs of outputs in pk_dw3_pairs_s1 / _s2 (one call for all rows), the last column of
-// an odd width in span_dw3. x and o point at the channel's first input and output.
+// Every output of one channel when none of them reads padding (pk_no_border), the stride across 1 or
+// 2 and the width odd (dw3_plane_channel takes the even ones): each row's pairs of outputs in
+// pk_dw3_pairs_s1 / _s2, its last output in span_dw3. x and o point at the channel's first input and
+// output.
 __attribute__((noinline)) static void dw3_plane(const pk_conv_params* p, pk_dwchan* d, const int8_t* x, int8_t* o) {
     const int32_t c_n = p->in_c, sw = p->stride_w, row_stride = p->in_w * c_n;
+    const int32_t x_row = p->stride_h * row_stride, o_row = p->out_w * c_n, last = p->out_w - 1;
     pk_dw3p_args a;
     a.ch = d->args.ch;
     for (int32_t t = 0; t < 9; t++) a.w[t] = d->w9[t];
     a.be = d->be;
     a.c_n = c_n;
     a.row_adv = row_stride - sw * c_n;
-    a.x_row_step = p->stride_h * row_stride;
-    a.o_row_step = p->out_w * c_n;
+    a.x_row_skip = 0;  // one row a call
+    a.o_row_step = 0;
     a.pairs = p->out_w / 2;
-    a.rows = p->out_h;
-    if (sw == 2) pk_dw3_pairs_s2(&a, x, o);
-    else pk_dw3_pairs_s1(&a, x, o);
-    if (p->out_w & 1) {
-        const int32_t last = p->out_w - 1;
-        for (int32_t oy = 0; oy < p->out_h; oy++)
-            span_dw3(d, x + oy * a.x_row_step + last * sw * c_n, sw * c_n, o + oy * a.o_row_step + last * c_n, c_n, 1);
+    a.rows = 1;
+    for (int32_t oy = 0; oy < p->out_h; oy++, x += x_row, o += o_row) {
+        if (sw == 2) pk_dw3_pairs_s2(&a, x, o);
+        else pk_dw3_pairs_s1(&a, x, o);
+        if (p->out_w & 1) span_dw3(d, x + last * sw * c_n, sw * c_n, o + last * c_n, c_n, 1);
     }
 }
+
 // dw3_plane's per-op half of the arguments, set once for all channels of an even width.
 static void dw3_plane_init(const pk_conv_params* p, pk_dw3p_args* a) {
     const int32_t c_n = p->in_c, row_stride = p->in_w * c_n;
@@ -766,9 +767,9 @@ static void dw3_plane_init(const pk_conv_params* p, pk_dw3p_args* a) {
     a->ch.hi = p->act_max;
     a->c_n = c_n;
     a->row_adv = row_stride - p->stride_w * c_n;
-    a->x_row_step = p->stride_h * row_stride;
-    a->o_row_step = p->out_w * c_n;
     a->pairs = p->out_w / 2;
+    a->x_row_skip = p->stride_h * row_stride - a->pairs * 2 * p->stride_w * c_n;
+    a->o_row_step = p->out_w * c_n;
     a->rows = p->out_h;
 }
 

@@ -359,12 +359,13 @@ pk_span_dw3:
 //
 //   void pk_dw3_pairs_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 //
-// x: the top-left tap of the first output; o: the first output. The two outputs of a pair share
+// x: the top-left tap of the first output; o: the first output, its rows 2 * pairs outputs long
+// (an even width: the next row starts where one ends). The two outputs of a pair share
 // each weight (loaded once for both) and, at stride 2, a column of inputs. The arguments are copied
 // into the frame (F_*, pk_dw3p_args in pk_core.c, offsets checked there), so the weights load
 // sp-relative and r7 is free: r0 / r7 the pair's sums, r1 = 0, r2 = c_n, r3 = 2 c_n (tap offsets),
 // r4 the tap pointer, r5 an input, r6 a weight; r8 lo_at, r9 o, r10 the end of the row's outputs,
-// r11 x, r12 the folded bias, lr from a kernel row's end to the next row's start.
+// r11 x (the pair's top-left tap), r12 the folded bias, lr from a kernel row's end to the next row's start.
     .equ F_LO_AT, 0
     .equ F_MH, 4
     .equ F_ML, 8
@@ -377,14 +378,12 @@ pk_span_dw3:
     .equ F_BE, 68
     .equ F_CN, 72
     .equ F_ROW_ADV, 76
-    .equ F_X_ROW_STEP, 80
+    .equ F_X_ROW_STEP, 80   // from the end of a row's last pair to the next row's first input
     .equ F_O_ROW_STEP, 84
     .equ F_PAIRS, 88
     .equ F_ROWS, 92
-    .equ F_X_ROW, 96
-    .equ F_O_ROW, 100
-    .equ F_ROWS_LEFT, 104
-    .equ F_SIZE, 112
+    .equ F_ROWS_LEFT, 96
+    .equ F_SIZE, 104
 
 // REQ on r0 with the channel's constants in the frame: temporaries r1, r4, r5, r6 (r7 and the tap
 // offsets r2, r3 survive), lo_at in r8.
@@ -504,8 +503,8 @@ pk_span_dw3:
 \name:
     SAVE_ALL
     sub sp, #F_SIZE
-    str r1, [sp, #F_X_ROW]
-    str r2, [sp, #F_O_ROW]
+    mov r11, r1
+    mov r9, r2
     mov r7, sp
     ldm r0!, {r1-r6}
     stm r7!, {r1-r6}
@@ -516,10 +515,10 @@ pk_span_dw3:
     ldm r0!, {r1-r6}
     stm r7!, {r1-r6}
     ldr r1, [sp, #F_ROWS]
-    ldr r2, [sp, #F_PAIRS]
+    ldr r5, [sp, #F_PAIRS]
     cmp r1, #0
     ble 2f
-    cmp r2, #0
+    cmp r5, #0
     bgt 3f
 2:
     b .L\name\()_done
@@ -531,17 +530,11 @@ pk_span_dw3:
     mov r12, r0
     ldr r0, [sp, #F_ROW_ADV]
     mov lr, r0
-.L\name\()_row:
-    ldr r4, [sp, #F_X_ROW]
-    mov r11, r4
-    ldr r4, [sp, #F_O_ROW]
-    mov r9, r4
     ldr r2, [sp, #F_CN]
     lsls r3, r2, #1
-    ldr r5, [sp, #F_PAIRS]
     muls r5, r3, r5
-    adds r5, r5, r4
-    mov r10, r5             // o + pairs * 2 c_n
+    add r5, r9
+    mov r10, r5             // o + pairs * 2 c_n: the end of the first row
     movs r1, #0
 .L\name\()_pair:
     mov r4, r11
@@ -561,7 +554,9 @@ pk_span_dw3:
     strb r0, [r4, r2]
     adds r4, r4, r3
     mov r9, r4
+    .ifc \req,DWREQ
     movs r1, #0
+    .endif
     add r11, r3
     .if \stride == 2
     add r11, r3
@@ -570,19 +565,16 @@ pk_span_dw3:
     beq 4f
     b .L\name\()_pair
 4:
-    ldr r4, [sp, #F_X_ROW]
+    // The next row: o (r9) is already at its start (even widths), x skips to it, its end moves on.
     ldr r5, [sp, #F_X_ROW_STEP]
-    adds r4, r4, r5
-    str r4, [sp, #F_X_ROW]
-    ldr r4, [sp, #F_O_ROW]
+    add r11, r5
     ldr r5, [sp, #F_O_ROW_STEP]
-    adds r4, r4, r5
-    str r4, [sp, #F_O_ROW]
-    ldr r4, [sp, #F_ROWS_LEFT]
-    subs r4, r4, #1
-    str r4, [sp, #F_ROWS_LEFT]
+    add r10, r5
+    ldr r5, [sp, #F_ROWS_LEFT]
+    subs r5, r5, #1
+    str r5, [sp, #F_ROWS_LEFT]
     beq .L\name\()_done
-    b .L\name\()_row
+    b .L\name\()_pair
 .L\name\()_done:
     add sp, #F_SIZE
     RETURN_ALL
