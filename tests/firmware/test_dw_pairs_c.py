@@ -19,7 +19,7 @@ def constants(mult: int, shift: int) -> tuple[int, int, int, int]:
 def taken(v_max: int, mult: int, shift: int) -> bool:
     """dw3_plane_channel's test for DWREQ16 (lo_at >= -1 aside)."""
     mh, _, k, _ = constants(mult, shift)
-    return v_max < 65536 and max(v_max, 0) * mh + 0xFFFF + k < 1 << 32
+    return v_max < 65536 and mh < 65536 and max(v_max, 0) * mh + 0xFFFF + k < 1 << 32
 
 
 def dwreq16(v: int, mult: int, shift: int) -> int:

@@ -798,12 +798,15 @@ __attribute__((noinline)) static int dw3_plane_channel(const pk_conv_params* p, 
     a->ch.lo_at = lo_at;
     // Above lo_at the accumulator v is at least lo_at + 1 and at most be + 128 * sum|w|. DWREQ16 takes
     // v * (mult << left) as v * mh * 2^16 + v * ml: exact when every partial sum stays below 2^32.
-    const int64_t v_max = (int64_t)be + 128 * (int64_t)abs_sum;
-    const uint64_t m = (uint64_t)mult << left, mh = m >> 16;
+    // In 32 bits (no 64-bit library calls per channel): |be| < 2^23 keeps v_max below 2^31 (abs_sum
+    // <= 9 * 128), and mh < 2^16 keeps v_max * mh below 2^32 once v_max < 2^16.
+    const int32_t v_max = be + 128 * (int32_t)abs_sum;
+    const uint32_t mh = (uint32_t)mult >> (16 - left), ml = ((uint32_t)mult << left) & 0xFFFFu;
     const uint32_t k = (1u << 14) + (right > 0 ? 1u << (right + 14) : 0u);
-    if (lo_at >= -1 && v_max < 65536 && (uint64_t)(v_max > 0 ? v_max : 0) * mh + 0xFFFFu + k < ((uint64_t)1 << 32)) {
-        a->ch.mh = (int32_t)(uint32_t)mh;
-        a->ch.ml = (int32_t)(m & 0xFFFFu);
+    if (lo_at >= -1 && be > -(1 << 23) && be < (1 << 23) && v_max < 65536 && mh < 65536 &&
+        (uint32_t)(v_max > 0 ? v_max : 0) * mh <= 0xFFFFFFFFu - 0xFFFFu - k) {
+        a->ch.mh = (int32_t)mh;
+        a->ch.ml = (int32_t)ml;
         a->ch.right = right + 15;
         a->ch.half = (int32_t)k;
         if (p->stride_w == 2) pk_dw3_pairs16_s2(a, x, o);
