@@ -397,8 +397,32 @@ _Static_assert(offsetof(pk_dw3_args, be) == 68, "pk_span_dw3 reads be at 68");
 _Static_assert(offsetof(pk_dw3_args, row_stride) == 84, "pk_span_dw3 reads row_stride at 84");
 #endif
 
+// pk_dw3_pairs_s1 / _s2's arguments, copied whole into the assembly's frame (the same offsets there).
+typedef struct {
+    pk_span_ch ch;
+    int32_t w[9];
+    int32_t be, c_n;
+    int32_t row_adv;     // from a kernel row's last tap pointer to the next row's first: row_stride - stride * c_n
+    int32_t x_row_skip;  // from a row's last pair's input to the next row's: stride_h * row_stride - pairs * 2 * stride_w * c_n
+    int32_t o_row_step;  // bytes between two output rows: out_w * c_n, 2 * pairs of them (an even width)
+    int32_t pairs, rows;
+} pk_dw3p_args;
+
+#if UINTPTR_MAX == 0xFFFFFFFFu
+_Static_assert(offsetof(pk_dw3p_args, w) == 32 && offsetof(pk_dw3p_args, be) == 68, "F_W, F_BE");
+_Static_assert(offsetof(pk_dw3p_args, row_adv) == 76 && offsetof(pk_dw3p_args, rows) == 92, "F_ROW_ADV, F_ROWS");
+_Static_assert(sizeof(pk_dw3p_args) == 96, "the assembly copies 24 words");
+#endif
+
 #if defined(__ARM_ARCH_6M__)
 void pk_span_dw3(const pk_dw3_args* a, const int8_t* x, int8_t* o, int32_t count);
+void pk_dw3_pairs_s1(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
+void pk_dw3_pairs_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
+// The same when every accumulator above lo_at is in [0, 2^16): ch.mh / ch.ml the halves of
+// mult << left, ch.half = 2^14 (+ 2^(right + 14) when right > 0), ch.right = right + 15 (DWREQ16 in
+// pk_dot_m0.S).
+void pk_dw3_pairs16_s1(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
+void pk_dw3_pairs16_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
 // pk_dot_m0.S: args = {k, rows, row_len, row_stride}.
 void pk_dot4_rows(const int8_t* x, const int8_t* w0, const int32_t* args, int32_t* acc);
 void pk_span4(const pk_span4_args* a, const int8_t* x, int8_t* o, int32_t count);
@@ -784,6 +808,97 @@ __attribute__((noinline)) static void span_dw3(pk_dwchan* d, const int8_t* x, in
     }
 }
 
+#if defined(__ARM_ARCH_6M__)
+// Every output of one channel when none of them reads padding (pk_no_border), the stride across 1 or
+// 2 and the width odd (dw3_plane_channel takes the even ones): each row's pairs of outputs in
+// pk_dw3_pairs_s1 / _s2, its last output in span_dw3. x and o point at the channel's first input and
+// output.
+__attribute__((noinline)) static void dw3_plane(const pk_conv_params* p, pk_dwchan* d, const int8_t* x, int8_t* o) {
+    const int32_t c_n = p->in_c, sw = p->stride_w, row_stride = p->in_w * c_n;
+    const int32_t x_row = p->stride_h * row_stride, o_row = p->out_w * c_n, last = p->out_w - 1;
+    pk_dw3p_args a;
+    a.ch = d->args.ch;
+    for (int32_t t = 0; t < 9; t++) a.w[t] = d->w9[t];
+    a.be = d->be;
+    a.c_n = c_n;
+    a.row_adv = row_stride - sw * c_n;
+    a.x_row_skip = 0;  // one row a call
+    a.o_row_step = 0;
+    a.pairs = p->out_w / 2;
+    a.rows = 1;
+    for (int32_t oy = 0; oy < p->out_h; oy++, x += x_row, o += o_row) {
+        if (sw == 2) pk_dw3_pairs_s2(&a, x, o);
+        else pk_dw3_pairs_s1(&a, x, o);
+        if (p->out_w & 1) span_dw3(d, x + last * sw * c_n, sw * c_n, o + last * c_n, c_n, 1);
+    }
+}
+
+// dw3_plane's per-op half of the arguments, set once for all channels of an even width.
+static void dw3_plane_init(const pk_conv_params* p, pk_dw3p_args* a) {
+    const int32_t c_n = p->in_c, row_stride = p->in_w * c_n;
+    a->ch.out_off = p->output_offset;
+    a->ch.lo = p->act_min;
+    a->ch.hi = p->act_max;
+    a->c_n = c_n;
+    a->row_adv = row_stride - p->stride_w * c_n;
+    a->pairs = p->out_w / 2;
+    a->x_row_skip = p->stride_h * row_stride - a->pairs * 2 * p->stride_w * c_n;
+    a->o_row_step = p->out_w * c_n;
+    a->rows = p->out_h;
+}
+
+// Channel c of an even width in pk_dw3_pairs_s1 / _s2 with only the per-channel half of the setup
+// (weights, folded bias, requantization); 0 when the channel needs what the assembly lacks (a left
+// shift, an accumulator beyond pk_out_fast's range, no ReLU threshold): then nothing is written.
+__attribute__((noinline)) static int dw3_plane_channel(const pk_conv_params* p, pk_dw3p_args* a, const int8_t* w,
+                                                       const int32_t* bias, int32_t c, const int8_t* x, int8_t* o) {
+    const int32_t c_n = p->in_c, mult = p->mult[c], shift = p->shift[c];
+    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    if (mult < 0 || left > 15 || right > 16) return 0;
+    int32_t wsum = 0;
+    uint32_t abs_sum = 0;
+    const int8_t* wc = w + c;
+    for (int32_t t = 0; t < 9; t++, wc += c_n) {
+        const int32_t v = *wc;
+        a->w[t] = v;
+        wsum += v;
+        abs_sum += (uint32_t)(v < 0 ? -v : v);
+    }
+    const int32_t be = (bias ? bias[c] : 0) + p->input_offset * wsum;
+    const int32_t lo_at = p->lo_at != (const int32_t*)0
+                              ? p->lo_at[c] : pk_lo_threshold_of(mult, shift, p->output_offset, p->act_min, p->act_max);
+    if (lo_at == INT32_MIN) return 0;
+    a->be = be;
+    a->ch.lo_at = lo_at;
+    // Above lo_at the accumulator v is at least lo_at + 1 and at most be + 128 * sum|w|. DWREQ16 takes
+    // v * (mult << left) as v * mh * 2^16 + v * ml: exact when every partial sum stays below 2^32.
+    // In 32 bits (no 64-bit library calls per channel): |be| < 2^23 keeps v_max below 2^31 (abs_sum
+    // <= 9 * 128), and mh < 2^16 keeps v_max * mh below 2^32 once v_max < 2^16.
+    const int32_t v_max = be + 128 * (int32_t)abs_sum;
+    const uint32_t mh = (uint32_t)mult >> (16 - left), ml = ((uint32_t)mult << left) & 0xFFFFu;
+    const uint32_t k = (1u << 14) + (right > 0 ? 1u << (right + 14) : 0u);
+    if (lo_at >= -1 && be > -(1 << 23) && be < (1 << 23) && v_max < 65536 && mh < 65536 &&
+        (uint32_t)(v_max > 0 ? v_max : 0) * mh <= 0xFFFFFFFFu - 0xFFFFu - k) {
+        a->ch.mh = (int32_t)mh;
+        a->ch.ml = (int32_t)ml;
+        a->ch.right = right + 15;
+        a->ch.half = (int32_t)k;
+        if (p->stride_w == 2) pk_dw3_pairs16_s2(a, x, o);
+        else pk_dw3_pairs16_s1(a, x, o);
+        return 1;
+    }
+    // DWREQ: no left shift, |accumulator| < 2^23 (pk_out_fast's range).
+    if (left > 0 || right == 0 || (uint32_t)(be < 0 ? -be : be) + 128u * abs_sum >= (1u << 23)) return 0;
+    a->ch.mh = mult >> 16;
+    a->ch.ml = (int32_t)((uint32_t)mult & 0xFFFFu);
+    a->ch.right = right;
+    a->ch.half = (int32_t)(1u << (right - 1));
+    if (p->stride_w == 2) pk_dw3_pairs_s2(a, x, o);
+    else pk_dw3_pairs_s1(a, x, o);
+    return 1;
+}
+#endif
+
 // One output of channel c at (iy0, ix0) at the border. A 3x3 kernel gets its nine taps copied with the
 // padding filled with the input zero point (the folded bias turns it into zero) and the same dw3x3;
 // other kernels skip the taps outside the input.
@@ -820,7 +935,18 @@ PK_HOT void pk_dwconv_s8_channels(const pk_conv_params* p, const int8_t* in, con
     interior_columns(p, &ox_lo, &ox_hi);
     if (c_lo < 0) c_lo = 0;
     if (c_hi > c_n) c_hi = c_n;
+    // Every output interior, at a stride the pair kernels take: one call a channel for all its rows.
+    const int plane = k33 && pk_no_border(p) && (p->stride_w == 1 || p->stride_w == 2) && p->out_w >= 2;
+    (void)plane;
+#if defined(__ARM_ARCH_6M__)
+    pk_dw3p_args a;
+    const int even_plane = plane && (p->out_w & 1) == 0;
+    if (even_plane) dw3_plane_init(p, &a);
+#endif
     for (int32_t c = c_lo; c < c_hi; c++) {
+#if defined(__ARM_ARCH_6M__)
+        if (even_plane && dw3_plane_channel(p, &a, w, bias, c, in + c, out + c)) continue;
+#endif
         const int8_t* wc = w + c;
         pk_dwchan d;
         int32_t wsum = 0;
@@ -847,6 +973,12 @@ PK_HOT void pk_dwconv_s8_channels(const pk_conv_params* p, const int8_t* in, con
                                    d.out_off, d.lo, d.hi};
             d.args.ch = ch;
         }
+#if defined(__ARM_ARCH_6M__)
+        if (d.asm_span && plane) {
+            dw3_plane(p, &d, in + c, out + c);
+            continue;
+        }
+#endif
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
             int8_t* orow = out + oy * p->out_w * c_n + c;
@@ -914,13 +1046,25 @@ static void pk_fill(int8_t* d, int8_t v, int32_t n) {
     for (int32_t i = 0; i < n; i++) d[i] = v;
 }
 
-// memmove for d >= s: copies the last byte first (words when both ends allow).
+#if defined(__ARM_ARCH_6M__)
+void pk_copy_up16(int8_t* d, const int8_t* s, int32_t n);  // pk_dot_m0.S: the last 16 bytes first
+#endif
+
+// memmove for d >= s: copies the last byte first (words when both ends allow, on the M0+ the whole
+// 16-byte blocks below the words beyond them in pk_copy_up16).
 static void pk_move_up(int8_t* d, const int8_t* s, int32_t n) {
     if (d == s || n <= 0) return;
     if ((((uintptr_t)d | (uintptr_t)s | (uint32_t)n) & 3u) == 0) {  // d - s is then 0 mod 4
         int32_t* dw = (int32_t*)(void*)d;
         const int32_t* sw = (const int32_t*)(const void*)s;
-        for (int32_t i = n / 4 - 1; i >= 0; i--) dw[i] = sw[i];
+        int32_t i = n / 4 - 1;
+#if defined(__ARM_ARCH_6M__)
+        const int32_t blocks = n & ~15;
+        for (; i >= blocks / 4; i--) dw[i] = sw[i];
+        if (blocks > 0) pk_copy_up16(d, s, blocks);
+        return;
+#endif
+        for (; i >= 0; i--) dw[i] = sw[i];
         return;
     }
     for (int32_t i = n - 1; i >= 0; i--) d[i] = s[i];

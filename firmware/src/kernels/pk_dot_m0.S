@@ -400,6 +400,264 @@ pk_span_dw3:
     RETURN_ALL
     .size pk_span_dw3, .-pk_span_dw3
 
+// pk_dw3_pairs_s1 / pk_dw3_pairs_s2: one channel of a 3x3 depthwise convolution of stride 1 / 2
+// (both directions), every output interior, `rows` output rows of `pairs` pairs of outputs each.
+//
+//   void pk_dw3_pairs_s2(const pk_dw3p_args* a, const int8_t* x, int8_t* o);
+//
+// x: the top-left tap of the first output; o: the first output, its rows 2 * pairs outputs long
+// (an even width: the next row starts where one ends). The two outputs of a pair share
+// each weight (loaded once for both) and, at stride 2, a column of inputs. The arguments are copied
+// into the frame (F_*, pk_dw3p_args in pk_core.c, offsets checked there), so the weights load
+// sp-relative and r7 is free: r0 / r7 the pair's sums, r1 = 0, r2 = c_n, r3 = 2 c_n (tap offsets),
+// r4 the tap pointer, r5 an input, r6 a weight; r8 lo_at, r9 o, r10 the end of the row's outputs,
+// r11 x (the pair's top-left tap), r12 the folded bias, lr from a kernel row's end to the next row's start.
+    .equ F_LO_AT, 0
+    .equ F_MH, 4
+    .equ F_ML, 8
+    .equ F_RIGHT, 12
+    .equ F_HALF, 16
+    .equ F_OUT_OFF, 20
+    .equ F_LO, 24
+    .equ F_HI, 28
+    .equ F_W, 32
+    .equ F_BE, 68
+    .equ F_CN, 72
+    .equ F_ROW_ADV, 76
+    .equ F_X_ROW_STEP, 80   // from the end of a row's last pair to the next row's first input
+    .equ F_O_ROW_STEP, 84
+    .equ F_PAIRS, 88
+    .equ F_ROWS, 92
+    .equ F_ROWS_LEFT, 96
+    .equ F_SIZE, 104
+
+// REQ on r0 with the channel's constants in the frame: temporaries r1, r4, r5, r6 (r7 and the tap
+// offsets r2, r3 survive), lo_at in r8.
+    .macro DWREQ
+    cmp r0, r8
+    bgt 1f
+    ldr r0, [sp, #F_LO]
+    b 9f
+1:
+    uxth r1, r0
+    asrs r0, r0, #16
+    ldr r5, [sp, #F_MH]
+    ldr r6, [sp, #F_ML]
+    movs r4, r1
+    muls r4, r5, r4
+    muls r1, r6, r1
+    lsrs r1, r1, #16
+    adds r4, r4, r1
+    movs r1, #1
+    lsls r1, r1, #14
+    adds r4, r4, r1
+    muls r5, r0, r5
+    muls r6, r0, r6
+    lsls r0, r4, #17
+    lsrs r0, r0, #17
+    adds r0, r0, r6
+    asrs r0, r0, #15
+    lsrs r4, r4, #15
+    adds r0, r0, r4
+    lsls r5, r5, #1
+    adds r0, r0, r5
+    asrs r1, r0, #31        // -1 when h < 0
+    adds r0, r0, r1
+    ldr r1, [sp, #F_HALF]
+    adds r0, r0, r1
+    ldr r1, [sp, #F_RIGHT]
+    asrs r0, r1
+    ldr r1, [sp, #F_OUT_OFF]
+    adds r0, r0, r1
+    ldr r1, [sp, #F_HI]
+    cmp r0, r1
+    ble 9f
+    movs r0, r1
+9:
+    .endm
+
+// DWREQ for a channel whose accumulators above lo_at are all in [0, 2^16) (pk_core.c's
+// dw3_plane_channel checks it and sets the frame: F_MH / F_ML the halves of mult << left, F_HALF =
+// K = 2^14 (+ 2^(right + 14) when right > 0), F_RIGHT = right + 15): the high multiply and the rounding
+// shift as one, (v mh + (v ml >> 16) + K) >> (15 + right), unsigned, exact in 32 bits (the host test
+// checks the identity against pk_requantize).
+    .macro DWREQ16
+    cmp r0, r8
+    bgt 1f
+    ldr r0, [sp, #F_LO]
+    b 9f
+1:
+    ldr r5, [sp, #F_MH]
+    movs r4, r0
+    muls r4, r5, r4
+    ldr r5, [sp, #F_ML]
+    muls r0, r5, r0
+    lsrs r0, r0, #16
+    adds r0, r0, r4
+    ldr r5, [sp, #F_HALF]
+    adds r0, r0, r5
+    ldr r5, [sp, #F_RIGHT]
+    lsrs r0, r5
+    ldr r5, [sp, #F_OUT_OFF]
+    adds r0, r0, r5
+    ldr r5, [sp, #F_HI]
+    cmp r0, r5
+    ble 9f
+    movs r0, r5
+9:
+    .endm
+
+// One product of the weight in r6 and the input at [r4 + \off] into \acc.
+    .macro DWTAP off, acc
+    ldrsb r5, [r4, \off]
+    muls r5, r6, r5
+    adds \acc, \acc, r5
+    .endm
+
+// One kernel row of both outputs of a pair, the weights at F_W + \w; r4 ends 2 c_n (stride 2) or
+// c_n (stride 1) to the right of where it started.
+    .macro DWROW stride, w
+    ldr r6, [sp, #(F_W + \w)]
+    .if \stride == 2
+    DWTAP r1, r0            // A column 0
+    DWTAP r3, r7            // B column 0 (2 c_n)
+    ldr r6, [sp, #(F_W + \w + 4)]
+    DWTAP r2, r0            // A column 1
+    adds r4, r4, r3
+    DWTAP r2, r7            // B column 1 (3 c_n)
+    ldr r6, [sp, #(F_W + \w + 8)]
+    DWTAP r1, r0            // A column 2 (2 c_n)
+    DWTAP r3, r7            // B column 2 (4 c_n)
+    .else
+    DWTAP r1, r0            // A column 0
+    DWTAP r2, r7            // B column 0 (c_n)
+    ldr r6, [sp, #(F_W + \w + 4)]
+    DWTAP r2, r0            // A column 1
+    DWTAP r3, r7            // B column 1 (2 c_n)
+    adds r4, r4, r2
+    ldr r6, [sp, #(F_W + \w + 8)]
+    DWTAP r2, r0            // A column 2 (2 c_n)
+    DWTAP r3, r7            // B column 2 (3 c_n)
+    .endif
+    .endm
+
+    .macro DW3_PAIRS name, stride, req
+    .section .text.\name,"ax",%progbits
+    .global \name
+    .type \name, %function
+    .thumb_func
+\name:
+    SAVE_ALL
+    sub sp, #F_SIZE
+    mov r11, r1
+    mov r9, r2
+    mov r7, sp
+    ldm r0!, {r1-r6}
+    stm r7!, {r1-r6}
+    ldm r0!, {r1-r6}
+    stm r7!, {r1-r6}
+    ldm r0!, {r1-r6}
+    stm r7!, {r1-r6}
+    ldm r0!, {r1-r6}
+    stm r7!, {r1-r6}
+    ldr r1, [sp, #F_ROWS]
+    ldr r5, [sp, #F_PAIRS]
+    cmp r1, #0
+    ble 2f
+    cmp r5, #0
+    bgt 3f
+2:
+    b .L\name\()_done
+3:
+    str r1, [sp, #F_ROWS_LEFT]
+    ldr r0, [sp, #F_LO_AT]
+    mov r8, r0
+    ldr r0, [sp, #F_BE]
+    mov r12, r0
+    ldr r0, [sp, #F_ROW_ADV]
+    mov lr, r0
+    ldr r2, [sp, #F_CN]
+    lsls r3, r2, #1
+    muls r5, r3, r5
+    add r5, r9
+    mov r10, r5             // o + pairs * 2 c_n: the end of the first row
+    movs r1, #0
+.L\name\()_pair:
+    mov r4, r11
+    mov r0, r12
+    mov r7, r12
+    DWROW \stride, 0
+    add r4, lr
+    DWROW \stride, 12
+    add r4, lr
+    DWROW \stride, 24
+    \req
+    mov r4, r9
+    strb r0, [r4]
+    movs r0, r7
+    \req
+    mov r4, r9
+    strb r0, [r4, r2]
+    adds r4, r4, r3
+    mov r9, r4
+    .ifc \req,DWREQ
+    movs r1, #0
+    .endif
+    add r11, r3
+    .if \stride == 2
+    add r11, r3
+    .endif
+    cmp r4, r10             // (the loop is too long for a conditional branch back)
+    beq 4f
+    b .L\name\()_pair
+4:
+    // The next row: o (r9) is already at its start (even widths), x skips to it, its end moves on.
+    ldr r5, [sp, #F_X_ROW_STEP]
+    add r11, r5
+    ldr r5, [sp, #F_O_ROW_STEP]
+    add r10, r5
+    ldr r5, [sp, #F_ROWS_LEFT]
+    subs r5, r5, #1
+    str r5, [sp, #F_ROWS_LEFT]
+    beq .L\name\()_done
+    b .L\name\()_pair
+.L\name\()_done:
+    add sp, #F_SIZE
+    RETURN_ALL
+    .size \name, .-\name
+    .endm
+
+    DW3_PAIRS pk_dw3_pairs_s1, 1, DWREQ
+    DW3_PAIRS pk_dw3_pairs_s2, 2, DWREQ
+    DW3_PAIRS pk_dw3_pairs16_s1, 1, DWREQ16
+    DW3_PAIRS pk_dw3_pairs16_s2, 2, DWREQ16
+
+// pk_copy_up16: n bytes (a positive multiple of 16) from s to d >= s, both word-aligned, the last 16
+// first, each 16 loaded before any is stored: d may overlap s (pk_pad_s8's in-place rows). 15 cycles
+// per 16 bytes.
+//
+//   void pk_copy_up16(int8_t* d, const int8_t* s, int32_t n);
+    .section .text.pk_copy_up16,"ax",%progbits
+    .global pk_copy_up16
+    .type pk_copy_up16, %function
+    .thumb_func
+pk_copy_up16:
+    push {r4-r6}
+    adds r0, r0, r2
+    adds r1, r1, r2
+    subs r0, r0, #16
+    subs r1, r1, #16
+1:
+    ldm r1!, {r3-r6}
+    stm r0!, {r3-r6}
+    subs r0, r0, #32
+    subs r1, r1, #32
+    subs r2, r2, #16
+    bne 1b
+    pop {r4-r6}
+    bx lr
+    .size pk_copy_up16, .-pk_copy_up16
+
 // pk_span4w: pk_span4 with the group's weights expanded to int32 and interleaved by channel
 // (wx[i * 4 + c] = weight i of channel c), so one ldm fetches the four weights of an input byte.
 // A kernel row of up to WIDE_UNROLL bytes runs straight through an unrolled block, entered
