@@ -120,6 +120,22 @@ def pool_add_int8_tflite() -> bytes:
 
 
 @functools.lru_cache(maxsize=None)
+def add_then_depthwise_int8_tflite() -> bytes:
+    """int8, input 16x16x3: CONV_2D, ADD (TFLM's kernel), a padded 3x3 DEPTHWISE_CONV_2D, MEAN,
+    FULLY_CONNECTED and SOFTMAX."""
+    keras = _keras()
+    keras.utils.set_random_seed(4)
+    L = keras.layers
+    i = L.Input((16, 16, 3))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(i)
+    x = L.Add()([x, L.Conv2D(8, 1)(x)])
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    out = L.Dense(4, activation="softmax")(x)
+    return _convert_int8(keras.Model(i, out), (16, 16, 3))
+
+
+@functools.lru_cache(maxsize=None)
 def float_io_tflite() -> bytes:
     """A float32 model (float input, weights and output): Conv2D, pooling, Dense."""
     import tensorflow as tf

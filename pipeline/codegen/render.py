@@ -22,6 +22,7 @@ from pipeline.board.targets import RP2040
 from pipeline.errors import PipelineError
 from pipeline.codegen.builtin_params import builtin_params
 from pipeline.codegen.fc_tables import fc_quant_tables
+from pipeline.codegen.op_data import op_data_records
 from pipeline.codegen.memplan import inplace_plan
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -289,6 +290,7 @@ def render_variants(variants: Sequence[RenderVariant], cfg: RenderConfig, out_di
         "quant_tables": quant_tables,
         "fc_tables": fc_tables,
         "builtin_params": builtin_params([v.tflite for v in variants]),
+        "op_data": op_data_records([(v.name, v.tflite) for v in variants], quant_tables, fc_tables),
         "codebooks": codebooks,
         "scratch_bytes": max([2 * 20 * c["k"] for c in codebooks] + [4]),  # firmware/src/kernels/codebook.h
         "count": count,

@@ -64,3 +64,18 @@ def test_builtin_params_come_from_flash(board, host_model):
     assert info["params_in_flash"] == handled and info["params_in_arena"] == 0
     g = board.request("golden", timeout=60)
     assert g["exact"] == g["count"] > 0
+
+
+def test_op_data_comes_from_flash(board, host_model):
+    """Every fast op's data (what its Eval reads) equals a record the host wrote into the op resolver
+    (pipeline/codegen/op_data.py), so the arena keeps none of it; the outputs stay bit-exact."""
+    from pipeline.codegen.kernels import FAST_KERNEL_OPS
+
+    info = board.handshake()
+    if info["kernels"] != "picotflm":
+        pytest.skip("stock kernels: TFLM's op data")
+    fast = sum(op in FAST_KERNEL_OPS for op in host_model[1].op_sequence)
+    assert fast >= 8  # MicroPizzaNet: CONV_2D x3, DEPTHWISE_CONV_2D x2, MEAN, FULLY_CONNECTED, SOFTMAX
+    assert info["op_data_in_flash"] == fast and info["op_data_in_arena"] == 0
+    g = board.request("golden", timeout=60)
+    assert g["exact"] == g["count"] > 0

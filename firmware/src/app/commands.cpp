@@ -17,6 +17,7 @@
 #include "kernels/pk_multicore.h"
 #if PICOTFLM_FAST_KERNELS
 #include "kernels/flash_params.h"
+#include "kernels/op_data.h"
 #endif
 #include "model_config.h"
 #include "model_data.h"
@@ -51,6 +52,8 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "wide_tables", picotflm::WideTablesMatched());
   ptf_json_int(&j, "params_in_flash", picotflm::FlashParamsUsed());
   ptf_json_int(&j, "params_in_arena", picotflm::FlashParamsCopied());
+  ptf_json_int(&j, "op_data_in_flash", picotflm::OpDataInFlash());
+  ptf_json_int(&j, "op_data_in_arena", picotflm::OpDataInArena());
   ptf_json_int(&j, "plan_entries", g_picotflm_variants[g_variant].plan_entries);
   ptf_json_int(&j, "plan_matched", g_planner.Matched());
   ptf_json_int(&j, "inplace_ops", picotflm::InplaceOps());

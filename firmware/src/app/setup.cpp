@@ -118,6 +118,7 @@ __attribute__((noinline)) bool setup_untimed(size_t limit) {
 #if PICOTFLM_FAST_KERNELS
   picotflm::ResetQuantTableCounts();  // count this setup's Prepare calls only
   picotflm::ResetFlashParams();
+  picotflm::ResetOpDataCounts();
   // picotflm's kernels run an op in place when the rendered plan puts its output over its input.
   g_planner.SetPlan(g_picotflm_variants[g_variant].plan, g_picotflm_variants[g_variant].plan_entries);
   auto* arena = new (g_arena_allocator_storage) tflite::SingleArenaBufferAllocator(g_tensor_arena, limit);

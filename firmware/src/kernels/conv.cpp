@@ -75,11 +75,11 @@ TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
                     params.dilation_width_factor == 1 && input->dims->size == 4 && filter->dims->size == 4 &&
                     input->dims->data[3] == filter->dims->data[3];
   const int wide = fast ? WideTable(filter) : -1;
-  TF_LITE_ENSURE_STATUS(
-      PrepareConvData(context, node, tflite::ConvPrepare, fast, static_cast<ConvData*>(node->user_data)));
+  ConvData rec;
+  TF_LITE_ENSURE_STATUS(PrepareConvData(context, node, tflite::ConvPrepare, fast, &rec));
   static_cast<ConvData*>(node->user_data)->aux = static_cast<int16_t>(wide);
   if (wide >= 0) g_wide++;
-  return kTfLiteOk;
+  return KeepConvData(context, node, &rec);
 }
 
 TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "op_data.h"
 #include "persistent.h"
 #include "tensorflow/lite/micro/micro_context.h"
 
@@ -65,15 +66,12 @@ bool Overlap(const TfLiteEvalTensor* a, const TfLiteEvalTensor* b) {
   return lo_a < hi_b && lo_b < hi_a;
 }
 
-void* ConvDataInit(TfLiteContext* context, const char* buffer, size_t length) {
-  void* d = context->AllocatePersistentBuffer(context, sizeof(ConvData));
-  if (d != nullptr) memset(d, 0, sizeof(ConvData));
-  return d;
-}
+void* ConvDataInit(TfLiteContext*, const char*, size_t) { return nullptr; }  // set at Prepare
 
 TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
                              TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*), bool fast, ConvData* d) {
   TF_LITE_ENSURE(context, d != nullptr);
+  memset(d, 0, sizeof(ConvData));
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
   auto* temp = reinterpret_cast<OpDataConv*>(micro->AllocateTempBuffer(sizeof(OpDataConv), alignof(OpDataConv)));
   TF_LITE_ENSURE(context, temp != nullptr);
@@ -106,11 +104,17 @@ TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
       full->head.aux = -1;
       full->head.filter_buffer_index = -1;
       full->conv = *temp;
-      node->user_data = full;  // the Init ConvData (16 bytes) stays unused
+      node->user_data = full;
     }
   }
   micro->DeallocateTempBuffer(reinterpret_cast<uint8_t*>(temp));
+  if (status != kTfLiteOk && node->user_data == d) node->user_data = nullptr;
   return status;
+}
+
+TfLiteStatus KeepConvData(TfLiteContext* context, TfLiteNode* node, const ConvData* d) {
+  if (node->user_data != d) return kTfLiteOk;  // TFLM's OpDataConv kept (FullConvData)
+  return KeepOpDataOf(context, node, *d, g_op_data.conv, g_op_data.conv_count);
 }
 
 }  // namespace picotflm

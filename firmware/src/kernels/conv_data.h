@@ -12,8 +12,8 @@
 
 namespace picotflm {
 
-// What a conv or depthwise conv keeps in the arena for its Eval: 16 bytes, one slot of the arena's
-// 16-byte alignment (TFLM's OpDataConv takes 64). With `table` set, the op runs our fast path with a
+// What a conv or depthwise conv keeps for its Eval: 16 bytes, in flash (op_data.h) or one slot of the
+// arena's 16-byte alignment (TFLM's OpDataConv takes 64). With `table` set, the op runs our fast path with a
 // host table's per-channel arrays (in flash), and these fields are all it reads. With `table` null,
 // TFLM's OpDataConv follows (FullConvData): no table matched, or the op needs TFLM's reference kernel,
 // or its activations are not int8.
@@ -21,7 +21,7 @@ struct ConvData {
   const QuantTable* table;
   int16_t pad_h, pad_w;
   int8_t input_zero_point, output_zero_point, act_min, act_max;
-  int16_t filter_buffer_index;  // the int4 unpack buffer TFLM's Prepare requested, or -1
+  int16_t filter_buffer_index;  // the int4 unpack buffer TFLM's Prepare requested (0 for int8 weights)
   // DEPTHWISE_CONV_2D: the scratch index of the padded copy of its input (DepthwisePrepare);
   // CONV_2D: the index of the host table whose expanded weights equal the op's (ConvPrepare). Or -1.
   int16_t aux;
@@ -54,15 +54,19 @@ pk_conv_params Params(const TfLiteIntArray* input, const TfLiteIntArray* filter,
 // Whether two tensors share a byte (only an in-place memory plan makes an op's output overlap its input).
 bool Overlap(const TfLiteEvalTensor* a, const TfLiteEvalTensor* b);
 
-// Init: the 16-byte ConvData (the node's user_data from then on). TFLM's conv and depthwise Init
-// allocate their OpDataConv here instead.
+// Init: nothing yet (the node's user_data is set at Prepare, by PrepareConvData and KeepConvData).
 void* ConvDataInit(TfLiteContext* context, const char* buffer, size_t length);
 
-// Runs TFLM's Prepare on a temporary OpDataConv, then keeps what Eval reads: the ConvData alone when
-// the op takes our fast path (`fast`: its shape and types allow it) with a host table, else TFLM's
-// OpDataConv too (FullConvData, and node->user_data points at it). The ConvData is `d`, the Init one.
+// Runs TFLM's Prepare on a temporary OpDataConv, then keeps what Eval reads. When the op takes our
+// fast path (`fast`: its shape and types allow it) with a host table, `d` (the caller's, on its
+// stack) holds its ConvData and node->user_data points at `d` until KeepConvData; else TFLM's
+// OpDataConv is kept too, in the arena (FullConvData), and node->user_data points at that.
 TfLiteStatus PrepareConvData(TfLiteContext* context, TfLiteNode* node,
                              TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*), bool fast, ConvData* d);
+
+// The end of a conv's Prepare: a ConvData still on the stack (`d`) goes to flash or the arena
+// (op_data.h's KeepOpData).
+TfLiteStatus KeepConvData(TfLiteContext* context, TfLiteNode* node, const ConvData* d);
 
 }  // namespace picotflm
 

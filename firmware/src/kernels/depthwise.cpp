@@ -87,8 +87,8 @@ TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
   const bool int8_3x3 = input->type == kTfLiteInt8 && p.k_h == 3 && p.k_w == 3 && params.dilation_height_factor == 1 &&
                         params.dilation_width_factor == 1 && params.depth_multiplier == 1 &&
                         input->dims->data[0] == 1 && PaddedH(p) >= in_h && PaddedW(p) >= in_w;
-  TF_LITE_ENSURE_STATUS(
-      PrepareConvData(context, node, tflite::DepthwiseConvPrepare, fast, static_cast<ConvData*>(node->user_data)));
+  ConvData rec;
+  TF_LITE_ENSURE_STATUS(PrepareConvData(context, node, tflite::DepthwiseConvPrepare, fast, &rec));
   auto* d = static_cast<ConvData*>(node->user_data);
   const OpDataConv* data = Full(*d);
   const int pad_h = data ? data->padding.height : d->pad_h, pad_w = data ? data->padding.width : d->pad_w;
@@ -99,7 +99,7 @@ TfLiteStatus DepthwisePrepare(TfLiteContext* context, TfLiteNode* node) {
     TF_LITE_ENSURE(context, idx >= 0 && idx <= 32767);
     d->aux = static_cast<int16_t>(idx);
   }
-  return kTfLiteOk;
+  return KeepConvData(context, node, &rec);
 }
 
 TfLiteStatus DepthwiseEval(TfLiteContext* context, TfLiteNode* node) {

@@ -1,10 +1,12 @@
 // FULLY_CONNECTED (int8 activations and weights): TFLM's own quantization arithmetic
 // (CalculateOpDataFullyConnected), our Eval (pk_fc_s8, bit-exact with TFLM's reference kernel) with
-// 16 bytes of op data instead of the stock kernel's OpData (80 with the arena's alignment), and the
+// 16 bytes of op data (op_data.h: in flash or the arena) instead of the stock kernel's OpData (80 with
+// the arena's alignment), and the
 // per-channel arrays in flash when a host table (UseFcTables) equals them.
 // pico-tflmicro's kernel runs every other FULLY_CONNECTED (int4 or int16, non-zero filter zero point).
 #include <string.h>
 
+#include "op_data.h"
 #include "persistent.h"
 #include "picotflm_kernels.h"
 #include "pk_fc_softmax.h"
@@ -16,23 +18,6 @@
 
 namespace picotflm {
 namespace {
-
-// One 16-byte arena slot. Per channel: TFLM's two per-channel arrays (its persistent allocations);
-// per tensor: the one multiplier and shift; `stock`: pico-tflmicro's own op data, its kernel runs.
-struct FcData {
-  union {
-    const int32_t* mult_pc;
-    int32_t mult;
-    void* stock_data;
-  };
-  union {
-    const int32_t* shift_pc;
-    int32_t shift;
-  };
-  int8_t input_zp, output_zp, act_min, act_max;
-  uint8_t per_channel, stock;
-};
-static_assert(sizeof(FcData) <= 16, "FcData is one 16-byte arena slot");
 
 bool Int8(int32_t v) { return v >= -128 && v <= 127; }
 
@@ -67,11 +52,7 @@ TfLiteStatus KeepPerChannel(TfLiteContext* context, tflite::OpDataFullyConnected
   return KeepCapturedCopies(context, &data->per_channel_output_multiplier, &data->per_channel_output_shift);
 }
 
-void* FcInit(TfLiteContext* context, const char* buffer, size_t length) {
-  void* d = context->AllocatePersistentBuffer(context, sizeof(FcData));
-  if (d != nullptr) memset(d, 0, sizeof(FcData));
-  return d;
-}
+void* FcInit(TfLiteContext*, const char*, size_t) { return nullptr; }  // set at Prepare
 
 // The stock kernel set up for this node: its Init's op data, then its Prepare.
 TfLiteStatus StockPrepare(TfLiteContext* context, TfLiteNode* node, FcData* d) {
@@ -80,15 +61,16 @@ TfLiteStatus StockPrepare(TfLiteContext* context, TfLiteNode* node, FcData* d) {
   TF_LITE_ENSURE(context, data != nullptr);
   node->user_data = data;
   const TfLiteStatus status = stock.prepare(context, node);
-  node->user_data = d;
   d->stock = 1;
   d->stock_data = data;
   return status;
 }
 
 TfLiteStatus FcPrepare(TfLiteContext* context, TfLiteNode* node) {
-  auto* d = static_cast<FcData*>(node->user_data);
-  TF_LITE_ENSURE(context, d != nullptr && node->builtin_data != nullptr);
+  TF_LITE_ENSURE(context, node->builtin_data != nullptr);
+  FcData rec;
+  memset(&rec, 0, sizeof(rec));
+  FcData* d = &rec;
   const auto* params = static_cast<const TfLiteFullyConnectedParams*>(node->builtin_data);
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
   TfLiteTensor* input = micro->AllocateTempInputTensor(node, tflite::kFullyConnectedInputTensor);
@@ -136,16 +118,19 @@ TfLiteStatus FcPrepare(TfLiteContext* context, TfLiteNode* node) {
   if (bias != nullptr) micro->DeallocateTempTfLiteTensor(bias);
   micro->DeallocateTempTfLiteTensor(output);
   if (stock) status = StockPrepare(context, node, d);
-  return status;
+  if (status != kTfLiteOk) return status;
+  // The stock kernel's record points at its op data in the arena: never one of the host's.
+  return stock ? KeepOpDataOf(context, node, rec, static_cast<const FcData*>(nullptr), 0)
+               : KeepOpDataOf(context, node, rec, g_op_data.fc, g_op_data.fc_count);
 }
 
 TfLiteStatus FcEval(TfLiteContext* context, TfLiteNode* node) {
-  auto* d = static_cast<FcData*>(node->user_data);
+  const auto* d = static_cast<const FcData*>(node->user_data);
   if (d->stock) {
     const TFLMRegistration stock = tflite::Register_FULLY_CONNECTED();
     node->user_data = d->stock_data;
     const TfLiteStatus status = stock.invoke(context, node);
-    node->user_data = d;
+    node->user_data = const_cast<FcData*>(d);
     return status;
   }
   const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, tflite::kFullyConnectedInputTensor);

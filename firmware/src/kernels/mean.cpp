@@ -2,6 +2,7 @@
 // rescaling step for step), TFLM's Eval for every other mean.
 #include <string.h>
 
+#include "op_data.h"
 #include "persistent.h"
 #include "picotflm_kernels.h"
 #include "pk_core.h"
@@ -14,27 +15,12 @@
 namespace picotflm {
 namespace {
 
-// What MEAN keeps in the arena for our fast path (an int8 mean over axes {1, 2}): 16 bytes instead of
-// TFLM's 40-byte OpDataReduce (48 with the arena's alignment). `full`: TFLM's follows (FullMeanData),
-// for every other mean, which TFLM's own Eval computes.
-struct MeanData {
-  int32_t multiplier;
-  int16_t temp_buffer_idx;
-  int8_t shift, input_zp, output_zp;
-  bool full;
-};
-static_assert(sizeof(MeanData) <= 16, "MeanData is one 16-byte arena slot");
-
 struct FullMeanData {
   MeanData head;  // head.full
   tflite::OpDataReduce reduce;
 };
 
-void* MeanInit(TfLiteContext* context, const char* buffer, size_t length) {
-  void* d = context->AllocatePersistentBuffer(context, sizeof(MeanData));
-  if (d != nullptr) memset(d, 0, sizeof(MeanData));
-  return d;
-}
+void* MeanInit(TfLiteContext*, const char*, size_t) { return nullptr; }  // set at Prepare
 
 // Whether MEAN's input and axes are what MeanEval's fast path computes.
 bool MeanFast(TfLiteContext* context, TfLiteNode* node) {
@@ -48,16 +34,19 @@ bool MeanFast(TfLiteContext* context, TfLiteNode* node) {
   return (a0 == 1 && a1 == 2) || (a0 == 2 && a1 == 1);
 }
 
-// TFLM's Prepare on a temporary OpDataReduce, then MeanData alone for the fast path, else TFLM's kept.
+// TFLM's Prepare on a temporary OpDataReduce, then MeanData alone for the fast path (in flash or the
+// arena, op_data.h), else TFLM's kept in the arena.
 TfLiteStatus MeanPrepare(TfLiteContext* context, TfLiteNode* node) {
-  auto* d = static_cast<MeanData*>(node->user_data);
-  TF_LITE_ENSURE(context, d != nullptr);
+  MeanData rec;
+  memset(&rec, 0, sizeof(rec));
+  MeanData* d = &rec;
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
   auto* temp = reinterpret_cast<tflite::OpDataReduce*>(
       micro->AllocateTempBuffer(sizeof(tflite::OpDataReduce), alignof(tflite::OpDataReduce)));
   TF_LITE_ENSURE(context, temp != nullptr);
   memset(temp, 0, sizeof(tflite::OpDataReduce));
   TfLiteStatus status = tflite::PrepareMeanOrSumHelper(context, node, temp);
+  bool fast = false;
   const bool fits = temp->shift >= -128 && temp->shift <= 127 && temp->input_zp >= -128 && temp->input_zp <= 127 &&
                     temp->output_zp >= -128 && temp->output_zp <= 127 && temp->temp_buffer_idx >= 0 &&
                     temp->temp_buffer_idx <= 32767;
@@ -68,6 +57,7 @@ TfLiteStatus MeanPrepare(TfLiteContext* context, TfLiteNode* node) {
     d->input_zp = static_cast<int8_t>(temp->input_zp);
     d->output_zp = static_cast<int8_t>(temp->output_zp);
     d->full = false;
+    fast = true;
   } else if (status == kTfLiteOk) {
     auto* full = static_cast<FullMeanData*>(PersistentBeside(context, sizeof(FullMeanData), temp, sizeof(*temp)));
     if (full == nullptr) {
@@ -76,10 +66,11 @@ TfLiteStatus MeanPrepare(TfLiteContext* context, TfLiteNode* node) {
       full->head = MeanData();
       full->head.full = true;
       full->reduce = *temp;
-      node->user_data = full;  // the Init MeanData (16 bytes) stays unused
+      node->user_data = full;
     }
   }
   micro->DeallocateTempBuffer(reinterpret_cast<uint8_t*>(temp));
+  if (fast) status = KeepOpDataOf(context, node, rec, g_op_data.mean, g_op_data.mean_count);
   return status;
 }
 

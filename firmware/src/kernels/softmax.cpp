@@ -1,8 +1,9 @@
 // SOFTMAX (int8 in, int8 out): TFLM's own parameters (CalculateSoftmaxParams), our Eval
-// (pk_softmax_s8, bit-exact with TFLM's reference int8 softmax) with 16 bytes of op data instead of
-// the stock kernel's (64 with the arena's alignment). pico-tflmicro's kernel runs every other softmax.
+// (pk_softmax_s8, bit-exact with TFLM's reference int8 softmax) with 16 bytes of op data (op_data.h:
+// in flash or the arena) instead of the stock kernel's (64 with the arena's alignment). pico-tflmicro's kernel runs every other softmax.
 #include <string.h>
 
+#include "op_data.h"
 #include "picotflm_kernels.h"
 #include "pk_fc_softmax.h"
 #include "tensorflow/lite/c/builtin_op_data.h"
@@ -18,25 +19,13 @@ namespace {
 // headroom its final shift needs below 32 bits.
 constexpr int32_t kMaxRow = 512;
 
-struct SoftmaxData {
-  union {
-    int32_t mult;
-    void* stock_data;  // `stock`: pico-tflmicro's own op data, its kernel runs
-  };
-  int32_t left_shift, diff_min;
-  uint8_t stock;
-};
-static_assert(sizeof(SoftmaxData) <= 16, "SoftmaxData is one 16-byte arena slot");
-
-void* SoftmaxInit(TfLiteContext* context, const char* buffer, size_t length) {
-  void* d = context->AllocatePersistentBuffer(context, sizeof(SoftmaxData));
-  if (d != nullptr) memset(d, 0, sizeof(SoftmaxData));
-  return d;
-}
+void* SoftmaxInit(TfLiteContext*, const char*, size_t) { return nullptr; }  // set at Prepare
 
 TfLiteStatus SoftmaxPrepare(TfLiteContext* context, TfLiteNode* node) {
-  auto* d = static_cast<SoftmaxData*>(node->user_data);
-  TF_LITE_ENSURE(context, d != nullptr && node->builtin_data != nullptr);
+  TF_LITE_ENSURE(context, node->builtin_data != nullptr);
+  SoftmaxData rec;
+  memset(&rec, 0, sizeof(rec));
+  SoftmaxData* d = &rec;
   TF_LITE_ENSURE(context, node->inputs->size == 1 && node->outputs->size == 1);
   tflite::MicroContext* micro = tflite::GetMicroContext(context);
   TfLiteTensor* input = micro->AllocateTempInputTensor(node, 0);
@@ -64,20 +53,22 @@ TfLiteStatus SoftmaxPrepare(TfLiteContext* context, TfLiteNode* node) {
     TF_LITE_ENSURE(context, data != nullptr);
     node->user_data = data;
     status = stock.prepare(context, node);
-    node->user_data = d;
     d->stock = 1;
     d->stock_data = data;
   }
-  return status;
+  if (status != kTfLiteOk) return status;
+  // The stock kernel's record points at its op data in the arena: never one of the host's.
+  return fast ? KeepOpDataOf(context, node, rec, g_op_data.softmax, g_op_data.softmax_count)
+              : KeepOpDataOf(context, node, rec, static_cast<const SoftmaxData*>(nullptr), 0);
 }
 
 TfLiteStatus SoftmaxEval(TfLiteContext* context, TfLiteNode* node) {
-  auto* d = static_cast<SoftmaxData*>(node->user_data);
+  const auto* d = static_cast<const SoftmaxData*>(node->user_data);
   if (d->stock) {
     const TFLMRegistration stock = tflite::Register_SOFTMAX();
     node->user_data = d->stock_data;
     const TfLiteStatus status = stock.invoke(context, node);
-    node->user_data = d;
+    node->user_data = const_cast<SoftmaxData*>(d);
     return status;
   }
   const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, 0);
