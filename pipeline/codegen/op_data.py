@@ -151,8 +151,10 @@ def op_data_records(variants: list[tuple[str, bytes]], quant_tables: list[dict[s
             elif name == "FULLY_CONNECTED" and len(ins) >= 2 and t_in is not None:
                 mine = next((t for t in fc_tables if t["variant"] == vname and t["op"] == k), None)
                 t_w = tensor(ins[1])
-                if mine is None or len(t_out.shape) != 2 or not quantized(t_in, t_out):
-                    scratch = None if mine is None else scratch  # the stock kernel's Prepare may request one
+                w_zp = t_w.quantization.zeroPoint if t_w is not None and t_w.quantization is not None else None
+                if (mine is None or len(t_out.shape) != 2 or not quantized(t_in, t_out)
+                        or (w_zp is not None and any(int(z) for z in w_zp))):
+                    scratch = None  # no record; if the stock kernel runs it, its Prepare may request scratch
                     continue
                 table = _first(fc_tables, lambda t: t["channels"] == mine["channels"]
                                and t["mult"] == mine["mult"] and t["shift"] == mine["shift"])
@@ -160,8 +162,6 @@ def op_data_records(variants: list[tuple[str, bytes]], quant_tables: list[dict[s
                 out_scale, out_zp = qparams(t_out)
                 act_min, act_max = activation_range(op.builtinOptions.fusedActivationFunction or 0, out_scale,
                                                     out_zp)
-                if t_w.quantization.zeroPoint is not None and any(int(z) for z in t_w.quantization.zeroPoint):
-                    continue
                 add("fc", f"{{{{kPicotflmFcMult{table}}}, {{kPicotflmFcShift{table}}}, {in_zp}, {out_zp}, "
                           f"{act_min}, {act_max}, 1, 0}}")
             elif name == "SOFTMAX" and t_in is not None:

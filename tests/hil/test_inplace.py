@@ -50,32 +50,31 @@ def test_host_expanded_weights_are_used(board, host_model):
     assert g["exact"] == g["count"] > 0
 
 
-def test_builtin_params_come_from_flash(board, host_model):
-    """Every operator's builtin parameters equal an entry the host wrote into the op resolver's tables
-    (pipeline/codegen/builtin_params.py), so the arena holds none of them; the outputs stay bit-exact."""
+def _builtin_param_ops():
     from pipeline.codegen.builtin_params import STRUCTS
-
-    info = board.handshake()
-    if info["kernels"] != "picotflm":
-        pytest.skip("stock kernels: TFLM's parsers as they are")
-    ops = host_model[1].op_sequence
-    handled = sum(op in STRUCTS for op in ops)
-    assert handled >= 5  # MicroPizzaNet: CONV_2D x3, DEPTHWISE_CONV_2D x2, MEAN, FULLY_CONNECTED, SOFTMAX
-    assert info["params_in_flash"] == handled and info["params_in_arena"] == 0
-    g = board.request("golden", timeout=60)
-    assert g["exact"] == g["count"] > 0
+    return tuple(STRUCTS)
 
 
-def test_op_data_comes_from_flash(board, host_model):
-    """Every fast op's data (what its Eval reads) equals a record the host wrote into the op resolver
-    (pipeline/codegen/op_data.py), so the arena keeps none of it; the outputs stay bit-exact."""
+def _fast_kernel_ops():
     from pipeline.codegen.kernels import FAST_KERNEL_OPS
+    return FAST_KERNEL_OPS
 
+
+# What the host writes into the op resolver for flash: each op's builtin parameters
+# (pipeline/codegen/builtin_params.py) and each fast op's data (pipeline/codegen/op_data.py); `info`'s
+# counters of those found there and of those kept in the arena.
+@pytest.mark.parametrize("ops_of, in_flash, in_arena", [
+    (_builtin_param_ops, "params_in_flash", "params_in_arena"),
+    (_fast_kernel_ops, "op_data_in_flash", "op_data_in_arena"),
+], ids=["builtin-params", "op-data"])
+def test_what_the_host_wrote_comes_from_flash(board, host_model, ops_of, in_flash, in_arena):
+    """Every op's entry equals one the host wrote, so the arena holds none of them; the outputs stay
+    bit-exact."""
     info = board.handshake()
     if info["kernels"] != "picotflm":
-        pytest.skip("stock kernels: TFLM's op data")
-    fast = sum(op in FAST_KERNEL_OPS for op in host_model[1].op_sequence)
-    assert fast >= 8  # MicroPizzaNet: CONV_2D x3, DEPTHWISE_CONV_2D x2, MEAN, FULLY_CONNECTED, SOFTMAX
-    assert info["op_data_in_flash"] == fast and info["op_data_in_arena"] == 0
+        pytest.skip("stock kernels: TFLM's parsers and op data as they are")
+    handled = sum(op in ops_of() for op in host_model[1].op_sequence)
+    assert handled >= 8  # MicroPizzaNet: CONV_2D x3, DEPTHWISE_CONV_2D x2, MEAN, FULLY_CONNECTED, SOFTMAX
+    assert info[in_flash] == handled and info[in_arena] == 0
     g = board.request("golden", timeout=60)
     assert g["exact"] == g["count"] > 0
