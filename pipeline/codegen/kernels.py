@@ -60,11 +60,12 @@ def conv_quant_tables(tflite: bytes) -> list[dict[str, Any]]:
         lo_at = [relu_threshold(m, e, zp, act_min, act_max) for m, e in pairs]
         k_w = int(np.prod(t_w.shape[1:]))
         wx = wide_weights(schema, model, t_w) if name == "CONV_2D" and k_w <= WIDE_MAX_K else None
+        groups = group_records(schema, model, op, pairs, lo_at, zp, act_min, act_max) if name == "CONV_2D" else None
         tables.append({"op": k, "name": name, "channels": channels,
                        "mult": [m for m, _ in pairs], "shift": [e for _, e in pairs],
                        "out_offset": zp, "act_min": act_min, "act_max": act_max,
                        "lo_at": ["INT32_MIN" if v == INT32_MIN else str(v) for v in lo_at], "lo_at_values": lo_at,
-                       "k": k_w, "wx": wx})
+                       "k": k_w, "wx": wx, "groups": groups})
     return tables
 
 
@@ -73,18 +74,16 @@ def conv_quant_tables(tflite: bytes) -> list[dict[str, Any]]:
 WIDE_MAX_K = 32
 
 
-def wide_weights(schema, model, t_w) -> list[int] | None:
-    """A CONV_2D's int8 or int4 weights (out_c x k) as pk_span4w reads them: for each group of four
-    output channels, weight i of channel c at [i * 4 + c], as int32 (the kernel's pk_conv_params::wx).
-    None when the layer has fewer than four output channels or no constant weights. The firmware uses
-    them only for the op whose weights they equal, compared at Prepare."""
+def filter_weights(schema, model, t_w):
+    """A conv's constant int8 or int4 weights as an (out_c, k) int array, or None (no constant data,
+    another type, or data of another size, such as a codebook filter)."""
     import numpy as np
 
     from pipeline.tflite.reader import unpack_int4
 
     out_c, k = int(t_w.shape[0]), int(np.prod(t_w.shape[1:]))
     buf = model.buffers[t_w.buffer] if t_w.buffer is not None and 0 <= t_w.buffer < len(model.buffers) else None
-    if out_c < 4 or buf is None or buf.data is None:
+    if buf is None or buf.data is None:
         return None
     raw = np.asarray(buf.data, dtype=np.uint8)
     if t_w.type == schema.TensorType.INT8 and raw.size == out_c * k:
@@ -93,8 +92,117 @@ def wide_weights(schema, model, t_w) -> list[int] | None:
         w = unpack_int4(raw, out_c * k)
     else:
         return None
-    groups = w[: (out_c // 4) * 4 * k].reshape(out_c // 4, 4, k)
+    return w.astype(np.int64).reshape(out_c, k)
+
+
+def wide_weights(schema, model, t_w) -> list[int] | None:
+    """A CONV_2D's int8 or int4 weights (out_c x k) as pk_span4w reads them: for each group of four
+    output channels, weight i of channel c at [i * 4 + c], as int32 (the kernel's pk_conv_params::wx).
+    None when the layer has fewer than four output channels or no constant weights. The firmware uses
+    them only for the op whose weights they equal, compared at Prepare."""
+    w = filter_weights(schema, model, t_w)
+    if w is None or w.shape[0] < 4:
+        return None
+    out_c, k = w.shape
+    groups = w[: (out_c // 4) * 4].reshape(out_c // 4, 4, k)
     return [int(v) for v in groups.transpose(0, 2, 1).reshape(-1)]
+
+
+# pk_core.c's PK_PATCH_MAX: the largest k whose border pixels the kernel computes by groups (with
+# padding); a larger k gets no group records here.
+PATCH_MAX_K = 192
+# pk_core.h's PK_GROUP_RECORD: a group record's words (four biases, four channels' 15 words).
+PK_GROUP_RECORD_WORDS = 64
+_M32 = 0xFFFFFFFF
+
+
+def _i32(v: int) -> int:
+    v &= _M32
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def span_requant(mult: int, shift: int, lo_at: int, out_offset: int, lo: int, hi: int) -> list[int] | None:
+    """pk_core.c's pk_span_fch of one channel as group_setup fills it (the 8 words of pk_span_ch, then
+    pk_fit_of's lim, pl, ml, mh, klo, khi, sh, in 32-bit arithmetic as the M0+ computes them); None
+    when the channel cannot take the assembly spans (a left shift, no right shift, no confirmed
+    ReLU threshold)."""
+    left, right = max(shift, 0), max(-shift, 0)
+    if left != 0 or right <= 0 or lo_at == INT32_MIN:
+        return None
+    ch = [lo_at, mult >> 16, mult & 0xFFFF, right, 1 << (right - 1), out_offset, lo, hi]
+    fit = [0] * 7
+    if right <= 15 and mult > 1 << 30 and hi >= out_offset:
+        p32 = (lo_at * mult + (1 << 30)) & _M32
+        hh = ((lo_at * mult + (1 << 30)) >> 31) + (1 << (right - 1))
+        klo = (((hh & ((1 << right) - 1)) << 15) + ((p32 >> 16) & 0x7FFF)) & _M32
+        step = (mult >> 16) + 1
+        n = ((hi - out_offset) << right) & _M32
+        d = (0x80000000 - mult) & _M32
+        top = _i32(n + (((n >> 7) * (d >> 16)) >> 8)) - lo_at
+        lim = top if top < 0xFFFF else 0xFFFF
+        while lim > 0 and ((lim * step + klo) & _M32) > 0x7FFFFFFF:
+            lim >>= 1
+        if lim > 0:
+            fit = [lim, p32 & 0xFFFF, mult & 0xFFFF, mult >> 16, _i32(klo), (hh >> right) + out_offset, 15 + right]
+    return ch + fit
+
+
+def group_records(schema, model, op, pairs: list[tuple[int, int]], lo_at: list[int], out_offset: int,
+                  act_min: int, act_max: int) -> list[int] | None:
+    """A CONV_2D's setup per group of four output channels as pk_core.c's pk_group_record writes it:
+    the four biases with the input offset folded in (bias - input zero point * sum of weights), then
+    each channel's span_requant. The firmware's Prepare computes the same records from the op and
+    uses the host's (flash) at every call only when they are equal. None when a group cannot take the
+    assembly spans (a channel fails span_requant, or its accumulators could leave the fast
+    requantization's range), when out_c is not a multiple of four, or k > PATCH_MAX_K."""
+    import numpy as np
+
+    sg = model.subgraphs[0]
+    ins = list(op.inputs)
+    t_in, t_w = sg.tensors[ins[0]], sg.tensors[ins[1]]
+    w = filter_weights(schema, model, t_w)
+    if w is None or w.shape[0] % 4 or w.shape[1] > PATCH_MAX_K or len(pairs) != w.shape[0]:
+        return None
+    zp_in = t_in.quantization.zeroPoint if t_in.quantization is not None else None
+    input_offset = -int(zp_in[0]) if zp_in is not None and len(zp_in) else 0
+    bias = [0] * w.shape[0]
+    if len(ins) > 2 and ins[2] is not None and ins[2] >= 0:
+        t_b = sg.tensors[ins[2]]
+        buf = model.buffers[t_b.buffer] if t_b.buffer is not None and 0 <= t_b.buffer < len(model.buffers) else None
+        if t_b.type != schema.TensorType.INT32 or buf is None or buf.data is None:
+            return None
+        bias = [int(v) for v in np.asarray(buf.data, dtype=np.uint8).view("<i4")]
+        if len(bias) != w.shape[0]:
+            return None
+    records: list[int] = []
+    for g in range(w.shape[0] // 4):
+        rec = group_record(w[4 * g: 4 * g + 4], bias[4 * g: 4 * g + 4], input_offset, pairs[4 * g: 4 * g + 4],
+                           lo_at[4 * g: 4 * g + 4], out_offset, act_min, act_max)
+        if rec is None:
+            return None
+        records += rec
+    return records
+
+
+def group_record(w, bias: list[int], input_offset: int, pairs: list[tuple[int, int]], lo_at: list[int],
+                 out_offset: int, act_min: int, act_max: int) -> list[int] | None:
+    """One group's record (group_records) from its four channels' weights (4 x k), biases,
+    (multiplier, shift) pairs and ReLU thresholds; None when it cannot take the assembly spans."""
+    import numpy as np
+
+    be, chans = [], []
+    for c in range(4):
+        mult, shift = pairs[c]
+        wc = np.asarray(w[c], dtype=np.int64)
+        b = _i32(bias[c] + input_offset * int(wc.sum()))
+        bound = (abs(b) + 128 * int(np.abs(wc).sum())) & _M32
+        left = max(shift, 0)
+        fch = span_requant(mult, shift, lo_at[c], out_offset, act_min, act_max)
+        if fch is None or mult < 0 or left >= 8 or bound >= 1 << (23 - left):
+            return None
+        be.append(b)
+        chans += fch
+    return be + chans
 
 
 INT32_MIN = -(1 << 31)

@@ -39,6 +39,10 @@ def softmax_params(beta: float, in_scale: float) -> tuple[int, int, int]:
     return mult, left, -radius
 
 
+# conv_data.h's kAuxNoWide and kAuxGroups: a CONV_2D's aux without a wide table, and with group records.
+AUX_NO_WIDE, AUX_GROUPS = 0x3FFF, 0x4000
+
+
 def _first(tables: list[dict[str, Any]], same) -> int | None:
     return next((t["index"] for t in tables if same(t)), None)
 
@@ -126,6 +130,12 @@ def op_data_records(variants: list[tuple[str, bytes]], quant_tables: list[dict[s
                     aux = -1 if wx is None else _first(
                         quant_tables, lambda t: t["wx"] is not None and t["channels"] == w_shape[0] and t["wx"] == wx)
                     aux = -1 if aux is None else aux
+                    # ConvPrepare's check of the table's group records against the op's own (the
+                    # weights' sums from a wide table, else from int8 weights)
+                    held = next(t for t in quant_tables if t["index"] == table).get("groups")
+                    if (held is not None and held == mine.get("groups")
+                            and (aux >= 0 or ttype(t_w) == "INT8")):
+                        aux = (aux if aux >= 0 else AUX_NO_WIDE) | AUX_GROUPS
                 _, in_zp = qparams(t_in)
                 out_scale, out_zp = qparams(t_out)
                 act_min, act_max = activation_range(o.fusedActivationFunction or 0, out_scale, out_zp)

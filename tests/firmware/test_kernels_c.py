@@ -17,7 +17,8 @@ class Params(ctypes.Structure):
         "in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "k_h", "k_w", "stride_h", "stride_w",
         "pad_h", "pad_w", "input_offset", "output_offset", "act_min", "act_max")] + [
         ("mult", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32)),
-        ("lo_at", ctypes.POINTER(ctypes.c_int32)), ("wx", ctypes.POINTER(ctypes.c_int32))]
+        ("lo_at", ctypes.POINTER(ctypes.c_int32)), ("wx", ctypes.POINTER(ctypes.c_int32)),
+        ("groups", ctypes.POINTER(ctypes.c_int32))]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +124,52 @@ def test_short_requantization_matches_64_bit_formula(lib):
         assert bad.size == 0, (mult, shift, zp, lo, hi, int(acc[bad[0]]), int(got[bad[0]]), int(want[bad[0]]))
         taken += 1
     assert taken > 230, taken
+
+
+def test_host_group_records_equal_the_kernels(lib):
+    """The render's group records (pipeline/codegen/kernels.py, QuantTable::groups) against the
+    kernel's own pk_group_record on random groups: equal word for word where the kernel takes the
+    assembly spans, and None exactly where it does not (so the firmware's Prepare check passes)."""
+    from pipeline.codegen.kernels import INT32_MIN, PK_GROUP_RECORD_WORDS, group_record, relu_threshold
+
+    lib.pk_group_record.restype = ctypes.c_int
+    lib.pk_group_record.argtypes = [ctypes.POINTER(Params), ctypes.POINTER(ctypes.c_int8),
+                                    ctypes.POINTER(ctypes.c_int32), ctypes.c_int32, ctypes.POINTER(ctypes.c_int32)]
+    rng = np.random.default_rng(21)
+    spans = refused = 0
+    for case in range(400):
+        k = int(rng.choice([8, 16, 27, 64, 150]))
+        big = case % 10 == 0  # weights and biases large enough to leave the fast range
+        w = rng.integers(-128 if big else -40, 128 if big else 41, (4, k)).astype(np.int8)
+        bias = [int(v) for v in rng.integers(-(1 << 22) if big else -3000, (1 << 22) if big else 3000, 4)]
+        zp_in, zp_out = int(rng.integers(-128, 128)), int(rng.integers(-128, 128))
+        relu = rng.random() < 0.8
+        act_min, act_max = (max(-128, zp_out), 127) if relu else (-128, 127)
+        pairs = []
+        for _ in range(4):
+            mult = int(rng.integers(1 << 30, 1 << 31)) if rng.random() < 0.95 else int(rng.integers(0, 1 << 30))
+            shift = int(rng.integers(-14, 1)) if rng.random() < 0.95 else int(rng.integers(1, 3))
+            pairs.append((mult, shift))
+        lo_at = [relu_threshold(m, e, zp_out, act_min, act_max) for m, e in pairs]
+        mult_a = (ctypes.c_int32 * 4)(*[m for m, _ in pairs])
+        shift_a = (ctypes.c_int32 * 4)(*[e for _, e in pairs])
+        lo_a = (ctypes.c_int32 * 4)(*lo_at)
+        p = Params(in_h=3, in_w=3, in_c=k, out_h=1, out_w=1, out_c=4, k_h=1, k_w=1, stride_h=1, stride_w=1,
+                   pad_h=0, pad_w=0, input_offset=-zp_in, output_offset=zp_out, act_min=act_min, act_max=act_max,
+                   mult=mult_a, shift=shift_a, lo_at=lo_a)
+        bias_a = (ctypes.c_int32 * 4)(*bias)
+        rec = (ctypes.c_int32 * PK_GROUP_RECORD_WORDS)()
+        wc = np.ascontiguousarray(w)
+        ok = lib.pk_group_record(ctypes.byref(p), wc.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)), bias_a, 0, rec)
+        host = group_record(w, bias, -zp_in, pairs, lo_at, zp_out, act_min, act_max)
+        if not ok:
+            assert host is None, (case, pairs, lo_at)
+            refused += 1
+            continue
+        assert INT32_MIN not in lo_at
+        assert host == list(rec), case
+        spans += 1
+    assert spans > 250 and refused > 10, (spans, refused)
 
 
 def single_layer(layer, shape, seed):

@@ -50,6 +50,7 @@ __attribute__((noinline)) void cmd_info() {
   ptf_json_int(&j, "threshold_tables", picotflm::ThresholdTablesVerified());
   ptf_json_int(&j, "threshold_tables_rejected", picotflm::ThresholdTablesRejected());
   ptf_json_int(&j, "wide_tables", picotflm::WideTablesMatched());
+  ptf_json_int(&j, "group_tables", picotflm::GroupTablesMatched());
   ptf_json_int(&j, "params_in_flash", picotflm::FlashParamsUsed());
   ptf_json_int(&j, "params_in_arena", picotflm::FlashParamsCopied());
   ptf_json_int(&j, "op_data_in_flash", picotflm::OpDataInFlash());

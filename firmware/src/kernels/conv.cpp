@@ -43,10 +43,10 @@ int WideTable(const TfLiteEvalTensor* filter) {
   // that stay in flash is taken again without the comparison (about 200 us for MicroPizzaNet).
   const bool in_flash = (reinterpret_cast<uintptr_t>(filter->data.raw) >> 24) == 0x10;  // XIP flash
   if (g_cache != nullptr && in_flash) {
-    for (int i = 0; i < g_table_count && i <= 32767; i++)
+    for (int i = 0; i < g_table_count && i < kAuxNoWide; i++)
       if (g_cache[i].wide_filter == filter->data.raw && g_tables[i].channels == oc) return i;
   }
-  for (int i = 0; i < g_table_count && i <= 32767; i++) {
+  for (int i = 0; i < g_table_count && i < kAuxNoWide; i++) {
     const QuantTable& t = g_tables[i];
     if (t.wx == nullptr || t.channels != oc) continue;
     bool same = true;
@@ -59,6 +59,23 @@ int WideTable(const TfLiteEvalTensor* filter) {
     }
   }
   return -1;
+}
+
+// Whether the group records of the op's table (QuantTable::groups) equal what the kernel computes
+// for this op (its weights, bias, offsets and requantization), every group taking the assembly
+// spans: then its Eval reads them instead of computing them at every call. The weights' sums come
+// from the expanded weights when a wide table holds them (int8 or int4), else from int8 weights.
+bool GroupsEqual(const TfLiteEvalTensor* input, const TfLiteEvalTensor* filter, const TfLiteEvalTensor* bias,
+                 const TfLiteEvalTensor* output, const TfLiteConvParams& params, const ConvData& d, int wide) {
+  if (d.table == nullptr || d.table->groups == nullptr || d.table->channels != filter->dims->data[0] ||
+      output->dims->size != 4 || pk_codebook_of(filter->data.raw) != nullptr)
+    return false;
+  if (wide < 0 && filter->type != kTfLiteInt8) return false;
+  pk_conv_params p = Params(input->dims, filter->dims, output->dims, params.stride_height, params.stride_width, d);
+  p.wx = wide >= 0 ? g_tables[wide].wx : nullptr;
+  const int8_t* w = wide >= 0 ? nullptr : filter->data.int8;
+  const int32_t* b = bias ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
+  return pk_group_table_equal(&p, w, b, d.table->groups) != 0;
 }
 
 TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
@@ -77,8 +94,12 @@ TfLiteStatus ConvPrepare(TfLiteContext* context, TfLiteNode* node) {
   const int wide = fast ? WideTable(filter) : -1;
   ConvData rec;
   TF_LITE_ENSURE_STATUS(PrepareConvData(context, node, tflite::ConvPrepare, fast, &rec));
-  static_cast<ConvData*>(node->user_data)->aux = static_cast<int16_t>(wide);
+  ConvData& d = *static_cast<ConvData*>(node->user_data);
+  const TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, tflite::kConvOutputTensor);
+  const bool groups = fast && output != nullptr && GroupsEqual(input, filter, bias, output, params, d, wide);
+  d.aux = static_cast<int16_t>(wide >= 0 || groups ? (wide >= 0 ? wide : kAuxNoWide) | (groups ? kAuxGroups : 0) : -1);
   if (wide >= 0) g_wide++;
+  if (groups) g_groups++;
   return KeepConvData(context, node, &rec);
 }
 
@@ -110,7 +131,9 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteOk;
   }
   pk_conv_params p = Params(input->dims, filter->dims, output->dims, params.stride_height, params.stride_width, d);
-  p.wx = d.aux >= 0 ? g_tables[d.aux].wx : nullptr;
+  const int wide = d.aux >= 0 && (d.aux & kAuxNoWide) != kAuxNoWide ? d.aux & kAuxNoWide : -1;
+  p.wx = wide >= 0 ? g_tables[wide].wx : nullptr;
+  p.groups = d.aux >= 0 && (d.aux & kAuxGroups) ? d.table->groups : nullptr;
   if (const pk_codebook* cb = pk_codebook_of(filter->data.raw)) {  // codebook weights (codebook.h)
     TF_LITE_ENSURE_MSG(context, input->dims->data[0] == 1 && pk_conv_s8_codebook(&p, cb, in, b, out, g_pk_codebook_scratch),
                        "picotflm CONV_2D: codebook weights need one image, k <= 192 and a safe in-place plan");

@@ -22,11 +22,13 @@ struct ConvData {
   int16_t pad_h, pad_w;
   int8_t input_zero_point, output_zero_point, act_min, act_max;
   int16_t filter_buffer_index;  // the int4 unpack buffer TFLM's Prepare requested (0 for int8 weights)
-  // DEPTHWISE_CONV_2D: the scratch index of the padded copy of its input (DepthwisePrepare);
-  // CONV_2D: the index of the host table whose expanded weights equal the op's (ConvPrepare). Or -1.
+  // DEPTHWISE_CONV_2D: the scratch index of the padded copy of its input (DepthwisePrepare), or -1.
+  // CONV_2D (ConvPrepare): -1, or the index of the host table whose expanded weights equal the op's
+  // (kAuxNoWide: none) plus kAuxGroups when `table`'s group records equal the op's own.
   int16_t aux;
 };
 static_assert(sizeof(ConvData) == 16, "ConvData is one 16-byte arena slot");
+constexpr int16_t kAuxNoWide = 0x3FFF, kAuxGroups = 0x4000;
 
 struct FullConvData {
   ConvData head;  // head.table == nullptr

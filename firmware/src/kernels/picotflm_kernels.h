@@ -34,6 +34,9 @@ namespace picotflm {
 // With a CONV_2D's weights as the asm kernel reads them (pk_conv_params::wx: int32, interleaved by
 // channel in groups of four, in flash instead of a RAM buffer re-filled at every invoke): used by the
 // op whose weights they equal, compared at its Prepare (nullptr: not given).
+// With a CONV_2D's per-group setup (pk_group_record's records: folded biases and the spans'
+// requantization, PK_GROUP_RECORD words per group of four channels): used by an op only when its
+// Prepare computed the same records from its own weights, bias and quantization (nullptr: not given).
 struct QuantTable {
   int channels;
   const int32_t* mult;
@@ -41,6 +44,7 @@ struct QuantTable {
   const int32_t* lo_at;
   int32_t out_offset, act_min, act_max;
   const int32_t* wx;
+  const int32_t* groups;
 };
 // What TFLM's PopulateConvolutionQuantizationParams computed for one convolution, kept so that the
 // next Prepare of the same op (a switching firmware sets its models up again at every switch) skips
@@ -80,6 +84,8 @@ int ThresholdTablesRejected();
 // Convolutions whose Prepare found a table holding their weights expanded (since the last
 // UseQuantTables or ResetQuantTableCounts).
 int WideTablesMatched();
+// Convolutions whose Prepare found the host's group records equal to its own (same counts' reset).
+int GroupTablesMatched();
 
 // Both cores (the board image, PICOTFLM_CORES == 2): a conv or depthwise conv of at least 4,096 MACs
 // (and 256 per output channel) computes the upper half of its output rows on core 0 and the lower

@@ -307,7 +307,7 @@ typedef struct {
     const int8_t* w0;
     int32_t k, rows, row_len, row_stride, x_step, o_step;
     int32_t be[4];
-    pk_span_fch ch[4];
+    const pk_span_fch* ch;  // the four channels' requantization: pk_group4's own, or a host record's
 } pk_span4_args;
 
 // REQF's exact short path. With acc = lo_at + a, 0 < a <= lim <= 0xFFFF, mult = mh * 2^16 + ml and
@@ -377,7 +377,8 @@ int32_t pk_fit_outputs(int32_t mult, int32_t shift, int32_t out_offset, int32_t 
 #if UINTPTR_MAX == 0xFFFFFFFFu  // the layout pk_dot_m0.S sees (32-bit pointers)
 _Static_assert(offsetof(pk_span4_args, x_step) == 20, "pk_span4 reads x_step at 20");
 _Static_assert(offsetof(pk_span4_args, be) == 28, "pk_span4 reads be at 28");
-_Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads ch at 44");
+_Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads the pointer ch at 44");
+_Static_assert(sizeof(pk_span_fch) == 60 && PK_GROUP_RECORD == 4 + 4 * 15, "a group record: be[4], four pk_span_fch");
 _Static_assert(sizeof(pk_span_ch) == 32, "REQ reads pk_span_ch, CH_SIZE = 32 bytes");
 _Static_assert(sizeof(pk_span_fch) == 60 && offsetof(pk_span_fch, lim) == 32 && offsetof(pk_span_fch, sh) == 56,
                "REQF reads F_LIM at 32 .. F_SH at 56; the spans step FCH_SIZE = 60 bytes per channel");
@@ -439,6 +440,7 @@ typedef struct {
     int asm_span;      // fast, no left shift: pk_span4 (M0+ assembly) takes the interior spans
     int wide;          // ... and pk_span4w, with the weights expanded by the host (p->wx)
     pk_span4_args args;
+    pk_span_fch chs[4];  // args.ch when computed here
 } pk_group4;
 
 // `count` output pixels of one row whose patches need no padding: x steps by x_step, o by o_step.
@@ -586,6 +588,8 @@ int32_t pk_conv_groups(const pk_conv_params* p) {
 // folded bias, ReLU threshold and requantization (from `chan` when chan_known), and its weights: the
 // group's first channel at w + oc * k (OHWI, the other three k apart), or the host's expanded copy
 // at p->wx + oc * k (the wide path). This is where a conv gets its weights per group of channels.
+// With p->groups (a host record found equal at Prepare) only the geometry is set here: the record
+// holds the rest, and the group takes the assembly spans.
 static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w, const int32_t* bias, int32_t oc,
                         pk_chan_setup* chan, int chan_known) {
     const int32_t c = p->in_c;
@@ -598,6 +602,26 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
     gp->out_off = p->output_offset;
     gp->lo = p->act_min;
     gp->hi = p->act_max;
+    gp->args.k = k;
+    gp->args.rows = gp->rows;
+    gp->args.row_len = gp->row_len;
+    gp->args.row_stride = gp->row_stride;
+#if defined(__ARM_ARCH_6M__)
+    if (p->groups != (const int32_t*)0) {
+        const int32_t* r = p->groups + (oc / 4) * PK_GROUP_RECORD;
+        gp->args.be[0] = r[0];
+        gp->args.be[1] = r[1];
+        gp->args.be[2] = r[2];
+        gp->args.be[3] = r[3];
+        gp->args.ch = (const pk_span_fch*)(const void*)(r + 4);
+        gp->fast = 1;
+        gp->asm_span = 1;
+        gp->wide = p->wx != (const int32_t*)0;
+        gp->args.w0 = gp->wide ? (const int8_t*)(const void*)(p->wx + oc * k) : gp->w0;
+        return;
+    }
+#endif
+    gp->args.ch = gp->chs;
     uint32_t abs_sum[4];
     for (int32_t j = 0; j < 4; j++) {
         gp->q[j] = pk_quant_of(p->mult[oc + j], p->shift[oc + j]);
@@ -605,33 +629,42 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
         if (cj != (pk_chan_setup*)0 && chan_known) {
             gp->args.be[j] = cj->bias;
             abs_sum[j] = cj->abs_sum;
-            gp->args.ch[j].ch.lo_at = cj->lo_at;
+            gp->chs[j].ch.lo_at = cj->lo_at;
             continue;
         }
         int32_t sum = 0;
         uint32_t asum = 0;
-        const int8_t* wj = gp->w0 + j * k;
-        for (int32_t i = 0; i < k; i++) {
-            const int32_t v = wj[i];
-            sum += v;
-            asum += (uint32_t)(v < 0 ? -v : v);
+        if (w != (const int8_t*)0) {
+            const int8_t* wj = gp->w0 + j * k;
+            for (int32_t i = 0; i < k; i++) {
+                const int32_t v = wj[i];
+                sum += v;
+                asum += (uint32_t)(v < 0 ? -v : v);
+            }
+        } else {  // the host's expanded weights: weight i of channel j at [i * 4 + j]
+            const int32_t* xj = p->wx + oc * k + j;
+            for (int32_t i = 0; i < k; i++) {
+                const int32_t v = xj[4 * i];
+                sum += v;
+                asum += (uint32_t)(v < 0 ? -v : v);
+            }
         }
         abs_sum[j] = asum;
         gp->args.be[j] = (bias ? bias[oc + j] : 0) + p->input_offset * sum;
-        gp->args.ch[j].ch.lo_at =
+        gp->chs[j].ch.lo_at =
             p->lo_at != (const int32_t*)0 ? p->lo_at[oc + j] : pk_lo_threshold(&gp->q[j], gp->out_off, gp->lo, gp->hi);
         if (cj != (pk_chan_setup*)0) {
             cj->bias = gp->args.be[j];
             cj->abs_sum = asum;
-            cj->lo_at = gp->args.ch[j].ch.lo_at;
+            cj->lo_at = gp->chs[j].ch.lo_at;
         }
     }
     gp->fast = 1;
     gp->asm_span = 1;
     for (int32_t j = 0; j < 4; j++) {
         gp->fast &= pk_fits_sum(gp->args.be[j], abs_sum[j], &gp->q[j]);
-        gp->asm_span &= gp->q[j].left == 0 && gp->q[j].right > 0 && gp->args.ch[j].ch.lo_at != INT32_MIN;
-        pk_span_ch* ch = &gp->args.ch[j].ch;  // field by field: a struct copy may become a memcpy call
+        gp->asm_span &= gp->q[j].left == 0 && gp->q[j].right > 0 && gp->chs[j].ch.lo_at != INT32_MIN;
+        pk_span_ch* ch = &gp->chs[j].ch;  // field by field: a struct copy may become a memcpy call
         ch->mh = gp->q[j].mh;
         ch->ml = (int32_t)gp->q[j].ml;
         ch->right = gp->q[j].right;
@@ -639,7 +672,7 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
         ch->out_off = gp->out_off;
         ch->lo = gp->lo;
         ch->hi = gp->hi;
-        pk_fit_of(&gp->args.ch[j], &gp->q[j], gp->out_off);
+        pk_fit_of(&gp->chs[j], &gp->q[j], gp->out_off);
     }
     gp->asm_span &= gp->fast;
     gp->args.w0 = gp->w0;
@@ -650,10 +683,31 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
         gp->wide = 1;
     }
 #endif
-    gp->args.k = gp->k;
-    gp->args.rows = gp->rows;
-    gp->args.row_len = gp->row_len;
-    gp->args.row_stride = gp->row_stride;
+}
+
+int pk_group_record(const pk_conv_params* p, const int8_t* w, const int32_t* bias, int32_t oc, int32_t* rec) {
+    pk_conv_params q = *p;
+    q.groups = (const int32_t*)0;  // computed, never read back
+    pk_group4 g;
+    group_setup(&g, &q, w, bias, oc, (pk_chan_setup*)0, 0);
+    for (int32_t j = 0; j < 4; j++) {
+        rec[j] = g.args.be[j];
+        const int32_t* f = (const int32_t*)(const void*)&g.chs[j];
+        for (int32_t i = 0; i < 15; i++) rec[4 + 15 * j + i] = f[i];
+    }
+    return g.asm_span;
+}
+
+int pk_group_table_equal(const pk_conv_params* p, const int8_t* w, const int32_t* bias, const int32_t* table) {
+    const int32_t groups = pk_conv_groups(p);
+    if (table == (const int32_t*)0 || groups == 0 || groups * 4 != p->out_c) return 0;
+    for (int32_t g = 0; g < groups; g++) {
+        int32_t rec[PK_GROUP_RECORD];
+        if (!pk_group_record(p, w, bias, 4 * g, rec)) return 0;
+        for (int32_t i = 0; i < PK_GROUP_RECORD; i++)
+            if (rec[i] != table[g * PK_GROUP_RECORD + i]) return 0;
+    }
+    return 1;
 }
 
 PK_HOT void pk_conv_s8(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out) {

@@ -28,6 +28,10 @@ typedef struct {
     // interleaved by channel (group g at wx + 16 * g * k_h * k_w * in_c, wx[i * 4 + c] = weight i of
     // its channel c), as pk_span4w reads them: written by the host, in flash (NULL: the narrow path).
     const int32_t* wx;
+    // pk_conv_s8 only: each group of four output channels' setup as pk_group_record writes it
+    // (PK_GROUP_RECORD words a group), written by the host and found equal to the firmware's own at
+    // Prepare (NULL: computed at every call).
+    const int32_t* groups;
 } pk_conv_params;
 
 // Output rows [oy_lo, oy_hi) of one convolution: a part that one core of the RP2040 computes while
@@ -96,6 +100,21 @@ typedef struct {
 // pk_conv_s8 with options (NULL: pk_conv_s8 itself).
 void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
                    const pk_conv_opts* o);
+
+// A group of four output channels' setup, as the conv spans read it: the four folded biases, then
+// each channel's requantization (the 15 words of pk_core.c's pk_span_fch).
+#define PK_GROUP_RECORD 64
+
+// Group oc / 4's setup into rec (PK_GROUP_RECORD words): 1 when the group takes the assembly spans
+// (every channel's accumulators in the fast requantization's range, no left shift, a confirmed ReLU
+// threshold), which a host record is used for; 0 otherwise. The weight sums come from w, or from
+// p->wx when w is NULL.
+int pk_group_record(const pk_conv_params* p, const int8_t* w, const int32_t* bias, int32_t oc, int32_t* rec);
+
+// Whether `table` holds, for every group of four output channels of p, the record pk_group_record
+// computes, each group taking the assembly spans: the check a host table passes before p->groups
+// may point at it.
+int pk_group_table_equal(const pk_conv_params* p, const int8_t* w, const int32_t* bias, const int32_t* table);
 
 // The number of groups of four output channels pk_conv_s8 computes as groups (the rest one or two
 // at a time): out_c / 4 when k_h * k_w * in_c fits its border patch buffer or no output reads

@@ -114,8 +114,8 @@ pk_dot4_rows:
 //
 // pk_span4_args (pk_core.c, offsets checked there with static asserts):
 //    0 w0   4 k   8 rows   12 row_len   16 row_stride   20 x_step   24 o_step
-//   28 be[4]   44 ch[4], FCH_SIZE bytes each (pk_span_fch: a pk_span_ch, the CH_ offsets below, then
-//   REQF's fields)
+//   28 be[4]   44 ch: a pointer to four pk_span_fch, FCH_SIZE bytes each (a pk_span_ch, the CH_
+//   offsets below, then REQF's fields), computed per call or a host record in flash
 // Requantization as pk_out_fast with left shift 0 and right shift >= 1: a sum at or below lo_at
 // gives lo; otherwise h = (sum * mult + 2^30) >> 31 from 16-bit halves, then the rounding shift
 // right (midpoint away from zero) as (h + half - (h < 0)) >> right with half = 2^(right - 1), the
@@ -253,7 +253,7 @@ pk_dot4_rows:
 // The four sums requantized and stored at o; leaves r6 = o.
     .macro STORE4
     ldr r7, [sp, #0]
-    adds r7, #44
+    ldr r7, [r7, #44]       // args.ch
     ldr r6, [sp, #8]
     mov r0, r8
     REQF
@@ -900,7 +900,7 @@ pk_span8w:
     str r7, [sp, #36]
     ldr r7, [sp, #0]
     ldr r7, [r7, #0]
-    adds r7, #44            // the first group's ch[0]
+    ldr r7, [r7, #44]       // the first group's ch (a pointer)
     ldr r6, [sp, #8]
     mov r0, r8
     REQF
@@ -919,7 +919,7 @@ pk_span8w:
     strb r0, [r6, #3]
     ldr r7, [sp, #0]
     ldr r7, [r7, #4]
-    adds r7, #44            // the second group's ch[0]
+    ldr r7, [r7, #44]       // the second group's ch
     mov r0, r12
     REQF
     strb r0, [r6, #4]

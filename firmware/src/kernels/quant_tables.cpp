@@ -14,6 +14,7 @@ using tflite::OpDataConv;
 const QuantTable* g_tables = nullptr;
 int g_table_count = 0;
 int g_wide = 0;
+int g_groups = 0;
 uint32_t g_lo_equal[kMaxCheckedTables / 32];
 
 namespace {
@@ -98,6 +99,7 @@ void UseQuantTables(const QuantTable* tables, int count, QuantCacheSlot* cache) 
   g_matched = 0;
   g_missed = 0;
   g_wide = 0;
+  g_groups = 0;
   g_cache = cache;
   for (int i = 0; i < kMaxCheckedTables / 32; i++) g_lo_checked[i] = g_lo_equal[i] = 0;
   if (cache != nullptr) {
@@ -124,9 +126,12 @@ void ResetQuantTableCounts() {
   g_matched = 0;
   g_missed = 0;
   g_wide = 0;
+  g_groups = 0;
 }
 
 int WideTablesMatched() { return g_wide; }
+
+int GroupTablesMatched() { return g_groups; }
 
 int QuantTablesMatched() { return g_matched; }
 

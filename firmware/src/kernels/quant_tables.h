@@ -14,6 +14,8 @@ extern const QuantTable* g_tables;
 extern int g_table_count;
 // Convolutions using a table's expanded weights (WideTable in conv.cpp) since the last count reset.
 extern int g_wide;
+// Convolutions using a table's group records (GroupTable in conv.cpp) since the last count reset.
+extern int g_groups;
 
 // Bit i: table i's ReLU thresholds were checked (once per boot) and all equal pk_lo_threshold_of's.
 constexpr int kMaxCheckedTables = 128;
