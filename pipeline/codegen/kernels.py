@@ -111,8 +111,8 @@ def wide_weights(schema, model, t_w) -> list[int] | None:
 # pk_core.c's PK_PATCH_MAX: the largest k whose border pixels the kernel computes by groups (with
 # padding); a larger k gets no group records here.
 PATCH_MAX_K = 192
-# pk_core.h's PK_GROUP_RECORD: a group record's words (four biases, four channels' 15 words).
-PK_GROUP_RECORD_WORDS = 64
+# pk_core.h's PK_GROUP_RECORD: a group record's words (four channels' 17: pk_span_fch).
+PK_GROUP_RECORD_WORDS = 68
 _M32 = 0xFFFFFFFF
 
 
@@ -122,8 +122,9 @@ def _i32(v: int) -> int:
 
 
 def span_requant(mult: int, shift: int, lo_at: int, out_offset: int, lo: int, hi: int) -> list[int] | None:
-    """pk_core.c's pk_span_fch of one channel as group_setup fills it (the 8 words of pk_span_ch, then
-    pk_fit_of's lim, pl, ml, mh, klo, khi, sh, in 32-bit arithmetic as the M0+ computes them); None
+    """pk_core.c's pk_span_fch of one channel as group_setup fills it, but for its last two words
+    (the 8 words of pk_span_ch, then pk_fit_of's lim, pl, ml, mh, klo, khi, sh, in 32-bit arithmetic
+    as the M0+ computes them); None
     when the channel cannot take the assembly spans (a left shift, no right shift, no confirmed
     ReLU threshold)."""
     left, right = max(shift, 0), max(-shift, 0)
@@ -135,23 +136,31 @@ def span_requant(mult: int, shift: int, lo_at: int, out_offset: int, lo: int, hi
         p32 = (lo_at * mult + (1 << 30)) & _M32
         hh = ((lo_at * mult + (1 << 30)) >> 31) + (1 << (right - 1))
         klo = (((hh & ((1 << right) - 1)) << 15) + ((p32 >> 16) & 0x7FFF)) & _M32
+        khi = (hh >> right) + out_offset
+        negative = lo_at < -1  # the range's accs all below zero: the sign's -2^15 folded into K
+        if negative and klo < 1 << 15:
+            klo, khi = klo + (1 << (15 + right)) - (1 << 15), khi - 1
+        elif negative:
+            klo -= 1 << 15
         step = (mult >> 16) + 1
         n = ((hi - out_offset) << right) & _M32
         d = (0x80000000 - mult) & _M32
         top = _i32(n + (((n >> 7) * (d >> 16)) >> 8)) - lo_at
         lim = top if top < 0xFFFF else 0xFFFF
+        if negative:
+            lim = min(lim, -1 - lo_at)
         while lim > 0 and ((lim * step + klo) & _M32) > 0x7FFFFFFF:
             lim >>= 1
         if lim > 0:
-            fit = [lim, p32 & 0xFFFF, mult & 0xFFFF, mult >> 16, _i32(klo), (hh >> right) + out_offset, 15 + right]
+            fit = [lim, p32 & 0xFFFF, mult & 0xFFFF, mult >> 16, _i32(klo), khi, 15 + right]
     return ch + fit
 
 
 def group_records(schema, model, op, pairs: list[tuple[int, int]], lo_at: list[int], out_offset: int,
                   act_min: int, act_max: int) -> list[int] | None:
     """A CONV_2D's setup per group of four output channels as pk_core.c's pk_group_record writes it:
-    the four biases with the input offset folded in (bias - input zero point * sum of weights), then
-    each channel's span_requant. The firmware's Prepare computes the same records from the op and
+    per channel its span_requant, then lo_at minus the folded bias, then the folded bias (the bias
+    with the input offset folded in: bias - input zero point * sum of weights). The firmware's Prepare computes the same records from the op and
     uses the host's (flash) at every call only when they are equal. None when a group cannot take the
     assembly spans (a channel fails span_requant, or its accumulators could leave the fast
     requantization's range), when out_c is not a multiple of four, or k > PATCH_MAX_K."""
@@ -190,7 +199,7 @@ def group_record(w, bias: list[int], input_offset: int, pairs: list[tuple[int, i
     (multiplier, shift) pairs and ReLU thresholds; None when it cannot take the assembly spans."""
     import numpy as np
 
-    be, chans = [], []
+    chans = []
     for c in range(4):
         mult, shift = pairs[c]
         wc = np.asarray(w[c], dtype=np.int64)
@@ -200,9 +209,8 @@ def group_record(w, bias: list[int], input_offset: int, pairs: list[tuple[int, i
         fch = span_requant(mult, shift, lo_at[c], out_offset, act_min, act_max)
         if fch is None or mult < 0 or left >= 8 or bound >= 1 << (23 - left):
             return None
-        be.append(b)
-        chans += fch
-    return be + chans
+        chans += fch + [_i32(lo_at[c] - b), b]
+    return chans
 
 
 INT32_MIN = -(1 << 31)

@@ -297,10 +297,13 @@ typedef struct {
 } pk_span_ch;
 
 // A conv channel's requantization for the spans: pk_span_ch (which REQ reads), then the fields of
-// the shorter exact path REQF takes for lo_at < acc <= lo_at + lim (pk_fit_of; lim = 0: never).
+// the shorter exact path REQF takes for lo_at < acc <= lo_at + lim (pk_fit_of; lim = 0: never), then
+// the folded bias be and lo_rel = lo_at - be: the spans' sums start at 0, REQF compares a sum with
+// lo_rel and adds be only before the full REQ.
 typedef struct {
     pk_span_ch ch;
     int32_t lim, pl, ml, mh, klo, khi, sh;
+    int32_t lo_rel, be;
 } pk_span_fch;
 
 typedef struct {
@@ -320,7 +323,9 @@ typedef struct {
 // h < 0 exactly when acc < 0 because mult > 2^30; lim keeps V + Klo below 2^31, and acc at or below
 // ((hi - out_off) * 2^(31 + right)) / mult, where acc * mult / 2^(31 + right) <= hi - out_off, so
 // that both roundings stay at or below hi - out_off and no clamp is needed. Two multiplies and a
-// shift replace REQ's four multiplies, its rounding steps and its clamp.
+// shift replace REQ's four multiplies, its rounding steps and its clamp. lim also keeps every acc of
+// the range on one side of zero: at or below -1 when lo_at < -1 (the -2^15 then folded into Klo), so
+// that REQF has no sign to test.
 static void pk_fit_of(pk_span_fch* f, const pk_quant* q, int32_t out_off) {
     f->lim = f->pl = f->ml = f->mh = f->klo = f->khi = f->sh = 0;
     const int32_t lo_at = f->ch.lo_at;
@@ -333,20 +338,31 @@ static void pk_fit_of(pk_span_fch* f, const pk_quant* q, int32_t out_off) {
     const uint32_t p32 = (uint32_t)lo_at * (uint32_t)q->mult + (1u << 30);
     const int32_t right = q->right;
     const int32_t hh = pk_high_mult(lo_at, q->mult) + (1 << (right - 1));
-    const uint32_t klo = ((uint32_t)(hh & ((1 << right) - 1)) << 15) + ((p32 >> 16) & 0x7FFFu);
+    uint32_t klo = ((uint32_t)(hh & ((1 << right) - 1)) << 15) + ((p32 >> 16) & 0x7FFFu);
+    int32_t khi = (hh >> right) + out_off;
+    const int negative = lo_at < -1;  // every acc of the range below zero: V's -2^15 goes into K
+    if (negative) {
+        if (klo < (1u << 15)) {  // K - 2^15 = (Khi - 1) * 2^sh + (Klo - 2^15 + 2^sh)
+            klo += (1u << (15 + right)) - (1u << 15);
+            khi -= 1;
+        } else {
+            klo -= 1u << 15;
+        }
+    }
     const uint32_t step = ((uint32_t)q->mult >> 16) + 1u;  // V + Klo <= Klo + a * step
     // top: at most (hi - out_off) * 2^(31 + right) / mult = n * 2^31 / mult, n = (hi - out_off) * 2^right,
     // without a division: 2^31 / mult >= 1 + d / 2^31 (d = 2^31 - mult), every product floored.
     const uint32_t n = (uint32_t)(f->ch.hi - out_off) << right, d = 0x80000000u - (uint32_t)q->mult;
     const int32_t top = (int32_t)(n + (((n >> 7) * (d >> 16)) >> 8)) - lo_at;
     int32_t lim = top < 0xFFFF ? top : 0xFFFF;
+    if (negative && lim > -1 - lo_at) lim = -1 - lo_at;
     while (lim > 0 && (uint32_t)lim * step + klo > (uint32_t)INT32_MAX) lim >>= 1;
     if (lim <= 0) return;
     f->pl = (int32_t)(p32 & 0xFFFFu);
     f->ml = (int32_t)((uint32_t)q->mult & 0xFFFFu);
     f->mh = q->mult >> 16;
     f->klo = (int32_t)klo;
-    f->khi = (hh >> right) + out_off;
+    f->khi = khi;
     f->sh = 15 + right;
     f->lim = lim;
 }
@@ -355,8 +371,7 @@ static void pk_fit_of(pk_span_fch* f, const pk_quant* q, int32_t out_off) {
 // clamp).
 static int32_t pk_out_fit(int32_t acc, const pk_span_fch* f) {
     const uint32_t a = (uint32_t)acc - (uint32_t)f->ch.lo_at;
-    uint32_t t = (uint32_t)(acc < 0 ? -1 : 0) << 15;
-    t += (a * (uint32_t)f->ml + (uint32_t)f->pl) >> 16;
+    uint32_t t = (a * (uint32_t)f->ml + (uint32_t)f->pl) >> 16;
     t += a * (uint32_t)f->mh;
     t += (uint32_t)f->klo;
     return ((int32_t)t >> f->sh) + f->khi;
@@ -378,10 +393,11 @@ int32_t pk_fit_outputs(int32_t mult, int32_t shift, int32_t out_offset, int32_t 
 _Static_assert(offsetof(pk_span4_args, x_step) == 20, "pk_span4 reads x_step at 20");
 _Static_assert(offsetof(pk_span4_args, be) == 28, "pk_span4 reads be at 28");
 _Static_assert(offsetof(pk_span4_args, ch) == 44, "pk_span4 reads the pointer ch at 44");
-_Static_assert(sizeof(pk_span_fch) == 60 && PK_GROUP_RECORD == 4 + 4 * 15, "a group record: be[4], four pk_span_fch");
+_Static_assert(PK_GROUP_RECORD * 4 == 4 * sizeof(pk_span_fch), "a group record: four pk_span_fch");
 _Static_assert(sizeof(pk_span_ch) == 32, "REQ reads pk_span_ch, CH_SIZE = 32 bytes");
-_Static_assert(sizeof(pk_span_fch) == 60 && offsetof(pk_span_fch, lim) == 32 && offsetof(pk_span_fch, sh) == 56,
-               "REQF reads F_LIM at 32 .. F_SH at 56; the spans step FCH_SIZE = 60 bytes per channel");
+_Static_assert(sizeof(pk_span_fch) == 68 && offsetof(pk_span_fch, lim) == 32 && offsetof(pk_span_fch, sh) == 56 &&
+                   offsetof(pk_span_fch, lo_rel) == 60 && offsetof(pk_span_fch, be) == 64,
+               "REQF reads F_LIM at 32 .. F_BE at 64; the spans step FCH_SIZE = 68 bytes per channel");
 _Static_assert(offsetof(pk_span_ch, half) == 16 && offsetof(pk_span_ch, hi) == 28, "REQ reads CH_HALF, CH_HI");
 #endif
 
@@ -608,12 +624,11 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
     gp->args.row_stride = gp->row_stride;
 #if defined(__ARM_ARCH_6M__)
     if (p->groups != (const int32_t*)0) {
-        const int32_t* r = p->groups + (oc / 4) * PK_GROUP_RECORD;
-        gp->args.be[0] = r[0];
-        gp->args.be[1] = r[1];
-        gp->args.be[2] = r[2];
-        gp->args.be[3] = r[3];
-        gp->args.ch = (const pk_span_fch*)(const void*)(r + 4);
+        gp->args.ch = (const pk_span_fch*)(const void*)(p->groups + (oc / 4) * PK_GROUP_RECORD);
+        gp->args.be[0] = gp->args.ch[0].be;
+        gp->args.be[1] = gp->args.ch[1].be;
+        gp->args.be[2] = gp->args.ch[2].be;
+        gp->args.be[3] = gp->args.ch[3].be;
         gp->fast = 1;
         gp->asm_span = 1;
         gp->wide = p->wx != (const int32_t*)0;
@@ -673,6 +688,8 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
         ch->lo = gp->lo;
         ch->hi = gp->hi;
         pk_fit_of(&gp->chs[j], &gp->q[j], gp->out_off);
+        gp->chs[j].be = gp->args.be[j];
+        gp->chs[j].lo_rel = gp->chs[j].ch.lo_at - gp->args.be[j];
     }
     gp->asm_span &= gp->fast;
     gp->args.w0 = gp->w0;
@@ -690,11 +707,8 @@ int pk_group_record(const pk_conv_params* p, const int8_t* w, const int32_t* bia
     q.groups = (const int32_t*)0;  // computed, never read back
     pk_group4 g;
     group_setup(&g, &q, w, bias, oc, (pk_chan_setup*)0, 0);
-    for (int32_t j = 0; j < 4; j++) {
-        rec[j] = g.args.be[j];
-        const int32_t* f = (const int32_t*)(const void*)&g.chs[j];
-        for (int32_t i = 0; i < 15; i++) rec[4 + 15 * j + i] = f[i];
-    }
+    const int32_t* f = (const int32_t*)(const void*)g.chs;
+    for (int32_t i = 0; i < PK_GROUP_RECORD; i++) rec[i] = f[i];
     return g.asm_span;
 }
 

@@ -101,9 +101,9 @@ typedef struct {
 void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_t* w, const int32_t* bias, int8_t* out,
                    const pk_conv_opts* o);
 
-// A group of four output channels' setup, as the conv spans read it: the four folded biases, then
-// each channel's requantization (the 15 words of pk_core.c's pk_span_fch).
-#define PK_GROUP_RECORD 64
+// A group of four output channels' setup, as the conv spans read it: each channel's requantization
+// and folded bias (the 17 words of pk_core.c's pk_span_fch).
+#define PK_GROUP_RECORD 68
 
 // Group oc / 4's setup into rec (PK_GROUP_RECORD words): 1 when the group takes the assembly spans
 // (every channel's accumulators in the fast requantization's range, no left shift, a confirmed ReLU

@@ -175,10 +175,12 @@ pk_dot4_rows:
     .endm
 
 
-// REQF: REQ for the conv spans, r7 at a pk_span_fch (pk_core.c): its pk_span_ch first, so REQ reads
-// it too, then F_LIM .. F_SH. An accumulator lo_at + a with 0 < a <= lim (unsigned) takes pk_fit_of's
-// exact short path: Khi + ((a * mh + ((a * ml + Pl) >> 16) - 2^15 (acc < 0) + Klo) >> sh), which
-// lim keeps at or below hi; one above lo_at + lim the full REQ.
+// REQF: REQ for the conv spans, r0 a sum without its folded bias (the spans start each sum at 0),
+// r7 at a pk_span_fch (pk_core.c): its pk_span_ch first, so REQ reads it too, then F_LIM .. F_BE.
+// With be the folded bias and lo_rel = lo_at - be: a sum at or below lo_rel gives lo; a sum lo_rel + a
+// with 0 < a <= lim (unsigned) takes pk_fit_of's exact short path,
+// Khi + ((a * mh + ((a * ml + Pl) >> 16) + Klo) >> sh), which lim keeps at or below hi and on one side
+// of zero (the sign's correction is in Klo); one above lo_rel + lim the full REQ of the sum plus be.
     .equ F_LIM, 32
     .equ F_PL, 36
     .equ F_ML, 40
@@ -186,22 +188,21 @@ pk_dot4_rows:
     .equ F_KLO, 48
     .equ F_KHI, 52
     .equ F_SH, 56
-    .equ FCH_SIZE, 60
+    .equ F_LO_REL, 60
+    .equ F_BE, 64
+    .equ FCH_SIZE, 68
     .macro REQF
-    ldr r1, [r7, #CH_LO_AT]
-    subs r1, r0, r1         // a = acc - lo_at (flags: the signed compare of acc with lo_at)
+    ldr r1, [r7, #F_LO_REL]
+    subs r1, r0, r1         // a = sum - lo_rel (flags: the signed compare of sum with lo_rel)
     ble 7f
     ldr r2, [r7, #F_LIM]
     cmp r1, r2
     bhi 6f
-    asrs r0, r0, #31
-    lsls r0, r0, #15        // -2^15 when acc < 0
     ldr r2, [r7, #F_ML]
     muls r2, r1, r2
     ldr r3, [r7, #F_PL]
     adds r2, r2, r3
-    lsrs r2, r2, #16
-    adds r0, r0, r2
+    lsrs r0, r2, #16
     ldr r3, [r7, #F_MH]
     muls r1, r3, r1
     adds r0, r0, r1
@@ -213,11 +214,22 @@ pk_dot4_rows:
     adds r0, r0, r3
     b 5f
 6:
+    ldr r1, [r7, #F_BE]
+    adds r0, r0, r1
     REQ
     b 5f
 7:
     ldr r0, [r7, #CH_LO]
 5:
+    .endm
+
+// The four sums of a group start at 0 (REQF adds nothing back but where it needs the bias).
+    .macro ZERO_SUMS4
+    movs r4, #0
+    mov r8, r4
+    mov r9, r4
+    mov r10, r4
+    mov r11, r4
     .endm
 
 // pk_span4 / pk_span4w frame: [sp] args, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left.
@@ -230,18 +242,11 @@ pk_dot4_rows:
     str r3, [sp, #12]
     .endm
 
-// A pixel starts: the four sums from the biases, the row count, row_stride in lr, row_len in r12
-// (and in r3); r7 = args.
+// A pixel starts: the four sums at 0, the row count, row_stride in lr, row_len in r12 (and in r3);
+// r7 = args.
     .macro PIXEL_START
     ldr r7, [sp, #0]
-    ldr r4, [r7, #28]
-    mov r8, r4
-    ldr r4, [r7, #32]
-    mov r9, r4
-    ldr r4, [r7, #36]
-    mov r10, r4
-    ldr r4, [r7, #40]
-    mov r11, r4
+    ZERO_SUMS4
     ldr r4, [r7, #8]
     str r4, [sp, #16]
     ldr r4, [r7, #16]
@@ -718,15 +723,8 @@ pk_span4w:
     bgt .Lwupixel
     b .Lwdone
 .Lwupixel:
-    ldr r7, [sp, #0]        // the four sums from the biases, the row count
-    ldr r4, [r7, #28]
-    mov r8, r4
-    ldr r4, [r7, #32]
-    mov r9, r4
-    ldr r4, [r7, #36]
-    mov r10, r4
-    ldr r4, [r7, #40]
-    mov r11, r4
+    ldr r7, [sp, #0]        // the four sums at 0, the row count
+    ZERO_SUMS4
     ldr r4, [r7, #8]
     str r4, [sp, #16]
     ldr r1, [r7, #0]        // wx
@@ -862,20 +860,14 @@ pk_span8w:
     ldr r5, [r7, #0]
     ldr r2, [r6, #8]
     str r2, [sp, #16]       // rows
-    ldr r2, [r6, #28]
-    mov r8, r2
-    ldr r2, [r6, #32]
-    mov r9, r2
-    ldr r2, [r6, #36]
-    mov r10, r2
-    ldr r2, [r6, #40]
-    mov r11, r2
-    ldr r2, [r7, #28]
-    mov r12, r2
-    ldr r2, [r7, #32]
-    mov lr, r2
-    ldr r4, [r7, #36]
-    ldr r7, [r7, #40]
+    movs r4, #0             // the eight sums at 0
+    mov r8, r4
+    mov r9, r4
+    mov r10, r4
+    mov r11, r4
+    mov r12, r4
+    mov lr, r4
+    movs r7, #0
     ldr r0, [sp, #4]
     ldr r2, [sp, #24]
     adds r0, r0, r2
