@@ -522,62 +522,57 @@ static void span8(pk_group4* a, pk_group4* b, const int8_t* x, int32_t x_step, i
 }
 #endif
 
-#define PK_PATCH_MAX 192
+#define PK_PATCH_MAX 192  // the largest k whose border outputs pk_conv_s8 computes by groups
+#define PK_STRIP_MAX 256  // bytes of the padded copy the border outputs are computed from
 
-// One pixel at the border: its patch copied with the padding filled with the input zero point
-// (which the folded bias turns into zero), then the same four-channel dot product; with g2 (the
-// next group, wide like g: its channels follow at o + 4) the eight channels from the one patch.
-__attribute__((noinline)) static void border4(const pk_group4* g, const pk_group4* g2, const pk_conv_params* p,
-                                               const int8_t* in, int32_t iy0, int32_t ix0, int8_t* o) {
-    (void)g2;  // the host computes one group at a time
-    int8_t patch[PK_PATCH_MAX];
-    const int32_t c = p->in_c;
+// Border outputs of one group (with g2, the next group too: its channels at o + 4), n of them in a
+// line from input position (iy0, ix0) on: the window they read (rows x cols input pixels, from
+// (iy0, ix0), the padding filled with the input zero point, which the folded bias turns into zero)
+// copied into a strip, then the same span as the interior, each output x_step bytes of the strip
+// after the one before. So the border costs a copy of a few hundred bytes per line of outputs, not a
+// call per output. rows * cols * c <= PK_STRIP_MAX.
+// (no-tree-loop-distribute-patterns: the few-byte copies stay loops, not memcpy and memset calls)
+__attribute__((noinline, optimize("no-tree-loop-distribute-patterns"))) static void border_strip(
+    pk_group4* g, pk_group4* g2, const pk_conv_params* p, const int8_t* in, int32_t iy0, int32_t ix0, int32_t rows,
+    int32_t cols, int32_t x_step, int8_t* o, int32_t o_step, int32_t n) {
+    int8_t strip[PK_STRIP_MAX];
+    const int32_t c = p->in_c, line = cols * c;
     const int8_t zp = (int8_t)(-p->input_offset);
-    int8_t* d = patch;
-    for (int32_t ky = 0; ky < p->k_h; ky++) {
-        const int32_t iy = iy0 + ky;
-        for (int32_t kx = 0; kx < p->k_w; kx++, d += c) {
-            const int32_t ix = ix0 + kx;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                for (int32_t i = 0; i < c; i++) d[i] = zp;
-            } else {
-                const int8_t* s = in + (iy * p->in_w + ix) * c;
-                for (int32_t i = 0; i < c; i++) d[i] = s[i];
-            }
+    // The strip's columns inside the input, [lo, hi) times c bytes: the same for every row.
+    const int32_t lo = (ix0 < 0 ? -ix0 : 0) * c;
+    int32_t hi = (p->in_w - ix0 < cols ? p->in_w - ix0 : cols) * c;
+    if (hi < lo) hi = lo;
+    int8_t* d = strip;
+    for (int32_t r = 0; r < rows; r++, d += line) {
+        const int32_t iy = iy0 + r;
+        int32_t i = 0;
+        if (iy >= 0 && iy < p->in_h) {
+            const int8_t* src = in + iy * p->in_w * c;
+            const int32_t at = ix0 * c;  // d[i] is src[at + i], at + i >= 0 from lo on
+            for (; i < lo; i++) d[i] = zp;
+            for (; i < hi; i++) d[i] = src[at + i];
         }
+        for (; i < line; i++) d[i] = zp;
     }
+    const int32_t row_stride = g->row_stride;
+    g->row_stride = g->args.row_stride = line;  // the spans read the strip's rows
 #if defined(__ARM_ARCH_6M__)
-    if (g2 != (const pk_group4*)0 && g->k <= PK_SPAN8_MAX_ROW) {  // the patch as one row of one pixel
-        pk_span4_args* a = (pk_span4_args*)&g->args;
-        const pk_span4_args* const ab[2] = {a, &g2->args};
-        a->rows = 1;
-        a->row_len = g->k;
-        pk_span8w(ab, patch, o, 1);
-        a->rows = g->rows;
-        a->row_len = g->row_len;
-        return;
-    }
-    if (g->wide) {  // the patch as a one-row span of one pixel, with the expanded weights
-        pk_span4_args* a = (pk_span4_args*)&g->args;
-        a->rows = 1;
-        a->row_len = g->k;
-        pk_span4w(a, patch, o, 1);
-        a->rows = g->rows;
-        a->row_len = g->row_len;
+    if (g2 != (pk_group4*)0) {
+        span8(g, g2, strip, x_step, o, o_step, n);
+        g->row_stride = g->args.row_stride = row_stride;
         return;
     }
 #endif
-    int32_t a[4] = {g->args.be[0], g->args.be[1], g->args.be[2], g->args.be[3]};
-#if defined(__ARM_ARCH_6M__)
-    const int32_t args[4] = {g->k, 1, g->k, 0};
-    pk_dot4_rows(patch, g->w0, args, a);
-#else
-    dot4(patch, 1, g->k, 0, g->w0, g->k, a);
-#endif
-    for (int32_t j = 0; j < 4; j++)
-        o[j] = a[j] <= g->args.ch[j].ch.lo_at ? (int8_t)g->lo
-               : g->fast           ? pk_out_fast(a[j], &g->q[j], g->out_off, g->lo, g->hi)
-                                   : pk_out_q(a[j], &g->q[j], g->out_off, g->lo, g->hi);
+    (void)g2;
+    span4(g, strip, x_step, o, o_step, n);
+    g->row_stride = g->args.row_stride = row_stride;
+}
+
+// How many outputs in a line, `step` input pixels apart, one border_strip takes when each output's
+// window is `across` pixels across the line and `along` along it (at least one: the caller checks
+// that one window fits).
+static int32_t strip_outputs(const pk_conv_params* p, int32_t across, int32_t along, int32_t step) {
+    return (PK_STRIP_MAX / (across * p->in_c) - along) / step + 1;
 }
 
 // Output columns whose patch lies inside the input: [*lo, *hi).
@@ -589,8 +584,8 @@ static void interior_columns(const pk_conv_params* p, int32_t* lo, int32_t* hi) 
     *hi = b;
 }
 
-// Whether every output's window lies inside the input: no output then takes border4, whose patch
-// buffer bounds k (a pointwise conv of any depth has no border).
+// Whether every output's window lies inside the input: no output then takes border_strip, whose
+// strip bounds k (a pointwise conv of any depth has no border).
 static int pk_no_border(const pk_conv_params* p) {
     return p->pad_h == 0 && p->pad_w == 0 && (p->out_h - 1) * p->stride_h + p->k_h <= p->in_h &&
            (p->out_w - 1) * p->stride_w + p->k_w <= p->in_w;
@@ -745,43 +740,56 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         pk_group4 g;
         group_setup(&g, p, w, bias, 4 * gi, chan, chan_known);
         int pair = 0;
+        pk_group4* g2p = (pk_group4*)0;  // the second group of a pair
 #if defined(__ARM_ARCH_6M__)
         // Two wide groups side by side: pk_span8w loads each input byte once for eight channels.
         pk_group4 g2;
         if (gi + 1 < g_hi && g.wide && g.row_len <= PK_SPAN8_MAX_ROW) {
             group_setup(&g2, p, w, bias, 4 * (gi + 1), chan, chan_known);
             pair = g2.wide;
+            if (pair) g2p = &g2;
         }
 #endif
         const int32_t oc = 4 * gi;
+        // Output rows [oy_in, oy_out) read no padded row: the rows before and after are border rows,
+        // each from strips along x; the border columns of the rows between from strips along y.
+        int32_t oy_in = 0, oy_out = p->out_h;
+        while (oy_in < p->out_h && oy_in * p->stride_h - p->pad_h < 0) oy_in++;
+        while (oy_out > oy_in && (oy_out - 1) * p->stride_h - p->pad_h + p->k_h > p->in_h) oy_out--;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
             int8_t* orow = out + oy * p->out_w * oc_n + oc;
-            const int rows_in = iy0 >= 0 && iy0 + p->k_h <= p->in_h;
-            for (int32_t ox = 0; ox < p->out_w; ox++) {
-                if (rows_in && ox == ox_lo && ox_hi > ox_lo) {
-                    const int8_t* x = in + (iy0 * p->in_w + ox_lo * p->stride_w - p->pad_w) * c;
-#if defined(__ARM_ARCH_6M__)
-                    if (pair) {
-                        span8(&g, &g2, x, p->stride_w * c, orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
-                        ox = ox_hi - 1;
-                        continue;
-                    }
-#endif
-                    span4(&g, x, p->stride_w * c, orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
-                    ox = ox_hi - 1;
-                    continue;
+            if (oy < oy_in || oy >= oy_out) {
+                const int32_t n_max = strip_outputs(p, p->k_h, p->k_w, p->stride_w);
+                for (int32_t ox = 0; ox < p->out_w;) {
+                    const int32_t n = p->out_w - ox < n_max ? p->out_w - ox : n_max;
+                    border_strip(&g, g2p, p, in, iy0, ox * p->stride_w - p->pad_w, p->k_h, (n - 1) * p->stride_w + p->k_w,
+                                 p->stride_w * c, orow + ox * oc_n, oc_n, n);
+                    ox += n;
                 }
+                continue;
+            }
+            if (ox_hi <= ox_lo) continue;
+            const int8_t* x = in + (iy0 * p->in_w + ox_lo * p->stride_w - p->pad_w) * c;
 #if defined(__ARM_ARCH_6M__)
-                if (pair && g.k > PK_SPAN8_MAX_ROW) {
-                    border4(&g, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
-                    border4(&g2, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n + 4);
-                    continue;
-                }
-                border4(&g, pair ? &g2 : (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
-#else
-                border4(&g, (const pk_group4*)0, p, in, iy0, ox * p->stride_w - p->pad_w, orow + ox * oc_n);
+            if (pair) {
+                span8(&g, &g2, x, p->stride_w * c, orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
+                continue;
+            }
 #endif
+            span4(&g, x, p->stride_w * c, orow + ox_lo * oc_n, oc_n, ox_hi - ox_lo);
+        }
+        // The border columns of rows [oy_in, oy_out), each a line of outputs down the column.
+        const int32_t n_max = strip_outputs(p, p->k_w, p->k_h, p->stride_h);
+        for (int32_t ox = 0; ox < p->out_w; ox++) {
+            if (ox == ox_lo && ox_hi > ox_lo) ox = ox_hi;
+            if (ox >= p->out_w) break;
+            for (int32_t oy = oy_in; oy < oy_out;) {
+                const int32_t n = oy_out - oy < n_max ? oy_out - oy : n_max;
+                border_strip(&g, g2p, p, in, oy * p->stride_h - p->pad_h, ox * p->stride_w - p->pad_w,
+                             (n - 1) * p->stride_h + p->k_h, p->k_w, p->stride_h * p->k_w * c,
+                             out + (oy * p->out_w + ox) * oc_n + oc, p->out_w * oc_n, n);
+                oy += n;
             }
         }
         gi += pair ? 2 : 1;
