@@ -60,12 +60,13 @@ def conv_quant_tables(tflite: bytes) -> list[dict[str, Any]]:
         lo_at = [relu_threshold(m, e, zp, act_min, act_max) for m, e in pairs]
         k_w = int(np.prod(t_w.shape[1:]))
         wx = wide_weights(schema, model, t_w) if name == "CONV_2D" and k_w <= WIDE_MAX_K else None
+        wx8 = pair_weights(schema, model, t_w) if wx is not None else None
         groups = group_records(schema, model, op, pairs, lo_at, zp, act_min, act_max) if name == "CONV_2D" else None
         tables.append({"op": k, "name": name, "channels": channels,
                        "mult": [m for m, _ in pairs], "shift": [e for _, e in pairs],
                        "out_offset": zp, "act_min": act_min, "act_max": act_max,
                        "lo_at": ["INT32_MIN" if v == INT32_MIN else str(v) for v in lo_at], "lo_at_values": lo_at,
-                       "k": k_w, "wx": wx, "groups": groups})
+                       "k": k_w, "wx": wx, "wx8": wx8, "groups": groups})
     return tables
 
 
@@ -106,6 +107,18 @@ def wide_weights(schema, model, t_w) -> list[int] | None:
     out_c, k = w.shape
     groups = w[: (out_c // 4) * 4].reshape(out_c // 4, 4, k)
     return [int(v) for v in groups.transpose(0, 2, 1).reshape(-1)]
+
+
+def pair_weights(schema, model, t_w) -> list[int] | None:
+    """The same weights as wide_weights for each pair of groups (output channels 8p .. 8p + 7) as one
+    stream, weight i of channel 8p + c at [(p * k + i) * 8 + c] (pk_conv_params::wx8: pk_span8x loads
+    a byte's eight weights in three loads instead of four). None with fewer than eight channels."""
+    w = filter_weights(schema, model, t_w)
+    if w is None or w.shape[0] < 8:
+        return None
+    out_c, k = w.shape
+    pairs = w[: (out_c // 8) * 8].reshape(out_c // 8, 8, k)
+    return [int(v) for v in pairs.transpose(0, 2, 1).reshape(-1)]
 
 
 # pk_core.c's PK_PATCH_MAX: the largest k whose border pixels the kernel computes by groups (with

@@ -18,7 +18,7 @@ class Params(ctypes.Structure):
         "pad_h", "pad_w", "input_offset", "output_offset", "act_min", "act_max")] + [
         ("mult", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32)),
         ("lo_at", ctypes.POINTER(ctypes.c_int32)), ("wx", ctypes.POINTER(ctypes.c_int32)),
-        ("groups", ctypes.POINTER(ctypes.c_int32))]
+        ("wx8", ctypes.POINTER(ctypes.c_int32)), ("groups", ctypes.POINTER(ctypes.c_int32))]
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,8 @@ static void conv_groups(const pk_conv_params* p, const pk_codebook* cb, const in
     int32_t* wide = (int32_t*)(void*)scratch;  // 4 * k words
     int8_t* narrow = scratch + 16 * k;          // 4 * k bytes
     pk_conv_params q = *p;
+    q.wx8 = (const int32_t*)0;     // one group at a time, from the scratch
+    q.groups = (const int32_t*)0;  // the host's records are for int8 filters, not codebooks
     for (int32_t g = g_lo; g < g_hi; g++) {
         pk_codebook_decode(cb, 4 * g, 4 * g + 4, narrow);
         if (all_zero(narrow, 4 * k)) {  // a pruned group: no multiply-accumulate, the same bytes

@@ -53,6 +53,9 @@ int WideTable(const TfLiteEvalTensor* filter) {
     for (int g = 0; g < oc / 4 && same; g++)
       for (int j = 0; j < 4 && same; j++)
         for (int x = 0; x < k && same; x++) same = t.wx[(g * k + x) * 4 + j] == Weight(filter, (4 * g + j) * k + x);
+    for (int pr = 0; t.wx8 != nullptr && pr < oc / 8 && same; pr++)  // the pairs' one-stream copy
+      for (int j = 0; j < 8 && same; j++)
+        for (int x = 0; x < k && same; x++) same = t.wx8[(pr * k + x) * 8 + j] == Weight(filter, (8 * pr + j) * k + x);
     if (same) {
       if (g_cache != nullptr && in_flash) g_cache[i].wide_filter = filter->data.raw;
       return i;
@@ -133,6 +136,7 @@ TfLiteStatus ConvEval(TfLiteContext* context, TfLiteNode* node) {
   pk_conv_params p = Params(input->dims, filter->dims, output->dims, params.stride_height, params.stride_width, d);
   const int wide = d.aux >= 0 && (d.aux & kAuxNoWide) != kAuxNoWide ? d.aux & kAuxNoWide : -1;
   p.wx = wide >= 0 ? g_tables[wide].wx : nullptr;
+  p.wx8 = wide >= 0 ? g_tables[wide].wx8 : nullptr;
   p.groups = d.aux >= 0 && (d.aux & kAuxGroups) ? d.table->groups : nullptr;
   if (const pk_codebook* cb = pk_codebook_of(filter->data.raw)) {  // codebook weights (codebook.h)
     TF_LITE_ENSURE_MSG(context, input->dims->data[0] == 1 && pk_conv_s8_codebook(&p, cb, in, b, out, g_pk_codebook_scratch),

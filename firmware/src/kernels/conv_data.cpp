@@ -27,6 +27,7 @@ pk_conv_params Params(const TfLiteIntArray* input, const TfLiteIntArray* filter,
   p.stride_h = stride_h;
   p.stride_w = stride_w;
   p.wx = nullptr;
+  p.wx8 = nullptr;
   p.groups = nullptr;
   return p;
 }

@@ -44,6 +44,7 @@ struct QuantTable {
   const int32_t* lo_at;
   int32_t out_offset, act_min, act_max;
   const int32_t* wx;
+  const int32_t* wx8;  // with wx: the same weights as pairs of groups read them (pk_conv_params::wx8), or nullptr
   const int32_t* groups;
 };
 // What TFLM's PopulateConvolutionQuantizationParams computed for one convolution, kept so that the

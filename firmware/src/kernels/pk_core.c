@@ -457,6 +457,7 @@ typedef struct {
     int wide;          // ... and pk_span4w, with the weights expanded by the host (p->wx)
     pk_span4_args args;
     pk_span_fch chs[4];  // args.ch when computed here
+    const int32_t* w8;   // the pair's one weight stream (p->wx8) when this group leads a pair, or NULL
 } pk_group4;
 
 // `count` output pixels of one row whose patches need no padding: x steps by x_step, o by o_step.
@@ -510,6 +511,7 @@ static void span4(pk_group4* g, const int8_t* x, int32_t x_step, int8_t* o, int3
 
 #if defined(__ARM_ARCH_6M__)
 void pk_span8w(const pk_span4_args* const ab[2], const int8_t* x, int8_t* o, int32_t count);
+void pk_span8x(const void* const ab[3], const int8_t* x, int8_t* o, int32_t count);
 #define PK_SPAN8_MAX_ROW 32  // pk_span8w's unrolled block: kernel rows of up to 32 bytes
 
 // Two wide groups' interior span at once (their channels side by side in the output).
@@ -517,6 +519,11 @@ static void span8(pk_group4* a, pk_group4* b, const int8_t* x, int32_t x_step, i
                   int32_t count) {
     a->args.x_step = x_step;
     a->args.o_step = o_step;
+    if (a->w8 != (const int32_t*)0) {
+        const void* const ab[3] = {&a->args, &b->args, a->w8};
+        pk_span8x(ab, x, o, count);
+        return;
+    }
     const pk_span4_args* const ab[2] = {&a->args, &b->args};
     pk_span8w(ab, x, o, count);
 }
@@ -613,6 +620,7 @@ static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w,
     gp->out_off = p->output_offset;
     gp->lo = p->act_min;
     gp->hi = p->act_max;
+    gp->w8 = (const int32_t*)0;
     gp->args.k = k;
     gp->args.rows = gp->rows;
     gp->args.row_len = gp->row_len;
@@ -748,6 +756,8 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
             group_setup(&g2, p, w, bias, 4 * (gi + 1), chan, chan_known);
             pair = g2.wide;
             if (pair) g2p = &g2;
+            if (pair && p->wx8 != (const int32_t*)0 && gi % 2 == 0)  // an aligned pair: one stream
+                g.w8 = p->wx8 + (gi / 2) * 8 * g.k;
         }
 #endif
         const int32_t oc = 4 * gi;

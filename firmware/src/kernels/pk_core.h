@@ -28,6 +28,10 @@ typedef struct {
     // interleaved by channel (group g at wx + 16 * g * k_h * k_w * in_c, wx[i * 4 + c] = weight i of
     // its channel c), as pk_span4w reads them: written by the host, in flash (NULL: the narrow path).
     const int32_t* wx;
+    // pk_conv_s8 only, with wx: the same weights for each pair of groups (channels 8p .. 8p + 7) as
+    // one stream, wx8[(p * k + i) * 8 + c] = weight i of channel 8p + c, as pk_span8x reads them
+    // (NULL: pairs read wx's two streams).
+    const int32_t* wx8;
     // pk_conv_s8 only: each group of four output channels' setup as pk_group_record writes it
     // (PK_GROUP_RECORD words a group), written by the host and found equal to the firmware's own at
     // Prepare (NULL: computed at every call).

@@ -782,17 +782,22 @@ pk_span4w:
     RETURN_ALL
     .size pk_span4w, .-pk_span4w
 
-// pk_span8w: two wide groups of four output channels side by side (eight channels), so each input
-// byte is loaded once for eight multiply-accumulates, and a pixel's setup, rows and stepping are
-// paid once for eight channels. Kernel rows of up to 32 bytes run through an unrolled block (as in
-// pk_span4w) entered row_len bodies before its end; the block's bodies read the byte at an immediate
-// offset, which frees the index register for the second group's weight pointer.
+// pk_span8w / pk_span8x: two wide groups of four output channels side by side (eight channels), so
+// each input byte is loaded once for eight multiply-accumulates, and a pixel's setup, rows and
+// stepping are paid once for eight channels. Kernel rows of up to 32 bytes run through an unrolled
+// block (as in pk_span4w) entered row_len bodies before its end; the block's bodies read the byte at
+// an immediate offset, which frees the index register for a weight pointer.
 //
 //   void pk_span8w(const pk_span4_args* const ab[2], const int8_t* x, int8_t* o, int32_t count);
+//   void pk_span8x(const void* const ab[3], const int8_t* x, int8_t* o, int32_t count);
 //   ab[0]: the first group (channels o[0..3]), its rows, row_len (<= 32), row_stride, x_step and
-//   o_step serve both; ab[1]: the second group (o[4..7]), its w0, be and ch.
-// Sums: r8-r11 the first group's, r12, lr, r4, r7 the second's; r1 and r5 the two weight pointers.
-    .equ SPAN8_BODY, 44     // bytes of code per unrolled byte (22 Thumb instructions)
+//   o_step serve both; ab[1]: the second group (o[4..7]), its ch. pk_span8w reads each group's
+//   weights at its w0 (two streams, four words a byte each); pk_span8x reads the eight weights of a
+//   byte as one stream at ab[2] (the host's pair layout, pk_conv_params::wx8): three loads of three,
+//   three and two words instead of four of two.
+// Sums: r8-r11 the first group's, r12, lr, r4, r7 the second's; r1 (and r5 in pk_span8w) the weights.
+    .equ SPAN8_BODY, 44     // bytes of code per unrolled byte in pk_span8w (22 Thumb instructions)
+    .equ SPAN8X_BODY, 42    // in pk_span8x (21)
 
     .macro BYTE8 off
     ldrb r6, [r0, #\off]
@@ -819,13 +824,48 @@ pk_span4w:
     adds r7, r7, r3
     .endm
 
-// pk_span8w frame: [sp] ab, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left,
+    .macro BYTE8X off
+    ldrb r6, [r0, #\off]
+    sxtb r6, r6
+    ldm r1!, {r2, r3, r5}
+    muls r2, r6, r2
+    add r8, r2
+    muls r3, r6, r3
+    add r9, r3
+    muls r5, r6, r5
+    add r10, r5
+    ldm r1!, {r2, r3, r5}
+    muls r2, r6, r2
+    add r11, r2
+    muls r3, r6, r3
+    add r12, r3
+    muls r5, r6, r5
+    add lr, r5
+    ldm r1!, {r2, r3}
+    muls r2, r6, r2
+    adds r4, r4, r2
+    muls r3, r6, r3
+    adds r7, r7, r3
+    .endm
+
+// The weight pointers of a pixel's start: r6 = ab[0], r7 = ab[1], the table ab at [sp].
+    .macro W8_STREAMS
+    ldr r1, [r6, #0]
+    ldr r5, [r7, #0]
+    .endm
+    .macro W8X_STREAM
+    ldr r1, [sp, #0]
+    ldr r1, [r1, #8]
+    .endm
+
+// pk_span8w / pk_span8x frame: [sp] ab, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left,
 // [sp+20] the block's entry, [sp+24] row_len - 32, [sp+28] row_stride, [sp+32..36] two sums.
-    .section .text.pk_span8w,"ax",%progbits
-    .global pk_span8w
-    .type pk_span8w, %function
+    .macro SPAN8 name, body, body_size, streams
+    .section .text.\name,"ax",%progbits
+    .global \name
+    .type \name, %function
     .thumb_func
-pk_span8w:
+\name:
     SAVE_ALL
     sub sp, #40
     str r0, [sp, #0]
@@ -834,13 +874,13 @@ pk_span8w:
     str r3, [sp, #12]
     ldr r7, [r0, #0]
     ldr r4, [r7, #12]       // row_len
-    movs r5, #SPAN8_BODY
+    movs r5, #\body_size
     muls r5, r4, r5
-    ldr r6, .L8end_addr
+    ldr r6, .L\name\()_end_addr
     b 1f
     .balign 4
-.L8end_addr:
-    .word .L8end
+.L\name\()_end_addr:
+    .word .L\name\()_end
 1:
     subs r6, r6, r5
     str r6, [sp, #20]
@@ -849,15 +889,14 @@ pk_span8w:
     ldr r4, [r7, #16]
     str r4, [sp, #28]
     cmp r3, #0
-    bgt .L8pixel
+    bgt .L\name\()_pixel
     add sp, #40
     RETURN_ALL
-.L8pixel:
+.L\name\()_pixel:
     ldr r6, [sp, #0]
     ldr r7, [r6, #4]        // the second group's args
     ldr r6, [r6, #0]        // the first group's
-    ldr r1, [r6, #0]
-    ldr r5, [r7, #0]
+    \streams
     ldr r2, [r6, #8]
     str r2, [sp, #16]       // rows
     movs r4, #0             // the eight sums at 0
@@ -871,22 +910,22 @@ pk_span8w:
     ldr r0, [sp, #4]
     ldr r2, [sp, #24]
     adds r0, r0, r2
-.L8row:
+.L\name\()_row:
     ldr r6, [sp, #20]
     mov pc, r6
     .set pk_b8, 0
     .rept 32
-    BYTE8 pk_b8
+    \body pk_b8
     .set pk_b8, pk_b8 + 1
     .endr
-.L8end:
+.L\name\()_end:
     ldr r6, [sp, #28]
     adds r0, r0, r6         // the next input row
     ldr r6, [sp, #16]
     subs r6, r6, #1
     str r6, [sp, #16]
     beq 2f
-    b .L8row
+    b .L\name\()_row
 2:
     str r4, [sp, #32]
     str r7, [sp, #36]
@@ -939,9 +978,13 @@ pk_span8w:
     ldr r4, [sp, #12]
     subs r4, r4, #1
     str r4, [sp, #12]
-    beq .L8done
-    bl .L8pixel             // a branch back beyond b's reach (lr is free here)
-.L8done:
+    beq .L\name\()_done
+    bl .L\name\()_pixel             // a branch back beyond b's reach (lr is free here)
+.L\name\()_done:
     add sp, #40
     RETURN_ALL
-    .size pk_span8w, .-pk_span8w
+    .size \name, .-\name
+    .endm
+
+    SPAN8 pk_span8w, BYTE8, SPAN8_BODY, W8_STREAMS
+    SPAN8 pk_span8x, BYTE8X, SPAN8X_BODY, W8X_STREAM
