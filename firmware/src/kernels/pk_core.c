@@ -766,9 +766,24 @@ PK_HOT void pk_conv_s8_ex(const pk_conv_params* p, const int8_t* in, const int8_
         int32_t oy_in = 0, oy_out = p->out_h;
         while (oy_in < p->out_h && oy_in * p->stride_h - p->pad_h < 0) oy_in++;
         while (oy_out > oy_in && (oy_out - 1) * p->stride_h - p->pad_h + p->k_h > p->in_h) oy_out--;
+        // Full-width interior rows whose inputs follow on from one row to the next (a pointwise conv at
+        // stride 1): one span for all of them.
+        const int merged = ox_lo == 0 && ox_hi == p->out_w && p->stride_h * p->in_w == p->out_w * p->stride_w;
+        if (merged && oy_out > oy_in) {
+            const int8_t* x = in + (oy_in * p->stride_h - p->pad_h) * p->in_w * c;
+            int8_t* o0 = out + oy_in * p->out_w * oc_n + oc;
+            const int32_t count = (oy_out - oy_in) * p->out_w;
+#if defined(__ARM_ARCH_6M__)
+            if (pair) span8(&g, &g2, x, p->stride_w * c, o0, oc_n, count);
+            else span4(&g, x, p->stride_w * c, o0, oc_n, count);
+#else
+            span4(&g, x, p->stride_w * c, o0, oc_n, count);
+#endif
+        }
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t iy0 = oy * p->stride_h - p->pad_h;
             int8_t* orow = out + oy * p->out_w * oc_n + oc;
+            if (merged && oy >= oy_in && oy < oy_out) continue;
             if (oy < oy_in || oy >= oy_out) {
                 const int32_t n_max = strip_outputs(p, p->k_h, p->k_w, p->stride_w);
                 for (int32_t ox = 0; ox < p->out_w;) {
