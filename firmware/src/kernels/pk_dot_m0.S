@@ -848,31 +848,61 @@ pk_span4w:
     adds r7, r7, r3
     .endm
 
-// The weight pointers of a pixel's start: r6 = ab[0], r7 = ab[1], the table ab at [sp].
+// The weight streams into the frame at a call's start (r0 = ab, r7 = ab[0], r6 = ab[1]), and into
+// r1 (and r5) at a pixel's start.
+    .macro W8_STREAMS_SET
+    ldr r4, [r7, #0]
+    str r4, [sp, #S8_W1]
+    ldr r4, [r6, #0]
+    str r4, [sp, #S8_W2]
+    .endm
     .macro W8_STREAMS
-    ldr r1, [r6, #0]
-    ldr r5, [r7, #0]
+    ldr r1, [sp, #S8_W1]
+    ldr r5, [sp, #S8_W2]
+    .endm
+    .macro W8X_STREAM_SET
+    ldr r4, [r0, #8]
+    str r4, [sp, #S8_W1]
     .endm
     .macro W8X_STREAM
-    ldr r1, [sp, #0]
-    ldr r1, [r1, #8]
+    ldr r1, [sp, #S8_W1]
     .endm
 
-// pk_span8w / pk_span8x frame: [sp] ab, [sp+4] x, [sp+8] o, [sp+12] pixels left, [sp+16] rows left,
-// [sp+20] the block's entry, [sp+24] row_len - 32, [sp+28] row_stride, [sp+32..36] two sums.
-    .macro SPAN8 name, body, body_size, streams
+// pk_span8w / pk_span8x frame: [sp] ab, [sp+4] x + row_len - 32 (the unrolled block's base), [sp+8] o,
+// [sp+12] pixels left, [sp+16] rows left, [sp+20] the block's entry, [sp+24] row_len - 32,
+// [sp+28] row_stride, [sp+32..36] two sums, then what every pixel reads, copied once per call:
+    .equ S8_ROWS, 40
+    .equ S8_W1, 44          // the first weight stream (pk_span8x: the only one)
+    .equ S8_W2, 48          // pk_span8w: the second group's
+    .equ S8_CH1, 52         // the two groups' requantization (ab[0]->ch, ab[1]->ch)
+    .equ S8_CH2, 56
+    .equ S8_X_STEP, 60
+    .equ S8_O_STEP, 64
+    .equ S8_FRAME, 72
+    .macro SPAN8 name, body, body_size, streams_set, streams
     .section .text.\name,"ax",%progbits
     .global \name
     .type \name, %function
     .thumb_func
 \name:
     SAVE_ALL
-    sub sp, #40
+    sub sp, #S8_FRAME
     str r0, [sp, #0]
-    str r1, [sp, #4]
     str r2, [sp, #8]
     str r3, [sp, #12]
     ldr r7, [r0, #0]
+    ldr r6, [r0, #4]
+    \streams_set
+    ldr r4, [r7, #8]
+    str r4, [sp, #S8_ROWS]
+    ldr r4, [r7, #20]
+    str r4, [sp, #S8_X_STEP]
+    ldr r4, [r7, #24]
+    str r4, [sp, #S8_O_STEP]
+    ldr r4, [r7, #44]
+    str r4, [sp, #S8_CH1]
+    ldr r4, [r6, #44]
+    str r4, [sp, #S8_CH2]
     ldr r4, [r7, #12]       // row_len
     movs r5, #\body_size
     muls r5, r4, r5
@@ -886,18 +916,17 @@ pk_span4w:
     str r6, [sp, #20]
     subs r4, #32
     str r4, [sp, #24]
+    adds r1, r1, r4
+    str r1, [sp, #4]
     ldr r4, [r7, #16]
     str r4, [sp, #28]
     cmp r3, #0
     bgt .L\name\()_pixel
-    add sp, #40
+    add sp, #S8_FRAME
     RETURN_ALL
 .L\name\()_pixel:
-    ldr r6, [sp, #0]
-    ldr r7, [r6, #4]        // the second group's args
-    ldr r6, [r6, #0]        // the first group's
     \streams
-    ldr r2, [r6, #8]
+    ldr r2, [sp, #S8_ROWS]
     str r2, [sp, #16]       // rows
     movs r4, #0             // the eight sums at 0
     mov r8, r4
@@ -908,8 +937,6 @@ pk_span4w:
     mov lr, r4
     movs r7, #0
     ldr r0, [sp, #4]
-    ldr r2, [sp, #24]
-    adds r0, r0, r2
 .L\name\()_row:
     ldr r6, [sp, #20]
     mov pc, r6
@@ -929,9 +956,7 @@ pk_span4w:
 2:
     str r4, [sp, #32]
     str r7, [sp, #36]
-    ldr r7, [sp, #0]
-    ldr r7, [r7, #0]
-    ldr r7, [r7, #44]       // the first group's ch (a pointer)
+    ldr r7, [sp, #S8_CH1]   // the first group's ch
     ldr r6, [sp, #8]
     mov r0, r8
     REQF
@@ -948,9 +973,7 @@ pk_span4w:
     mov r0, r11
     REQF
     strb r0, [r6, #3]
-    ldr r7, [sp, #0]
-    ldr r7, [r7, #4]
-    ldr r7, [r7, #44]       // the second group's ch
+    ldr r7, [sp, #S8_CH2]   // the second group's ch
     mov r0, r12
     REQF
     strb r0, [r6, #4]
@@ -966,12 +989,10 @@ pk_span4w:
     ldr r0, [sp, #36]
     REQF
     strb r0, [r6, #7]
-    ldr r7, [sp, #0]
-    ldr r7, [r7, #0]
-    ldr r4, [r7, #24]       // o_step
+    ldr r4, [sp, #S8_O_STEP]
     adds r6, r6, r4
     str r6, [sp, #8]
-    ldr r4, [r7, #20]       // x_step
+    ldr r4, [sp, #S8_X_STEP]
     ldr r5, [sp, #4]
     adds r5, r5, r4
     str r5, [sp, #4]
@@ -981,10 +1002,10 @@ pk_span4w:
     beq .L\name\()_done
     bl .L\name\()_pixel             // a branch back beyond b's reach (lr is free here)
 .L\name\()_done:
-    add sp, #40
+    add sp, #S8_FRAME
     RETURN_ALL
     .size \name, .-\name
     .endm
 
-    SPAN8 pk_span8w, BYTE8, SPAN8_BODY, W8_STREAMS
-    SPAN8 pk_span8x, BYTE8X, SPAN8X_BODY, W8X_STREAM
+    SPAN8 pk_span8w, BYTE8, SPAN8_BODY, W8_STREAMS_SET, W8_STREAMS
+    SPAN8 pk_span8x, BYTE8X, SPAN8X_BODY, W8X_STREAM_SET, W8X_STREAM
