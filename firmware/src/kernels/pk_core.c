@@ -397,7 +397,7 @@ _Static_assert(PK_GROUP_RECORD * 4 == 4 * sizeof(pk_span_fch), "a group record: 
 _Static_assert(sizeof(pk_span_ch) == 32, "REQ reads pk_span_ch, CH_SIZE = 32 bytes");
 _Static_assert(sizeof(pk_span_fch) == 68 && offsetof(pk_span_fch, lim) == 32 && offsetof(pk_span_fch, sh) == 56 &&
                    offsetof(pk_span_fch, lo_rel) == 60 && offsetof(pk_span_fch, be) == 64,
-               "REQF reads F_LIM at 32 .. F_BE at 64; the spans step FCH_SIZE = 68 bytes per channel");
+               "REQF reads QF_LIM at 32 .. QF_BE at 64; the spans step FCH_SIZE = 68 bytes per channel");
 _Static_assert(offsetof(pk_span_ch, half) == 16 && offsetof(pk_span_ch, hi) == 28, "REQ reads CH_HALF, CH_HI");
 #endif
 

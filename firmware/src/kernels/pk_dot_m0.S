@@ -176,45 +176,46 @@ pk_dot4_rows:
 
 
 // REQF: REQ for the conv spans, r0 a sum without its folded bias (the spans start each sum at 0),
-// r7 at a pk_span_fch (pk_core.c): its pk_span_ch first, so REQ reads it too, then F_LIM .. F_BE.
+// r7 at a pk_span_fch (pk_core.c): its pk_span_ch first, so REQ reads it too, then QF_LIM .. QF_BE
+// (a name of their own: .equ names are global to the file, and the depthwise frame's F_ are others).
 // With be the folded bias and lo_rel = lo_at - be: a sum at or below lo_rel gives lo; a sum lo_rel + a
 // with 0 < a <= lim (unsigned) takes pk_fit_of's exact short path,
 // Khi + ((a * mh + ((a * ml + Pl) >> 16) + Klo) >> sh), which lim keeps at or below hi and on one side
 // of zero (the sign's correction is in Klo); one above lo_rel + lim the full REQ of the sum plus be.
-    .equ F_LIM, 32
-    .equ F_PL, 36
-    .equ F_ML, 40
-    .equ F_MH, 44
-    .equ F_KLO, 48
-    .equ F_KHI, 52
-    .equ F_SH, 56
-    .equ F_LO_REL, 60
-    .equ F_BE, 64
+    .equ QF_LIM, 32
+    .equ QF_PL, 36
+    .equ QF_ML, 40
+    .equ QF_MH, 44
+    .equ QF_KLO, 48
+    .equ QF_KHI, 52
+    .equ QF_SH, 56
+    .equ QF_LO_REL, 60
+    .equ QF_BE, 64
     .equ FCH_SIZE, 68
     .macro REQF
-    ldr r1, [r7, #F_LO_REL]
+    ldr r1, [r7, #QF_LO_REL]
     subs r1, r0, r1         // a = sum - lo_rel (flags: the signed compare of sum with lo_rel)
     ble 7f
-    ldr r2, [r7, #F_LIM]
+    ldr r2, [r7, #QF_LIM]
     cmp r1, r2
     bhi 6f
-    ldr r2, [r7, #F_ML]
+    ldr r2, [r7, #QF_ML]
     muls r2, r1, r2
-    ldr r3, [r7, #F_PL]
+    ldr r3, [r7, #QF_PL]
     adds r2, r2, r3
     lsrs r0, r2, #16
-    ldr r3, [r7, #F_MH]
+    ldr r3, [r7, #QF_MH]
     muls r1, r3, r1
     adds r0, r0, r1
-    ldr r3, [r7, #F_KLO]
+    ldr r3, [r7, #QF_KLO]
     adds r0, r0, r3
-    ldr r3, [r7, #F_SH]
+    ldr r3, [r7, #QF_SH]
     asrs r0, r3
-    ldr r3, [r7, #F_KHI]
+    ldr r3, [r7, #QF_KHI]
     adds r0, r0, r3
     b 5f
 6:
-    ldr r1, [r7, #F_BE]
+    ldr r1, [r7, #QF_BE]
     adds r0, r0, r1
     REQ
     b 5f
