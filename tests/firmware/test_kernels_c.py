@@ -232,6 +232,8 @@ CONV_CASES = [
     ((9, 10, 4), 3, 5, 1, "same", "relu6"),    # 5x5, stride 1, padding before and after
     ((8, 7, 2), 7, 3, 3, "valid", None),
     ((3, 4, 200), 9, 1, 1, "valid", "relu"),  # pointwise deeper than the border patch: groups of four all the same
+    ((10, 9, 16), 8, 3, 1, "same", "relu"),   # border strips of a few outputs each (16 channels)
+    ((2, 9, 5), 4, 3, 2, "same", None),       # no interior row: every row a border row
 ]
 
 

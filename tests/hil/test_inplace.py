@@ -37,15 +37,20 @@ def test_host_thresholds_are_verified_and_used(board):
 
 
 def test_host_expanded_weights_are_used(board, host_model):
-    """Every CONV_2D whose weights the host wrote out expanded (render.wide_weights) uses them: the
-    firmware compared them with the model's weights at Prepare; the outputs stay bit-exact."""
+    """Every CONV_2D whose weights the host wrote out expanded (render.wide_weights, and per pair of
+    groups, pair_weights) uses them, and every one whose group setup the host wrote (group_records)
+    reads it from flash: the firmware compared each with its own at Prepare; outputs stay bit-exact."""
     from pipeline.codegen.kernels import conv_quant_tables
 
     info = board.handshake()
     if info["kernels"] != "picotflm":
         pytest.skip("stock kernels: no expanded weights")
-    wide = [t for t in conv_quant_tables(host_model[0]) if t["wx"]]
+    tables = conv_quant_tables(host_model[0])
+    wide = [t for t in tables if t["wx"]]
     assert len(wide) > 0 and info["wide_tables"] == len(wide)
+    assert any(t["wx8"] for t in wide)
+    grouped = [t for t in tables if t["groups"]]
+    assert len(grouped) > 0 and info["group_tables"] == len(grouped)
     g = board.request("golden", timeout=60)
     assert g["exact"] == g["count"] > 0
 
