@@ -96,29 +96,29 @@ def filter_weights(schema, model, t_w):
     return w.astype(np.int64).reshape(out_c, k)
 
 
-def wide_weights(schema, model, t_w) -> list[int] | None:
-    """A CONV_2D's int8 or int4 weights (out_c x k) as pk_span4w reads them: for each group of four
-    output channels, weight i of channel c at [i * 4 + c], as int32 (the kernel's pk_conv_params::wx).
-    None when the layer has fewer than four output channels or no constant weights. The firmware uses
-    them only for the op whose weights they equal, compared at Prepare."""
+def interleaved_weights(schema, model, t_w, n: int) -> list[int] | None:
+    """A CONV_2D's int8 or int4 weights (out_c x k) interleaved by blocks of n output channels: in
+    block b, weight i of channel n * b + c at [(b * k + i) * n + c], as int32; the channels after the
+    last whole block are left out. None with fewer than n channels or no constant weights."""
     w = filter_weights(schema, model, t_w)
-    if w is None or w.shape[0] < 4:
+    if w is None or w.shape[0] < n:
         return None
     out_c, k = w.shape
-    groups = w[: (out_c // 4) * 4].reshape(out_c // 4, 4, k)
-    return [int(v) for v in groups.transpose(0, 2, 1).reshape(-1)]
+    blocks = w[: (out_c // n) * n].reshape(out_c // n, n, k)
+    return [int(v) for v in blocks.transpose(0, 2, 1).reshape(-1)]
+
+
+def wide_weights(schema, model, t_w) -> list[int] | None:
+    """The weights as pk_span4w reads them, each group of four output channels interleaved (the
+    kernel's pk_conv_params::wx). The firmware uses them only for the op whose weights they equal,
+    compared at Prepare."""
+    return interleaved_weights(schema, model, t_w, 4)
 
 
 def pair_weights(schema, model, t_w) -> list[int] | None:
-    """The same weights as wide_weights for each pair of groups (output channels 8p .. 8p + 7) as one
-    stream, weight i of channel 8p + c at [(p * k + i) * 8 + c] (pk_conv_params::wx8: pk_span8x loads
-    a byte's eight weights in three loads instead of four). None with fewer than eight channels."""
-    w = filter_weights(schema, model, t_w)
-    if w is None or w.shape[0] < 8:
-        return None
-    out_c, k = w.shape
-    pairs = w[: (out_c // 8) * 8].reshape(out_c // 8, 8, k)
-    return [int(v) for v in pairs.transpose(0, 2, 1).reshape(-1)]
+    """The same for each pair of groups (eight channels) as one stream (pk_conv_params::wx8: pk_span8x
+    loads a byte's eight weights in three loads instead of four)."""
+    return interleaved_weights(schema, model, t_w, 8)
 
 
 # pk_core.c's PK_PATCH_MAX: the largest k whose border pixels the kernel computes by groups (with
