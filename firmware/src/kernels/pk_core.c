@@ -607,7 +607,8 @@ int32_t pk_conv_groups(const pk_conv_params* p) {
 // group's first channel at w + oc * k (OHWI, the other three k apart), or the host's expanded copy
 // at p->wx + oc * k (the wide path). This is where a conv gets its weights per group of channels.
 // With p->groups (a host record found equal at Prepare) only the geometry is set here: the record
-// holds the rest, and the group takes the assembly spans.
+// holds the rest, and the group takes the assembly spans (q[] stays unset: only the C paths read it,
+// and a group with asm_span never takes them).
 static void group_setup(pk_group4* gp, const pk_conv_params* p, const int8_t* w, const int32_t* bias, int32_t oc,
                         pk_chan_setup* chan, int chan_known) {
     const int32_t c = p->in_c;
