@@ -75,7 +75,97 @@ def profile_invoke(elf: Path, nm: str, *, cores: int = 1, runs: int = 2,
     rows = by_function(before, after, symbols)
     for r in rows:
         r["cycles"] = round(r["cycles"] / runs)
-    return {"rows": rows, "cycles": bench.get("median_cycles"), "runs": runs, "cores": cores}
+    return {"rows": rows, "cycles": bench.get("median_cycles"), "runs": runs, "cores": cores,
+            "pcs": pc_cycles(before, after, core=0, runs=runs)}
+
+
+def pc_cycles(before: dict, after: dict, *, core: int = 0, runs: int = 1) -> dict[int, float]:
+    """``core``'s cycles per run at each instruction address between two profile snapshots."""
+    base = {pc: c for pc, c in before["cores"][core]["pcs"]}
+    return {pc: (c - base.get(pc, 0)) / runs for pc, c in after["cores"][core]["pcs"] if c - base.get(pc, 0) > 0}
+
+
+# ARMv6-M (Thumb) mnemonics by what they do, as objdump spells them; the rest is "data processing"
+# (adds, subs, moves, shifts, compares, extends).
+INSTRUCTION_CLASSES = (
+    ("multiply", ("muls",)),
+    ("byte loads", ("ldrb", "ldrsb", "ldrh", "ldrsh")),
+    ("word loads", ("ldr", "ldmia", "ldm")),
+    ("stores", ("str", "strb", "strh", "stmia", "stm")),
+    ("branches, calls", ("b", "bl", "blx", "bx", "push", "pop", "beq", "bne", "bgt", "bge", "blt", "ble", "bhi",
+                         "bhs", "blo", "bls", "bcs", "bcc", "bmi", "bpl", "bvs", "bvc", "cbz", "cbnz")),
+)
+DATA_PROCESSING = "data processing"
+CLASS_NAMES = tuple(n for n, _ in INSTRUCTION_CLASSES) + (DATA_PROCESSING,)
+_CLASS_OF = {m: n for n, ms in INSTRUCTION_CLASSES for m in ms}
+
+
+def instruction_class(mnemonic: str, operands: str = "") -> str:
+    """The class of an objdump mnemonic (``bgt.n`` and ``ldr.w`` as ``bgt`` and ``ldr``); a move or add
+    into pc is a branch."""
+    m = mnemonic.split(".", 1)[0].lower()
+    if m in ("mov", "add") and operands.replace(" ", "").lower().startswith("pc,"):
+        return "branches, calls"
+    return _CLASS_OF.get(m, DATA_PROCESSING)
+
+
+def disassembly(elf: Path, objdump: str) -> dict[int, tuple[str, str]]:
+    """Every instruction of ``elf``'s code: address -> (mnemonic, operands), from ``objdump -d``."""
+    r = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(elf)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise PipelineError(f"{objdump} could not read {elf}: {r.stderr.strip()[:200]}", hint="rebuild the run's firmware")
+    return parse_disassembly(r.stdout)
+
+
+def parse_disassembly(text: str) -> dict[int, tuple[str, str]]:
+    """``objdump -d --no-show-raw-insn``'s instruction lines (an address, a colon, a tab, the mnemonic,
+    its operands) by address."""
+    out = {}
+    for line in text.splitlines():
+        head, sep, rest = line.partition(":")
+        if not sep or not head.strip() or not rest.startswith("\t"):
+            continue
+        try:
+            pc = int(head.strip(), 16)
+        except ValueError:
+            continue
+        fields = rest.strip().split(None, 1)
+        if fields:
+            out[pc] = (fields[0], fields[1].split("@")[0].strip() if len(fields) > 1 else "")
+    return out
+
+
+def by_instruction_class(pcs: dict[int, float], symbols: list[tuple[int, int, str]],
+                         instructions: dict[int, tuple[str, str]], functions: list[str]) -> list[dict[str, Any]]:
+    """For each of ``functions``, its cycles (``pcs``: per address) summed by instruction class, and
+    ``multiplies``, the times its ``muls`` ran (a one-cycle instruction: its cycles)."""
+    spans = {name: (s, e) for s, e, name in symbols}
+    rows = []
+    for f in functions:
+        if f not in spans:
+            continue
+        s, e = spans[f]
+        sums = dict.fromkeys(CLASS_NAMES, 0.0)
+        for pc, c in pcs.items():
+            if s <= pc < e:
+                sums[instruction_class(*instructions.get(pc, ("?", "")))] += c
+        total = sum(sums.values())
+        if total > 0:
+            rows.append({"function": f, "cycles": round(total), "multiplies": round(sums["multiply"]),
+                         "classes": {k: round(v) for k, v in sums.items()}})
+    return rows
+
+
+def instructions_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """``by_instruction_class``'s rows as a Markdown table: each class's share of the function's cycles,
+    and its cycles per multiply."""
+    md = ["| function | cycles per invoke | cycles per multiply | " + " | ".join(CLASS_NAMES) + " |",
+          "|---|---|---|" + "---|" * len(CLASS_NAMES)]
+    for r in rows:
+        per_mul = f"{r['cycles'] / r['multiplies']:.2f}" if r["multiplies"] else "-"
+        shares = [f"{100 * r['classes'][k] / r['cycles']:.1f} %" for k in CLASS_NAMES]
+        md.append(f"| `{r['function']}` | {r['cycles']:,} | {per_mul} | " + " | ".join(shares) + " |")
+    return md
 
 
 # Functions of the USB link, stdio and the wait for the host's next command (name prefixes): the

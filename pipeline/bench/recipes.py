@@ -311,15 +311,26 @@ def bench_recipes(runs_dir: Path, recipes: list[str], *, soak_exchanges: int = 1
             md += kernels_markdown(krows)
     elf = runs / "int8" / "firmware.elf"
     if args.kernel_frames != 0 and elf.is_file():
-        from pipeline.analysis.cycles import cycles_markdown, profile_invoke
+        from pipeline.analysis.cycles import (by_instruction_class, cycles_markdown, disassembly,
+                                              instructions_markdown, is_link, profile_invoke, text_symbols)
         from pipeline.stages.build import find_toolchain
 
-        nm = str(Path(find_toolchain().gcc).with_name("arm-none-eabi-nm"))
+        gcc = Path(find_toolchain().gcc)
+        nm, objdump = str(gcc.with_name("arm-none-eabi-nm")), str(gcc.with_name("arm-none-eabi-objdump"))
         print("bench: where int8's cycles go on one core ...", file=sys.stderr)
         md += ["", "## Where the cycles go: int8 on one core, by function", "",
                "Each instruction's cycles summed by address on the emulated Pico (board image, "
                "`tools/emulator/profile.mjs`), mapped to the ELF's functions (`pipeline/analysis/cycles.py`).", ""]
-        md += cycles_markdown(profile_invoke(elf, nm, cores=1, runs=4))
+        prof = profile_invoke(elf, nm, cores=1, runs=4)
+        md += cycles_markdown(prof)
+        top = [r["function"] for r in prof["rows"] if r["core"] == 0 and not is_link(r["function"])][:6]
+        md += ["", "### The same profile by instruction, in the six functions that take the most", "",
+               "Each function's cycles by what its instructions do (`objdump`'s disassembly of the ELF): a "
+               "multiply-accumulate needs one `muls` (1 cycle), so cycles per multiply is what a MAC costs there "
+               "with everything around it, requantization's multiplies counted with the MACs'. On the "
+               "Cortex-M0+ a load takes 2 cycles, a taken branch 2, the rest 1.", ""]
+        md += instructions_markdown(by_instruction_class(prof["pcs"], text_symbols(elf, nm),
+                                                         disassembly(elf, objdump), top))
     if args.soak and elf.is_file():
         print(f"bench: serial soak, {args.soak} exchanges ...", file=sys.stderr)
         s = soak(elf, args.soak)
