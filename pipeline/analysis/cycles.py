@@ -57,7 +57,8 @@ def by_function(before: dict, after: dict, symbols: list[tuple[int, int, str]]) 
 def profile_invoke(elf: Path, nm: str, *, cores: int = 1, runs: int = 2,
                    log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """``bench runs`` of the board image ``elf`` on the emulated Pico (after ``cores N``), profiled:
-    ``{"rows": by_function per invoke, "cycles": the bench's median cycles per invoke, "runs"}``."""
+    ``{"rows": by_function per invoke, "cycles": the bench's median cycles per invoke, "runs", "cores",
+    "pcs": core 0's cycles per invoke by address}``."""
     from pipeline.board.client import BoardClient
     from pipeline.board.connect import emulated_board
 
