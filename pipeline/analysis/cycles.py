@@ -38,12 +38,8 @@ def by_function(before: dict, after: dict, symbols: list[tuple[int, int, str]]) 
     starts = [s for s, _, _ in symbols]
     rows = []
     for core, (b, a) in enumerate(zip(before["cores"], after["cores"])):
-        base = {pc: c for pc, c in b["pcs"]}
         sums: dict[str, float] = {}
-        for pc, c in a["pcs"]:
-            d = c - base.get(pc, 0)
-            if d <= 0:
-                continue
+        for pc, d in pc_cycles(before, after, core=core).items():
             i = bisect.bisect_right(starts, pc) - 1
             name = symbols[i][2] if i >= 0 and pc < symbols[i][1] else "?"
             sums[name] = sums.get(name, 0) + d
@@ -97,6 +93,7 @@ INSTRUCTION_CLASSES = (
                          "bhs", "blo", "bls", "bcs", "bcc", "bmi", "bpl", "bvs", "bvc", "cbz", "cbnz")),
 )
 DATA_PROCESSING = "data processing"
+BRANCHES = INSTRUCTION_CLASSES[-1][0]
 CLASS_NAMES = tuple(n for n, _ in INSTRUCTION_CLASSES) + (DATA_PROCESSING,)
 _CLASS_OF = {m: n for n, ms in INSTRUCTION_CLASSES for m in ms}
 
@@ -106,7 +103,7 @@ def instruction_class(mnemonic: str, operands: str = "") -> str:
     into pc is a branch."""
     m = mnemonic.split(".", 1)[0].lower()
     if m in ("mov", "add") and operands.replace(" ", "").lower().startswith("pc,"):
-        return "branches, calls"
+        return BRANCHES
     return _CLASS_OF.get(m, DATA_PROCESSING)
 
 
